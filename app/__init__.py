@@ -1,0 +1,130 @@
+"""privid: create_app() wires settings, database, services and blueprints."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.adapters.messages import (
+    ConsoleEmailSender,
+    ConsoleSmsSender,
+    EmailSender,
+    SmsSender,
+)
+from app.adapters.sms_http import HttpSmsSender
+from app.adapters.smtp import SmtpEmailSender
+from app.clock import Clock, SystemClock
+from app.db import make_engine, make_session_factory
+from app.extensions import limiter
+from app.security.blind_index import BlindIndex
+from app.security.envelope import KeyRing
+from app.security.passwords import Argon2Passwords, PasswordPolicy
+from app.security.tokens import CodeHasher, derive_key
+from app.services.container import Runtime
+from app.services.notifications import Dispatcher
+from app.settings import Settings
+
+SECURITY_HEADERS = {
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def build_email_sender(settings: Settings) -> EmailSender:
+    if settings.email_backend == "smtp":
+        return SmtpEmailSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.mail_from,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    return ConsoleEmailSender()
+
+
+def build_sms_sender(settings: Settings) -> SmsSender:
+    if settings.sms_backend == "http":
+        return HttpSmsSender(
+            url=settings.sms_http_url,
+            token=settings.sms_http_token,
+            timeout=settings.sms_http_timeout_seconds,
+        )
+    return ConsoleSmsSender()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    email_sender: EmailSender | None = None,
+    sms_sender: SmsSender | None = None,
+) -> Runtime:
+    return Runtime(
+        settings=settings,
+        clock=clock or SystemClock(),
+        key_ring=KeyRing(settings.key_ring, settings.active_key_id),
+        blind_index=BlindIndex(settings.blind_index_key_bytes),
+        code_hasher=CodeHasher(derive_key(settings.secret_key_bytes, "one-time-codes")),
+        passwords=Argon2Passwords(
+            settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism
+        ),
+        password_policy=PasswordPolicy(settings.password_min_length, settings.password_max_length),
+        email_sender=email_sender or build_email_sender(settings),
+        sms_sender=sms_sender or build_sms_sender(settings),
+        dispatcher=Dispatcher(),
+    )
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    settings = settings or (runtime.settings if runtime else Settings())
+    settings.check()
+    runtime = runtime or build_runtime(settings)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key_bytes,
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_HEADERS_ENABLED=True,
+        JSON_SORT_KEYS=False,
+    )
+    if settings.trusted_proxy_count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1
+        )
+
+    engine = make_engine(settings.database_url)
+    app.extensions["privid.settings"] = settings
+    app.extensions["privid.runtime"] = runtime
+    app.extensions["privid.engine"] = engine
+    app.extensions["privid.session_factory"] = make_session_factory(engine)
+
+    limiter.init_app(app)
+
+    from app.api import account, login, registration, system
+    from app.api.context import install_unit_of_work
+    from app.api.problems import register_problem_handlers
+    from app.cli import register_cli
+
+    for blueprint in (system.bp, registration.bp, login.bp, account.bp):
+        app.register_blueprint(blueprint)
+    register_problem_handlers(app)
+    install_unit_of_work(app)
+    register_cli(app)
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app

@@ -1,0 +1,1 @@
+"""Adapters to systems outside the service (SMTP, SMS gateway), behind small interfaces."""

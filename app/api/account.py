@@ -1,0 +1,162 @@
+"""The signed-in user's account and sessions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from app.api.context import current_caller, request_context, services
+from app.api.limits import body_field_key, setting
+from app.api.operations import operation
+from app.api.schemas import (
+    Accepted,
+    CodeConfirm,
+    EmailChange,
+    PasswordChange,
+    PhoneChange,
+    ProfileOut,
+    RevokedCount,
+    SessionList,
+    SessionSummary,
+)
+from app.extensions import limiter
+from app.services.directory import EMAIL, PHONE
+
+bp = Blueprint("account", __name__, url_prefix="/api/v1")
+TAG = "account"
+
+
+@bp.get("/me")
+@operation("My profile", tag=TAG, responses={200: ("Profile", ProfileOut)}, auth=True)
+def me() -> ResponseReturnValue:
+    caller = current_caller()
+    profile = services().account.profile(caller.user)
+    return jsonify(
+        ProfileOut(
+            user_id=caller.user.id,
+            email=profile.email,
+            phone=profile.phone,
+            full_name=profile.full_name,
+            created_at=caller.user.created_at,
+        ).model_dump(mode="json")
+    )
+
+
+@bp.post("/me/password")
+@operation(
+    "Change my password (needs the current one); my other sessions end",
+    tag=TAG,
+    body=PasswordChange,
+    responses={200: ("Changed", RevokedCount)},
+    auth=True,
+)
+def change_password(body: PasswordChange) -> ResponseReturnValue:
+    caller = current_caller()
+    ended = services().account.change_password(
+        caller.user, caller.session, body.current_password, body.new_password, request_context()
+    )
+    return jsonify(RevokedCount(revoked=ended).model_dump())
+
+
+@bp.post("/me/email")
+@limiter.limit(setting("limit_code_send_per_ip"))
+@limiter.limit(
+    setting("limit_code_send_per_destination"), key_func=body_field_key("email", "email")
+)
+@operation(
+    "Start changing my email: a code goes to the new address",
+    tag=TAG,
+    body=EmailChange,
+    responses={202: ("Code sent", Accepted)},
+    auth=True,
+)
+def change_email(body: EmailChange) -> ResponseReturnValue:
+    caller = current_caller()
+    services().account.start_contact_change(caller.user, EMAIL, body.email, body.current_password)
+    return jsonify(Accepted(detail="A code is on its way to the new address.").model_dump()), 202
+
+
+@bp.post("/me/phone")
+@limiter.limit(setting("limit_code_send_per_ip"))
+@limiter.limit(
+    setting("limit_code_send_per_destination"), key_func=body_field_key("phone", "phone")
+)
+@operation(
+    "Start changing my phone: a code goes to the new number",
+    tag=TAG,
+    body=PhoneChange,
+    responses={202: ("Code sent", Accepted)},
+    auth=True,
+)
+def change_phone(body: PhoneChange) -> ResponseReturnValue:
+    caller = current_caller()
+    services().account.start_contact_change(caller.user, PHONE, body.phone, body.current_password)
+    return jsonify(Accepted(detail="A code is on its way to the new number.").model_dump()), 202
+
+
+@bp.post("/me/<any(email,phone):kind>/confirm")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Finish changing my email or phone with the code",
+    tag=TAG,
+    body=CodeConfirm,
+    responses={204: ("Changed", None)},
+    auth=True,
+)
+def confirm_contact(kind: str, body: CodeConfirm) -> ResponseReturnValue:
+    caller = current_caller()
+    services().account.finish_contact_change(caller.user, kind, body.code, request_context())
+    return "", 204
+
+
+@bp.get("/me/sessions")
+@operation("My active sessions", tag=TAG, responses={200: ("Sessions", SessionList)}, auth=True)
+def list_sessions() -> ResponseReturnValue:
+    caller = current_caller()
+    sessions = services().sessions.active_for(caller.user.id)
+    items = [
+        SessionSummary(
+            session_id=s.id,
+            current=s.id == caller.session.id,
+            device=s.device_summary,
+            ip_prefix=s.ip_prefix,
+            created_at=s.created_at,
+            last_seen_at=s.last_seen_at,
+            transport=s.transport,
+            acr=s.acr,
+            amr=s.amr,
+        )
+        for s in sessions
+    ]
+    return jsonify(SessionList(sessions=items).model_dump(mode="json"))
+
+
+@bp.delete("/me/sessions/<session_id>")
+@operation("Revoke one of my sessions", tag=TAG, responses={204: ("Revoked", None)}, auth=True)
+def revoke_session(session_id: str) -> ResponseReturnValue:
+    caller = current_caller()
+    services().sessions.revoke(
+        caller.user.id, session_id, "revoked_by_user", request_context().ip_prefix
+    )
+    return "", 204
+
+
+@bp.post("/me/sessions/revoke-others")
+@operation(
+    "Revoke all my sessions but this one",
+    tag=TAG,
+    responses={200: ("Revoked", RevokedCount)},
+    auth=True,
+)
+def revoke_others() -> ResponseReturnValue:
+    caller = current_caller()
+    svc = services()
+    count = svc.sessions.revoke_all(caller.user.id, "revoked_by_user", keep=caller.session.id)
+    svc.audit.record(
+        "session.revoked",
+        user_id=caller.user.id,
+        ip_prefix=request_context().ip_prefix,
+        scope="others",
+        count=count,
+    )
+    return jsonify(RevokedCount(revoked=count).model_dump())

@@ -1,0 +1,154 @@
+"""Per-request plumbing: the unit of work, the caller's session, CSRF, cookies."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+
+from app.errors import ServiceError, authentication_required
+from app.models import Session, User
+from app.security.tokens import derive_key
+from app.services.container import Runtime, Services
+from app.services.context import RequestContext
+from app.services.sessions import IssuedSession, Transport
+
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def runtime() -> Runtime:
+    rt: Runtime = current_app.extensions["privid.runtime"]
+    return rt
+
+
+def services() -> Services:
+    if "privid_services" not in g:
+        factory = current_app.extensions["privid.session_factory"]
+        g.privid_services = Services(factory(), runtime())
+    svc: Services = g.privid_services
+    return svc
+
+
+def request_context() -> RequestContext:
+    return RequestContext.from_raw(request.remote_addr, request.headers.get("User-Agent"))
+
+
+def csrf_token(session_id: str) -> str:
+    key = derive_key(runtime().settings.secret_key_bytes, "csrf")
+    return hmac.new(key, session_id.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class Caller:
+    session: Session
+    user: User
+
+
+def _invalid_token() -> ServiceError:
+    error = authentication_required()
+    error.headers["WWW-Authenticate"] = 'Bearer realm="privid", error="invalid_token"'
+    error.detail = "The session has ended or the token is not valid. Sign in again."
+    return error
+
+
+def current_caller() -> Caller:
+    """The signed-in caller; cookie sessions must show the CSRF token to change state."""
+    if "privid_caller" in g:
+        caller: Caller = g.privid_caller
+        return caller
+    settings = runtime().settings
+    authorization = request.headers.get("Authorization", "")
+    svc = services()
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _invalid_token()
+        session = svc.sessions.resolve(token.strip(), Transport.BEARER)
+    else:
+        cookie = request.cookies.get(settings.session_cookie_name)
+        if not cookie:
+            raise authentication_required()
+        session = svc.sessions.resolve(cookie, Transport.COOKIE)
+        if session is not None and request.method not in SAFE_METHODS:
+            sent = request.headers.get(CSRF_HEADER, "")
+            if not hmac.compare_digest(sent, csrf_token(session.id)):
+                raise ServiceError(
+                    "csrf-failed",
+                    403,
+                    "Cross-site request refused",
+                    f"Send the session's CSRF token in the {CSRF_HEADER} header.",
+                )
+    if session is None:
+        raise _invalid_token()
+    user = svc.db.get(User, session.user_id)
+    assert user is not None
+    g.privid_caller = Caller(session, user)
+    return g.privid_caller
+
+
+def session_payload(issued: IssuedSession) -> dict[str, Any]:
+    session = issued.session
+    bearer = session.transport == Transport.BEARER
+    return {
+        "session_id": session.id,
+        "token": issued.token if bearer else None,
+        "csrf_token": None if bearer else csrf_token(session.id),
+        "expires_at": session.expires_at,
+        "acr": session.acr,
+        "amr": session.amr,
+    }
+
+
+def attach_session_cookie(response: Response, issued: IssuedSession) -> None:
+    if issued.session.transport != Transport.COOKIE:
+        return
+    settings = runtime().settings
+    response.set_cookie(
+        settings.session_cookie_name,
+        issued.token,
+        max_age=settings.session_absolute_timeout_seconds,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    settings = runtime().settings
+    response.delete_cookie(
+        settings.session_cookie_name, path="/", secure=True, httponly=True, samesite="Lax"
+    )
+
+
+def install_unit_of_work(app: Flask) -> None:
+    """Commit after a successful request (or a failure that must count), then send
+    the messages it queued; otherwise roll everything back and send nothing."""
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        svc: Services | None = g.pop("privid_services", None)
+        if svc is None:
+            return response
+        try:
+            if response.status_code < 400 or g.get("keep_changes"):
+                svc.db.commit()
+                svc.notifier.flush()
+            else:
+                svc.db.rollback()
+                svc.notifier.discard()
+        finally:
+            svc.db.close()
+        return response
+
+    @app.teardown_request
+    def _cleanup(_exc: BaseException | None) -> None:
+        svc: Services | None = g.pop("privid_services", None)
+        if svc is not None:
+            svc.db.rollback()
+            svc.notifier.discard()
+            svc.db.close()

@@ -1,0 +1,134 @@
+"""Signing in, signing out, and password reset."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from app.api.context import (
+    attach_session_cookie,
+    clear_session_cookie,
+    current_caller,
+    request_context,
+    services,
+    session_payload,
+)
+from app.api.limits import body_field_key, setting
+from app.api.operations import operation
+from app.api.schemas import (
+    Accepted,
+    PasswordLogin,
+    ResetFinish,
+    ResetStart,
+    SessionOut,
+    SmsCodeRequest,
+    SmsLogin,
+)
+from app.extensions import limiter
+from app.services.sessions import IssuedSession, Transport
+
+bp = Blueprint("login", __name__, url_prefix="/api/v1")
+TAG = "sign-in"
+CODE_SENT = "If an account uses this address, a code is on its way."
+
+
+def signed_in(issued: IssuedSession) -> ResponseReturnValue:
+    response = jsonify(SessionOut.model_validate(session_payload(issued)).model_dump(mode="json"))
+    attach_session_cookie(response, issued)
+    return response
+
+
+@bp.post("/login/password")
+@limiter.limit(setting("limit_login_per_ip"))
+@limiter.limit(setting("limit_login_per_account"), key_func=body_field_key("identifier"))
+@operation(
+    "Sign in with email or phone and password",
+    tag=TAG,
+    body=PasswordLogin,
+    responses={200: ("Signed in", SessionOut)},
+)
+def password_login(body: PasswordLogin) -> ResponseReturnValue:
+    issued = services().login.with_password(
+        body.identifier,
+        body.password,
+        transport=Transport(body.token_delivery),
+        context=request_context(),
+    )
+    return signed_in(issued)
+
+
+@bp.post("/login/sms/code")
+@limiter.limit(setting("limit_code_send_per_ip"))
+@limiter.limit(
+    setting("limit_code_send_per_destination"), key_func=body_field_key("phone", "phone")
+)
+@operation(
+    "Send a sign-in code by SMS",
+    tag=TAG,
+    body=SmsCodeRequest,
+    responses={
+        202: ("Accepted (the same answer whether or not the number has an account)", Accepted)
+    },
+)
+def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
+    services().login.send_sms_code(body.phone, request_context())
+    return jsonify(Accepted(detail=CODE_SENT).model_dump()), 202
+
+
+@bp.post("/login/sms")
+@limiter.limit(setting("limit_login_per_ip"))
+@limiter.limit(setting("limit_login_per_account"), key_func=body_field_key("phone", "phone"))
+@operation(
+    "Sign in with phone and SMS code",
+    tag=TAG,
+    body=SmsLogin,
+    responses={200: ("Signed in", SessionOut)},
+)
+def sms_login(body: SmsLogin) -> ResponseReturnValue:
+    issued = services().login.with_sms_code(
+        body.phone, body.code, transport=Transport(body.token_delivery), context=request_context()
+    )
+    return signed_in(issued)
+
+
+@bp.post("/logout")
+@operation("Sign out of this session", tag=TAG, responses={204: ("Signed out", None)}, auth=True)
+def logout() -> ResponseReturnValue:
+    caller = current_caller()
+    context = request_context()
+    services().sessions.revoke(caller.user.id, caller.session.id, "logout", context.ip_prefix)
+    services().audit.record("logout", user_id=caller.user.id, ip_prefix=context.ip_prefix)
+    response = jsonify()
+    response.status_code = 204
+    clear_session_cookie(response)
+    return response
+
+
+@bp.post("/password-reset")
+@limiter.limit(setting("limit_reset_per_ip"))
+@limiter.limit(setting("limit_code_send_per_destination"), key_func=body_field_key("identifier"))
+@operation(
+    "Send a password-reset code to an email or phone",
+    tag=TAG,
+    body=ResetStart,
+    responses={202: ("Accepted (the same answer whether or not an account exists)", Accepted)},
+)
+def reset_start(body: ResetStart) -> ResponseReturnValue:
+    services().account.start_reset(body.identifier, request_context())
+    return jsonify(Accepted(detail=CODE_SENT).model_dump()), 202
+
+
+@bp.post("/password-reset/confirm")
+@limiter.limit(setting("limit_login_per_ip"))
+@limiter.limit(setting("limit_login_per_account"), key_func=body_field_key("identifier"))
+@operation(
+    "Set a new password with the reset code; every session ends",
+    tag=TAG,
+    body=ResetFinish,
+    responses={204: ("Password changed", None)},
+)
+def reset_finish(body: ResetFinish) -> ResponseReturnValue:
+    services().account.finish_reset(
+        body.identifier, body.code, body.new_password, request_context()
+    )
+    return "", 204

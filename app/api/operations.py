@@ -1,0 +1,131 @@
+"""Declaring an endpoint once: its body schema validates requests and documents
+the endpoint in /openapi.json (pydantic emits JSON Schema 2020-12, the dialect
+of OpenAPI 3.1, so the document and the validator cannot drift apart)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flask import request
+from pydantic import BaseModel, ValidationError
+
+from app.errors import FieldError, ServiceError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
+    auth: bool = False
+
+
+def operation(
+    summary: str,
+    *,
+    tag: str,
+    body: type[BaseModel] | None = None,
+    responses: dict[int, tuple[str, type[BaseModel] | None]] | None = None,
+    auth: bool = False,
+) -> Callable[[F], F]:
+    """Attach the endpoint's contract; with ``body``, the view gets ``body=`` parsed."""
+    op = Operation(summary, tag, body, responses or {}, auth)
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if op.body is not None:
+                kwargs["body"] = parse_body(op.body)
+            return view(*args, **kwargs)
+
+        wrapper.openapi_operation = op  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _bad_request(slug: str, title: str, detail: str, status: int = 400) -> ServiceError:
+    return ServiceError(slug, status, title, detail)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strings(value: Any, pointer: str = "#") -> None:
+    """Refuse lone surrogates and NUL: they survive json.loads but not storage."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _bad_request("bad-unicode", "Bad text", f"{pointer} contains a NUL character.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad_request(
+                "bad-unicode", "Bad text", f"{pointer} is not valid Unicode text."
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, pointer)
+            _check_strings(item, f"{pointer}/{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_strings(item, f"{pointer}/{i}")
+
+
+def parse_body(model: type[BaseModel]) -> BaseModel:
+    if request.mimetype != "application/json":
+        raise _bad_request(
+            "unsupported-media-type",
+            "Unsupported media type",
+            "Send the request body as application/json.",
+            415,
+        )
+    raw = request.get_data(cache=True)  # size already capped by MAX_CONTENT_LENGTH
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise _bad_request(
+            "malformed-json", "Malformed JSON", "The request body is not valid JSON."
+        ) from None
+    if not isinstance(data, dict):
+        raise _bad_request("malformed-json", "Malformed JSON", "The body must be a JSON object.")
+    _check_strings(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            FieldError("#/" + "/".join(str(p) for p in err["loc"]), _message(err))
+            for err in exc.errors(include_input=False, include_url=False)
+        ]
+        raise ServiceError(
+            "validation-error",
+            422,
+            "Your request has invalid fields",
+            "; ".join(f"{e.pointer}: {e.detail}" for e in errors),
+            errors=errors,
+        ) from None
+
+
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "This field is not accepted here."
+    if err["type"] == "missing":
+        return "This field is required."
+    return str(err["msg"])

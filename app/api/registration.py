@@ -1,0 +1,100 @@
+"""Registration endpoints."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from app.api.context import attach_session_cookie, request_context, services, session_payload
+from app.api.limits import body_field_key, path_key, setting
+from app.api.operations import operation
+from app.api.schemas import (
+    FlowOut,
+    RegistrationCode,
+    RegistrationResend,
+    RegistrationStart,
+    RegistrationVerified,
+)
+from app.extensions import limiter
+from app.models import RegistrationFlow
+from app.services.sessions import Transport
+
+bp = Blueprint("registration", __name__, url_prefix="/api/v1/registration")
+TAG = "registration"
+
+
+def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
+    return FlowOut(
+        flow_id=flow.id,
+        expires_at=flow.expires_at,
+        email_confirmed=flow.email_verified_at is not None,
+        phone_confirmed=flow.phone_verified_at is not None,
+    ).model_dump(mode="json")
+
+
+@bp.post("")
+@limiter.limit(setting("limit_registration_per_ip"))
+@limiter.limit(
+    setting("limit_code_send_per_destination"), key_func=body_field_key("email", "email")
+)
+@limiter.limit(
+    setting("limit_code_send_per_destination"), key_func=body_field_key("phone", "phone")
+)
+@operation(
+    "Start a registration; codes go to the email and the phone",
+    tag=TAG,
+    body=RegistrationStart,
+    responses={202: ("Codes sent (the answer is the same for registered addresses)", FlowOut)},
+)
+def start(body: RegistrationStart) -> ResponseReturnValue:
+    flow = services().registration.start(
+        email=body.email,
+        phone=body.phone,
+        full_name=body.full_name,
+        password=body.password,
+        context=request_context(),
+    )
+    return jsonify(flow_payload(flow)), 202
+
+
+@bp.post("/<flow_id>/verify")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Prove the email or the phone with its code; the second proof creates the account",
+    tag=TAG,
+    body=RegistrationCode,
+    responses={
+        200: ("Code accepted; the account is created once both are proven", RegistrationVerified)
+    },
+)
+def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
+    result = services().registration.verify(
+        flow_id,
+        body.channel,
+        body.code,
+        transport=Transport(body.token_delivery),
+        context=request_context(),
+    )
+    payload = {
+        "flow": flow_payload(result.flow),
+        "session": session_payload(result.issued) if result.issued else None,
+    }
+    response = jsonify(RegistrationVerified.model_validate(payload).model_dump(mode="json"))
+    if result.issued:
+        response.status_code = 201
+        attach_session_cookie(response, result.issued)
+    return response
+
+
+@bp.post("/<flow_id>/resend")
+@limiter.limit(setting("limit_code_send_per_ip"))
+@limiter.limit(setting("limit_code_send_per_destination"), key_func=path_key("flow_id"))
+@operation(
+    "Send a new code for the email or the phone",
+    tag=TAG,
+    body=RegistrationResend,
+    responses={202: ("A new code is on its way", FlowOut)},
+)
+def resend(flow_id: str, body: RegistrationResend) -> ResponseReturnValue:
+    flow = services().registration.resend(flow_id, body.channel)
+    return jsonify(flow_payload(flow)), 202

@@ -1,0 +1,20 @@
+"""Per-account sign-in throttle state, shared by every worker through the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base
+
+
+class LoginThrottle(Base):
+    __tablename__ = "login_throttles"
+
+    # Blind index of the identifier typed, so unknown identifiers throttle alike.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(index=True)

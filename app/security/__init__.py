@@ -1,0 +1,1 @@
+"""Small, pure cryptographic helpers. No Flask, no database."""

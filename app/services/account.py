@@ -1,0 +1,181 @@
+"""The signed-in user's own account: profile, password, email and phone changes,
+and password reset for users who cannot sign in."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.errors import ServiceError, invalid_code, invalid_field
+from app.models import CodePurpose, Session, User
+from app.security.passwords import Argon2Passwords, PasswordPolicy, PersonalData
+from app.services.audit import AuditTrail
+from app.services.codes import CodeService
+from app.services.context import RequestContext
+from app.services.directory import EMAIL, Directory, Identifier
+from app.services.notifications import Notifier
+from app.services.registration import check_password
+from app.services.sessions import SessionService
+from app.services.throttle import AccountThrottle
+from app.services.vault import PersonalDataVault, Profile
+
+CHANGE_PURPOSE = {EMAIL: CodePurpose.CHANGE_EMAIL, "phone": CodePurpose.CHANGE_PHONE}
+
+
+def wrong_current_password() -> ServiceError:
+    error = invalid_field("#/current_password", "The current password is not correct.")
+    error.keep_changes = True  # the failed try counts against the throttle
+    return error
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        db: DbSession,
+        clock: Clock,
+        directory: Directory,
+        passwords: Argon2Passwords,
+        policy: PasswordPolicy,
+        throttle: AccountThrottle,
+        codes: CodeService,
+        vault: PersonalDataVault,
+        sessions: SessionService,
+        audit: AuditTrail,
+        notifier: Notifier,
+    ) -> None:
+        self._db, self._clock, self._directory = db, clock, directory
+        self._passwords, self._policy, self._throttle = passwords, policy, throttle
+        self._codes, self._vault, self._sessions = codes, vault, sessions
+        self._audit, self._notifier = audit, notifier
+
+    def profile(self, user: User) -> Profile:
+        return self._vault.profile(user)
+
+    def _personal(self, profile: Profile) -> PersonalData:
+        national = self._directory.phone(profile.phone).phone
+        return PersonalData(
+            profile.email, profile.phone, national.national if national else "", profile.full_name
+        )
+
+    def _require_password(self, user: User, password: str) -> None:
+        key = f"user:{user.id}"
+        self._throttle.reserve_attempt(key)
+        if not self._passwords.verify(user.password_hash, password):
+            raise wrong_current_password()
+        self._throttle.clear(key)
+
+    def _set_password(self, user: User, new_password: str) -> Profile:
+        profile = self._vault.profile(user)
+        check_password(self._policy, new_password, self._personal(profile))
+        user.password_hash = self._passwords.hash(new_password)
+        user.password_changed_at = self._clock.now()
+        return profile
+
+    def change_password(
+        self, user: User, session: Session, current: str, new: str, context: RequestContext
+    ) -> int:
+        """Returns how many other sessions were signed out."""
+        self._require_password(user, current)
+        profile = self._set_password(user, new)
+        ended = self._sessions.revoke_all(user.id, "password_changed", keep=session.id)
+        self._audit.record(
+            "password.changed", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
+        )
+        self._notifier.password_changed(profile.email)
+        return ended
+
+    # -- password reset -----------------------------------------------------
+
+    def start_reset(self, identifier: str, context: RequestContext) -> None:
+        ident = self._directory.identifier(identifier)
+        user = self._directory.find(ident)
+        code = self._codes.issue(CodePurpose.PASSWORD_RESET, ident.index, ident.index)
+        if user is None or not user.is_active:
+            return  # same work, same answer; nothing is sent
+        self._send_code(ident, code, CodePurpose.PASSWORD_RESET)
+
+    def finish_reset(
+        self, identifier: str, code: str, new_password: str, context: RequestContext
+    ) -> None:
+        ident = self._directory.identifier(identifier)
+        user = self._directory.find(ident)
+        row = self._codes.check(CodePurpose.PASSWORD_RESET, ident.index, code)
+        if user is None or not user.is_active:
+            raise invalid_code()
+        # A rejected password leaves the code usable for a better one.
+        profile = self._set_password(user, new_password)
+        self._codes.consume(row)
+        ended = self._sessions.revoke_all(user.id, "password_reset")
+        self._throttle.clear(f"user:{user.id}")
+        self._audit.record(
+            "password.reset", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
+        )
+        self._notifier.password_changed(profile.email)
+
+    # -- changing email or phone ---------------------------------------------
+
+    def start_contact_change(
+        self, user: User, kind: str, new_value: str, current_password: str
+    ) -> None:
+        pointer = f"#/{kind}"
+        ident = (
+            self._directory.email(new_value, pointer)
+            if kind == EMAIL
+            else (self._directory.phone(new_value, pointer))
+        )
+        current_index = user.email_index if kind == EMAIL else user.phone_index
+        if ident.index == current_index:
+            raise invalid_field(pointer, f"This is already your {kind}.")
+        self._require_password(user, current_password)
+        cipher = self._vault.cipher_for(user.id)
+        code = self._codes.issue(
+            CHANGE_PURPOSE[kind],
+            user.id,
+            ident.index,
+            pending_value_encrypted=cipher.encrypt(f"pending_{kind}", ident.value),
+        )
+        if self._directory.find(ident) is not None:
+            # Taken by another account: tell that address, not this user.
+            if kind == EMAIL:
+                self._notifier.address_in_use_by_email(ident.value)
+            else:
+                self._notifier.address_in_use_by_sms(ident.value)
+            return
+        self._send_code(ident, code, CHANGE_PURPOSE[kind])
+
+    def finish_contact_change(
+        self, user: User, kind: str, code: str, context: RequestContext
+    ) -> None:
+        row = self._codes.check(CHANGE_PURPOSE[kind], user.id, code)
+        ident_taken = (
+            self._db.query(User)
+            .filter(
+                (User.email_index if kind == EMAIL else User.phone_index) == row.destination_index
+            )
+            .first()
+        )
+        if ident_taken is not None or row.pending_value_encrypted is None:
+            row.failed_attempts += 1
+            raise invalid_code()
+        self._codes.consume(row)
+        cipher = self._vault.cipher_for(user.id)
+        new_value = cipher.decrypt(f"pending_{kind}", row.pending_value_encrypted)
+        now = self._clock.now()
+        if kind == EMAIL:
+            user.email_encrypted = cipher.encrypt("email", new_value)
+            user.email_index = row.destination_index
+            user.email_verified_at = now
+        else:
+            user.phone_encrypted = cipher.encrypt("phone", new_value)
+            user.phone_index = row.destination_index
+            user.phone_verified_at = now
+        row.pending_value_encrypted = None
+        self._audit.record(f"{kind}.changed", user_id=user.id, ip_prefix=context.ip_prefix)
+
+    def _send_code(self, ident: Identifier, code: str, purpose: str) -> None:
+        minutes = self._codes.ttl_minutes
+        if ident.kind == EMAIL:
+            self._notifier.code_by_email(ident.value, code, purpose, minutes)
+        else:
+            self._notifier.code_by_sms(ident.value, code, purpose, minutes)

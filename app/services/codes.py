@@ -1,0 +1,89 @@
+"""Issuing and checking one-time codes: keyed hash, expiry, tries, single use, cooldown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.errors import invalid_code, too_many_attempts
+from app.models import OneTimeCode
+from app.security.tokens import CodeHasher, new_code
+
+
+@dataclass(frozen=True)
+class CodeRules:
+    ttl_seconds: int
+    max_attempts: int
+    resend_cooldown_seconds: int
+
+
+class CodeService:
+    def __init__(self, db: DbSession, hasher: CodeHasher, clock: Clock, rules: CodeRules):
+        self._db, self._hasher, self._clock, self._rules = db, hasher, clock, rules
+
+    @property
+    def ttl_minutes(self) -> int:
+        return self._rules.ttl_seconds // 60
+
+    def _find(self, purpose: str, subject: str) -> OneTimeCode | None:
+        return self._db.execute(
+            select(OneTimeCode)
+            .where(OneTimeCode.purpose == purpose, OneTimeCode.subject == subject)
+            .with_for_update()
+        ).scalar_one_or_none()
+
+    def issue(
+        self,
+        purpose: str,
+        subject: str,
+        destination_index: str,
+        pending_value_encrypted: bytes | None = None,
+    ) -> str:
+        """A fresh code replacing any earlier one; refused during the resend cooldown."""
+        now = self._clock.now()
+        row = self._find(purpose, subject)
+        if row is not None and row.consumed_at is None:
+            wait = row.sent_at + timedelta(seconds=self._rules.resend_cooldown_seconds) - now
+            if wait > timedelta(0):
+                raise too_many_attempts(
+                    int(wait.total_seconds()) + 1,
+                    "A code was sent a moment ago. Wait before asking for another.",
+                )
+        code = new_code()
+        if row is None:
+            row = OneTimeCode(purpose=purpose, subject=subject)
+            self._db.add(row)
+        row.code_hash = self._hasher(f"{purpose}:{subject}", code)
+        row.destination_index = destination_index
+        row.pending_value_encrypted = pending_value_encrypted
+        row.sent_at = now
+        row.expires_at = now + timedelta(seconds=self._rules.ttl_seconds)
+        row.failed_attempts = 0
+        row.consumed_at = None
+        self._db.flush()
+        return code
+
+    def check(self, purpose: str, subject: str, code: str) -> OneTimeCode:
+        """The live code row if ``code`` matches; a wrong guess is counted."""
+        row = self._find(purpose, subject)
+        now = self._clock.now()
+        if (
+            row is None
+            or row.consumed_at is not None
+            or row.expires_at <= now
+            or row.failed_attempts >= self._rules.max_attempts
+        ):
+            raise invalid_code()
+        if not self._hasher.matches(f"{purpose}:{subject}", code, row.code_hash):
+            row.failed_attempts += 1
+            self._db.flush()
+            raise invalid_code()
+        return row
+
+    def consume(self, row: OneTimeCode) -> None:
+        row.consumed_at = self._clock.now()
+        self._db.flush()

@@ -1,0 +1,137 @@
+"""Wiring: the app-wide collaborators, and the services of one unit of work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.orm import Session as DbSession
+
+from app.adapters.messages import EmailSender, SmsSender
+from app.clock import Clock
+from app.security.blind_index import BlindIndex
+from app.security.envelope import KeyRing
+from app.security.passwords import Argon2Passwords, PasswordPolicy
+from app.security.tokens import CodeHasher
+from app.services.account import AccountService
+from app.services.audit import AuditTrail
+from app.services.codes import CodeRules, CodeService
+from app.services.directory import Directory
+from app.services.login import LoginService
+from app.services.notifications import Dispatcher, Notifier
+from app.services.registration import RegistrationService
+from app.services.sessions import SessionRules, SessionService
+from app.services.throttle import AccountThrottle, ThrottleRules
+from app.services.vault import PersonalDataVault
+from app.settings import Settings
+
+
+@dataclass
+class Runtime:
+    """Built once per app: keys, hashers, senders, clock."""
+
+    settings: Settings
+    clock: Clock
+    key_ring: KeyRing
+    blind_index: BlindIndex
+    code_hasher: CodeHasher
+    passwords: Argon2Passwords
+    password_policy: PasswordPolicy
+    email_sender: EmailSender
+    sms_sender: SmsSender
+    dispatcher: Dispatcher
+
+
+class Services:
+    """The services of one unit of work (a request, a CLI command), sharing one
+    database session. Services flush; whoever owns the unit of work commits."""
+
+    def __init__(self, db: DbSession, runtime: Runtime) -> None:
+        self.db = db
+        self.runtime = runtime
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.db, self.runtime.clock)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        rt = self.runtime
+        return Notifier(rt.email_sender, rt.sms_sender, rt.dispatcher)
+
+    @cached_property
+    def directory(self) -> Directory:
+        rt = self.runtime
+        return Directory(self.db, rt.blind_index, rt.settings.default_phone_region)
+
+    @cached_property
+    def vault(self) -> PersonalDataVault:
+        return PersonalDataVault(self.db, self.runtime.key_ring, self.runtime.clock)
+
+    @cached_property
+    def codes(self) -> CodeService:
+        s = self.runtime.settings
+        rules = CodeRules(s.code_ttl_seconds, s.code_max_attempts, s.code_resend_cooldown_seconds)
+        return CodeService(self.db, self.runtime.code_hasher, self.runtime.clock, rules)
+
+    @cached_property
+    def throttle(self) -> AccountThrottle:
+        s = self.runtime.settings
+        rules = ThrottleRules(s.login_free_attempts, s.login_max_delay_seconds)
+        return AccountThrottle(self.db, self.runtime.clock, rules)
+
+    @cached_property
+    def sessions(self) -> SessionService:
+        s = self.runtime.settings
+        rules = SessionRules(s.session_idle_timeout_seconds, s.session_absolute_timeout_seconds)
+        return SessionService(self.db, self.runtime.clock, rules, self.audit)
+
+    @cached_property
+    def registration(self) -> RegistrationService:
+        rt = self.runtime
+        return RegistrationService(
+            db=self.db,
+            clock=rt.clock,
+            key_ring=rt.key_ring,
+            directory=self.directory,
+            passwords=rt.passwords,
+            policy=rt.password_policy,
+            codes=self.codes,
+            vault=self.vault,
+            sessions=self.sessions,
+            audit=self.audit,
+            notifier=self.notifier,
+            flow_ttl_seconds=rt.settings.registration_flow_ttl_seconds,
+        )
+
+    @cached_property
+    def login(self) -> LoginService:
+        rt = self.runtime
+        return LoginService(
+            db=self.db,
+            clock=rt.clock,
+            directory=self.directory,
+            passwords=rt.passwords,
+            throttle=self.throttle,
+            codes=self.codes,
+            sessions=self.sessions,
+            audit=self.audit,
+            notifier=self.notifier,
+        )
+
+    @cached_property
+    def account(self) -> AccountService:
+        rt = self.runtime
+        return AccountService(
+            db=self.db,
+            clock=rt.clock,
+            directory=self.directory,
+            passwords=rt.passwords,
+            policy=rt.password_policy,
+            throttle=self.throttle,
+            codes=self.codes,
+            vault=self.vault,
+            sessions=self.sessions,
+            audit=self.audit,
+            notifier=self.notifier,
+        )

@@ -1,0 +1,71 @@
+"""What a service may know about the request that reached it, already minimised."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from dataclasses import dataclass
+
+IPV4_PREFIX = 24
+IPV6_PREFIX = 48
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    ip_prefix: str  # the client address truncated to /24 or /48
+    device_summary: str  # e.g. "Chrome on Android"; never the raw user agent
+    user_agent_hash: str
+
+    @classmethod
+    def from_raw(cls, remote_addr: str | None, user_agent: str | None) -> RequestContext:
+        ua = user_agent or ""
+        return cls(
+            ip_prefix=truncate_ip(remote_addr),
+            device_summary=summarise_user_agent(ua),
+            user_agent_hash=hashlib.sha256(ua.encode("utf-8", "replace")).hexdigest(),
+        )
+
+
+def truncate_ip(address: str | None) -> str:
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return "unknown"
+    prefix = IPV4_PREFIX if ip.version == 4 else IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+_BROWSERS = [
+    ("Edg/", "Edge"),
+    ("MicroMessenger", "WeChat"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("privid-", "privid app"),
+    ("okhttp", "Android app"),
+    ("CFNetwork", "iOS app"),
+    ("python-requests", "python-requests"),
+    ("curl/", "curl"),
+]
+_SYSTEMS = [
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+]
+
+
+def summarise_user_agent(user_agent: str) -> str:
+    browser = next((name for token, name in _BROWSERS if token in user_agent), None)
+    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    if browser or system:
+        return str(browser or system)
+    # Unknown clients: keep a short, printable prefix only.
+    return re.sub(r"[^\w ./-]", "", user_agent)[:40] or "unknown device"

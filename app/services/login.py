@@ -1,0 +1,115 @@
+"""Signing in: password (email or phone) and phone plus SMS code."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.errors import ServiceError, invalid_code, invalid_credentials
+from app.models import CodePurpose, User
+from app.security.passwords import Argon2Passwords
+from app.services.audit import AuditTrail
+from app.services.codes import CodeService
+from app.services.context import RequestContext
+from app.services.directory import Directory, Identifier
+from app.services.notifications import Notifier
+from app.services.sessions import Acr, IssuedSession, SessionService, Transport
+from app.services.throttle import AccountThrottle
+
+
+def throttle_key(user: User | None, identifier: Identifier) -> str:
+    # Known accounts throttle by account (email and phone share one budget);
+    # unknown identifiers throttle alike, so the throttle reveals nothing.
+    return f"user:{user.id}" if user else f"id:{identifier.index}"
+
+
+class LoginService:
+    def __init__(
+        self,
+        *,
+        db: DbSession,
+        clock: Clock,
+        directory: Directory,
+        passwords: Argon2Passwords,
+        throttle: AccountThrottle,
+        codes: CodeService,
+        sessions: SessionService,
+        audit: AuditTrail,
+        notifier: Notifier,
+    ) -> None:
+        self._db, self._clock, self._directory = db, clock, directory
+        self._passwords, self._throttle, self._codes = passwords, throttle, codes
+        self._sessions, self._audit, self._notifier = sessions, audit, notifier
+
+    def with_password(
+        self, identifier: str, password: str, *, transport: Transport, context: RequestContext
+    ) -> IssuedSession:
+        ident = self._directory.identifier(identifier)
+        user = self._directory.find(ident)
+        key = throttle_key(user, ident)
+        try:
+            self._throttle.reserve_attempt(key)
+        except ServiceError:
+            self._fail(user, context, "throttled", "pwd")
+            raise
+        password_ok = self._passwords.verify(user.password_hash if user else None, password)
+        if user is None or not password_ok or not user.is_active:
+            self._fail(user, context, "invalid_credentials", "pwd")
+            raise invalid_credentials()
+        self._throttle.clear(key)
+        if self._passwords.needs_rehash(user.password_hash):
+            user.password_hash = self._passwords.hash(password)
+        return self._succeed(user, transport, context, amr=["pwd"])
+
+    def send_sms_code(self, phone: str, context: RequestContext) -> None:
+        ident = self._directory.phone(phone)
+        user = self._directory.find(ident)
+        # A code row exists either way, so both paths do the same work.
+        code = self._codes.issue(CodePurpose.LOGIN_SMS, ident.index, ident.index)
+        if user is not None and user.is_active:
+            self._notifier.code_by_sms(
+                ident.value, code, CodePurpose.LOGIN_SMS, self._codes.ttl_minutes
+            )
+
+    def with_sms_code(
+        self, phone: str, code: str, *, transport: Transport, context: RequestContext
+    ) -> IssuedSession:
+        ident = self._directory.phone(phone)
+        user = self._directory.find(ident)
+        try:
+            row = self._codes.check(CodePurpose.LOGIN_SMS, ident.index, code)
+        except ServiceError:
+            self._fail(user, context, "invalid_code", "sms")
+            raise
+        if user is None or not user.is_active:
+            self._fail(user, context, "invalid_code", "sms")
+            raise invalid_code()
+        self._codes.consume(row)
+        # Proving the phone is proving ownership: lift any password back-off.
+        self._throttle.clear(f"user:{user.id}")
+        return self._succeed(user, transport, context, amr=["sms"])
+
+    def _succeed(
+        self, user: User, transport: Transport, context: RequestContext, amr: list[str]
+    ) -> IssuedSession:
+        issued = self._sessions.issue(
+            user, transport=transport, amr=amr, acr=Acr.SINGLE_FACTOR, context=context
+        )
+        self._audit.record(
+            "login.succeeded",
+            user_id=user.id,
+            ip_prefix=context.ip_prefix,
+            method=amr[0],
+            session_id=issued.session.id,
+        )
+        return issued
+
+    def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
+        self._audit.record(
+            "login.failed",
+            outcome="failure",
+            user_id=user.id if user else None,
+            ip_prefix=context.ip_prefix,
+            method=method,
+            reason=reason,
+        )

@@ -1,0 +1,162 @@
+"""What the service tells people, and handing it to the senders off the request path.
+
+Sending happens on a small worker pool after the request's transaction commits,
+so a response never waits for (or reveals the timing of) a mail server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from app.adapters.messages import (
+    DeliveryError,
+    EmailSender,
+    OutgoingEmail,
+    OutgoingSms,
+    SmsSender,
+)
+
+log = logging.getLogger(__name__)
+
+CODE_PURPOSE_TEXT = {
+    "register_email": "confirm your email address for your new account",
+    "register_phone": "confirm your phone number for your new account",
+    "login_sms": "sign in",
+    "password_reset": "reset your password",
+    "change_email": "confirm your new email address",
+    "change_phone": "confirm your new phone number",
+}
+
+
+class Dispatcher:
+    """Runs deliveries on background threads; ``drain`` waits for them (tests, shutdown)."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="privid-send")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        future = self._pool.submit(_run_logged, job)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self, timeout: float = 10.0) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        for future in pending:
+            future.result(timeout=timeout)
+
+
+def _run_logged(job: Callable[[], None]) -> None:
+    try:
+        job()
+    except DeliveryError as exc:
+        log.warning("message delivery failed: %s", exc)
+
+
+class Notifier:
+    """Composes messages; queues them to be sent once the request has committed."""
+
+    def __init__(self, email: EmailSender, sms: SmsSender, dispatcher: Dispatcher) -> None:
+        self._email, self._sms, self._dispatcher = email, sms, dispatcher
+        self._queued: list[Callable[[], None]] = []
+
+    def flush(self) -> None:
+        """Hand queued messages to the dispatcher (called after commit)."""
+        queued, self._queued = self._queued, []
+        for job in queued:
+            self._dispatcher.submit(job)
+
+    def discard(self) -> None:
+        self._queued.clear()
+
+    def _email_later(self, message: OutgoingEmail) -> None:
+        self._queued.append(lambda: self._email.send(message))
+
+    def _sms_later(self, message: OutgoingSms) -> None:
+        self._queued.append(lambda: self._sms.send(message))
+
+    def code_by_email(self, to: str, code: str, purpose: str, minutes: int) -> None:
+        action = CODE_PURPOSE_TEXT[purpose]
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject=f"Your privid code: {code}",
+                body=(
+                    f"Use the code {code} to {action}. It expires in {minutes} minutes.\n\n"
+                    "If you did not ask for it, ignore this message; nothing changes."
+                ),
+            )
+        )
+
+    def code_by_sms(self, to: str, code: str, purpose: str, minutes: int) -> None:
+        action = CODE_PURPOSE_TEXT[purpose]
+        self._sms_later(
+            OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min).")
+        )
+
+    def registration_attempt_by_email(self, to: str) -> None:
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject="Someone tried to register with your email address",
+                body=(
+                    "Someone tried to create a privid account with this email address, "
+                    "which already has an account. If it was you, sign in or reset your "
+                    "password instead. If not, you can ignore this message."
+                ),
+            )
+        )
+
+    def registration_attempt_by_sms(self, to: str) -> None:
+        self._sms_later(
+            OutgoingSms(
+                to=to,
+                text=(
+                    "[privid] Someone tried to register with this number, which already "
+                    "has an account. If it was you, sign in instead."
+                ),
+            )
+        )
+
+    def address_in_use_by_email(self, to: str) -> None:
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject="Someone tried to add your email address to another account",
+                body=(
+                    "Someone tried to move this email address onto another privid account. "
+                    "It stays with your account. If this was you, sign in with it instead."
+                ),
+            )
+        )
+
+    def address_in_use_by_sms(self, to: str) -> None:
+        self._sms_later(
+            OutgoingSms(
+                to=to,
+                text="[privid] Someone tried to add this number to another account. "
+                "It stays with yours.",
+            )
+        )
+
+    def password_changed(self, to: str) -> None:
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject="Your privid password was changed",
+                body=(
+                    "The password of your privid account was just changed and your other "
+                    "sessions were signed out. If this was not you, reset your password now."
+                ),
+            )
+        )

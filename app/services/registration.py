@@ -1,0 +1,227 @@
+"""Registration: typed details wait in a flow until both email and phone are proven.
+
+An address that already has an account gets a notice instead of a code, and the
+flow answers exactly like any other but can never finish: the response never
+tells a stranger whether an address is registered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.errors import ServiceError, invalid_code, invalid_field, not_found
+from app.models import CodePurpose, OneTimeCode, RegistrationFlow, User
+from app.models.base import new_id
+from app.security.envelope import FieldCipher, KeyRing, WrappedKey
+from app.security.passwords import (
+    Argon2Passwords,
+    PasswordPolicy,
+    PasswordRejected,
+    PersonalData,
+)
+from app.services.audit import AuditTrail
+from app.services.codes import CodeService
+from app.services.context import RequestContext
+from app.services.directory import EMAIL, PHONE, Directory
+from app.services.identifiers import normalise_full_name
+from app.services.notifications import Notifier
+from app.services.sessions import Acr, IssuedSession, SessionService, Transport
+from app.services.vault import PersonalDataVault
+
+CHANNEL_PURPOSE = {EMAIL: CodePurpose.REGISTER_EMAIL, PHONE: CodePurpose.REGISTER_PHONE}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    flow: RegistrationFlow
+    issued: IssuedSession | None  # set once both codes are proven and the account exists
+
+
+def check_password(policy: PasswordPolicy, password: str, personal: PersonalData) -> None:
+    try:
+        policy.check(password, personal)
+    except PasswordRejected as exc:
+        raise invalid_field("#/password", exc.reason) from None
+
+
+class RegistrationService:
+    def __init__(
+        self,
+        *,
+        db: DbSession,
+        clock: Clock,
+        key_ring: KeyRing,
+        directory: Directory,
+        passwords: Argon2Passwords,
+        policy: PasswordPolicy,
+        codes: CodeService,
+        vault: PersonalDataVault,
+        sessions: SessionService,
+        audit: AuditTrail,
+        notifier: Notifier,
+        flow_ttl_seconds: int,
+    ) -> None:
+        self._db, self._clock, self._key_ring = db, clock, key_ring
+        self._directory, self._passwords, self._policy = directory, passwords, policy
+        self._codes, self._vault, self._sessions = codes, vault, sessions
+        self._audit, self._notifier = audit, notifier
+        self._flow_ttl = timedelta(seconds=flow_ttl_seconds)
+
+    def start(
+        self, *, email: str, phone: str, full_name: str, password: str, context: RequestContext
+    ) -> RegistrationFlow:
+        email_id = self._directory.email(email)
+        phone_id = self._directory.phone(phone)
+        name = normalise_full_name(full_name)
+        assert phone_id.phone is not None
+        check_password(
+            self._policy,
+            password,
+            PersonalData(email_id.value, phone_id.value, phone_id.phone.national, name),
+        )
+        now = self._clock.now()
+        flow_id = new_id()
+        data_key, wrapped = self._key_ring.new_data_key(flow_id)
+        payload = {"email": email_id.value, "phone": phone_id.value, "full_name": name}
+        flow = RegistrationFlow(
+            id=flow_id,
+            created_at=now,
+            expires_at=now + self._flow_ttl,
+            email_index=email_id.index,
+            phone_index=phone_id.index,
+            key_id=wrapped.key_id,
+            wrapped_key=wrapped.wrapped,
+            payload_encrypted=FieldCipher(data_key, flow_id).encrypt(
+                "payload", json.dumps(payload)
+            ),
+            # Hashed on both paths, so a taken address costs the same time.
+            password_hash=self._passwords.hash(password),
+            email_taken=self._directory.find(email_id) is not None,
+            phone_taken=self._directory.find(phone_id) is not None,
+        )
+        self._db.add(flow)
+        self._db.flush()
+        self._send(flow, EMAIL, email_id.value)
+        self._send(flow, PHONE, phone_id.value)
+        self._audit.record("registration.started", ip_prefix=context.ip_prefix, flow_id=flow.id)
+        return flow
+
+    def resend(self, flow_id: str, channel: str) -> RegistrationFlow:
+        flow = self._live_flow(flow_id)
+        if self._verified_at(flow, channel) is not None:
+            raise invalid_field("#/channel", f"The {channel} is already confirmed.")
+        self._send(flow, channel, self._payload(flow)[channel])
+        return flow
+
+    def verify(
+        self,
+        flow_id: str,
+        channel: str,
+        code: str,
+        *,
+        transport: Transport,
+        context: RequestContext,
+    ) -> VerifyResult:
+        flow = self._live_flow(flow_id)
+        if self._verified_at(flow, channel) is not None:
+            raise invalid_field("#/channel", f"The {channel} is already confirmed.")
+        row = self._codes.check(CHANNEL_PURPOSE[channel], flow.id, code)
+        if flow.email_taken if channel == EMAIL else flow.phone_taken:
+            # No code was ever sent; this can only be a guess. Count it.
+            row.failed_attempts += 1
+            raise invalid_code()
+        self._codes.consume(row)
+        now = self._clock.now()
+        if channel == EMAIL:
+            flow.email_verified_at = now
+        else:
+            flow.phone_verified_at = now
+        if flow.email_verified_at is None or flow.phone_verified_at is None:
+            return VerifyResult(flow, None)
+        user = self._create_account(flow)
+        self._audit.record("registration.completed", user_id=user.id, ip_prefix=context.ip_prefix)
+        issued = self._sessions.issue(
+            user,
+            transport=transport,
+            amr=["pwd", "otp"],
+            acr=Acr.SINGLE_FACTOR,
+            context=context,
+        )
+        return VerifyResult(flow, issued)
+
+    # -- internals -------------------------------------------------------
+
+    def _send(self, flow: RegistrationFlow, channel: str, address: str) -> None:
+        taken = flow.email_taken if channel == EMAIL else flow.phone_taken
+        index = flow.email_index if channel == EMAIL else flow.phone_index
+        code = self._codes.issue(CHANNEL_PURPOSE[channel], flow.id, index)
+        minutes = self._codes.ttl_minutes
+        if channel == EMAIL:
+            if taken:
+                self._notifier.registration_attempt_by_email(address)
+            else:
+                self._notifier.code_by_email(address, code, CodePurpose.REGISTER_EMAIL, minutes)
+        elif taken:
+            self._notifier.registration_attempt_by_sms(address)
+        else:
+            self._notifier.code_by_sms(address, code, CodePurpose.REGISTER_PHONE, minutes)
+
+    def _live_flow(self, flow_id: str) -> RegistrationFlow:
+        flow = self._db.execute(
+            select(RegistrationFlow).where(RegistrationFlow.id == flow_id).with_for_update()
+        ).scalar_one_or_none()
+        if flow is None or flow.completed_at is not None or flow.expires_at <= self._clock.now():
+            raise not_found("The registration (it may have expired)")
+        return flow
+
+    @staticmethod
+    def _verified_at(flow: RegistrationFlow, channel: str) -> object:
+        return flow.email_verified_at if channel == EMAIL else flow.phone_verified_at
+
+    def _payload(self, flow: RegistrationFlow) -> dict[str, str]:
+        data_key = self._key_ring.unwrap(WrappedKey(flow.key_id, flow.wrapped_key), flow.id)
+        return dict(
+            json.loads(FieldCipher(data_key, flow.id).decrypt("payload", flow.payload_encrypted))
+        )
+
+    def _create_account(self, flow: RegistrationFlow) -> User:
+        payload = self._payload(flow)
+        now = self._clock.now()
+        user = User(
+            email_index=flow.email_index,
+            phone_index=flow.phone_index,
+            password_hash=flow.password_hash,
+            created_at=now,
+            password_changed_at=now,
+            email_verified_at=flow.email_verified_at,
+            phone_verified_at=flow.phone_verified_at,
+        )
+        try:
+            with self._db.begin_nested():
+                user.id = new_id()
+                cipher = self._vault.create_key(user.id)
+                user.email_encrypted = cipher.encrypt("email", payload["email"])
+                user.phone_encrypted = cipher.encrypt("phone", payload["phone"])
+                user.full_name_encrypted = cipher.encrypt("full_name", payload["full_name"])
+                self._db.add(user)
+                self._db.flush()
+        except IntegrityError:
+            raise ServiceError(
+                "account-exists",
+                409,
+                "An account already exists",
+                "An account with this email or phone number was created meanwhile. "
+                "Sign in or reset your password instead.",
+            ) from None
+        # The flow held personal data; it has done its job.
+        self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == flow.id))
+        self._db.delete(flow)
+        self._db.flush()
+        return user

@@ -1,0 +1,143 @@
+"""Server-side sessions: issue, resolve, list, revoke."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.errors import not_found
+from app.models import Session, User
+from app.security.tokens import hash_token, new_token
+from app.services.audit import AuditTrail
+from app.services.context import RequestContext
+
+# Writing last_seen on every request would turn every read into a write.
+LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+class Transport(StrEnum):
+    COOKIE = "cookie"
+    BEARER = "bearer"
+
+
+class Acr(StrEnum):
+    """Authentication context classes, lowest first."""
+
+    SINGLE_FACTOR = "urn:privid:acr:single-factor"
+    MULTI_FACTOR = "urn:privid:acr:multi-factor"
+    PHISHING_RESISTANT = "urn:privid:acr:phishing-resistant"
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    idle_timeout_seconds: int
+    absolute_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    session: Session
+    token: str
+
+
+class SessionService:
+    def __init__(self, db: DbSession, clock: Clock, rules: SessionRules, audit: AuditTrail) -> None:
+        self._db, self._clock, self._rules, self._audit = db, clock, rules, audit
+
+    def issue(
+        self,
+        user: User,
+        *,
+        transport: Transport,
+        amr: list[str],
+        acr: Acr,
+        context: RequestContext,
+    ) -> IssuedSession:
+        """A new session with a new token: tokens are never reused across sign-ins."""
+        now = self._clock.now()
+        token = new_token()
+        session = Session(
+            user_id=user.id,
+            token_hash=hash_token(token),
+            transport=transport,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=self._rules.absolute_timeout_seconds),
+            auth_time=now,
+            acr=acr,
+            amr=amr,
+            ip_prefix=context.ip_prefix,
+            device_summary=context.device_summary[:120],
+        )
+        self._db.add(session)
+        self._db.flush()
+        return IssuedSession(session, token)
+
+    def resolve(self, token: str, transport: Transport) -> Session | None:
+        """The live session for a token presented over ``transport``, or None."""
+        session = self._db.execute(
+            select(Session).where(Session.token_hash == hash_token(token))
+        ).scalar_one_or_none()
+        if session is None or session.transport != transport or session.revoked_at:
+            return None
+        now = self._clock.now()
+        idle_limit = session.last_seen_at + timedelta(seconds=self._rules.idle_timeout_seconds)
+        if now >= session.expires_at or now >= idle_limit:
+            return None
+        user = self._db.get(User, session.user_id)
+        if user is None or not user.is_active:
+            return None
+        if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
+            session.last_seen_at = now
+            self._db.flush()
+        return session
+
+    def active_for(self, user_id: str) -> Sequence[Session]:
+        now = self._clock.now()
+        idle_cutoff = now - timedelta(seconds=self._rules.idle_timeout_seconds)
+        return (
+            self._db.execute(
+                select(Session)
+                .where(
+                    Session.user_id == user_id,
+                    Session.revoked_at.is_(None),
+                    Session.expires_at > now,
+                    Session.last_seen_at > idle_cutoff,
+                )
+                .order_by(Session.last_seen_at.desc())
+            )
+            .scalars()
+            .all()
+        )
+
+    def revoke(self, user_id: str, session_id: str, reason: str, ip_prefix: str) -> None:
+        session = self._db.get(Session, session_id)
+        if session is None or session.user_id != user_id or session.revoked_at is not None:
+            raise not_found("The session")
+        session.revoked_at = self._clock.now()
+        session.revoke_reason = reason
+        self._audit.record(
+            "session.revoked",
+            user_id=user_id,
+            ip_prefix=ip_prefix,
+            session_id=session_id,
+            reason=reason,
+        )
+
+    def revoke_all(self, user_id: str, reason: str, *, keep: str | None = None) -> int:
+        statement = (
+            update(Session)
+            .where(Session.user_id == user_id, Session.revoked_at.is_(None))
+            .values(revoked_at=self._clock.now(), revoke_reason=reason)
+        )
+        if keep is not None:
+            statement = statement.where(Session.id != keep)
+        count = self._db.execute(statement).rowcount
+        self._db.flush()
+        return int(count or 0)

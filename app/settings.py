@@ -1,0 +1,177 @@
+"""Typed settings, read from the environment (prefix ``PRIVID_``).
+
+Development runs on built-in keys and embedded defaults; production mode refuses
+to start while any of those development values is still in place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from enum import StrEnum
+from functools import cached_property
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only key material. Anyone can read it here, so production refuses it.
+DEV_SECRET_KEY = base64.b64encode(b"privid-development-secret-key-00").decode()
+DEV_BLIND_INDEX_KEY = base64.b64encode(b"privid-development-blind-index-0").decode()
+DEV_KEY_ENCRYPTION_KEYS = "dev1:" + base64.b64encode(b"privid-development-kek-000000000").decode()
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot be used; the message names the setting."""
+
+
+def decode_key(value: str, setting: str) -> bytes:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SettingsError(f"{setting} must be base64") from exc
+    if len(key) != 32:
+        raise SettingsError(f"{setting} must decode to 32 bytes, got {len(key)}")
+    return key
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIVID_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEVELOPMENT
+    public_url: str = "http://localhost:5000"
+    database_url: str = "sqlite:///instance/privid.db"
+    ratelimit_storage_uri: str = "memory://"
+    # Proxies in front of the service whose X-Forwarded-For we trust (0 = none).
+    trusted_proxy_count: int = 0
+    max_request_bytes: int = 64 * 1024
+
+    # Keys. See docs/configuration in README for how to generate them.
+    secret_key: str = DEV_SECRET_KEY
+    blind_index_key: str = DEV_BLIND_INDEX_KEY
+    key_encryption_keys: str = DEV_KEY_ENCRYPTION_KEYS
+    active_key_id: str = "dev1"
+
+    # Passwords: argon2id parameters (OWASP minimum: m=19 MiB, t=2, p=1).
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    password_min_length: int = Field(default=8, ge=8)
+    password_max_length: int = Field(default=256, ge=64)
+
+    # One-time codes.
+    code_ttl_seconds: int = 600
+    code_max_attempts: int = 5
+    code_resend_cooldown_seconds: int = 60
+    registration_flow_ttl_seconds: int = 3600
+
+    # Sessions.
+    session_idle_timeout_seconds: int = 30 * 60
+    session_absolute_timeout_seconds: int = 12 * 3600
+    session_cookie_name: str = "__Host-privid_session"
+
+    # Per-account sign-in throttle: free attempts, then doubling delays up to a cap.
+    login_free_attempts: int = 5
+    login_max_delay_seconds: int = 15 * 60
+
+    # Rate limits (flask-limiter syntax).
+    limit_login_per_ip: str = "30/minute"
+    limit_login_per_account: str = "10/minute"
+    limit_code_send_per_destination: str = "5/hour"
+    limit_code_send_per_ip: str = "20/hour"
+    limit_registration_per_ip: str = "10/hour"
+    limit_reset_per_ip: str = "10/hour"
+
+    # Email.
+    email_backend: str = "console"  # console | smtp
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "privid <no-reply@localhost>"
+
+    # SMS.
+    sms_backend: str = "console"  # console | http
+    sms_http_url: str = ""
+    sms_http_token: str = ""
+    sms_http_timeout_seconds: float = 10.0
+
+    # Phone numbers without a country code are read in this region.
+    default_phone_region: str = "CN"
+
+    @field_validator("email_backend")
+    @classmethod
+    def _email_backend(cls, value: str) -> str:
+        if value not in {"console", "smtp"}:
+            raise ValueError("must be 'console' or 'smtp'")
+        return value
+
+    @field_validator("sms_backend")
+    @classmethod
+    def _sms_backend(cls, value: str) -> str:
+        if value not in {"console", "http"}:
+            raise ValueError("must be 'console' or 'http'")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+    @cached_property
+    def key_ring(self) -> dict[str, bytes]:
+        ring: dict[str, bytes] = {}
+        for entry in filter(None, (p.strip() for p in self.key_encryption_keys.split(","))):
+            kid, sep, material = entry.partition(":")
+            if not sep or not kid:
+                raise SettingsError("PRIVID_KEY_ENCRYPTION_KEYS entries look like 'id:base64key'")
+            ring[kid] = decode_key(material, f"PRIVID_KEY_ENCRYPTION_KEYS[{kid}]")
+        if self.active_key_id not in ring:
+            raise SettingsError(
+                f"PRIVID_ACTIVE_KEY_ID '{self.active_key_id}' is not in PRIVID_KEY_ENCRYPTION_KEYS"
+            )
+        return ring
+
+    @cached_property
+    def secret_key_bytes(self) -> bytes:
+        return decode_key(self.secret_key, "PRIVID_SECRET_KEY")
+
+    @cached_property
+    def blind_index_key_bytes(self) -> bytes:
+        return decode_key(self.blind_index_key, "PRIVID_BLIND_INDEX_KEY")
+
+    @property
+    def cookie_secure(self) -> bool:
+        return True
+
+    def check(self) -> None:
+        """Validate keys, and in production refuse development values."""
+        _ = self.key_ring, self.secret_key_bytes, self.blind_index_key_bytes
+        if not self.is_production:
+            return
+        problems = []
+        if self.secret_key == DEV_SECRET_KEY:
+            problems.append("PRIVID_SECRET_KEY is the development key; set a random 32-byte key")
+        if self.blind_index_key == DEV_BLIND_INDEX_KEY:
+            problems.append(
+                "PRIVID_BLIND_INDEX_KEY is the development key; set a random 32-byte key"
+            )
+        dev_material = DEV_KEY_ENCRYPTION_KEYS.partition(":")[2]
+        if any(key == base64.b64decode(dev_material) for key in self.key_ring.values()):
+            problems.append("PRIVID_KEY_ENCRYPTION_KEYS contains the development key; set your own")
+        if self.database_url.startswith("sqlite"):
+            problems.append("PRIVID_DATABASE_URL must point at PostgreSQL in production")
+        if self.ratelimit_storage_uri.startswith("memory"):
+            problems.append(
+                "PRIVID_RATELIMIT_STORAGE_URI must be shared storage (redis://) in production"
+            )
+        if not self.public_url.startswith("https://"):
+            problems.append("PRIVID_PUBLIC_URL must be an https:// URL in production")
+        if problems:
+            raise SettingsError("refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,158 @@
+"""Test set-up: a migrated database (SQLite by default, PostgreSQL when
+PRIVID_TEST_DATABASE_URL is set), rate limits in memory or Redis
+(PRIVID_TEST_RATELIMIT_STORAGE_URI), real SMTP and SMS peers on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from app import build_runtime, create_app
+from app.clock import FrozenClock, SystemClock
+from app.extensions import limiter
+from app.migrate import upgrade
+from app.models import Base
+from app.services.container import Runtime
+from app.settings import Environment, Settings
+from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer
+
+PG_URL = os.environ.get("PRIVID_TEST_DATABASE_URL", "")
+RATELIMIT_URI = os.environ.get("PRIVID_TEST_RATELIMIT_STORAGE_URI", "memory://")
+# Cheap argon2 for the suite; bench/ measures the production parameters.
+FAST_ARGON2 = {"argon2_memory_kib": 1024, "argon2_time_cost": 1, "argon2_parallelism": 1}
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database at the latest migration: a SQLite file to copy, or PostgreSQL reset once."""
+    if PG_URL:
+        engine = create_engine(PG_URL)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        upgrade(PG_URL)
+        return PG_URL
+    path = tmp_path_factory.mktemp("template") / "privid.db"
+    upgrade(f"sqlite:///{path}")
+    return str(path)
+
+
+@pytest.fixture
+def database_url(migrated_template: str, tmp_path: Path) -> Iterator[str]:
+    if PG_URL:
+        yield PG_URL
+        _truncate_postgres(PG_URL)
+        return
+    target = tmp_path / "privid.db"
+    shutil.copy(migrated_template, target)
+    yield f"sqlite:///{target}"
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name != "chain_heads")
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(text("UPDATE chain_heads SET last_hash = :h"), {"h": "0" * 64})
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sms_gateway() -> Iterator[SmsGateway]:
+    gateway = SmsGateway().start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_server: SmtpServer) -> Iterator[Mailbox]:
+    smtp_server.mailbox.clear()
+    yield smtp_server.mailbox
+    smtp_server.mailbox.clear()
+
+
+@pytest.fixture
+def sms(sms_gateway: SmsGateway) -> Iterator[SmsOutbox]:
+    sms_gateway.outbox.clear()
+    yield sms_gateway.outbox
+    sms_gateway.outbox.clear()
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """Tests override settings by redefining this fixture or updating it."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    database_url: str,
+    smtp_server: SmtpServer,
+    sms_gateway: SmsGateway,
+    settings_overrides: dict[str, object],
+) -> Settings:
+    values: dict[str, object] = {
+        "env": Environment.TEST,
+        "database_url": database_url,
+        "ratelimit_storage_uri": RATELIMIT_URI,
+        "email_backend": "smtp",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_server.port,
+        "sms_backend": "http",
+        "sms_http_url": sms_gateway.url,
+        "sms_http_token": sms_gateway.outbox.token,
+        "public_url": "https://localhost",
+        **FAST_ARGON2,
+    }
+    values.update(settings_overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> SystemClock | FrozenClock:
+    return SystemClock()
+
+
+@pytest.fixture
+def runtime(settings: Settings, clock: SystemClock) -> Runtime:
+    return build_runtime(settings, clock=clock)
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Iterator[Flask]:
+    app = create_app(runtime=runtime)
+    app.config["TESTING"] = True
+    with app.app_context():
+        limiter.reset()
+    yield app
+    runtime.dispatcher.drain()
+    app.extensions["privid.engine"].dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    client = app.test_client()
+    # The session cookie is Secure and __Host-: talk to the app over https.
+    client.environ_base["wsgi.url_scheme"] = "https"
+    return client
+
+
+@pytest.fixture
+def frozen_clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))

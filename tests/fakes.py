@@ -1,0 +1,165 @@
+"""Real network peers on 127.0.0.1 for the tests: an SMTP server and an SMS gateway."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+CODE_RE = re.compile(r"\b(\d{6})\b")
+WAIT_SECONDS = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_for(predicate: Any, what: str, timeout: float = WAIT_SECONDS) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Mailbox:
+    """Messages an aiosmtpd server on loopback received."""
+
+    messages: list[Message] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        message = message_from_bytes(envelope.content)
+        message["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
+        with self.lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages if address in m["X-Envelope-To"]]
+
+    def wait_for(self, address: str, count: int = 1) -> Message:
+        return _wait_for(lambda: (self.to(address)[count - 1:] or [None])[0], f"mail to {address}")
+
+    def last_code(self, address: str, count: int = 1) -> str:
+        body = self.wait_for(address, count).get_payload(decode=True).decode()
+        match = CODE_RE.search(body)
+        assert match, f"no code in {body!r}"
+        return match.group(1)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.mailbox = Mailbox()
+        self.port = free_port()
+        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> SmtpServer:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@dataclass
+class SmsOutbox:
+    token: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    fail_next: int = 0
+
+    def to(self, number: str) -> list[dict[str, str]]:
+        with self.lock:
+            return [m for m in self.messages if m["to"] == number]
+
+    def wait_for(self, number: str, count: int = 1) -> dict[str, str]:
+        return _wait_for(lambda: (self.to(number)[count - 1:] or [None])[0], f"SMS to {number}")
+
+    def last_code(self, number: str, count: int = 1) -> str:
+        text = self.wait_for(number, count)["text"]
+        match = CODE_RE.search(text)
+        assert match, f"no code in {text!r}"
+        return match.group(1)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+
+class SmsGateway:
+    """Speaks the gateway protocol app.adapters.sms_http expects: bearer-authenticated
+    POST of {"to", "text"}, answered by {"id"}."""
+
+    def __init__(self, token: str = "test-gateway-token") -> None:
+        self.outbox = SmsOutbox(token)
+        outbox = self.outbox
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                if self.headers.get("Authorization") != f"Bearer {outbox.token}":
+                    self._reply(401, {"error": "unauthorized"})
+                    return
+                length = int(self.headers.get("Content-Length", "0"))
+                try:
+                    data = json.loads(self.rfile.read(length))
+                    to, text = data["to"], data["text"]
+                except (ValueError, KeyError, TypeError):
+                    self._reply(400, {"error": "bad request"})
+                    return
+                if not (isinstance(to, str) and to.startswith("+")):
+                    self._reply(400, {"error": "to must be E.164"})
+                    return
+                with outbox.lock:
+                    if outbox.fail_next:
+                        outbox.fail_next -= 1
+                        self._reply(503, {"error": "unavailable"})
+                        return
+                    outbox.messages.append({"to": to, "text": text})
+                    message_id = len(outbox.messages)
+                self._reply(200, {"id": f"msg-{message_id}"})
+
+            def _reply(self, status: int, body: dict[str, Any]) -> None:
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/messages"
+
+    def start(self) -> SmsGateway:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

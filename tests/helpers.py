@@ -1,0 +1,80 @@
+"""Flows that many tests need, driven through the public API."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from flask.testing import FlaskClient
+
+from tests.fakes import Mailbox, SmsOutbox
+
+_serial = itertools.count(1)
+GOOD_PASSWORD = "velvet-orbit-canyon-42"
+
+
+@dataclass
+class Person:
+    email: str
+    phone: str  # E.164
+    full_name: str
+    password: str = GOOD_PASSWORD
+
+
+def new_person(full_name: str = "李小龙") -> Person:
+    n = next(_serial)
+    return Person(
+        email=f"person{n}@example.com",
+        phone=f"+86139{n:08d}",
+        full_name=full_name,
+    )
+
+
+def start_registration(client: FlaskClient, person: Person) -> Any:
+    return client.post(
+        "/api/v1/registration",
+        json={
+            "email": person.email,
+            "phone": person.phone,
+            "full_name": person.full_name,
+            "password": person.password,
+        },
+    )
+
+
+def register(
+    client: FlaskClient,
+    mailbox: Mailbox,
+    sms: SmsOutbox,
+    person: Person | None = None,
+    token_delivery: str = "bearer",
+) -> tuple[Person, dict[str, Any]]:
+    """A complete registration; returns the person and the session it opened."""
+    person = person or new_person()
+    started = start_registration(client, person)
+    assert started.status_code == 202, started.json
+    flow = started.json["flow_id"]
+    email_code = mailbox.last_code(person.email)
+    first = client.post(
+        f"/api/v1/registration/{flow}/verify", json={"channel": "email", "code": email_code}
+    )
+    assert first.status_code == 200, first.json
+    phone_code = sms.last_code(person.phone)
+    done = client.post(
+        f"/api/v1/registration/{flow}/verify",
+        json={"channel": "phone", "code": phone_code, "token_delivery": token_delivery},
+    )
+    assert done.status_code == 201, done.json
+    return person, done.json["session"]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def login(client: FlaskClient, identifier: str, password: str, delivery: str = "bearer") -> Any:
+    return client.post(
+        "/api/v1/login/password",
+        json={"identifier": identifier, "password": password, "token_delivery": delivery},
+    )
