@@ -146,10 +146,6 @@ class Settings(BaseSettings):
     def blind_index_key_bytes(self) -> bytes:
         return decode_key(self.blind_index_key, "PRIVID_BLIND_INDEX_KEY")
 
-    @property
-    def cookie_secure(self) -> bool:
-        return True
-
     def check(self) -> None:
         """Validate keys, and in production refuse development values."""
         _ = self.key_ring, self.secret_key_bytes, self.blind_index_key_bytes
@@ -171,6 +167,12 @@ class Settings(BaseSettings):
             problems.append(
                 "PRIVID_RATELIMIT_STORAGE_URI must be shared storage (redis://) in production"
             )
+        if self.email_backend == "console":
+            problems.append("PRIVID_EMAIL_BACKEND must be 'smtp' in production")
+        if self.sms_backend == "console":
+            problems.append("PRIVID_SMS_BACKEND must be 'http' in production")
+        if self.sms_backend == "http" and not self.sms_http_url:
+            problems.append("PRIVID_SMS_HTTP_URL is missing")
         if not self.public_url.startswith("https://"):
             problems.append("PRIVID_PUBLIC_URL must be an https:// URL in production")
         if problems:

@@ -1,0 +1,52 @@
+"""The audit trail is hash-chained, free of personal data, and tampering is caught."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select, text
+
+from app.models import AuditEvent
+from tests.helpers import bearer, login, register
+
+
+def _events(app):
+    with app.extensions["privid.session_factory"]() as db:
+        return db.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+
+
+def test_flows_leave_chained_events_without_personal_data(app, client, mailbox, sms):
+    person, session = register(client, mailbox, sms)
+    assert login(client, person.email, "wrong-password-here").status_code == 401
+    assert login(client, person.email, person.password).status_code == 200
+    client.post("/api/v1/logout", headers=bearer(session["token"]))
+
+    events = _events(app)
+    kinds = [e.event_type for e in events]
+    for expected in ("registration.completed", "login.failed", "login.succeeded", "logout"):
+        assert expected in kinds
+    for prev, event in zip(events, events[1:], strict=False):
+        assert event.prev_hash == prev.hash
+    dump = json.dumps(
+        [[e.event_type, e.details, e.ip_prefix, e.user_id] for e in events], ensure_ascii=False
+    )
+    for secret in (person.email, person.phone, person.phone[3:], person.full_name, person.password):
+        assert secret not in dump
+    failed = next(e for e in events if e.event_type == "login.failed")
+    assert failed.outcome == "failure" and failed.details["reason"] == "invalid_credentials"
+
+
+def test_cli_names_the_first_tampered_event(app, client, mailbox, sms):
+    register(client, mailbox, sms)
+    result = app.test_cli_runner().invoke(args=["audit-verify"])
+    assert result.exit_code == 0 and "intact" in result.output
+
+    events = _events(app)
+    victim = events[1]
+    with app.extensions["privid.engine"].begin() as connection:
+        connection.execute(
+            text("UPDATE audit_events SET outcome = 'failure' WHERE id = :id"), {"id": victim.id}
+        )
+    result = app.test_cli_runner().invoke(args=["audit-verify"])
+    assert result.exit_code == 1
+    assert f"event {victim.id}" in result.output
