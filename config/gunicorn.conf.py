@@ -1,0 +1,24 @@
+"""Gunicorn settings for production: ``gunicorn -c config/gunicorn.conf.py``.
+
+Sign-in is CPU-bound (argon2id), so sync workers, one or two per core, are the
+right shape; every bit of shared state is in PostgreSQL or Redis, so any number
+of workers or hosts give the same answers.
+"""
+
+import multiprocessing
+import os
+
+wsgi_app = "app:create_app()"
+bind = os.environ.get("PRIVID_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() + 1))
+worker_class = "sync"
+timeout = 30
+graceful_timeout = 20
+keepalive = 2
+# Only proxies we run may set X-Forwarded-*; the app trusts PRIVID_TRUSTED_PROXY_COUNT hops.
+forwarded_allow_ips = os.environ.get("PRIVID_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Access log without query strings or headers: paths here carry no personal data.
+accesslog = "-"
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss pid=%(p)s'
+errorlog = "-"
+limit_request_field_size = 8190

@@ -1,0 +1,116 @@
+"""Registration and sign-in through gunicorn with three workers: any request can
+land on any worker, so no flow may depend on one process's memory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.fakes import free_port
+from tests.helpers import new_person
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUEST_TIMEOUT = 10
+
+
+@pytest.fixture
+def gunicorn(settings, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        "PRIVID_ENV": "test",
+        "PRIVID_DATABASE_URL": settings.database_url,
+        "PRIVID_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
+        "PRIVID_EMAIL_BACKEND": "smtp",
+        "PRIVID_SMTP_HOST": "127.0.0.1",
+        "PRIVID_SMTP_PORT": str(settings.smtp_port),
+        "PRIVID_SMS_BACKEND": "http",
+        "PRIVID_SMS_HTTP_URL": settings.sms_http_url,
+        "PRIVID_SMS_HTTP_TOKEN": settings.sms_http_token,
+        "PRIVID_ARGON2_MEMORY_KIB": str(settings.argon2_memory_kib),
+        "PRIVID_ARGON2_TIME_COST": str(settings.argon2_time_cost),
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-c", str(ROOT / "config" / "gunicorn.conf.py"),
+                "--workers", "3", "--bind", f"127.0.0.1:{port}",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("gunicorn did not become ready:\n" + log_path.read_text())
+        yield base, log_path
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def test_flows_work_across_three_workers(gunicorn, mailbox, sms):
+    base, log_path = gunicorn
+    person = new_person("Ada Lovelace")
+
+    def post(path: str, body: dict, **kwargs) -> requests.Response:
+        # A new connection for each request, so the kernel spreads them over workers.
+        return requests.post(
+            base + path, json=body, timeout=REQUEST_TIMEOUT, headers={"Connection": "close"},
+            **kwargs,
+        )
+
+    started = post(
+        "/api/v1/registration",
+        {"email": person.email, "phone": person.phone, "full_name": person.full_name,
+         "password": person.password},
+    )  # fmt: skip
+    assert started.status_code == 202, started.text
+    flow = started.json()["flow_id"]
+    assert post(
+        f"/api/v1/registration/{flow}/verify",
+        {"channel": "email", "code": mailbox.last_code(person.email)},
+    ).status_code == 200
+    done = post(
+        f"/api/v1/registration/{flow}/verify",
+        {"channel": "phone", "code": sms.last_code(person.phone), "token_delivery": "bearer"},
+    )
+    assert done.status_code == 201, done.text
+
+    tokens = []
+    for _ in range(6):
+        signed_in = post(
+            "/api/v1/login/password",
+            {"identifier": person.email, "password": person.password, "token_delivery": "bearer"},
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        tokens.append(signed_in.json()["token"])
+    for token in tokens:
+        me = requests.get(
+            f"{base}/api/v1/me", timeout=REQUEST_TIMEOUT,
+            headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+        )  # fmt: skip
+        assert me.status_code == 200 and me.json()["full_name"] == "Ada Lovelace"
+
+    time.sleep(0.5)  # let the access log flush
+    pids = set(re.findall(r"pid=<(\d+)>", log_path.read_text()))
+    assert len(pids) >= 2, "all requests landed on one worker; the test proved nothing"
