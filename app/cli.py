@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import click
+from sqlalchemy.engine import make_url
 from flask import Flask, current_app
 
 from app.settings import Settings
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings)
     print(
         f"privid ({settings.env}) serving on http://{args.host}:{args.port} "
-        f"with {settings.database_url}; codes are printed here",
+        f"with {make_url(settings.database_url).render_as_string(hide_password=True)}; "
+        "codes are printed here",
         flush=True,
     )
     app.run(host=args.host, port=args.port, threaded=True)

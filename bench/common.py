@@ -1,0 +1,113 @@
+"""Shared bench plumbing: a capturing sender, user set-up, gunicorn start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from app import build_runtime, create_app
+from app.adapters.messages import OutgoingEmail, OutgoingSms
+from app.settings import Environment, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE = re.compile(r"\b(\d{6})\b")
+
+
+class Capture:
+    """Keeps the last code sent to each address, in this process."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+
+    def send(self, message: OutgoingEmail | OutgoingSms) -> None:
+        text = message.body if isinstance(message, OutgoingEmail) else message.text
+        found = CODE.search(text)
+        if found:
+            self.codes[message.to] = found.group(1)
+
+
+def bench_settings(database_url: str, ratelimit_uri: str) -> Settings:
+    return Settings(
+        env=Environment.TEST,
+        database_url=database_url,
+        ratelimit_storage_uri=ratelimit_uri,
+        # A benchmark measures the service, not the limits that protect it.
+        limit_login_per_ip="1000000/minute",
+        limit_login_per_account="1000000/minute",
+        limit_registration_per_ip="1000000/minute",
+        limit_code_send_per_destination="1000000/minute",
+        limit_code_send_per_ip="1000000/minute",
+        code_resend_cooldown_seconds=0,
+    )
+
+
+def register_users(settings: Settings, count: int, password: str) -> list[str]:
+    """Registers users through the API in-process; returns their emails."""
+    capture = Capture()
+    runtime = build_runtime(settings, email_sender=capture, sms_sender=capture)
+    app = create_app(runtime=runtime)
+    client = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    emails = []
+    stamp = int(time.time() * 1000) % 10**6
+    for n in range(count):
+        email, phone = f"bench{stamp}-{n}@example.com", f"+86139{stamp % 10**4:04d}{n:04d}"
+        started = client.post(
+            "/api/v1/registration",
+            json={"email": email, "phone": phone, "full_name": "Bench", "password": password},
+        )
+        assert started.status_code == 202, started.json
+        flow = started.json["flow_id"]
+        runtime.dispatcher.drain()
+        for channel, address in (("email", email), ("phone", phone)):
+            done = client.post(
+                f"/api/v1/registration/{flow}/verify",
+                json={"channel": channel, "code": capture.codes[address]},
+            )
+            assert done.status_code in (200, 201), done.json
+        emails.append(email)
+    app.extensions["privid.engine"].dispose()
+    return emails
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ}
+    for name, value in settings.model_dump().items():
+        env[f"PRIVID_{name.upper()}"] = str(value)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"),
+         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/readyz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("gunicorn did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
