@@ -6,8 +6,8 @@ import argparse
 import sys
 
 import click
-from sqlalchemy.engine import make_url
 from flask import Flask, current_app
+from sqlalchemy.engine import make_url
 
 from app.settings import Settings
 

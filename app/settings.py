@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_timeout_seconds: float = 10.0
+    smtp_ca_file: str = ""
     mail_from: str = "privid <no-reply@localhost>"
 
     # SMS.

@@ -21,10 +21,13 @@ class SmtpEmailSender:
         username: str = "",
         password: str = "",
         timeout: float = 10.0,
+        ca_file: str = "",
     ) -> None:
         self._host, self._port, self._sender = host, port, sender
         self._starttls, self._username, self._password = starttls, username, password
         self._timeout = timeout
+        # A private relay's CA may be given; otherwise the system trust store.
+        self._ca_file = ca_file or None
 
     def send(self, message: OutgoingEmail) -> None:
         email = EmailMessage()
@@ -36,7 +39,7 @@ class SmtpEmailSender:
         try:
             with smtplib.SMTP(self._host, self._port, timeout=self._timeout) as smtp:
                 if self._starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.starttls(context=ssl.create_default_context(cafile=self._ca_file))
                 if self._username:
                     smtp.login(self._username, self._password)
                 smtp.send_message(email)
