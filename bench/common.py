@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import requests
 
@@ -46,6 +46,7 @@ def bench_settings(database_url: str, ratelimit_uri: str) -> Settings:
         limit_registration_per_ip="1000000/minute",
         limit_code_send_per_destination="1000000/minute",
         limit_code_send_per_ip="1000000/minute",
+        limit_reset_per_ip="1000000/minute",
         code_resend_cooldown_seconds=0,
     )
 
