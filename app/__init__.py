@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.adapters.messages import (
@@ -46,6 +46,7 @@ def build_email_sender(settings: Settings) -> EmailSender:
             username=settings.smtp_username,
             password=settings.smtp_password,
             timeout=settings.smtp_timeout_seconds,
+            ca_file=settings.smtp_ca_file,
         )
     return ConsoleEmailSender()
 
@@ -91,7 +92,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key_bytes,
-        MAX_CONTENT_LENGTH=settings.max_request_bytes,
+        # One byte over: parse_body refuses a body that reaches it (see there).
+        MAX_CONTENT_LENGTH=settings.max_request_bytes + 1,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
         RATELIMIT_HEADERS_ENABLED=True,
         JSON_SORT_KEYS=False,
@@ -106,6 +108,19 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["privid.runtime"] = runtime
     app.extensions["privid.engine"] = engine
     app.extensions["privid.session_factory"] = make_session_factory(engine)
+
+    @app.after_request
+    def _service_retry_after(response: Response) -> Response:
+        # Registered before flask-limiter, so it runs after the limiter's header
+        # hook, which stamps its own window reset (up to an hour) over the
+        # service's shorter wait (a code cooldown, the sign-in back-off).
+        # Retry-After only means something on "try later" answers.
+        wait = g.get("privid_retry_after")
+        if wait is not None:
+            response.headers["Retry-After"] = wait
+        elif response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
 
     limiter.init_app(app)
 

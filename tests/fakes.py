@@ -42,7 +42,7 @@ class Mailbox:
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
         message["X-Envelope-To"] = ",".join(envelope.rcpt_tos)
         with self.lock:
@@ -54,7 +54,7 @@ class Mailbox:
             return [m for m in self.messages if address in m["X-Envelope-To"]]
 
     def wait_for(self, address: str, count: int = 1) -> Message:
-        return _wait_for(lambda: (self.to(address)[count - 1:] or [None])[0], f"mail to {address}")
+        return _wait_for(lambda: (self.to(address)[count - 1 :] or [None])[0], f"mail to {address}")
 
     def last_code(self, address: str, count: int = 1) -> str:
         body = self.wait_for(address, count).get_payload(decode=True).decode()
@@ -93,7 +93,7 @@ class SmsOutbox:
             return [m for m in self.messages if m["to"] == number]
 
     def wait_for(self, number: str, count: int = 1) -> dict[str, str]:
-        return _wait_for(lambda: (self.to(number)[count - 1:] or [None])[0], f"SMS to {number}")
+        return _wait_for(lambda: (self.to(number)[count - 1 :] or [None])[0], f"SMS to {number}")
 
     def last_code(self, number: str, count: int = 1) -> str:
         text = self.wait_for(number, count)["text"]
@@ -118,7 +118,7 @@ class SmsGateway:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 if self.headers.get("Authorization") != f"Bearer {outbox.token}":
                     self._reply(401, {"error": "unauthorized"})
                     return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from sqlalchemy import select, text
@@ -25,7 +26,7 @@ def test_flows_leave_chained_events_without_personal_data(app, client, mailbox, 
     kinds = [e.event_type for e in events]
     for expected in ("registration.completed", "login.failed", "login.succeeded", "logout"):
         assert expected in kinds
-    for prev, event in zip(events, events[1:], strict=False):
+    for prev, event in itertools.pairwise(events):
         assert event.prev_hash == prev.hash
     dump = json.dumps(
         [[e.event_type, e.details, e.ip_prefix, e.user_id] for e in events], ensure_ascii=False

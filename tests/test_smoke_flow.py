@@ -12,4 +12,3 @@ def test_register_then_sign_in_and_read_profile(client, mailbox, sms):
     again = login(client, person.phone, person.password)
     assert again.status_code == 200
     assert again.json["token"] != session["token"]
-

@@ -22,7 +22,10 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
     """The blind index of an address in the JSON body; malformed input still gets a key."""
 
     def key() -> str:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # absurdly nested JSON: parse_body refuses it
+            data = None
         raw = data.get(field) if isinstance(data, dict) else None
         if not isinstance(raw, str):
             return f"{field}:absent"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
@@ -98,8 +98,7 @@ def logout() -> ResponseReturnValue:
     context = request_context()
     services().sessions.revoke(caller.user.id, caller.session.id, "logout", context.ip_prefix)
     services().audit.record("logout", user_id=caller.user.id, ip_prefix=context.ip_prefix)
-    response = jsonify()
-    response.status_code = 204
+    response = make_response("", 204)
     clear_session_cookie(response)
     return response
 

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from app.api.operations import Operation
 
-_PATH_PARAM = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
+# <name>, <converter:name> and <converter(args):name>, e.g. <any(email,phone):kind>.
+_PATH_PARAM = re.compile(r"<(?:[^<>:]+:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -39,7 +40,7 @@ def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str,
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def build_openapi(app: Flask, version: str) -> dict[str, Any]:
+def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
@@ -90,7 +91,7 @@ def build_openapi(app: Flask, version: str) -> dict[str, Any]:
             "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "cookie": {"type": "apiKey", "in": "cookie", "name": "__Host-privid_session"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": cookie_name},
             },
         },
     }

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.errors import FieldError, ServiceError
 
@@ -41,6 +42,11 @@ def operation(
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if op.auth:
+                # Who is asking comes before what they sent: 401/403 before 400/422.
+                from app.api.context import current_caller
+
+                current_caller()
             if op.body is not None:
                 kwargs["body"] = parse_body(op.body)
             return view(*args, **kwargs)
@@ -51,8 +57,16 @@ def operation(
     return decorate
 
 
-def _bad_request(slug: str, title: str, detail: str, status: int = 400) -> ServiceError:
-    return ServiceError(slug, status, title, detail)
+def _bad_request(
+    slug: str, title: str, detail: str, status: int = 400, pointer: str | None = None
+) -> ServiceError:
+    errors = [FieldError(pointer, detail)] if pointer is not None else []
+    return ServiceError(slug, status, title, detail, errors=errors)
+
+
+def _pointer_token(token: object) -> str:
+    """One reference token of a JSON Pointer (RFC 6901): escape "~" and "/"."""
+    return str(token).replace("~", "~0").replace("/", "~1")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -70,17 +84,19 @@ def _check_strings(value: Any, pointer: str = "#") -> None:
     """Refuse lone surrogates and NUL: they survive json.loads but not storage."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise _bad_request("bad-unicode", "Bad text", f"{pointer} contains a NUL character.")
+            raise _bad_request(
+                "bad-unicode", "Bad text", f"{pointer} contains a NUL character.", pointer=pointer
+            )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise _bad_request(
-                "bad-unicode", "Bad text", f"{pointer} is not valid Unicode text."
+                "bad-unicode", "Bad text", f"{pointer} is not valid Unicode text.", pointer=pointer
             ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_strings(key, pointer)
-            _check_strings(item, f"{pointer}/{key}")
+            _check_strings(item, f"{pointer}/{_pointer_token(key)}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _check_strings(item, f"{pointer}/{i}")
@@ -94,24 +110,33 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             "Send the request body as application/json.",
             415,
         )
-    raw = request.get_data(cache=True)  # size already capped by MAX_CONTENT_LENGTH
+    raw = request.get_data(cache=True)
+    # MAX_CONTENT_LENGTH is one byte above the limit: a streamed (chunked) body is
+    # cut there silently rather than refused, so a body that reaches it is too large.
+    if len(raw) > current_app.extensions["privid.settings"].max_request_bytes:
+        raise RequestEntityTooLarge()
     try:
         text = raw.decode("utf-8")
         data = json.loads(
             text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
         )
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _bad_request(
             "malformed-json", "Malformed JSON", "The request body is not valid JSON."
         ) from None
     if not isinstance(data, dict):
         raise _bad_request("malformed-json", "Malformed JSON", "The body must be a JSON object.")
-    _check_strings(data)
+    try:
+        _check_strings(data)
+    except RecursionError:
+        raise _bad_request(
+            "malformed-json", "Malformed JSON", "The body is nested too deeply."
+        ) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = [
-            FieldError("#/" + "/".join(str(p) for p in err["loc"]), _message(err))
+            FieldError("#/" + "/".join(_pointer_token(p) for p in err["loc"]), _message(err))
             for err in exc.errors(include_input=False, include_url=False)
         ]
         raise ServiceError(

@@ -42,6 +42,9 @@ def problem_response(
 
 def _from_service_error(error: ServiceError) -> Response:
     g.keep_changes = error.keep_changes
+    if "Retry-After" in error.headers:
+        # Kept for the hook in create_app: flask-limiter would overwrite it.
+        g.privid_retry_after = error.headers["Retry-After"]
     return problem_response(
         error.slug, error.status, error.title, error.detail, error.errors, error.headers
     )
@@ -85,8 +88,12 @@ def _from_rate_limit(error: RateLimitExceeded) -> Response:
 def _from_unexpected(error: Exception) -> Response:
     # Exception messages can quote personal data or SQL parameters: log the
     # type and where it happened, never the message.
-    frames = traceback.extract_tb(error.__traceback__)[-8:]
-    where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames))
+    frames = traceback.extract_tb(error.__traceback__)
+    # Our own frames say where it went wrong; library frames only say how.
+    frames = [f for f in frames if "/app/" in f.filename][-6:] or frames[-6:]
+    where = " <- ".join(
+        f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames)
+    )
     log.error("unhandled %s at %s", type(error).__name__, where)
     return problem_response(
         "internal-error", 500, "Internal error", "Something went wrong on our side."

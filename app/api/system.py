@@ -59,4 +59,5 @@ def openapi() -> ResponseReturnValue:
         app_version = version("privid")
     except PackageNotFoundError:
         app_version = "0.0.0"
-    return jsonify(build_openapi(current_app, app_version))
+    cookie = current_app.extensions["privid.settings"].session_cookie_name
+    return jsonify(build_openapi(current_app, app_version, cookie))

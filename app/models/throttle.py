@@ -14,7 +14,7 @@ class LoginThrottle(Base):
     __tablename__ = "login_throttles"
 
     # Blind index of the identifier typed, so unknown identifiers throttle alike.
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)

@@ -3,6 +3,7 @@ and password reset for users who cannot sign in."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -67,7 +68,9 @@ class AccountService:
 
     def _set_password(self, user: User, new_password: str) -> Profile:
         profile = self._vault.profile(user)
-        check_password(self._policy, new_password, self._personal(profile))
+        check_password(
+            self._policy, new_password, self._personal(profile), pointer="#/new_password"
+        )
         user.password_hash = self._passwords.hash(new_password)
         user.password_changed_at = self._clock.now()
         return profile
@@ -148,13 +151,10 @@ class AccountService:
         self, user: User, kind: str, code: str, context: RequestContext
     ) -> None:
         row = self._codes.check(CHANGE_PURPOSE[kind], user.id, code)
-        ident_taken = (
-            self._db.query(User)
-            .filter(
-                (User.email_index if kind == EMAIL else User.phone_index) == row.destination_index
-            )
-            .first()
-        )
+        column = User.email_index if kind == EMAIL else User.phone_index
+        ident_taken = self._db.execute(
+            select(User.id).where(column == row.destination_index)
+        ).first()
         if ident_taken is not None or row.pending_value_encrypted is None:
             row.failed_attempts += 1
             raise invalid_code()

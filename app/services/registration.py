@@ -44,11 +44,13 @@ class VerifyResult:
     issued: IssuedSession | None  # set once both codes are proven and the account exists
 
 
-def check_password(policy: PasswordPolicy, password: str, personal: PersonalData) -> None:
+def check_password(
+    policy: PasswordPolicy, password: str, personal: PersonalData, pointer: str = "#/password"
+) -> None:
     try:
         policy.check(password, personal)
     except PasswordRejected as exc:
-        raise invalid_field("#/password", exc.reason) from None
+        raise invalid_field(pointer, exc.reason) from None
 
 
 class RegistrationService:

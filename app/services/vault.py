@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.models import User, UserDataKey
-from app.security.envelope import FieldCipher, KeyRing, WrappedKey
+from app.security.envelope import DecryptionError, FieldCipher, KeyRing, WrappedKey
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class PersonalDataVault:
     def cipher_for(self, user_id: str) -> FieldCipher:
         row = self._db.get(UserDataKey, user_id)
         if row is None:
-            raise LookupError("the user's data key is gone")
+            # Crypto-shredded: report it as envelope.DecryptionError documents.
+            raise DecryptionError("the user's data key is gone")
         data_key = self._key_ring.unwrap(WrappedKey(row.key_id, row.wrapped_key), user_id)
         return FieldCipher(data_key, user_id)
 

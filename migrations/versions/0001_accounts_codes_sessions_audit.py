@@ -54,7 +54,7 @@ def upgrade() -> None:
     op.bulk_insert(chain_heads, [{"name": "audit", "last_hash": "0" * 64}])
     op.create_table(
         "login_throttles",
-        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=80), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
