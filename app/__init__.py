@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask, Response, g
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -19,9 +21,12 @@ from app.extensions import limiter
 from app.security.blind_index import BlindIndex
 from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
+from app.security.signing import Signer
 from app.security.tokens import CodeHasher, derive_key
+from app.services.consent import WithdrawalEffects
 from app.services.container import Runtime
 from app.services.notifications import Dispatcher
+from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.settings import Settings
 
 SECURITY_HEADERS = {
@@ -81,6 +86,11 @@ def build_runtime(
         email_sender=email_sender or build_email_sender(settings),
         sms_sender=sms_sender or build_sms_sender(settings),
         dispatcher=Dispatcher(),
+        catalogue=load_catalogue(
+            Path(settings.purposes_file) if settings.purposes_file else DEFAULT_CATALOGUE
+        ),
+        signer=Signer(settings.signing_key_id, settings.signing_key_bytes),
+        withdrawal_effects=WithdrawalEffects(),
     )
 
 
@@ -124,12 +134,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     limiter.init_app(app)
 
-    from app.api import account, login, registration, system
+    from app.api import account, admin, consent, login, registration, system
     from app.api.context import install_unit_of_work
     from app.api.problems import register_problem_handlers
     from app.cli import register_cli
 
-    for blueprint in (system.bp, registration.bp, login.bp, account.bp):
+    for blueprint in (system.bp, registration.bp, login.bp, account.bp, consent.bp, admin.bp):
         app.register_blueprint(blueprint)
     register_problem_handlers(app)
     install_unit_of_work(app)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
+from app.services.container import Services
+from app.services.policies import NewPolicy
 from app.settings import Settings
+
+DEVELOPMENT_POLICY = Path(__file__).resolve().parent.parent / "config" / "privacy-policy.md"
 
 
 def register_cli(app: Flask) -> None:
@@ -24,17 +32,107 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("audit-verify")
     def audit_verify_command() -> None:
         """Check the audit trail's hash chain; exit 1 naming the first bad event."""
-        from app.services.audit import AuditTrail
-
-        factory = current_app.extensions["privid.session_factory"]
-        runtime = current_app.extensions["privid.runtime"]
-        with factory() as db:
-            broken = AuditTrail(db, runtime.clock).verify()
+        with unit_of_work() as svc:
+            broken = svc.audit.verify()
         if broken is None:
             click.echo("audit chain intact")
             return
-        click.echo(f"audit chain broken at event {broken.event_id}: {broken.reason}", err=True)
+        click.echo(f"audit chain broken at event {broken.row_id}: {broken.reason}", err=True)
         sys.exit(1)
+
+    @app.cli.command("policy-publish")
+    @click.option("--version", "version", required=True)
+    @click.option("--text-file", type=click.Path(exists=True, dir_okay=False), required=True)
+    @click.option("--effective-at", type=click.DateTime(), default=None, help="UTC; default now")
+    @click.option("--material/--not-material", default=False)
+    @click.option("--changes", required=True, help="What changed, in a sentence or two")
+    @click.option("--purpose", "purposes", multiple=True, help="Purposes a material change touches")
+    def policy_publish_command(
+        version: str,
+        text_file: str,
+        effective_at: datetime | None,
+        material: bool,
+        changes: str,
+        purposes: tuple[str, ...],
+    ) -> None:
+        """Publish a privacy policy version (versions never change once published)."""
+        from app.errors import ServiceError
+
+        with unit_of_work() as svc:
+            when = effective_at.replace(tzinfo=UTC) if effective_at else svc.runtime.clock.now()
+            try:
+                published = svc.policies.publish(
+                    NewPolicy(
+                        version=version,
+                        effective_at=when,
+                        text=Path(text_file).read_text(encoding="utf-8"),
+                        material=material,
+                        changes=changes,
+                        affected_purposes=list(purposes),
+                    ),
+                    published_by="cli",
+                )
+            except ServiceError as error:
+                raise click.ClickException(error.detail) from None
+            click.echo(f"published policy {published.version} ({published.text_sha256[:12]}…)")
+
+    @app.cli.command("consent-verify")
+    def consent_verify_command() -> None:
+        """Check the consent ledger's hash chain; exit 1 naming the first bad record."""
+        with unit_of_work() as svc:
+            broken = svc.consent.verify_chain()
+        if broken is None:
+            click.echo("consent ledger intact")
+            return
+        click.echo(f"consent ledger broken at record {broken.row_id}: {broken.reason}", err=True)
+        sys.exit(1)
+
+    @app.cli.command("operator-grant")
+    @click.argument("email")
+    def operator_grant_command(email: str) -> None:
+        """Make the account with this email an operator (the first one comes from here)."""
+        from app.models import Role
+
+        with unit_of_work() as svc:
+            user = svc.directory.find(svc.directory.email(email))
+            if user is None:
+                raise click.ClickException("no account has that email")
+            user.role = Role.OPERATOR
+            svc.audit.record("operator.granted", user_id=user.id, via="cli")
+        click.echo("operator role granted")
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Services]:
+    """Services for one CLI command: committed if it finishes, rolled back if not."""
+    factory = current_app.extensions["privid.session_factory"]
+    svc = Services(factory(), current_app.extensions["privid.runtime"])
+    try:
+        yield svc
+        svc.db.commit()
+        svc.notifier.flush()
+    except BaseException:
+        svc.db.rollback()
+        raise
+    finally:
+        svc.db.close()
+
+
+def publish_development_policy(app: Flask) -> None:
+    """A fresh development database gets config/privacy-policy.md as its policy."""
+    with app.app_context(), unit_of_work() as svc:
+        if svc.policies.current() is None:
+            svc.policies.publish(
+                NewPolicy(
+                    version="dev-1",
+                    effective_at=svc.runtime.clock.now(),
+                    text=DEVELOPMENT_POLICY.read_text(encoding="utf-8"),
+                    material=False,
+                    changes="First version.",
+                    affected_purposes=[],
+                ),
+                published_by="cli",
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     from app import create_app
 
     app = create_app(settings)
+    if not settings.is_production:
+        publish_development_policy(app)
     print(
         f"privid ({settings.env}) serving on http://{args.host}:{args.port} "
         f"with {make_url(settings.database_url).render_as_string(hide_password=True)}; "

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Development-only key material. Anyone can read it here, so production refuses it.
 DEV_SECRET_KEY = base64.b64encode(b"privid-development-secret-key-00").decode()
 DEV_BLIND_INDEX_KEY = base64.b64encode(b"privid-development-blind-index-0").decode()
+DEV_SIGNING_KEY = base64.b64encode(b"privid-development-signing-key-0").decode()
 DEV_KEY_ENCRYPTION_KEYS = "dev1:" + base64.b64encode(b"privid-development-kek-000000000").decode()
 
 
@@ -56,6 +57,18 @@ class Settings(BaseSettings):
     blind_index_key: str = DEV_BLIND_INDEX_KEY
     key_encryption_keys: str = DEV_KEY_ENCRYPTION_KEYS
     active_key_id: str = "dev1"
+    # Signs consent receipts (ES256); the key id is published in the JWKS.
+    signing_key: str = DEV_SIGNING_KEY
+    signing_key_id: str = "dev-signing-1"
+
+    # Consent and privacy rights.
+    purposes_file: str = ""  # empty: the catalogue shipped in config/purposes.toml
+    holidays_file: str = ""  # empty: config/holidays-cn.toml
+    data_residency: str = "CN"
+    request_working_days: int = 3
+    max_exports_per_day: int = 3
+    operator_max_auth_age_seconds: int = 15 * 60
+    cancellation_max_auth_age_seconds: int = 5 * 60
 
     # Passwords: argon2id parameters (OWASP minimum: m=19 MiB, t=2, p=1).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
@@ -144,12 +157,17 @@ class Settings(BaseSettings):
         return decode_key(self.secret_key, "PRIVID_SECRET_KEY")
 
     @cached_property
+    def signing_key_bytes(self) -> bytes:
+        return decode_key(self.signing_key, "PRIVID_SIGNING_KEY")
+
+    @cached_property
     def blind_index_key_bytes(self) -> bytes:
         return decode_key(self.blind_index_key, "PRIVID_BLIND_INDEX_KEY")
 
     def check(self) -> None:
         """Validate keys, and in production refuse development values."""
         _ = self.key_ring, self.secret_key_bytes, self.blind_index_key_bytes
+        _ = self.signing_key_bytes
         if not self.is_production:
             return
         problems = []
@@ -159,6 +177,8 @@ class Settings(BaseSettings):
             problems.append(
                 "PRIVID_BLIND_INDEX_KEY is the development key; set a random 32-byte key"
             )
+        if self.signing_key == DEV_SIGNING_KEY:
+            problems.append("PRIVID_SIGNING_KEY is the development key; set a random 32-byte key")
         dev_material = DEV_KEY_ENCRYPTION_KEYS.partition(":")[2]
         if any(key == base64.b64decode(dev_material) for key in self.key_ring.values()):
             problems.append("PRIVID_KEY_ENCRYPTION_KEYS contains the development key; set your own")

@@ -204,12 +204,28 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         "current_password": w.person.password,
     },
     ("post", "/api/v1/me/{kind}/confirm"): lambda w: {"code": "000000"},
+    ("post", "/api/v1/me/consent/decisions"): lambda w: {
+        "policy_version": "2026-06",
+        "decisions": [{"purpose": "analytics", "decision": "granted"}],
+    },
+    ("post", "/api/v1/me/consent/{purpose}/grant"): lambda w: {"policy_version": "2026-06"},
+    ("post", "/api/v1/admin/policies"): lambda w: {
+        "version": "2026-12",
+        "effective_at": "2026-12-01T00:00:00Z",
+        "text": "A new text.",
+        "material": True,
+        "changes": "Sharing with a new partner.",
+        "affected_purposes": ["partner_sharing"],
+    },
 }
 
 PATH_VALUES: dict[str, Callable[[World], str]] = {
     "flow_id": lambda w: w.flow_id,
     "kind": lambda w: "email",
     "session_id": lambda w: w.session_id,
+    "purpose": lambda w: "analytics",
+    "record_id": lambda w: "1",
+    "version": lambda w: "2026-06",
 }
 
 

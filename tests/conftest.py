@@ -134,15 +134,38 @@ def runtime(settings: Settings, clock: SystemClock) -> Runtime:
     return build_runtime(settings, clock=clock)
 
 
+POLICY_VERSION = "2026-06"
+POLICY_EFFECTIVE = datetime(2026, 6, 11, tzinfo=UTC)
+
+
 @pytest.fixture
 def app(runtime: Runtime) -> Iterator[Flask]:
     app = create_app(runtime=runtime)
     app.config["TESTING"] = True
     with app.app_context():
         limiter.reset()
+        publish_test_policy(app)
     yield app
     runtime.dispatcher.drain()
     app.extensions["privid.engine"].dispose()
+
+
+def publish_test_policy(app: Flask) -> None:
+    from app.cli import unit_of_work
+    from app.services.policies import NewPolicy
+
+    with unit_of_work() as svc:
+        svc.policies.publish(
+            NewPolicy(
+                version=POLICY_VERSION,
+                effective_at=POLICY_EFFECTIVE,
+                text="The test platform's privacy policy.",
+                material=False,
+                changes="First version.",
+                affected_purposes=[],
+            ),
+            published_by="cli",
+        )
 
 
 @pytest.fixture

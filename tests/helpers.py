@@ -8,6 +8,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from app.services.purposes import load_catalogue
 from tests.fakes import Mailbox, SmsOutbox
 
 _serial = itertools.count(1)
@@ -31,7 +32,25 @@ def new_person(full_name: str = "李小龙") -> Person:
     )
 
 
-def start_registration(client: FlaskClient, person: Person) -> Any:
+POLICY_VERSION = "2026-06"  # published by the app fixture
+CATALOGUE = load_catalogue()
+
+
+def baseline_consent(**overrides: str) -> dict[str, Any]:
+    """Grant what is required, refuse the rest, unless told otherwise."""
+    decisions = [
+        {
+            "purpose": p.code,
+            "decision": overrides.get(p.code, "granted" if p.required else "refused"),
+        }
+        for p in CATALOGUE.decided_at_sign_in()
+    ]
+    return {"policy_version": POLICY_VERSION, "decisions": decisions}
+
+
+def start_registration(
+    client: FlaskClient, person: Person, consent: dict[str, Any] | None = None
+) -> Any:
     return client.post(
         "/api/v1/registration",
         json={
@@ -39,6 +58,7 @@ def start_registration(client: FlaskClient, person: Person) -> Any:
             "phone": person.phone,
             "full_name": person.full_name,
             "password": person.password,
+            "consent": consent if consent is not None else baseline_consent(),
         },
     )
 
@@ -49,10 +69,11 @@ def register(
     sms: SmsOutbox,
     person: Person | None = None,
     token_delivery: str = "bearer",
+    consent: dict[str, Any] | None = None,
 ) -> tuple[Person, dict[str, Any]]:
     """A complete registration; returns the person and the session it opened."""
     person = person or new_person()
-    started = start_registration(client, person)
+    started = start_registration(client, person, consent)
     assert started.status_code == 202, started.json
     flow = started.json["flow_id"]
     email_code = mailbox.last_code(person.email)

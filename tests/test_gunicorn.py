@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.fakes import free_port
-from tests.helpers import new_person
+from tests.helpers import baseline_consent, new_person
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT = 10
@@ -87,7 +87,7 @@ def test_flows_work_across_three_workers(gunicorn, mailbox, sms):
     started = post(
         "/api/v1/registration",
         {"email": person.email, "phone": person.phone, "full_name": person.full_name,
-         "password": person.password},
+         "password": person.password, "consent": baseline_consent()},
     )  # fmt: skip
     assert started.status_code == 202, started.text
     flow = started.json()["flow_id"]

@@ -20,6 +20,7 @@ def production(**overrides: object) -> Settings:
         "env": Environment.PRODUCTION,
         "secret_key": _key(),
         "blind_index_key": _key(),
+        "signing_key": _key(),
         "key_encryption_keys": f"k1:{_key()}",
         "active_key_id": "k1",
         "database_url": "postgresql+psycopg://privid@127.0.0.1:5432/privid",
@@ -42,6 +43,7 @@ def test_complete_production_settings_pass():
     [
         ({"secret_key": Settings().secret_key}, "PRIVID_SECRET_KEY"),
         ({"blind_index_key": Settings().blind_index_key}, "PRIVID_BLIND_INDEX_KEY"),
+        ({"signing_key": Settings().signing_key}, "PRIVID_SIGNING_KEY"),
         (
             {"key_encryption_keys": Settings().key_encryption_keys, "active_key_id": "dev1"},
             "PRIVID_KEY_ENCRYPTION_KEYS",

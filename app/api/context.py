@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 
 from app.errors import ServiceError, authentication_required
-from app.models import Session, User
+from app.models import Role, Session, User
 from app.security.tokens import derive_key
 from app.services.container import Runtime, Services
 from app.services.context import RequestContext
@@ -84,10 +84,49 @@ def current_caller() -> Caller:
                 )
     if session is None:
         raise _invalid_token()
+    if session.consent_pending and not _endpoint_allows_consent_step():
+        raise ServiceError(
+            "consent-required",
+            403,
+            "Consent decisions are owed first",
+            "Decide on the purposes listed at GET /api/v1/me/consent before using the service.",
+        )
     user = svc.db.get(User, session.user_id)
     assert user is not None
     g.privid_caller = Caller(session, user)
     return g.privid_caller
+
+
+def require_operator() -> Caller:
+    """The caller, if an operator who signed in recently enough (RFC 9470 step-up)."""
+    caller = current_caller()
+    if caller.user.role != Role.OPERATOR:
+        raise ServiceError(
+            "operator-only", 403, "Operators only", "This endpoint is for operators."
+        )
+    rt = runtime()
+    max_age = rt.settings.operator_max_auth_age_seconds
+    if (rt.clock.now() - caller.session.auth_time).total_seconds() > max_age:
+        raise ServiceError(
+            "insufficient-user-authentication",
+            401,
+            "Sign in again",
+            f"Operator actions need a sign-in within the last {max_age // 60} minutes.",
+            headers={
+                "WWW-Authenticate": (
+                    'Bearer error="insufficient_user_authentication", '
+                    'error_description="A more recent authentication is required", '
+                    f"max_age={max_age}"
+                )
+            },
+        )
+    return caller
+
+
+def _endpoint_allows_consent_step() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    operation = getattr(view, "openapi_operation", None)
+    return bool(operation and operation.consent_step)
 
 
 def session_payload(issued: IssuedSession) -> dict[str, Any]:

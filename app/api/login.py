@@ -6,36 +6,29 @@ from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
-    attach_session_cookie,
     clear_session_cookie,
     current_caller,
     request_context,
     services,
-    session_payload,
 )
 from app.api.limits import body_field_key, setting
 from app.api.operations import operation
+from app.api.render import signed_in_response
 from app.api.schemas import (
     Accepted,
     PasswordLogin,
     ResetFinish,
     ResetStart,
-    SessionOut,
+    SignedIn,
     SmsCodeRequest,
     SmsLogin,
 )
 from app.extensions import limiter
-from app.services.sessions import IssuedSession, Transport
+from app.services.sessions import Transport
 
 bp = Blueprint("login", __name__, url_prefix="/api/v1")
 TAG = "sign-in"
 CODE_SENT = "If an account uses this address, a code is on its way."
-
-
-def signed_in(issued: IssuedSession) -> ResponseReturnValue:
-    response = jsonify(SessionOut.model_validate(session_payload(issued)).model_dump(mode="json"))
-    attach_session_cookie(response, issued)
-    return response
 
 
 @bp.post("/login/password")
@@ -45,16 +38,16 @@ def signed_in(issued: IssuedSession) -> ResponseReturnValue:
     "Sign in with email or phone and password",
     tag=TAG,
     body=PasswordLogin,
-    responses={200: ("Signed in", SessionOut)},
+    responses={200: ("Signed in, or consent is owed first", SignedIn)},
 )
 def password_login(body: PasswordLogin) -> ResponseReturnValue:
-    issued = services().login.with_password(
+    result = services().login.with_password(
         body.identifier,
         body.password,
         transport=Transport(body.token_delivery),
         context=request_context(),
     )
-    return signed_in(issued)
+    return signed_in_response(result)
 
 
 @bp.post("/login/sms/code")
@@ -82,17 +75,23 @@ def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
     "Sign in with phone and SMS code",
     tag=TAG,
     body=SmsLogin,
-    responses={200: ("Signed in", SessionOut)},
+    responses={200: ("Signed in, or consent is owed first", SignedIn)},
 )
 def sms_login(body: SmsLogin) -> ResponseReturnValue:
-    issued = services().login.with_sms_code(
+    result = services().login.with_sms_code(
         body.phone, body.code, transport=Transport(body.token_delivery), context=request_context()
     )
-    return signed_in(issued)
+    return signed_in_response(result)
 
 
 @bp.post("/logout")
-@operation("Sign out of this session", tag=TAG, responses={204: ("Signed out", None)}, auth=True)
+@operation(
+    "Sign out of this session",
+    tag=TAG,
+    responses={204: ("Signed out", None)},
+    auth=True,
+    consent_step=True,
+)
 def logout() -> ResponseReturnValue:
     caller = current_caller()
     context = request_context()

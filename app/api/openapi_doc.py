@@ -67,6 +67,8 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": _schema_ref(op.body, components)}},
                 }
+                if op.max_body_bytes:
+                    entry["requestBody"]["x-max-body-bytes"] = op.max_body_bytes
             for status, (description, model) in sorted(op.responses.items()):
                 response: dict[str, Any] = {"description": description}
                 if model is not None:

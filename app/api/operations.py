@@ -26,6 +26,10 @@ class Operation:
     body: type[BaseModel] | None = None
     responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     auth: bool = False
+    # Usable by a session that still owes consent decisions.
+    consent_step: bool = False
+    # A larger body than the service-wide limit (a policy text, for instance).
+    max_body_bytes: int | None = None
 
 
 def operation(
@@ -35,9 +39,11 @@ def operation(
     body: type[BaseModel] | None = None,
     responses: dict[int, tuple[str, type[BaseModel] | None]] | None = None,
     auth: bool = False,
+    consent_step: bool = False,
+    max_body_bytes: int | None = None,
 ) -> Callable[[F], F]:
     """Attach the endpoint's contract; with ``body``, the view gets ``body=`` parsed."""
-    op = Operation(summary, tag, body, responses or {}, auth)
+    op = Operation(summary, tag, body, responses or {}, auth, consent_step, max_body_bytes)
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
@@ -48,7 +54,7 @@ def operation(
 
                 current_caller()
             if op.body is not None:
-                kwargs["body"] = parse_body(op.body)
+                kwargs["body"] = parse_body(op.body, op.max_body_bytes)
             return view(*args, **kwargs)
 
         wrapper.openapi_operation = op  # type: ignore[attr-defined]
@@ -102,7 +108,7 @@ def _check_strings(value: Any, pointer: str = "#") -> None:
             _check_strings(item, f"{pointer}/{i}")
 
 
-def parse_body(model: type[BaseModel]) -> BaseModel:
+def parse_body(model: type[BaseModel], max_bytes: int | None = None) -> BaseModel:
     if request.mimetype != "application/json":
         raise _bad_request(
             "unsupported-media-type",
@@ -110,10 +116,12 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             "Send the request body as application/json.",
             415,
         )
+    limit = max_bytes or current_app.extensions["privid.settings"].max_request_bytes
+    request.max_content_length = limit + 1
     raw = request.get_data(cache=True)
     # MAX_CONTENT_LENGTH is one byte above the limit: a streamed (chunked) body is
     # cut there silently rather than refused, so a body that reaches it is too large.
-    if len(raw) > current_app.extensions["privid.settings"].max_request_bytes:
+    if len(raw) > limit:
         raise RequestEntityTooLarge()
     try:
         text = raw.decode("utf-8")
@@ -133,7 +141,8 @@ def parse_body(model: type[BaseModel]) -> BaseModel:
             "malformed-json", "Malformed JSON", "The body is nested too deeply."
         ) from None
     try:
-        return model.model_validate(data)
+        # JSON mode: strict types as JSON has them (ISO 8601 strings are datetimes).
+        return model.model_validate_json(text)
     except ValidationError as exc:
         errors = [
             FieldError("#/" + "/".join(_pointer_token(p) for p in err["loc"]), _message(err))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import attach_session_cookie, request_context, services, session_payload
+from app.api.context import attach_session_cookie, request_context, services
 from app.api.limits import body_field_key, path_key, setting
 from app.api.operations import operation
+from app.api.render import signed_in_payload
 from app.api.schemas import (
     FlowOut,
     RegistrationCode,
@@ -17,6 +18,7 @@ from app.api.schemas import (
 )
 from app.extensions import limiter
 from app.models import RegistrationFlow
+from app.services.consent import decisions_from
 from app.services.sessions import Transport
 
 bp = Blueprint("registration", __name__, url_prefix="/api/v1/registration")
@@ -53,6 +55,8 @@ def start(body: RegistrationStart) -> ResponseReturnValue:
         full_name=body.full_name,
         password=body.password,
         context=request_context(),
+        policy_version=body.consent.policy_version if body.consent else None,
+        decisions=decisions_from(body.consent.decisions) if body.consent else None,
     )
     return jsonify(flow_payload(flow)), 202
 
@@ -77,12 +81,12 @@ def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
     )
     payload = {
         "flow": flow_payload(result.flow),
-        "session": session_payload(result.issued) if result.issued else None,
+        "session": signed_in_payload(result.signed_in) if result.signed_in else None,
     }
-    response = jsonify(RegistrationVerified.model_validate(payload).model_dump(mode="json"))
-    if result.issued:
+    response = jsonify(payload)
+    if result.signed_in:
         response.status_code = 201
-        attach_session_cookie(response, result.issued)
+        attach_session_cookie(response, result.signed_in.issued)
     return response
 
 

@@ -22,11 +22,41 @@ class Body(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+class DecisionIn(Body):
+    purpose: str = Field(min_length=1, max_length=40)
+    decision: Literal["granted", "refused"]
+
+
+class ConsentDecisions(Body):
+    policy_version: str = Field(
+        min_length=1, max_length=32, description="The policy version the user was shown"
+    )
+    decisions: list[DecisionIn] = Field(min_length=1, max_length=32)
+
+
+class PolicyAcknowledged(Body):
+    policy_version: str = Field(min_length=1, max_length=32)
+
+
 class RegistrationStart(Body):
     email: str = EmailField
     phone: str = PhoneField
     full_name: str = Field(min_length=1, max_length=400)
     password: str = PasswordField
+    consent: ConsentDecisions | None = Field(
+        default=None,
+        description="Decisions made on the registration form; separate-consent purposes "
+        "are granted afterwards, each on its own",
+    )
+
+
+class PolicyPublish(Body):
+    version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
+    effective_at: datetime
+    text: str = Field(min_length=1, max_length=200_000)
+    material: bool
+    changes: str = Field(min_length=1, max_length=10_000)
+    affected_purposes: list[str] = Field(default_factory=list, max_length=32)
 
 
 class RegistrationCode(Body):
@@ -112,9 +142,100 @@ class SessionOut(BaseModel):
     amr: list[str]
 
 
+class Texts(BaseModel):
+    zh_cn: str = Field(serialization_alias="zh-CN")
+    en: str
+
+
+class PurposeOut(BaseModel):
+    code: str
+    title: Texts
+    description: Texts
+    legal_basis: str
+    required: bool
+    sensitive: bool
+    separate_consent: bool
+    per_client: bool
+    withdrawable: bool
+    data_categories: list[str]
+    retention: str
+    recipients: list[str]
+    cross_border: bool
+    depends_on_it: list[str]
+
+
+class ConsentStep(BaseModel):
+    policy_version: str
+    policy_url: str
+    purposes: list[PurposeOut]
+
+
+class SignedIn(SessionOut):
+    status: Literal["authenticated", "consent_required"]
+    consent_required: ConsentStep | None = None
+
+
+class ConsentResult(BaseModel):
+    status: Literal["authenticated", "consent_required"]
+    pending: list[PurposeOut]
+
+
 class RegistrationVerified(BaseModel):
     flow: FlowOut
-    session: SessionOut | None
+    session: SignedIn | None
+
+
+class PolicyOut(BaseModel):
+    version: str
+    effective_at: datetime
+    published_at: datetime
+    material: bool
+    changes: str
+    affected_purposes: list[str]
+    text_sha256: str
+    current: bool
+    url: str
+
+
+class PolicyText(PolicyOut):
+    text: str
+
+
+class PolicyList(BaseModel):
+    policies: list[PolicyOut]
+
+
+class PurposeList(BaseModel):
+    purposes: list[PurposeOut]
+
+
+class ConsentRecordOut(BaseModel):
+    record_id: int
+    purpose: str
+    decision: str
+    policy_version: str
+    policy_sha256: str
+    channel: str
+    client_id: str | None
+    occurred_at: datetime
+    ip_prefix: str
+    user_agent_hash: str
+    prev_hash: str
+    hash: str
+
+
+class ConsentOverview(BaseModel):
+    policy_version: str
+    pending: list[PurposeOut]
+    decisions: list[ConsentRecordOut]
+
+
+class ConsentHistory(BaseModel):
+    records: list[ConsentRecordOut]
+
+
+class Receipt(BaseModel):
+    receipt: str = Field(description="JWS (ES256) over the record; keys at /.well-known/jwks.json")
 
 
 class ProfileOut(BaseModel):

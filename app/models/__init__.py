@@ -3,19 +3,25 @@
 from .audit import AuditEvent, ChainHead
 from .base import Base
 from .codes import CodePurpose, OneTimeCode
+from .consent import Channel, ConsentRecord, Decision, PolicyVersion
 from .registration import RegistrationFlow
 from .session import Session
 from .throttle import LoginThrottle
-from .user import User, UserDataKey, UserStatus
+from .user import Role, User, UserDataKey, UserStatus
 
 __all__ = [
     "AuditEvent",
     "Base",
     "ChainHead",
+    "Channel",
     "CodePurpose",
+    "ConsentRecord",
+    "Decision",
     "LoginThrottle",
     "OneTimeCode",
+    "PolicyVersion",
     "RegistrationFlow",
+    "Role",
     "Session",
     "User",
     "UserDataKey",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, String
+from sqlalchemy import JSON, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id
@@ -30,3 +30,5 @@ class RegistrationFlow(Base):
     email_verified_at: Mapped[datetime | None]
     phone_verified_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
+    # Consent decisions made while registering: {"policy_version", "decisions": [...]}.
+    consent: Mapped[dict[str, object] | None] = mapped_column(JSON)

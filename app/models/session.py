@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy import JSON, ForeignKey, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id
@@ -27,5 +27,7 @@ class Session(Base):
     amr: Mapped[list[str]] = mapped_column(JSON)
     ip_prefix: Mapped[str] = mapped_column(String(64))
     device_summary: Mapped[str] = mapped_column(String(120))
+    # Set while the user still owes consent decisions: only the consent step works.
+    consent_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
     revoked_at: Mapped[datetime | None]
     revoke_reason: Mapped[str | None] = mapped_column(String(32))

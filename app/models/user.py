@@ -16,11 +16,17 @@ class UserStatus(StrEnum):
     DISABLED = "disabled"
 
 
+class Role(StrEnum):
+    USER = "user"
+    OPERATOR = "operator"
+
+
 class User(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE)
+    role: Mapped[str] = mapped_column(String(16), default=Role.USER, server_default=Role.USER)
     email_index: Mapped[str] = mapped_column(String(64), unique=True)
     phone_index: Mapped[str] = mapped_column(String(64), unique=True)
     email_encrypted: Mapped[bytes] = mapped_column(LargeBinary)

@@ -12,15 +12,20 @@ from app.clock import Clock
 from app.security.blind_index import BlindIndex
 from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
+from app.security.signing import Signer
 from app.security.tokens import CodeHasher
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
 from app.services.codes import CodeRules, CodeService
+from app.services.consent import ConsentService, WithdrawalEffects
 from app.services.directory import Directory
 from app.services.login import LoginService
 from app.services.notifications import Dispatcher, Notifier
+from app.services.policies import PolicyService
+from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
 from app.services.sessions import SessionRules, SessionService
+from app.services.signin import SignInCompleter
 from app.services.throttle import AccountThrottle, ThrottleRules
 from app.services.vault import PersonalDataVault
 from app.settings import Settings
@@ -40,6 +45,9 @@ class Runtime:
     email_sender: EmailSender
     sms_sender: SmsSender
     dispatcher: Dispatcher
+    catalogue: Catalogue
+    signer: Signer
+    withdrawal_effects: WithdrawalEffects
 
 
 class Services:
@@ -87,6 +95,21 @@ class Services:
         return SessionService(self.db, self.runtime.clock, rules, self.audit)
 
     @cached_property
+    def policies(self) -> PolicyService:
+        return PolicyService(self.db, self.runtime.clock, self.runtime.catalogue, self.audit)
+
+    @cached_property
+    def consent(self) -> ConsentService:
+        rt = self.runtime
+        return ConsentService(
+            self.db, rt.clock, rt.catalogue, self.policies, rt.signer, rt.withdrawal_effects
+        )
+
+    @cached_property
+    def signin(self) -> SignInCompleter:
+        return SignInCompleter(self.sessions, self.consent, self.policies)
+
+    @cached_property
     def registration(self) -> RegistrationService:
         rt = self.runtime
         return RegistrationService(
@@ -98,7 +121,8 @@ class Services:
             policy=rt.password_policy,
             codes=self.codes,
             vault=self.vault,
-            sessions=self.sessions,
+            signin=self.signin,
+            consent=self.consent,
             audit=self.audit,
             notifier=self.notifier,
             flow_ttl_seconds=rt.settings.registration_flow_ttl_seconds,
@@ -114,7 +138,7 @@ class Services:
             passwords=rt.passwords,
             throttle=self.throttle,
             codes=self.codes,
-            sessions=self.sessions,
+            signin=self.signin,
             audit=self.audit,
             notifier=self.notifier,
         )

@@ -13,7 +13,8 @@ from app.services.codes import CodeService
 from app.services.context import RequestContext
 from app.services.directory import Directory, Identifier
 from app.services.notifications import Notifier
-from app.services.sessions import Acr, IssuedSession, SessionService, Transport
+from app.services.sessions import Acr, Transport
+from app.services.signin import SignInCompleter, SignInResult
 from app.services.throttle import AccountThrottle
 
 
@@ -33,17 +34,17 @@ class LoginService:
         passwords: Argon2Passwords,
         throttle: AccountThrottle,
         codes: CodeService,
-        sessions: SessionService,
+        signin: SignInCompleter,
         audit: AuditTrail,
         notifier: Notifier,
     ) -> None:
         self._db, self._clock, self._directory = db, clock, directory
         self._passwords, self._throttle, self._codes = passwords, throttle, codes
-        self._sessions, self._audit, self._notifier = sessions, audit, notifier
+        self._signin, self._audit, self._notifier = signin, audit, notifier
 
     def with_password(
         self, identifier: str, password: str, *, transport: Transport, context: RequestContext
-    ) -> IssuedSession:
+    ) -> SignInResult:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
         key = throttle_key(user, ident)
@@ -73,7 +74,7 @@ class LoginService:
 
     def with_sms_code(
         self, phone: str, code: str, *, transport: Transport, context: RequestContext
-    ) -> IssuedSession:
+    ) -> SignInResult:
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         try:
@@ -91,8 +92,8 @@ class LoginService:
 
     def _succeed(
         self, user: User, transport: Transport, context: RequestContext, amr: list[str]
-    ) -> IssuedSession:
-        issued = self._sessions.issue(
+    ) -> SignInResult:
+        result = self._signin.complete(
             user, transport=transport, amr=amr, acr=Acr.SINGLE_FACTOR, context=context
         )
         self._audit.record(
@@ -100,9 +101,10 @@ class LoginService:
             user_id=user.id,
             ip_prefix=context.ip_prefix,
             method=amr[0],
-            session_id=issued.session.id,
+            session_id=result.issued.session.id,
+            consent_pending=not result.complete,
         )
-        return issued
+        return result
 
     def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
         self._audit.record(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import ServiceError, invalid_code, invalid_field, not_found
-from app.models import CodePurpose, OneTimeCode, RegistrationFlow, User
+from app.models import Channel, CodePurpose, Decision, OneTimeCode, RegistrationFlow, User
 from app.models.base import new_id
 from app.security.envelope import FieldCipher, KeyRing, WrappedKey
 from app.security.passwords import (
@@ -28,11 +28,13 @@ from app.security.passwords import (
 )
 from app.services.audit import AuditTrail
 from app.services.codes import CodeService
+from app.services.consent import ConsentService, DecisionInput, required_refused
 from app.services.context import RequestContext
 from app.services.directory import EMAIL, PHONE, Directory
 from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
-from app.services.sessions import Acr, IssuedSession, SessionService, Transport
+from app.services.sessions import Acr, Transport
+from app.services.signin import SignInCompleter, SignInResult
 from app.services.vault import PersonalDataVault
 
 CHANNEL_PURPOSE = {EMAIL: CodePurpose.REGISTER_EMAIL, PHONE: CodePurpose.REGISTER_PHONE}
@@ -41,7 +43,7 @@ CHANNEL_PURPOSE = {EMAIL: CodePurpose.REGISTER_EMAIL, PHONE: CodePurpose.REGISTE
 @dataclass(frozen=True)
 class VerifyResult:
     flow: RegistrationFlow
-    issued: IssuedSession | None  # set once both codes are proven and the account exists
+    signed_in: SignInResult | None  # set once both codes are proven and the account exists
 
 
 def check_password(
@@ -65,19 +67,29 @@ class RegistrationService:
         policy: PasswordPolicy,
         codes: CodeService,
         vault: PersonalDataVault,
-        sessions: SessionService,
+        signin: SignInCompleter,
+        consent: ConsentService,
         audit: AuditTrail,
         notifier: Notifier,
         flow_ttl_seconds: int,
     ) -> None:
         self._db, self._clock, self._key_ring = db, clock, key_ring
         self._directory, self._passwords, self._policy = directory, passwords, policy
-        self._codes, self._vault, self._sessions = codes, vault, sessions
+        self._codes, self._vault = codes, vault
+        self._signin, self._consent = signin, consent
         self._audit, self._notifier = audit, notifier
         self._flow_ttl = timedelta(seconds=flow_ttl_seconds)
 
     def start(
-        self, *, email: str, phone: str, full_name: str, password: str, context: RequestContext
+        self,
+        *,
+        email: str,
+        phone: str,
+        full_name: str,
+        password: str,
+        context: RequestContext,
+        policy_version: str | None = None,
+        decisions: list[DecisionInput] | None = None,
     ) -> RegistrationFlow:
         email_id = self._directory.email(email)
         phone_id = self._directory.phone(phone)
@@ -88,6 +100,7 @@ class RegistrationService:
             password,
             PersonalData(email_id.value, phone_id.value, phone_id.phone.national, name),
         )
+        consent = self._consent_at_registration(policy_version, decisions or [])
         now = self._clock.now()
         flow_id = new_id()
         data_key, wrapped = self._key_ring.new_data_key(flow_id)
@@ -107,6 +120,7 @@ class RegistrationService:
             password_hash=self._passwords.hash(password),
             email_taken=self._directory.find(email_id) is not None,
             phone_taken=self._directory.find(phone_id) is not None,
+            consent=consent,
         )
         self._db.add(flow)
         self._db.flush()
@@ -147,18 +161,59 @@ class RegistrationService:
             flow.phone_verified_at = now
         if flow.email_verified_at is None or flow.phone_verified_at is None:
             return VerifyResult(flow, None)
+        consent = flow.consent
         user = self._create_account(flow)
         self._audit.record("registration.completed", user_id=user.id, ip_prefix=context.ip_prefix)
-        issued = self._sessions.issue(
+        if consent and consent["decisions"]:
+            self._consent.decide(
+                user.id,
+                str(consent["policy_version"]),
+                [
+                    DecisionInput(d["purpose"], Decision(d["decision"]))
+                    for d in consent["decisions"]
+                ],
+                Channel.REGISTRATION,
+                context,
+            )
+        signed_in = self._signin.complete(
             user,
             transport=transport,
             amr=["pwd", "otp"],
             acr=Acr.SINGLE_FACTOR,
             context=context,
         )
-        return VerifyResult(flow, issued)
+        return VerifyResult(flow, signed_in)
 
     # -- internals -------------------------------------------------------
+
+    def _consent_at_registration(
+        self, policy_version: str | None, decisions: list[DecisionInput]
+    ) -> dict[str, object] | None:
+        """Decisions made on the registration form, checked now, recorded when
+        the account exists. Refusing a required purpose ends registration here."""
+        if policy_version is None:
+            if decisions:
+                raise invalid_field("#/consent/policy_version", "Say which policy you read.")
+            return None
+        self._consent.validate(policy_version, decisions)
+        refused = [
+            p
+            for d in decisions
+            if d.decision == Decision.REFUSED
+            and (p := self._consent.catalogue.get(d.purpose))
+            and p.required
+        ]
+        if refused:
+            error = required_refused(refused)
+            error.keep_changes = False
+            error.detail = (
+                f"{', '.join(p.title.en for p in refused)}: without it there can be no account."
+            )
+            raise error
+        return {
+            "policy_version": policy_version,
+            "decisions": [{"purpose": d.purpose, "decision": d.decision.value} for d in decisions],
+        }
 
     def _send(self, flow: RegistrationFlow, channel: str, address: str) -> None:
         taken = flow.email_taken if channel == EMAIL else flow.phone_taken

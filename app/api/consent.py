@@ -1,0 +1,161 @@
+"""Purposes, policies, and the user's consent decisions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from app.api.context import current_caller, request_context, runtime, services
+from app.api.operations import operation
+from app.api.render import policy_out, purpose_out, record_out
+from app.api.schemas import (
+    ConsentDecisions,
+    ConsentHistory,
+    ConsentOverview,
+    ConsentResult,
+    PolicyAcknowledged,
+    PolicyList,
+    PolicyText,
+    PurposeList,
+    Receipt,
+)
+from app.services.consent import decisions_from
+
+bp = Blueprint("consent", __name__)
+TAG = "consent"
+
+
+@bp.get("/api/v1/purposes")
+@operation(
+    "What we process, why, and on what basis",
+    tag=TAG,
+    responses={200: ("The purpose catalogue", PurposeList)},
+)
+def purposes() -> ResponseReturnValue:
+    items = [purpose_out(p) for p in runtime().catalogue]
+    return jsonify(PurposeList(purposes=items).model_dump(mode="json", by_alias=True))
+
+
+@bp.get("/api/v1/policies")
+@operation("Every published policy version; the one in force is marked", tag=TAG,
+           responses={200: ("Policy versions, newest first", PolicyList)})  # fmt: skip
+def policies() -> ResponseReturnValue:
+    svc = services().policies
+    current = svc.current()
+    items = [policy_out(p, current.version if current else None) for p in svc.all()]
+    return jsonify(PolicyList(policies=items).model_dump(mode="json"))
+
+
+@bp.get("/api/v1/policies/<version>")
+@operation(
+    "One policy version with its text",
+    tag=TAG,
+    responses={200: ("The version and its text", PolicyText)},
+)
+def policy(version: str) -> ResponseReturnValue:
+    svc = services().policies
+    found, current = svc.get(version), svc.current()
+    body = PolicyText(
+        **policy_out(found, current.version if current else None).model_dump(), text=found.text
+    )
+    return jsonify(body.model_dump(mode="json"))
+
+
+@bp.get("/api/v1/me/consent")
+@operation(
+    "My current decisions and what I still owe under the current policy",
+    tag=TAG,
+    responses={200: ("Decisions in force and purposes owed", ConsentOverview)},
+    auth=True,
+    consent_step=True,
+)
+def overview() -> ResponseReturnValue:
+    caller = current_caller()
+    svc = services()
+    policy = svc.policies.require_current()
+    current = sorted(svc.consent.current(caller.user.id).values(), key=lambda r: r.id)
+    body = ConsentOverview(
+        policy_version=policy.version,
+        pending=[purpose_out(p) for p in svc.consent.pending(caller.user.id)],
+        decisions=[record_out(r) for r in current],
+    )
+    return jsonify(body.model_dump(mode="json", by_alias=True))
+
+
+@bp.post("/api/v1/me/consent/decisions")
+@operation(
+    "Decide on purposes (the consent step of sign-in, or later)",
+    tag=TAG,
+    body=ConsentDecisions,
+    responses={200: ("Recorded; the session is full once nothing is owed", ConsentResult)},
+    auth=True,
+    consent_step=True,
+)
+def decide(body: ConsentDecisions) -> ResponseReturnValue:
+    caller = current_caller()
+    svc = services()
+    pending = svc.signin.decide(
+        caller.session, body.policy_version, decisions_from(body.decisions), request_context()
+    )
+    result = ConsentResult(
+        status="consent_required" if pending else "authenticated",
+        pending=[purpose_out(p) for p in pending],
+    )
+    return jsonify(result.model_dump(mode="json", by_alias=True))
+
+
+@bp.post("/api/v1/me/consent/<purpose>/grant")
+@operation(
+    "Grant one purpose on its own (separate consent)",
+    tag=TAG,
+    body=PolicyAcknowledged,
+    responses={200: ("Granted", ConsentHistory)},
+    auth=True,
+)
+def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
+    caller = current_caller()
+    record = services().consent.grant(
+        caller.user.id, purpose, body.policy_version, request_context()
+    )
+    return jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
+
+
+@bp.post("/api/v1/me/consent/<purpose>/withdraw")
+@operation(
+    "Withdraw consent for one purpose; what depends on it stops now",
+    tag=TAG,
+    responses={200: ("Withdrawn", ConsentHistory)},
+    auth=True,
+)
+def withdraw(purpose: str) -> ResponseReturnValue:
+    caller = current_caller()
+    record = services().consent.withdraw(caller.user.id, purpose, request_context())
+    return jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
+
+
+@bp.get("/api/v1/me/consent/history")
+@operation(
+    "Every decision I made",
+    tag=TAG,
+    responses={200: ("Oldest first", ConsentHistory)},
+    auth=True,
+    consent_step=True,
+)
+def history() -> ResponseReturnValue:
+    caller = current_caller()
+    records = [record_out(r) for r in services().consent.history(caller.user.id)]
+    return jsonify(ConsentHistory(records=records).model_dump(mode="json"))
+
+
+@bp.get("/api/v1/me/consent/records/<int:record_id>/receipt")
+@operation("A signed receipt for one decision", tag=TAG, responses={200: ("The receipt", Receipt)},
+           auth=True, consent_step=True)  # fmt: skip
+def receipt(record_id: int) -> ResponseReturnValue:
+    caller = current_caller()
+    token = services().consent.receipt(caller.user.id, record_id)
+    return jsonify(Receipt(receipt=token).model_dump())
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> ResponseReturnValue:
+    return jsonify(current_app.extensions["privid.runtime"].signer.jwks())

@@ -1,0 +1,318 @@
+"""The consent ledger: one hash-chained record per decision, what is still owed
+under the current policy, withdrawal and its effects, signed receipts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.errors import FieldError, ServiceError, not_found
+from app.models import Channel, ConsentRecord, Decision, PolicyVersion
+from app.security.signing import Signer
+from app.services.chain import ChainBreak, HashChain
+from app.services.context import RequestContext
+from app.services.policies import PolicyService
+from app.services.purposes import Catalogue, Purpose
+
+CONSENT_CHAIN = "consent"
+REQUIRED_REFUSED = "required-purpose-refused"
+
+# What withdrawing a purpose must stop, registered by the features that depend
+# on it (device binding, partner sharing, analytics). Each gets the user id.
+WithdrawalEffect = Callable[[DbSession, str], None]
+
+
+@dataclass
+class WithdrawalEffects:
+    by_purpose: dict[str, list[WithdrawalEffect]] = field(default_factory=dict)
+
+    def register(self, purpose: str, effect: WithdrawalEffect) -> None:
+        self.by_purpose.setdefault(purpose, []).append(effect)
+
+    def run(self, db: DbSession, purpose: str, user_id: str) -> None:
+        for effect in self.by_purpose.get(purpose, []):
+            effect(db, user_id)
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    purpose: str
+    decision: Decision
+
+
+def sealed_fields(record: ConsentRecord) -> dict[str, Any]:
+    return {
+        "user_id": record.user_id,
+        "purpose": record.purpose,
+        "decision": record.decision,
+        "policy_version": record.policy_version,
+        "policy_sha256": record.policy_sha256,
+        "channel": record.channel,
+        "client_id": record.client_id,
+        "occurred_at": record.occurred_at.isoformat(),
+        "ip_prefix": record.ip_prefix,
+        "user_agent_hash": record.user_agent_hash,
+    }
+
+
+def required_refused(purposes: list[Purpose]) -> ServiceError:
+    names = ", ".join(p.title.en for p in purposes)
+    return ServiceError(
+        REQUIRED_REFUSED,
+        403,
+        "The service cannot be provided without this",
+        f"{names} {'is' if len(purposes) == 1 else 'are'} needed to provide the account at all, "
+        "so signing in ends here. Your refusal is recorded. You can come back and agree at "
+        "any time, or ask us to delete your account.",
+        keep_changes=True,
+    )
+
+
+class ConsentService:
+    def __init__(
+        self,
+        db: DbSession,
+        clock: Clock,
+        catalogue: Catalogue,
+        policies: PolicyService,
+        signer: Signer,
+        effects: WithdrawalEffects,
+    ) -> None:
+        self._db, self._clock, self._catalogue = db, clock, catalogue
+        self._policies, self._signer, self._effects = policies, signer, effects
+        self._chain = HashChain(db, CONSENT_CHAIN, sealed_fields)
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    # -- reading ---------------------------------------------------------------
+
+    def history(self, user_id: str) -> Sequence[ConsentRecord]:
+        return (
+            self._db.execute(
+                select(ConsentRecord)
+                .where(ConsentRecord.user_id == user_id)
+                .order_by(ConsentRecord.id)
+            )
+            .scalars()
+            .all()
+        )
+
+    def current(self, user_id: str) -> dict[tuple[str, str | None], ConsentRecord]:
+        """The latest decision per (purpose, client)."""
+        latest: dict[tuple[str, str | None], ConsentRecord] = {}
+        for record in self.history(user_id):
+            latest[(record.purpose, record.client_id)] = record
+        return latest
+
+    def is_granted(self, user_id: str, purpose: str, client_id: str | None = None) -> bool:
+        record = self.current(user_id).get((purpose, client_id))
+        return record is not None and record.decision == Decision.GRANTED
+
+    def pending(self, user_id: str) -> list[Purpose]:
+        """Purposes the user must decide (again) before a full sign-in: never
+        decided, touched by a material policy change since, or a required one
+        not granted."""
+        latest = self.current(user_id)
+        owed = []
+        for purpose in self._catalogue.decided_at_sign_in():
+            record = latest.get((purpose.code, None))
+            if record is None or (purpose.required and record.decision != Decision.GRANTED):
+                owed.append(purpose)
+                continue
+            for change in self._policies.material_changes_since(record.occurred_at):
+                if not change.affected_purposes or purpose.code in change.affected_purposes:
+                    owed.append(purpose)
+                    break
+        return owed
+
+    # -- deciding --------------------------------------------------------------
+
+    def validate(self, policy_version: str, decisions: list[DecisionInput]) -> PolicyVersion:
+        """Check a batch of decisions without recording it; the current policy."""
+        policy = self._policies.require_current()
+        if policy_version != policy.version:
+            raise ServiceError(
+                "stale-policy-version",
+                409,
+                "The policy has changed",
+                f"These decisions were made under policy {policy_version!r}, but "
+                f"{policy.version!r} is in force now. Read it and decide again.",
+            )
+        errors = []
+        seen = set()
+        for i, item in enumerate(decisions):
+            purpose = self._catalogue.get(item.purpose)
+            pointer = f"#/decisions/{i}/purpose"
+            if purpose is None:
+                errors.append(FieldError(pointer, f"There is no purpose {item.purpose!r}."))
+            elif item.purpose in seen:
+                errors.append(FieldError(pointer, "This purpose is decided twice."))
+            elif purpose.per_client:
+                errors.append(
+                    FieldError(pointer, "This purpose is decided when you authorise a partner.")
+                )
+            elif item.decision == Decision.WITHDRAWN:
+                errors.append(
+                    FieldError(f"#/decisions/{i}/decision", "Withdraw through the withdraw action.")
+                )
+            elif (
+                purpose.needs_separate_action
+                and item.decision == Decision.GRANTED
+                and len(decisions) > 1
+            ):
+                errors.append(
+                    FieldError(
+                        pointer,
+                        "This purpose needs its own, separate consent: grant it alone, "
+                        "not together with other decisions.",
+                    )
+                )
+            seen.add(item.purpose)
+        if errors:
+            raise ServiceError(
+                "validation-error",
+                422,
+                "Your request has invalid fields",
+                "; ".join(e.detail for e in errors),
+                errors=errors,
+            )
+        return policy
+
+    def decide(
+        self,
+        user_id: str,
+        policy_version: str,
+        decisions: list[DecisionInput],
+        channel: Channel,
+        context: RequestContext,
+    ) -> list[ConsentRecord]:
+        """Record a batch; refuses a batch that changes nothing (a replay)."""
+        policy = self.validate(policy_version, decisions)
+        latest = self.current(user_id)
+        owed = {p.code for p in self.pending(user_id)}
+        changes = [
+            d
+            for d in decisions
+            if d.purpose in owed
+            or (rec := latest.get((d.purpose, None))) is None
+            or rec.decision != d.decision
+        ]
+        if not changes:
+            raise ServiceError(
+                "no-change",
+                409,
+                "Nothing to change",
+                "These decisions are already on record under the current policy.",
+            )
+        records = [
+            self._append(user_id, d.purpose, d.decision, policy, channel, context) for d in changes
+        ]
+        refused = [
+            p
+            for d in changes
+            if d.decision == Decision.REFUSED
+            and (p := self._catalogue.get(d.purpose))
+            and p.required
+        ]
+        if refused:
+            raise required_refused(refused)
+        return records
+
+    def withdraw(self, user_id: str, purpose_code: str, context: RequestContext) -> ConsentRecord:
+        purpose = self._purpose(purpose_code)
+        if not purpose.withdrawable:
+            raise ServiceError(
+                "not-withdrawable",
+                409,
+                "This cannot be withdrawn on its own",
+                f"{purpose.title.en} rests on {purpose.legal_basis.value.replace('_', ' ')}, not "
+                "on consent. To end it, cancel your account (POST /api/v1/me/cancellation).",
+            )
+        if not self.is_granted(user_id, purpose.code):
+            raise ServiceError(
+                "not-granted", 409, "Nothing to withdraw", f"{purpose.title.en} is not granted."
+            )
+        policy = self._policies.require_current()
+        record = self._append(
+            user_id, purpose.code, Decision.WITHDRAWN, policy, Channel.SETTINGS, context
+        )
+        # Stop what depends on it now; what was done before stays lawful.
+        self._effects.run(self._db, purpose.code, user_id)
+        return record
+
+    def grant(
+        self, user_id: str, purpose_code: str, policy_version: str, context: RequestContext
+    ) -> ConsentRecord:
+        """A single, explicit grant (the settings page's switch)."""
+        purpose = self._purpose(purpose_code)
+        self.validate(policy_version, [DecisionInput(purpose.code, Decision.GRANTED)])
+        return self.decide(
+            user_id,
+            policy_version,
+            [DecisionInput(purpose.code, Decision.GRANTED)],
+            Channel.SETTINGS,
+            context,
+        )[0]
+
+    def _purpose(self, code: str) -> Purpose:
+        purpose = self._catalogue.get(code)
+        if purpose is None:
+            raise not_found(f"Purpose {code!r}")
+        return purpose
+
+    def _append(
+        self,
+        user_id: str,
+        purpose: str,
+        decision: Decision,
+        policy: PolicyVersion,
+        channel: Channel,
+        context: RequestContext,
+        client_id: str | None = None,
+    ) -> ConsentRecord:
+        record = ConsentRecord(
+            user_id=user_id,
+            purpose=purpose,
+            decision=decision,
+            policy_version=policy.version,
+            policy_sha256=policy.text_sha256,
+            channel=channel,
+            client_id=client_id,
+            occurred_at=self._clock.now(),
+            ip_prefix=context.ip_prefix,
+            user_agent_hash=context.user_agent_hash,
+        )
+        self._chain.seal(record)
+        return record
+
+    # -- proof -------------------------------------------------------------------
+
+    def receipt(self, user_id: str, record_id: int) -> str:
+        record = self._db.get(ConsentRecord, record_id)
+        if record is None or record.user_id != user_id:
+            raise not_found("The consent record")
+        return self._signer.sign(
+            {
+                "iss": "privid",
+                "typ": "consent-receipt",
+                "record_id": record.id,
+                **sealed_fields(record),
+                "hash": record.hash,
+                "prev_hash": record.prev_hash,
+            }
+        )
+
+    def verify_chain(self) -> ChainBreak | None:
+        rows = self._db.execute(select(ConsentRecord).order_by(ConsentRecord.id)).scalars()
+        return self._chain.verify(rows)
+
+
+def decisions_from(items: list[Any]) -> list[DecisionInput]:
+    return [DecisionInput(item.purpose, Decision(item.decision)) for item in items]

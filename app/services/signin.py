@@ -1,0 +1,69 @@
+"""The one step every sign-in ends in (password, SMS code, registration; passkey,
+WeChat and OAuth authorization later): open the session, then see what consent
+the user still owes under the current policy. A session that owes decisions is
+limited to the consent step until they arrive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.errors import ServiceError
+from app.models import Channel, PolicyVersion, Session, User
+from app.services.consent import REQUIRED_REFUSED, ConsentService, DecisionInput
+from app.services.context import RequestContext
+from app.services.policies import PolicyService
+from app.services.purposes import Purpose
+from app.services.sessions import Acr, IssuedSession, SessionService, Transport
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    issued: IssuedSession
+    policy: PolicyVersion
+    pending: list[Purpose]
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+class SignInCompleter:
+    def __init__(
+        self, sessions: SessionService, consent: ConsentService, policies: PolicyService
+    ) -> None:
+        self._sessions, self._consent, self._policies = sessions, consent, policies
+
+    def complete(
+        self,
+        user: User,
+        *,
+        transport: Transport,
+        amr: list[str],
+        acr: Acr,
+        context: RequestContext,
+    ) -> SignInResult:
+        policy = self._policies.require_current()
+        issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
+        pending = self._consent.pending(user.id)
+        issued.session.consent_pending = bool(pending)
+        return SignInResult(issued, policy, pending)
+
+    def decide(
+        self,
+        session: Session,
+        policy_version: str,
+        decisions: list[DecisionInput],
+        context: RequestContext,
+    ) -> list[Purpose]:
+        """Record decisions from a session; lift its limit once nothing is owed.
+        Refusing a purpose the account cannot exist without ends every session."""
+        channel = Channel.LOGIN if session.consent_pending else Channel.API
+        try:
+            self._consent.decide(session.user_id, policy_version, decisions, channel, context)
+        except ServiceError as error:
+            if error.slug == REQUIRED_REFUSED:
+                self._sessions.revoke_all(session.user_id, "required_purpose_refused")
+            raise
+        pending = self._consent.pending(session.user_id)
+        session.consent_pending = bool(pending)
+        return pending
