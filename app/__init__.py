@@ -27,7 +27,10 @@ from app.services.consent import WithdrawalEffects
 from app.services.container import Runtime
 from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
+from app.services.working_days import load_calendar
 from app.settings import Settings
+
+DEFAULT_HOLIDAYS = Path(__file__).resolve().parent.parent / "config" / "holidays-cn.toml"
 
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
@@ -91,6 +94,9 @@ def build_runtime(
         ),
         signer=Signer(settings.signing_key_id, settings.signing_key_bytes),
         withdrawal_effects=WithdrawalEffects(),
+        calendar=load_calendar(
+            Path(settings.holidays_file) if settings.holidays_file else DEFAULT_HOLIDAYS
+        ),
     )
 
 
@@ -134,12 +140,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     limiter.init_app(app)
 
-    from app.api import account, admin, consent, login, registration, system
+    from app.api import account, admin, consent, login, registration, rights, system
     from app.api.context import install_unit_of_work
     from app.api.problems import register_problem_handlers
     from app.cli import register_cli
 
-    for blueprint in (system.bp, registration.bp, login.bp, account.bp, consent.bp, admin.bp):
+    for blueprint in (
+        system.bp,
+        registration.bp,
+        login.bp,
+        account.bp,
+        consent.bp,
+        rights.bp,
+        admin.bp,
+    ):
         app.register_blueprint(blueprint)
     register_problem_handlers(app)
     install_unit_of_work(app)

@@ -87,6 +87,14 @@ def register_cli(app: Flask) -> None:
         click.echo(f"consent ledger broken at record {broken.row_id}: {broken.reason}", err=True)
         sys.exit(1)
 
+    @app.cli.command("retention-run")
+    def retention_run_command() -> None:
+        """Delete what has outlived its retention period; prints counts (cron-safe)."""
+        with unit_of_work() as svc:
+            counts = svc.retention.run()
+        for table, count in counts.items():
+            click.echo(f"{table}: {count} deleted")
+
     @app.cli.command("operator-grant")
     @click.argument("email")
     def operator_grant_command(email: str) -> None:

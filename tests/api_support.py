@@ -209,6 +209,14 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         "decisions": [{"purpose": "analytics", "decision": "granted"}],
     },
     ("post", "/api/v1/me/consent/{purpose}/grant"): lambda w: {"policy_version": "2026-06"},
+    ("post", "/api/v1/me/name"): lambda w: {
+        "full_name": "Grace Hopper",
+        "current_password": w.person.password,
+    },
+    ("post", "/api/v1/me/requests"): lambda w: {"kind": "deletion", "categories": ["other"]},
+    ("post", "/api/v1/me/cancellation"): lambda w: {"confirm": "cancel my account"},
+    ("post", "/api/v1/admin/requests/{request_id}/complete"): lambda w: {"outcome": "Done."},
+    ("post", "/api/v1/admin/requests/{request_id}/refuse"): lambda w: {"reason": "Because."},
     ("post", "/api/v1/admin/policies"): lambda w: {
         "version": "2026-12",
         "effective_at": "2026-12-01T00:00:00Z",
@@ -225,6 +233,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "session_id": lambda w: w.session_id,
     "purpose": lambda w: "analytics",
     "record_id": lambda w: "1",
+    "request_id": lambda w: "00000000-0000-0000-0000-000000000000",
     "version": lambda w: "2026-06",
 }
 

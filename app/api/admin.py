@@ -3,13 +3,23 @@ and every action is audited with who did it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.api.context import require_operator, services
 from app.api.operations import operation
 from app.api.render import policy_out
-from app.api.schemas import PolicyOut, PolicyPublish
+from app.api.rights import request_out
+from app.api.schemas import (
+    OperatorOutcome,
+    OperatorRefusal,
+    PolicyOut,
+    PolicyPublish,
+    RequestList,
+    RequestOut,
+)
+from app.errors import invalid_field
+from app.models import RequestStatus
 from app.services.policies import NewPolicy
 
 bp = Blueprint("admin", __name__, url_prefix="/api/v1/admin")
@@ -42,3 +52,51 @@ def publish_policy(body: PolicyPublish) -> ResponseReturnValue:
     current = svc.current()
     payload = policy_out(published, current.version if current else None)
     return jsonify(payload.model_dump(mode="json")), 201
+
+
+@bp.get("/requests")
+@operation(
+    "The queue of data-subject requests, soonest due first, overdue ones flagged",
+    tag=TAG,
+    responses={200: ("Open requests", RequestList)},
+    auth=True,
+)
+def request_queue() -> ResponseReturnValue:
+    require_operator()
+    svc = services()
+    status = request.args.get("status", RequestStatus.OPEN.value)
+    if status not in {s.value for s in RequestStatus} | {"all"}:
+        raise invalid_field("#/status", "Use open, completed, refused or all.")
+    rows = svc.rights.queue(None if status == "all" else RequestStatus(status))
+    body = RequestList(requests=[request_out(r) for r in rows])
+    return jsonify(body.model_dump(mode="json"))
+
+
+@bp.post("/requests/<request_id>/complete")
+@operation(
+    "Mark a request answered, saying what was done",
+    tag=TAG,
+    body=OperatorOutcome,
+    responses={200: ("Answered", RequestOut)},
+    auth=True,
+)
+def complete_request(request_id: str, body: OperatorOutcome) -> ResponseReturnValue:
+    operator = require_operator()
+    rights = services().rights
+    answered = rights.complete(rights.get(request_id), body.outcome, operator.user.id)
+    return jsonify(request_out(answered).model_dump(mode="json"))
+
+
+@bp.post("/requests/<request_id>/refuse")
+@operation(
+    "Refuse a request, with the reason the user will see (PIPL Art. 50)",
+    tag=TAG,
+    body=OperatorRefusal,
+    responses={200: ("Refused", RequestOut)},
+    auth=True,
+)
+def refuse_request(request_id: str, body: OperatorRefusal) -> ResponseReturnValue:
+    operator = require_operator()
+    rights = services().rights
+    refused = rights.refuse(rights.get(request_id), body.reason, operator.user.id)
+    return jsonify(request_out(refused).model_dump(mode="json"))

@@ -19,6 +19,7 @@ from app.api.schemas import (
     PurposeList,
     Receipt,
 )
+from app.models import RequestKind
 from app.services.consent import decisions_from
 
 bp = Blueprint("consent", __name__)
@@ -129,7 +130,14 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 )
 def withdraw(purpose: str) -> ResponseReturnValue:
     caller = current_caller()
-    record = services().consent.withdraw(caller.user.id, purpose, request_context())
+    svc = services()
+    record = svc.consent.withdraw(caller.user.id, purpose, request_context())
+    svc.rights.answered_at_once(
+        caller.user.id,
+        RequestKind.CONSENT_WITHDRAWAL,
+        "Consent withdrawn; what depended on it has stopped.",
+        {"purpose": record.purpose},
+    )
     return jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
 
 

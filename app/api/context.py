@@ -104,14 +104,18 @@ def require_operator() -> Caller:
         raise ServiceError(
             "operator-only", 403, "Operators only", "This endpoint is for operators."
         )
-    rt = runtime()
-    max_age = rt.settings.operator_max_auth_age_seconds
-    if (rt.clock.now() - caller.session.auth_time).total_seconds() > max_age:
+    return require_recent_authentication(runtime().settings.operator_max_auth_age_seconds)
+
+
+def require_recent_authentication(max_age: int) -> Caller:
+    """RFC 9470: a sign-in older than ``max_age`` seconds must be repeated."""
+    caller = current_caller()
+    if (runtime().clock.now() - caller.session.auth_time).total_seconds() > max_age:
         raise ServiceError(
             "insufficient-user-authentication",
             401,
             "Sign in again",
-            f"Operator actions need a sign-in within the last {max_age // 60} minutes.",
+            f"This needs a sign-in within the last {max(1, max_age // 60)} minutes.",
             headers={
                 "WWW-Authenticate": (
                     'Bearer error="insufficient_user_authentication", '

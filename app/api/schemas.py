@@ -269,3 +269,57 @@ class RevokedCount(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+# -- privacy rights --------------------------------------------------------------
+
+
+class NameChange(Body):
+    full_name: str = Field(min_length=1, max_length=400)
+    current_password: str = PasswordField
+
+
+class RequestIn(Body):
+    kind: Literal["deletion", "rectification", "access_export"]
+    categories: list[Literal["ended_sessions", "other"]] = Field(
+        default_factory=list,
+        max_length=4,
+        description="For deletion: what to delete; 'other' goes to an operator",
+    )
+
+
+class CancellationIn(Body):
+    confirm: Literal["cancel my account"] = Field(
+        description="Typed by the user, so nobody cancels an account by accident"
+    )
+
+
+class RequestOut(BaseModel):
+    request_id: str
+    kind: str
+    status: str
+    received_at: datetime
+    due_at: datetime
+    completed_at: datetime | None
+    outcome: str | None
+    refusal_reason: str | None
+    details: dict[str, object]
+    overdue: bool = False
+    working_days_overdue: int = 0
+
+
+class RequestList(BaseModel):
+    requests: list[RequestOut]
+
+
+class Cancelled(BaseModel):
+    status: Literal["cancelled"] = "cancelled"
+    legal_archive_retained_until: datetime
+
+
+class OperatorOutcome(Body):
+    outcome: str = Field(min_length=1, max_length=2000)
+
+
+class OperatorRefusal(Body):
+    reason: str = Field(min_length=1, max_length=2000)

@@ -5,6 +5,12 @@ from .base import Base
 from .codes import CodePurpose, OneTimeCode
 from .consent import Channel, ConsentRecord, Decision, PolicyVersion
 from .registration import RegistrationFlow
+from .rights import (
+    DataSubjectRequest,
+    LegalArchiveRecord,
+    RequestKind,
+    RequestStatus,
+)
 from .session import Session
 from .throttle import LoginThrottle
 from .user import Role, User, UserDataKey, UserStatus
@@ -16,11 +22,15 @@ __all__ = [
     "Channel",
     "CodePurpose",
     "ConsentRecord",
+    "DataSubjectRequest",
     "Decision",
+    "LegalArchiveRecord",
     "LoginThrottle",
     "OneTimeCode",
     "PolicyVersion",
     "RegistrationFlow",
+    "RequestKind",
+    "RequestStatus",
     "Role",
     "Session",
     "User",

@@ -14,6 +14,7 @@ from app.services.audit import AuditTrail
 from app.services.codes import CodeService
 from app.services.context import RequestContext
 from app.services.directory import EMAIL, Directory, Identifier
+from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
 from app.services.registration import check_password
 from app.services.sessions import SessionService
@@ -87,6 +88,14 @@ class AccountService:
         )
         self._notifier.password_changed(profile.email)
         return ended
+
+    def change_full_name(self, user: User, new_name: str, current_password: str) -> None:
+        name = normalise_full_name(new_name)
+        self._require_password(user, current_password)
+        cipher = self._vault.cipher_for(user.id)
+        user.full_name_encrypted = cipher.encrypt("full_name", name)
+        self._db.flush()
+        self._audit.record("full_name.changed", user_id=user.id)
 
     # -- password reset -----------------------------------------------------
 

@@ -13,21 +13,26 @@ from app.security.blind_index import BlindIndex
 from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
-from app.security.tokens import CodeHasher
+from app.security.tokens import CodeHasher, derive_key
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
+from app.services.cancellation import CancellationService
 from app.services.codes import CodeRules, CodeService
 from app.services.consent import ConsentService, WithdrawalEffects
 from app.services.directory import Directory
+from app.services.export import ExportService
 from app.services.login import LoginService
 from app.services.notifications import Dispatcher, Notifier
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
+from app.services.retention import RetentionService
+from app.services.rights import RightsService
 from app.services.sessions import SessionRules, SessionService
 from app.services.signin import SignInCompleter
 from app.services.throttle import AccountThrottle, ThrottleRules
 from app.services.vault import PersonalDataVault
+from app.services.working_days import WorkingCalendar
 from app.settings import Settings
 
 
@@ -48,6 +53,7 @@ class Runtime:
     catalogue: Catalogue
     signer: Signer
     withdrawal_effects: WithdrawalEffects
+    calendar: WorkingCalendar
 
 
 class Services:
@@ -108,6 +114,40 @@ class Services:
     @cached_property
     def signin(self) -> SignInCompleter:
         return SignInCompleter(self.sessions, self.consent, self.policies)
+
+    @cached_property
+    def rights(self) -> RightsService:
+        rt = self.runtime
+        return RightsService(
+            self.db,
+            rt.clock,
+            rt.calendar,
+            self.audit,
+            working_days=rt.settings.request_working_days,
+            max_exports_per_day=rt.settings.max_exports_per_day,
+        )
+
+    @cached_property
+    def export(self) -> ExportService:
+        return ExportService(self.db, self.runtime.clock, self.vault)
+
+    @cached_property
+    def cancellation(self) -> CancellationService:
+        rt = self.runtime
+        return CancellationService(
+            db=self.db,
+            clock=rt.clock,
+            key_ring=rt.key_ring,
+            vault=self.vault,
+            rights=self.rights,
+            audit=self.audit,
+            catalogue=rt.catalogue,
+            pseudonym_key=derive_key(rt.settings.secret_key_bytes, "legal-archive-pseudonym"),
+        )
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        return RetentionService(self.db, self.runtime.clock)
 
     @cached_property
     def registration(self) -> RegistrationService:

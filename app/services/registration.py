@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
-from app.errors import ServiceError, invalid_code, invalid_field, not_found
+from app.errors import FieldError, ServiceError, invalid_code, invalid_field, not_found
 from app.models import Channel, CodePurpose, Decision, OneTimeCode, RegistrationFlow, User
 from app.models.base import new_id
 from app.security.envelope import FieldCipher, KeyRing, WrappedKey
@@ -195,7 +195,12 @@ class RegistrationService:
             if decisions:
                 raise invalid_field("#/consent/policy_version", "Say which policy you read.")
             return None
-        self._consent.validate(policy_version, decisions)
+        try:
+            self._consent.validate(policy_version, decisions)
+        except ServiceError as error:
+            # The decisions sit under "consent" in the registration body.
+            error.errors = [FieldError("#/consent" + e.pointer[1:], e.detail) for e in error.errors]
+            raise
         refused = [
             p
             for d in decisions

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -129,6 +129,17 @@ class SessionService:
             session_id=session_id,
             reason=reason,
         )
+
+    def delete_ended(self, user_id: str) -> int:
+        """Erase the history of sessions that are over (a deletion request)."""
+        now = self._clock.now()
+        result = self._db.execute(
+            delete(Session).where(
+                Session.user_id == user_id,
+                (Session.revoked_at.is_not(None)) | (Session.expires_at <= now),
+            )
+        )
+        return int(result.rowcount or 0)
 
     def revoke_all(self, user_id: str, reason: str, *, keep: str | None = None) -> int:
         statement = (

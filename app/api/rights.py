@@ -1,0 +1,148 @@
+"""The user's privacy rights: export, rectification, deletion, cancellation,
+and the record of every request with its due date."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, make_response
+from flask.typing import ResponseReturnValue
+
+from app.api.context import (
+    clear_session_cookie,
+    current_caller,
+    require_recent_authentication,
+    runtime,
+    services,
+)
+from app.api.operations import operation
+from app.api.schemas import (
+    CancellationIn,
+    Cancelled,
+    NameChange,
+    RequestIn,
+    RequestList,
+    RequestOut,
+)
+from app.errors import ServiceError
+from app.models import DataSubjectRequest, RequestKind
+
+bp = Blueprint("rights", __name__, url_prefix="/api/v1/me")
+TAG = "privacy rights"
+
+
+def request_out(request: DataSubjectRequest) -> RequestOut:
+    rights = services().rights
+    return RequestOut(
+        request_id=request.id,
+        kind=request.kind,
+        status=request.status,
+        received_at=request.received_at,
+        due_at=request.due_at,
+        completed_at=request.completed_at,
+        outcome=request.outcome,
+        refusal_reason=request.refusal_reason,
+        details=request.details,
+        overdue=rights.is_overdue(request),
+        working_days_overdue=rights.working_days_overdue(request),
+    )
+
+
+@bp.get("/export")
+@operation(
+    "Everything the service holds about me, decrypted, as one JSON document",
+    tag=TAG,
+    responses={200: ("The export", None)},
+    auth=True,
+)
+def export() -> ResponseReturnValue:
+    caller = current_caller()
+    svc = services()
+    refused = svc.rights.refuse_if_repetitive_export(caller.user.id)
+    if refused is not None:
+        error = ServiceError(
+            "request-refused",
+            429,
+            "Request refused",
+            refused.refusal_reason or "",
+            keep_changes=True,
+        )
+        error.headers["Retry-After"] = str(24 * 3600)
+        raise error
+    document = svc.export.export(caller.user)
+    svc.rights.answered_at_once(caller.user.id, RequestKind.ACCESS_EXPORT, "Export delivered.")
+    response = jsonify(document)
+    response.headers["Content-Disposition"] = 'attachment; filename="privid-export.json"'
+    return response
+
+
+@bp.post("/name")
+@operation(
+    "Correct my full name (needs my password)",
+    tag=TAG,
+    body=NameChange,
+    responses={200: ("Corrected", RequestOut)},
+    auth=True,
+)
+def change_name(body: NameChange) -> ResponseReturnValue:
+    caller = current_caller()
+    svc = services()
+    svc.account.change_full_name(caller.user, body.full_name, body.current_password)
+    request = svc.rights.answered_at_once(
+        caller.user.id, RequestKind.RECTIFICATION, "Full name corrected.", {"field": "full_name"}
+    )
+    return jsonify(request_out(request).model_dump(mode="json"))
+
+
+@bp.post("/requests")
+@operation(
+    "Ask for something the service cannot do on the spot; an operator answers by the due date",
+    tag=TAG,
+    body=RequestIn,
+    responses={201: ("Received", RequestOut)},
+    auth=True,
+)
+def make_request(body: RequestIn) -> ResponseReturnValue:
+    caller = current_caller()
+    svc = services()
+    kind = RequestKind(body.kind)
+    details = {"categories": sorted(set(body.categories))}
+    if kind == RequestKind.DELETION and body.categories == ["ended_sessions"]:
+        deleted = svc.sessions.delete_ended(caller.user.id)
+        request = svc.rights.answered_at_once(
+            caller.user.id, kind, f"Deleted {deleted} ended session(s).", details
+        )
+    else:
+        request = svc.rights.receive(caller.user.id, kind, details)
+    return jsonify(request_out(request).model_dump(mode="json")), 201
+
+
+@bp.get("/requests")
+@operation(
+    "My requests and their due dates",
+    tag=TAG,
+    responses={200: ("Newest first", RequestList)},
+    auth=True,
+)
+def my_requests() -> ResponseReturnValue:
+    caller = current_caller()
+    items = [request_out(r) for r in services().rights.for_user(caller.user.id)]
+    return jsonify(RequestList(requests=items).model_dump(mode="json"))
+
+
+@bp.post("/cancellation")
+@operation(
+    "Cancel my account: needs a sign-in within the last few minutes",
+    tag=TAG,
+    body=CancellationIn,
+    responses={200: ("Cancelled", Cancelled)},
+    auth=True,
+)
+def cancel(body: CancellationIn) -> ResponseReturnValue:
+    caller = require_recent_authentication(runtime().settings.cancellation_max_auth_age_seconds)
+    archive = services().cancellation.cancel(caller.user)
+    response = make_response(
+        jsonify(
+            Cancelled(legal_archive_retained_until=archive.retain_until).model_dump(mode="json")
+        )
+    )
+    clear_session_cookie(response)
+    return response

@@ -1,0 +1,118 @@
+"""Account cancellation: sessions end, the user's data key is destroyed
+(crypto-shredding), what has no legal hold is deleted, and what the law makes
+us keep moves to the legal archive under a keyed pseudonym."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.models import (
+    LegalArchiveRecord,
+    LoginThrottle,
+    OneTimeCode,
+    RequestKind,
+    Session,
+    User,
+    UserDataKey,
+)
+from app.models.base import new_id
+from app.security.envelope import FieldCipher, KeyRing
+from app.services.audit import AuditTrail
+from app.services.purposes import Catalogue
+from app.services.rights import RightsService
+from app.services.vault import PersonalDataVault
+
+LEGAL_ARCHIVE = "legal_archive"
+_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
+
+
+def after(start: datetime, iso_duration: str) -> datetime:
+    """``start`` plus an ISO 8601 duration of years, months and days (a year
+    counts 366 days and a month 31: a legal period is never cut short)."""
+    match = _DURATION.match(iso_duration)
+    if not match:
+        raise ValueError(f"not a duration: {iso_duration!r}")
+    years, months, days = (int(g or 0) for g in match.groups())
+    return start + timedelta(days=366 * years + 31 * months + days)
+
+
+class CancellationService:
+    def __init__(
+        self,
+        *,
+        db: DbSession,
+        clock: Clock,
+        key_ring: KeyRing,
+        vault: PersonalDataVault,
+        rights: RightsService,
+        audit: AuditTrail,
+        catalogue: Catalogue,
+        pseudonym_key: bytes,
+    ) -> None:
+        self._db, self._clock, self._key_ring, self._vault = db, clock, key_ring, vault
+        self._rights, self._audit, self._catalogue = rights, audit, catalogue
+        self._pseudonym_key = pseudonym_key
+
+    def pseudonym(self, user_id: str) -> str:
+        return hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
+
+    def cancel(self, user: User) -> LegalArchiveRecord:
+        request = self._rights.receive(user.id, RequestKind.ACCOUNT_CANCELLATION)
+        archive = self._archive_identity(user)
+        user_id = user.id
+        # Crypto-shredding: without the data key every copy of the user's
+        # encrypted fields is noise. The rest of the account goes with it.
+        self._db.execute(delete(UserDataKey).where(UserDataKey.user_id == user_id))
+        self._db.execute(delete(Session).where(Session.user_id == user_id))
+        self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == user_id))
+        self._db.execute(delete(LoginThrottle).where(LoginThrottle.key == f"user:{user_id}"))
+        self._db.delete(user)
+        self._db.flush()
+        self._rights.complete(
+            request, "Account cancelled; identity kept in the legal archive until its date."
+        )
+        # The trail keeps the fact, with the random user id only.
+        self._audit.record(
+            "account.cancelled",
+            user_id=user_id,
+            archive_record=archive.id,
+            retain_until=archive.retain_until.isoformat(),
+        )
+        return archive
+
+    def _archive_identity(self, user: User) -> LegalArchiveRecord:
+        profile = self._vault.profile(user)
+        purpose = self._catalogue.get(LEGAL_ARCHIVE)
+        retention = purpose.retention if purpose else "P3Y"
+        now = self._clock.now()
+        record = LegalArchiveRecord(
+            subject_pseudonym=self.pseudonym(user.id),
+            category="identity",
+            created_at=now,
+            retain_until=after(now, retention),
+        )
+        record.id = record_id = new_id()
+        data_key, wrapped = self._key_ring.new_data_key(f"archive:{record_id}")
+        record.key_id, record.wrapped_key = wrapped.key_id, wrapped.wrapped
+        record.payload_encrypted = FieldCipher(data_key, f"archive:{record_id}").encrypt(
+            "identity",
+            json.dumps(
+                {
+                    "full_name": profile.full_name,
+                    "phone": profile.phone,
+                    "email": profile.email,
+                    "registered_at": user.created_at.isoformat(),
+                }
+            ),
+        )
+        self._db.add(record)
+        self._db.flush()
+        return record

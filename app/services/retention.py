@@ -1,0 +1,52 @@
+"""Purging what has outlived its purpose. Idempotent: run it from cron as often
+as you like; a second run finds nothing more to delete."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import delete, or_
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.models import (
+    LegalArchiveRecord,
+    LoginThrottle,
+    OneTimeCode,
+    RegistrationFlow,
+    Session,
+)
+from app.services.throttle import FAILURE_MEMORY
+
+# Ended sessions stay listed for a while so people can see what happened.
+ENDED_SESSION_KEPT = timedelta(days=30)
+
+
+class RetentionService:
+    def __init__(self, db: DbSession, clock: Clock) -> None:
+        self._db, self._clock = db, clock
+
+    def run(self) -> dict[str, int]:
+        now = self._clock.now()
+        counts = {
+            "one_time_codes": self._delete(OneTimeCode, OneTimeCode.expires_at < now),
+            "registration_flows": self._delete(RegistrationFlow, RegistrationFlow.expires_at < now),
+            "sessions": self._delete(
+                Session,
+                or_(
+                    Session.expires_at < now - ENDED_SESSION_KEPT,
+                    Session.revoked_at < now - ENDED_SESSION_KEPT,
+                ),
+            ),
+            "login_throttles": self._delete(
+                LoginThrottle, LoginThrottle.updated_at < now - FAILURE_MEMORY
+            ),
+            "legal_archive_records": self._delete(
+                LegalArchiveRecord, LegalArchiveRecord.retain_until < now
+            ),
+        }
+        return counts
+
+    def _delete(self, model: type, condition: object) -> int:
+        result = self._db.execute(delete(model).where(condition))  # type: ignore[arg-type]
+        return int(result.rowcount or 0)
