@@ -20,7 +20,7 @@ from tests.api_support import (
     sent_messages,
     table_rows,
 )
-from tests.helpers import bearer, login, new_person, register
+from tests.helpers import baseline_consent, bearer, login, new_person, register
 
 COOKIE = "__Host-privid_session"
 ME = "/api/v1/me"
@@ -128,7 +128,8 @@ def test_an_unknown_cookie_is_refused(client):
 
 
 def test_sessions_list_shows_device_truncated_ip_and_the_current_one(app, client, mailbox, sms):
-    person, first = register(client, mailbox, sms)
+    # Device details are security data: this user granted the security purpose.
+    person, first = register(client, mailbox, sms, consent=baseline_consent(security="granted"))
     android = sign_in(client, person, headers={"User-Agent": ANDROID_CHROME})
     iphone = sign_in(
         client,
@@ -407,3 +408,29 @@ def test_a_disabled_account_loses_its_sessions_and_cannot_sign_in(
     code = client.post("/api/v1/login/sms/code", json={"phone": person.phone})
     assert code.status_code == 202
     assert sent_messages(runtime, mailbox, sms) == before
+
+
+def test_device_details_are_kept_only_with_the_security_purpose(client, mailbox, sms):
+    person, session = register(client, mailbox, sms)  # security refused
+    auth = bearer(session["token"])
+    phone = sign_in(client, person, headers={"User-Agent": ANDROID_CHROME})
+    listed = client.get(SESSIONS, headers=auth).get_json()["sessions"]
+    assert {(s["device"], s["ip_prefix"]) for s in listed} == {("unknown device", "withheld")}
+
+    granted = client.post(
+        "/api/v1/me/consent/security/grant", json={"policy_version": "2026-06"}, headers=auth
+    )
+    assert granted.status_code == 200
+    tablet = sign_in(client, person, headers={"User-Agent": ANDROID_CHROME})
+    listed = {s["session_id"]: s for s in client.get(SESSIONS, headers=auth).get_json()["sessions"]}
+    assert listed[tablet["session_id"]]["device"] == "Chrome on Android"
+    assert listed[tablet["session_id"]]["ip_prefix"] == "127.0.0.0/24"
+    assert listed[phone["session_id"]]["device"] == "unknown device"
+
+    # Withdrawal erases what was recorded, at once, and new sessions record nothing.
+    assert client.post("/api/v1/me/consent/security/withdraw", headers=auth).status_code == 200
+    listed = client.get(SESSIONS, headers=auth).get_json()["sessions"]
+    assert {(s["device"], s["ip_prefix"]) for s in listed} == {("unknown device", "withheld")}
+    later = sign_in(client, person, headers={"User-Agent": ANDROID_CHROME})
+    listed = {s["session_id"]: s for s in client.get(SESSIONS, headers=auth).get_json()["sessions"]}
+    assert listed[later["session_id"]]["device"] == "unknown device"

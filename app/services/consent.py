@@ -21,6 +21,7 @@ from app.services.purposes import Catalogue, Purpose
 
 CONSENT_CHAIN = "consent"
 REQUIRED_REFUSED = "required-purpose-refused"
+SECURITY_PURPOSE = "security"
 
 # What withdrawing a purpose must stop, registered by the features that depend
 # on it (device binding, partner sharing, analytics). Each gets the user id.

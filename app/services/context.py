@@ -26,6 +26,15 @@ class RequestContext:
             user_agent_hash=hashlib.sha256(ua.encode("utf-8", "replace")).hexdigest(),
         )
 
+    def without_device_details(self) -> RequestContext:
+        """What a session may keep when the user has not granted the security
+        purpose: no device model, no network address."""
+        return RequestContext(WITHHELD, UNKNOWN_DEVICE, self.user_agent_hash)
+
+
+WITHHELD = "withheld"
+UNKNOWN_DEVICE = "unknown device"
+
 
 def truncate_ip(address: str | None) -> str:
     try:

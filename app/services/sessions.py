@@ -15,7 +15,7 @@ from app.errors import not_found
 from app.models import Session, User
 from app.security.tokens import hash_token, new_token
 from app.services.audit import AuditTrail
-from app.services.context import RequestContext
+from app.services.context import UNKNOWN_DEVICE, WITHHELD, RequestContext
 
 # Writing last_seen on every request would turn every read into a write.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
@@ -44,6 +44,16 @@ class SessionRules:
 class IssuedSession:
     session: Session
     token: str
+
+
+def erase_device_details(db: DbSession, user_id: str) -> None:
+    """Withdrawal effect of the security purpose: sessions forget the device
+    model and network address they recorded."""
+    db.execute(
+        update(Session)
+        .where(Session.user_id == user_id)
+        .values(ip_prefix=WITHHELD, device_summary=UNKNOWN_DEVICE)
+    )
 
 
 class SessionService:

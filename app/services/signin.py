@@ -9,7 +9,12 @@ from dataclasses import dataclass
 
 from app.errors import ServiceError
 from app.models import Channel, PolicyVersion, Session, User
-from app.services.consent import REQUIRED_REFUSED, ConsentService, DecisionInput
+from app.services.consent import (
+    REQUIRED_REFUSED,
+    SECURITY_PURPOSE,
+    ConsentService,
+    DecisionInput,
+)
 from app.services.context import RequestContext
 from app.services.policies import PolicyService
 from app.services.purposes import Purpose
@@ -43,6 +48,9 @@ class SignInCompleter:
         context: RequestContext,
     ) -> SignInResult:
         policy = self._policies.require_current()
+        # Device model and network address are security data: kept only with consent.
+        if not self._consent.is_granted(user.id, SECURITY_PURPOSE):
+            context = context.without_device_details()
         issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
         pending = self._consent.pending(user.id)
         issued.session.consent_pending = bool(pending)
