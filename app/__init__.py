@@ -23,10 +23,11 @@ from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
 from app.security.tokens import CodeHasher, derive_key
-from app.services.consent import WithdrawalEffects
+from app.services.consent import SECURITY_PURPOSE, WithdrawalEffects
 from app.services.container import Runtime
 from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
+from app.services.sessions import erase_device_details
 from app.services.working_days import load_calendar
 from app.settings import Settings
 
@@ -93,11 +94,18 @@ def build_runtime(
             Path(settings.purposes_file) if settings.purposes_file else DEFAULT_CATALOGUE
         ),
         signer=Signer(settings.signing_key_id, settings.signing_key_bytes),
-        withdrawal_effects=WithdrawalEffects(),
+        withdrawal_effects=built_in_withdrawal_effects(),
         calendar=load_calendar(
             Path(settings.holidays_file) if settings.holidays_file else DEFAULT_HOLIDAYS
         ),
     )
+
+
+def built_in_withdrawal_effects() -> WithdrawalEffects:
+    """What stops, in this service, when a purpose is withdrawn."""
+    effects = WithdrawalEffects()
+    effects.register(SECURITY_PURPOSE, erase_device_details)
+    return effects
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
@@ -140,7 +148,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     limiter.init_app(app)
 
-    from app.api import account, admin, consent, login, registration, rights, system
+    from app.api import account, admin, consent, incidents, login, registration, rights, system
     from app.api.context import install_unit_of_work
     from app.api.problems import register_problem_handlers
     from app.cli import register_cli
@@ -152,6 +160,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         account.bp,
         consent.bp,
         rights.bp,
+        incidents.bp,
         admin.bp,
     ):
         app.register_blueprint(blueprint)

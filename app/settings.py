@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     max_exports_per_day: int = 3
     operator_max_auth_age_seconds: int = 15 * 60
     cancellation_max_auth_age_seconds: int = 5 * 60
+    # Security-incident notices: tries per message before it is abandoned.
+    outbox_max_attempts: int = 8
 
     # Passwords: argon2id parameters (OWASP minimum: m=19 MiB, t=2, p=1).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)

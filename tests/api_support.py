@@ -217,6 +217,20 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
     ("post", "/api/v1/me/cancellation"): lambda w: {"confirm": "cancel my account"},
     ("post", "/api/v1/admin/requests/{request_id}/complete"): lambda w: {"outcome": "Done."},
     ("post", "/api/v1/admin/requests/{request_id}/refuse"): lambda w: {"reason": "Because."},
+    ("post", "/api/v1/admin/incidents"): lambda w: {
+        "title": "Sign-in records exposed",
+        "facts": "A misconfigured log store exposed sign-in records.",
+        "impact": "Sign-in times and truncated IP addresses may have been read.",
+        "measures": "The store was closed and access keys rotated.",
+        "advice": "Review your active sessions and change your password.",
+        "remedies": "Contact privacy@example.com for help or compensation.",
+        "window": {
+            "from": "2026-11-01T00:00:00Z",
+            "to": "2026-11-02T00:00:00Z",
+            "event_types": ["login.succeeded"],
+        },
+        "channels": ["email"],
+    },
     ("post", "/api/v1/admin/policies"): lambda w: {
         "version": "2026-12",
         "effective_at": "2026-12-01T00:00:00Z",

@@ -33,8 +33,12 @@ TAG = "consent"
     responses={200: ("The purpose catalogue", PurposeList)},
 )
 def purposes() -> ResponseReturnValue:
-    items = [purpose_out(p) for p in runtime().catalogue]
-    return jsonify(PurposeList(purposes=items).model_dump(mode="json", by_alias=True))
+    rt = runtime()
+    body = PurposeList(
+        data_residency=rt.settings.data_residency,
+        purposes=[purpose_out(p) for p in rt.catalogue],
+    )
+    return jsonify(body.model_dump(mode="json", by_alias=True))
 
 
 @bp.get("/api/v1/policies")

@@ -10,6 +10,7 @@ from app.api.context import attach_session_cookie, session_payload
 from app.api.schemas import (
     ConsentRecordOut,
     ConsentStep,
+    PolicyNotice,
     PolicyOut,
     PurposeOut,
     SignedIn,
@@ -90,6 +91,15 @@ def signed_in_payload(result: SignInResult) -> dict[str, Any]:
             **session_payload(result.issued),
             "status": "authenticated" if result.complete else "consent_required",
             "consent_required": consent_step(result),
+            "policy_notice": (
+                PolicyNotice(
+                    version=result.notice.version,
+                    changes=result.notice.changes,
+                    url=policy_url(result.notice.version),
+                )
+                if result.notice
+                else None
+            ),
         }
     )
     return body.model_dump(mode="json", by_alias=True)

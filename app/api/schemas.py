@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 CODE_PATTERN = r"^[0-9]{6}$"
 # Generous bounds on raw input; the services apply the real rules and say why.
@@ -52,7 +59,7 @@ class RegistrationStart(Body):
 
 class PolicyPublish(Body):
     version: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._-]+$")
-    effective_at: datetime
+    effective_at: AwareDatetime = Field(description="With a time zone, e.g. 2026-12-01T00:00:00Z")
     text: str = Field(min_length=1, max_length=200_000)
     material: bool
     changes: str = Field(min_length=1, max_length=10_000)
@@ -170,9 +177,18 @@ class ConsentStep(BaseModel):
     purposes: list[PurposeOut]
 
 
+class PolicyNotice(BaseModel):
+    version: str
+    changes: str
+    url: str
+
+
 class SignedIn(SessionOut):
     status: Literal["authenticated", "consent_required"]
     consent_required: ConsentStep | None = None
+    policy_notice: PolicyNotice | None = Field(
+        default=None, description="The policy changed since the last sign-in (not materially)"
+    )
 
 
 class ConsentResult(BaseModel):
@@ -206,6 +222,7 @@ class PolicyList(BaseModel):
 
 
 class PurposeList(BaseModel):
+    data_residency: str = Field(description="Where personal data is stored (ISO 3166 code)")
     purposes: list[PurposeOut]
 
 
@@ -323,3 +340,128 @@ class OperatorOutcome(Body):
 
 class OperatorRefusal(Body):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+# -- security incidents --------------------------------------------------------
+
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def _omit_null(schema: dict[str, Any]) -> None:
+    """Document an optional field as its type alone: leaving it out is how it is
+    omitted, and an explicit null is refused (see _not_null)."""
+    branches = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+    if branches:
+        schema.update(branches[0])
+    schema.pop("default", None)
+
+
+def _single_line(value: str) -> str:
+    # The title becomes an email subject: no line breaks or other control characters.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("The title must be one line of text.")
+    return value
+
+
+class IncidentWindow(Body):
+    from_: AwareDatetime = Field(alias="from", description="Start of the window, with a UTC offset")
+    to: AwareDatetime = Field(description="End of the window (included), with a UTC offset")
+    event_types: list[
+        Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_.]+$")]
+    ] = Field(
+        min_length=1,
+        max_length=32,
+        description="Audit event types, e.g. login.succeeded; any of them in the window counts",
+    )
+
+
+class IncidentCreate(Body):
+    title: Annotated[str, AfterValidator(_single_line)] = Field(min_length=1, max_length=200)
+    facts: str = Field(
+        min_length=1, max_length=10_000, description="The basic facts of what happened"
+    )
+    impact: str = Field(min_length=1, max_length=10_000, description="The possible impact")
+    measures: str = Field(
+        min_length=1, max_length=10_000, description="Measures taken or to be taken"
+    )
+    advice: str = Field(
+        min_length=1, max_length=10_000, description="What users can do to protect themselves"
+    )
+    remedies: str = Field(min_length=1, max_length=10_000, description="Remedies available")
+    occurred_from: AwareDatetime | None = Field(
+        default=None, description="Default: the window's start, when selecting by window"
+    )
+    occurred_to: AwareDatetime | None = Field(
+        default=None, description="Default: the window's end, when selecting by window"
+    )
+    user_ids: list[Annotated[str, Field(pattern=UUID_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10_000,
+        description="The affected users by id; give this or window",
+        json_schema_extra=_omit_null,
+    )
+    window: IncidentWindow | None = Field(
+        default=None,
+        description="The affected users by activity in a time window; give this or user_ids",
+        json_schema_extra=_omit_null,
+    )
+    channels: list[Literal["email", "push"]] = Field(
+        default_factory=lambda: ["email"], min_length=1, max_length=2
+    )
+
+    @field_validator("user_ids", "window")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for a value that was sent: leaving the field out is the way to omit it.
+        if value is None:
+            raise ValueError("Leave the field out instead of sending null.")
+        return value
+
+
+class DeliveryCountsOut(BaseModel):
+    recipients: int
+    queued: int = Field(description="Not sent yet; includes those retrying")
+    retrying: int = Field(description="Queued messages that failed at least once")
+    sent: int
+    failed: int = Field(description="Abandoned: retries exhausted, or the account is gone")
+
+
+class IncidentOut(BaseModel):
+    incident_id: str
+    title: str
+    facts: str
+    impact: str
+    measures: str
+    advice: str
+    remedies: str
+    occurred_from: datetime | None
+    occurred_to: datetime | None
+    created_at: datetime
+    created_by: str
+    notified_at: datetime | None
+    counts: DeliveryCountsOut
+
+
+class DeliveryReportOut(BaseModel):
+    sent: int
+    retrying: int = Field(description="Failed this time; tried again after a back-off")
+    abandoned: int = Field(description="Failed for the last allowed time")
+    skipped: int = Field(description="The account was cancelled; nothing sent")
+
+
+class NoticeOut(BaseModel):
+    incident_id: str
+    title: str
+    facts: str
+    impact: str
+    measures: str
+    advice: str
+    remedies: str
+    occurred_from: datetime | None
+    occurred_to: datetime | None
+    notified_at: datetime | None
+
+
+class NoticeList(BaseModel):
+    notices: list[NoticeOut]

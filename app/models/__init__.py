@@ -4,6 +4,7 @@ from .audit import AuditEvent, ChainHead
 from .base import Base
 from .codes import CodePurpose, OneTimeCode
 from .consent import Channel, ConsentRecord, Decision, PolicyVersion
+from .incident import Incident, IncidentRecipient, OutboxChannel, OutboxKind, OutboxMessage
 from .registration import RegistrationFlow
 from .rights import (
     DataSubjectRequest,
@@ -24,9 +25,14 @@ __all__ = [
     "ConsentRecord",
     "DataSubjectRequest",
     "Decision",
+    "Incident",
+    "IncidentRecipient",
     "LegalArchiveRecord",
     "LoginThrottle",
     "OneTimeCode",
+    "OutboxChannel",
+    "OutboxKind",
+    "OutboxMessage",
     "PolicyVersion",
     "RegistrationFlow",
     "RequestKind",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy.orm import Session as DbSession
 
 from app.adapters.messages import EmailSender, SmsSender
+from app.adapters.push import LoggingPushSender, PushSender
 from app.clock import Clock
 from app.security.blind_index import BlindIndex
 from app.security.envelope import KeyRing
@@ -21,8 +22,10 @@ from app.services.codes import CodeRules, CodeService
 from app.services.consent import ConsentService, WithdrawalEffects
 from app.services.directory import Directory
 from app.services.export import ExportService
+from app.services.incidents import IncidentService
 from app.services.login import LoginService
 from app.services.notifications import Dispatcher, Notifier
+from app.services.outbox import OutboxService
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
@@ -54,6 +57,9 @@ class Runtime:
     signer: Signer
     withdrawal_effects: WithdrawalEffects
     calendar: WorkingCalendar
+    # No push provider is integrated yet; the incident API refuses the push
+    # channel in production while this stand-in is in place.
+    push_sender: PushSender = field(default_factory=LoggingPushSender)
 
 
 class Services:
@@ -148,6 +154,22 @@ class Services:
     @cached_property
     def retention(self) -> RetentionService:
         return RetentionService(self.db, self.runtime.clock)
+
+    @cached_property
+    def incidents(self) -> IncidentService:
+        return IncidentService(self.db, self.runtime.clock, self.audit)
+
+    @cached_property
+    def outbox(self) -> OutboxService:
+        rt = self.runtime
+        return OutboxService(
+            self.db,
+            rt.clock,
+            self.vault,
+            rt.email_sender,
+            rt.push_sender,
+            max_attempts=rt.settings.outbox_max_attempts,
+        )
 
     @cached_property
     def registration(self) -> RegistrationService:

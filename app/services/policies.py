@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -118,12 +118,14 @@ class PolicyService:
         return policy
 
     def material_changes_since(self, moment: datetime) -> Sequence[PolicyVersion]:
-        """Material versions that took effect after ``moment`` and are in force now."""
+        """Material versions in force now that took effect, or were published, after
+        ``moment``: a decision made before a version was published (even one dated
+        back) was made under an older text."""
         return (
             self._db.execute(
                 select(PolicyVersion).where(
                     PolicyVersion.material.is_(True),
-                    PolicyVersion.effective_at > moment,
+                    or_(PolicyVersion.effective_at > moment, PolicyVersion.published_at > moment),
                     PolicyVersion.effective_at <= self._clock.now(),
                 )
             )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -139,6 +139,11 @@ class SessionService:
             session_id=session_id,
             reason=reason,
         )
+
+    def last_sign_in(self, user_id: str) -> datetime | None:
+        return self._db.execute(
+            select(func.max(Session.created_at)).where(Session.user_id == user_id)
+        ).scalar_one_or_none()
 
     def delete_ended(self, user_id: str) -> int:
         """Erase the history of sessions that are over (a deletion request)."""

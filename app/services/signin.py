@@ -26,6 +26,9 @@ class SignInResult:
     issued: IssuedSession
     policy: PolicyVersion
     pending: list[Purpose]
+    # A policy that took effect since the user last signed in and asks for no
+    # new decision: shown once, as a notice.
+    notice: PolicyVersion | None = None
 
     @property
     def complete(self) -> bool:
@@ -48,13 +51,16 @@ class SignInCompleter:
         context: RequestContext,
     ) -> SignInResult:
         policy = self._policies.require_current()
+        previous_sign_in = self._sessions.last_sign_in(user.id)
         # Device model and network address are security data: kept only with consent.
         if not self._consent.is_granted(user.id, SECURITY_PURPOSE):
             context = context.without_device_details()
         issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
         pending = self._consent.pending(user.id)
         issued.session.consent_pending = bool(pending)
-        return SignInResult(issued, policy, pending)
+        changed_since = previous_sign_in is not None and previous_sign_in < policy.effective_at
+        notice = policy if changed_since and not pending else None
+        return SignInResult(issued, policy, pending, notice)
 
     def decide(
         self,
