@@ -83,3 +83,22 @@ def test_the_same_address_is_refused_with_a_reason(client, mailbox, sms):
     )
     assert answer.status_code == 422
     assert "already your email" in answer.json["detail"]
+
+
+def test_a_change_is_on_record_as_a_rectification(client, mailbox, sms):
+    person, session = register(client, mailbox, sms)
+    auth = bearer(session["token"])
+    client.post(
+        "/api/v1/me/email",
+        json={"email": "fixed-" + person.email, "current_password": person.password},
+        headers=auth,
+    )
+    code = mailbox.last_code("fixed-" + person.email)
+    assert (
+        client.post("/api/v1/me/email/confirm", json={"code": code}, headers=auth).status_code
+        == 204
+    )
+    requests = client.get("/api/v1/me/requests", headers=auth).json["requests"]
+    assert [(r["kind"], r["status"], r["details"]) for r in requests] == [
+        ("rectification", "completed", {"field": "email"})
+    ]

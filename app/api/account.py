@@ -20,6 +20,7 @@ from app.api.schemas import (
     SessionSummary,
 )
 from app.extensions import limiter
+from app.models import RequestKind
 from app.services.directory import EMAIL, PHONE
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
@@ -105,7 +106,13 @@ def change_phone(body: PhoneChange) -> ResponseReturnValue:
 )
 def confirm_contact(kind: str, body: CodeConfirm) -> ResponseReturnValue:
     caller = current_caller()
-    services().account.finish_contact_change(caller.user, kind, body.code, request_context())
+    svc = services()
+    svc.account.finish_contact_change(caller.user, kind, body.code, request_context())
+    # A correction of personal data is a rectification request, answered at once.
+    svc.rights.answered_at_once(
+        caller.user.id, RequestKind.RECTIFICATION, f"{kind} changed after proof by code.",
+        {"field": kind},
+    )  # fmt: skip
     return "", 204
 
 

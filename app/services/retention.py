@@ -13,6 +13,7 @@ from app.models import (
     LegalArchiveRecord,
     LoginThrottle,
     OneTimeCode,
+    OutboxMessage,
     RegistrationFlow,
     Session,
 )
@@ -20,6 +21,8 @@ from app.services.throttle import FAILURE_MEMORY
 
 # Ended sessions stay listed for a while so people can see what happened.
 ENDED_SESSION_KEPT = timedelta(days=30)
+# Delivered or abandoned messages are kept as proof of notification, then go.
+FINISHED_MESSAGE_KEPT = timedelta(days=365)
 
 
 class RetentionService:
@@ -40,6 +43,13 @@ class RetentionService:
             ),
             "login_throttles": self._delete(
                 LoginThrottle, LoginThrottle.updated_at < now - FAILURE_MEMORY
+            ),
+            "outbox_messages": self._delete(
+                OutboxMessage,
+                or_(
+                    OutboxMessage.sent_at < now - FINISHED_MESSAGE_KEPT,
+                    OutboxMessage.abandoned_at < now - FINISHED_MESSAGE_KEPT,
+                ),
             ),
             "legal_archive_records": self._delete(
                 LegalArchiveRecord, LegalArchiveRecord.retain_until < now
