@@ -16,6 +16,7 @@ import requests
 
 from app import build_runtime, create_app
 from app.adapters.messages import OutgoingEmail, OutgoingSms
+from app.cli import publish_development_policy
 from app.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,14 @@ def register_users(settings: Settings, count: int, password: str) -> list[str]:
     capture = Capture()
     runtime = build_runtime(settings, email_sender=capture, sms_sender=capture)
     app = create_app(runtime=runtime)
+    publish_development_policy(app)
+    consent = {
+        "policy_version": "dev-1",
+        "decisions": [
+            {"purpose": p.code, "decision": "granted" if p.required else "refused"}
+            for p in runtime.catalogue.decided_at_sign_in()
+        ],
+    }
     client = app.test_client()
     client.environ_base["wsgi.url_scheme"] = "https"
     emails = []
@@ -64,7 +73,13 @@ def register_users(settings: Settings, count: int, password: str) -> list[str]:
         email, phone = f"bench{stamp}-{n}@example.com", f"+86139{stamp % 10**4:04d}{n:04d}"
         started = client.post(
             "/api/v1/registration",
-            json={"email": email, "phone": phone, "full_name": "Bench", "password": password},
+            json={
+                "email": email,
+                "phone": phone,
+                "full_name": "Bench",
+                "password": password,
+                "consent": consent,
+            },
         )
         assert started.status_code == 202, started.json
         flow = started.json["flow_id"]

@@ -114,7 +114,7 @@ def main() -> None:
 
     result = {
         "benchmark": "password sign-in throughput",
-        "database": database_url.split(":", 1)[0],
+        "database": database_url.split(":", 1)[0].split("+")[0],
         "ratelimit_storage": ratelimit.split(":", 1)[0],
         "cores": os.cpu_count(),
         "gunicorn_workers": args.workers,

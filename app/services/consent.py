@@ -16,7 +16,7 @@ from app.models import Channel, ConsentRecord, Decision, PolicyVersion
 from app.security.signing import Signer
 from app.services.chain import ChainBreak, HashChain
 from app.services.context import RequestContext
-from app.services.policies import PolicyService
+from app.services.policies import PolicyService, changed_after, touches
 from app.services.purposes import Catalogue, Purpose
 
 CONSENT_CHAIN = "consent"
@@ -116,21 +116,28 @@ class ConsentService:
         record = self.current(user_id).get((purpose, client_id))
         return record is not None and record.decision == Decision.GRANTED
 
-    def pending(self, user_id: str) -> list[Purpose]:
+    def pending(
+        self,
+        user_id: str,
+        current: dict[tuple[str, str | None], ConsentRecord] | None = None,
+    ) -> list[Purpose]:
         """Purposes the user must decide (again) before a full sign-in: never
         decided, touched by a material policy change since, or a required one
-        not granted."""
-        latest = self.current(user_id)
+        not granted. Pass ``current`` when already read, to save a query."""
+        latest = self.current(user_id) if current is None else current
+        material = self._policies.material_in_force()
         owed = []
         for purpose in self._catalogue.decided_at_sign_in():
             record = latest.get((purpose.code, None))
-            if record is None or (purpose.required and record.decision != Decision.GRANTED):
+            if (
+                record is None
+                or (purpose.required and record.decision != Decision.GRANTED)
+                or any(
+                    touches(change, purpose.code) and changed_after(change, record.occurred_at)
+                    for change in material
+                )
+            ):
                 owed.append(purpose)
-                continue
-            for change in self._policies.material_changes_since(record.occurred_at):
-                if not change.affected_purposes or purpose.code in change.affected_purposes:
-                    owed.append(purpose)
-                    break
         return owed
 
     # -- deciding --------------------------------------------------------------

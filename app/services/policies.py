@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -117,18 +117,25 @@ class PolicyService:
             raise not_found(f"Policy version {version!r}")
         return policy
 
-    def material_changes_since(self, moment: datetime) -> Sequence[PolicyVersion]:
-        """Material versions in force now that took effect, or were published, after
-        ``moment``: a decision made before a version was published (even one dated
-        back) was made under an older text."""
+    def material_in_force(self) -> Sequence[PolicyVersion]:
+        """Every material version that has taken effect (few: one query per sign-in)."""
         return (
             self._db.execute(
                 select(PolicyVersion).where(
                     PolicyVersion.material.is_(True),
-                    or_(PolicyVersion.effective_at > moment, PolicyVersion.published_at > moment),
                     PolicyVersion.effective_at <= self._clock.now(),
                 )
             )
             .scalars()
             .all()
         )
+
+
+def changed_after(change: PolicyVersion, moment: datetime) -> bool:
+    """A decision made before a version took effect or was published (even one
+    dated back) was made under an older text."""
+    return change.effective_at > moment or change.published_at > moment
+
+
+def touches(change: PolicyVersion, purpose_code: str) -> bool:
+    return not change.affected_purposes or purpose_code in change.affected_purposes

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import ServiceError
-from app.models import Channel, PolicyVersion, Session, User
+from app.models import Channel, Decision, PolicyVersion, Session, User
 from app.services.consent import (
     REQUIRED_REFUSED,
     SECURITY_PURPOSE,
@@ -53,10 +53,12 @@ class SignInCompleter:
         policy = self._policies.require_current()
         previous_sign_in = self._sessions.last_sign_in(user.id)
         # Device model and network address are security data: kept only with consent.
-        if not self._consent.is_granted(user.id, SECURITY_PURPOSE):
+        current = self._consent.current(user.id)
+        security = current.get((SECURITY_PURPOSE, None))
+        if security is None or security.decision != Decision.GRANTED:
             context = context.without_device_details()
         issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
-        pending = self._consent.pending(user.id)
+        pending = self._consent.pending(user.id, current)
         issued.session.consent_pending = bool(pending)
         changed_since = previous_sign_in is not None and previous_sign_in < policy.effective_at
         notice = policy if changed_since and not pending else None
