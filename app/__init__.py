@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     limiter.init_app(app)
 
-    from app.api import account, admin, consent, incidents, login, registration, rights, system
+    from app.api import account, admin, consent, incidents, login, mfa, registration, rights, system
     from app.api.context import install_unit_of_work
     from app.api.problems import register_problem_handlers
     from app.cli import register_cli
@@ -160,6 +160,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         account.bp,
         consent.bp,
         rights.bp,
+        mfa.bp,
         incidents.bp,
         admin.bp,
     ):

@@ -209,6 +209,12 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         "decisions": [{"purpose": "analytics", "decision": "granted"}],
     },
     ("post", "/api/v1/me/consent/{purpose}/grant"): lambda w: {"policy_version": "2026-06"},
+    ("post", "/api/v1/me/step-up"): lambda w: {"password": w.person.password},
+    ("post", "/api/v1/login/second-factor"): lambda w: {
+        "ticket": "not-a-ticket",
+        "totp_code": "000000",
+    },
+    ("post", "/api/v1/me/mfa/totp/confirm"): lambda w: {"code": "000000"},
     ("post", "/api/v1/me/name"): lambda w: {
         "full_name": "Grace Hopper",
         "current_password": w.person.password,

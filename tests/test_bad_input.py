@@ -150,6 +150,11 @@ def test_a_json_value_that_is_not_an_object(refuse, endpoints, world, shape):
 
 def wrong_values(valid: Any, schema: dict[str, Any]) -> list[Any]:
     """Values of the wrong JSON type for a property; nothing is coerced."""
+    variants = schema.get("anyOf", [])
+    if {"type": "null"} in variants:
+        # An optional field: null is allowed; judge by the other type.
+        (other,) = [v for v in variants if v != {"type": "null"}]
+        return [w for w in wrong_values(valid, other) if w is not None]
     if schema.get("type") == "string":
         numeric = [int(valid)] if isinstance(valid, str) and valid.lstrip("+").isdigit() else []
         return [*numeric, 1, 1.5, True, False, None, [valid], {"value": valid}]

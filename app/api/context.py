@@ -14,7 +14,7 @@ from app.models import Role, Session, User
 from app.security.tokens import derive_key
 from app.services.container import Runtime, Services
 from app.services.context import RequestContext
-from app.services.sessions import IssuedSession, Transport
+from app.services.sessions import Acr, IssuedSession, Transport, acr_at_least
 
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -109,18 +109,26 @@ def require_operator() -> Caller:
 
 def require_recent_authentication(max_age: int) -> Caller:
     """RFC 9470: a sign-in older than ``max_age`` seconds must be repeated."""
+    return require_step_up(Acr.SINGLE_FACTOR, max_age)
+
+
+def require_step_up(level: Acr, max_age: int) -> Caller:
+    """RFC 9470: the session must have authenticated at ``level`` or above within
+    ``max_age`` seconds; otherwise a challenge says what is needed."""
     caller = current_caller()
-    if (runtime().clock.now() - caller.session.auth_time).total_seconds() > max_age:
+    too_old = (runtime().clock.now() - caller.session.auth_time).total_seconds() > max_age
+    if too_old or not acr_at_least(caller.session.acr, level):
         raise ServiceError(
             "insufficient-user-authentication",
             401,
-            "Sign in again",
-            f"This needs a sign-in within the last {max(1, max_age // 60)} minutes.",
+            "Confirm it is you",
+            f"This needs authentication at {level.value} within the last "
+            f"{max(1, max_age // 60)} minutes: step up at /api/v1/me/step-up.",
             headers={
                 "WWW-Authenticate": (
                     'Bearer error="insufficient_user_authentication", '
-                    'error_description="A more recent authentication is required", '
-                    f"max_age={max_age}"
+                    'error_description="A more recent or stronger authentication is required", '
+                    f'acr_values="{level.value}", max_age={max_age}'
                 )
             },
         )

@@ -19,6 +19,8 @@ from app.api.schemas import (
     PasswordLogin,
     ResetFinish,
     ResetStart,
+    SecondFactorIn,
+    SecondFactorNeeded,
     SignedIn,
     SmsCodeRequest,
     SmsLogin,
@@ -38,7 +40,10 @@ CODE_SENT = "If an account uses this address, a code is on its way."
     "Sign in with email or phone and password",
     tag=TAG,
     body=PasswordLogin,
-    responses={200: ("Signed in, or consent is owed first", SignedIn)},
+    responses={
+        200: ("Signed in, or consent is owed first", SignedIn),
+        202: ("The password was right; the second factor is due", SecondFactorNeeded),
+    },
 )
 def password_login(body: PasswordLogin) -> ResponseReturnValue:
     result = services().login.with_password(
@@ -75,11 +80,32 @@ def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
     "Sign in with phone and SMS code",
     tag=TAG,
     body=SmsLogin,
-    responses={200: ("Signed in, or consent is owed first", SignedIn)},
+    responses={
+        200: ("Signed in, or consent is owed first", SignedIn),
+        202: ("The password was right; the second factor is due", SecondFactorNeeded),
+    },
 )
 def sms_login(body: SmsLogin) -> ResponseReturnValue:
     result = services().login.with_sms_code(
         body.phone, body.code, transport=Transport(body.token_delivery), context=request_context()
+    )
+    return signed_in_response(result)
+
+
+@bp.post("/login/second-factor")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Finish signing in with a TOTP code or a recovery code",
+    tag=TAG,
+    body=SecondFactorIn,
+    responses={200: ("Signed in, or consent is owed first", SignedIn)},
+)
+def second_factor(body: SecondFactorIn) -> ResponseReturnValue:
+    result = services().login.with_second_factor(
+        body.ticket,
+        totp_code=body.totp_code,
+        recovery_code=body.recovery_code,
+        context=request_context(),
     )
     return signed_in_response(result)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import jsonify, url_for
+from flask.typing import ResponseReturnValue
 
 from app.api.context import attach_session_cookie, session_payload
 from app.api.schemas import (
@@ -13,10 +14,12 @@ from app.api.schemas import (
     PolicyNotice,
     PolicyOut,
     PurposeOut,
+    SecondFactorNeeded,
     SignedIn,
     Texts,
 )
 from app.models import ConsentRecord, PolicyVersion
+from app.services.login import SecondFactorRequired
 from app.services.purposes import Purpose
 from app.services.signin import SignInResult
 
@@ -105,7 +108,13 @@ def signed_in_payload(result: SignInResult) -> dict[str, Any]:
     return body.model_dump(mode="json", by_alias=True)
 
 
-def signed_in_response(result: SignInResult) -> Response:
+def signed_in_response(result: SignInResult | SecondFactorRequired) -> ResponseReturnValue:
+    """A full or consent-limited session, or 202 when a second factor is due."""
+    if isinstance(result, SecondFactorRequired):
+        body = SecondFactorNeeded(
+            ticket=result.ticket, methods=result.methods, expires_in=result.expires_in
+        )
+        return jsonify(body.model_dump()), 202
     response = jsonify(signed_in_payload(result))
     attach_session_cookie(response, result.issued)
     return response

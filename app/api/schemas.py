@@ -465,3 +465,39 @@ class NoticeOut(BaseModel):
 
 class NoticeList(BaseModel):
     notices: list[NoticeOut]
+
+
+# -- second factors and step-up ------------------------------------------------------
+
+
+class SecondFactorNeeded(BaseModel):
+    status: Literal["second_factor_required"] = "second_factor_required"
+    ticket: str = Field(description="Send it back with the second factor")
+    methods: list[str]
+    expires_in: int
+
+
+class SecondFactorIn(Body):
+    ticket: str = Field(min_length=1, max_length=1024)
+    totp_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+    recovery_code: str | None = Field(default=None, min_length=5, max_length=32)
+
+
+class StepUpIn(Body):
+    password: str = PasswordField
+    totp_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
+
+
+class TotpEnrolment(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str = Field(description="The otpauth URI as a QR code (SVG)")
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str] = Field(description="Shown once; each works one time")
+
+
+class MfaStatus(BaseModel):
+    totp_enabled: bool
+    recovery_codes_remaining: int

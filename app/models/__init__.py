@@ -5,6 +5,7 @@ from .base import Base
 from .codes import CodePurpose, OneTimeCode
 from .consent import Channel, ConsentRecord, Decision, PolicyVersion
 from .incident import Incident, IncidentRecipient, OutboxChannel, OutboxKind, OutboxMessage
+from .mfa import RecoveryCode, TotpFactor
 from .registration import RegistrationFlow
 from .rights import (
     DataSubjectRequest,
@@ -34,11 +35,13 @@ __all__ = [
     "OutboxKind",
     "OutboxMessage",
     "PolicyVersion",
+    "RecoveryCode",
     "RegistrationFlow",
     "RequestKind",
     "RequestStatus",
     "Role",
     "Session",
+    "TotpFactor",
     "User",
     "UserDataKey",
     "UserStatus",

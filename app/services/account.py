@@ -60,7 +60,7 @@ class AccountService:
             profile.email, profile.phone, national.national if national else "", profile.full_name
         )
 
-    def _require_password(self, user: User, password: str) -> None:
+    def require_password(self, user: User, password: str) -> None:
         key = f"user:{user.id}"
         self._throttle.reserve_attempt(key)
         if not self._passwords.verify(user.password_hash, password):
@@ -80,7 +80,7 @@ class AccountService:
         self, user: User, session: Session, current: str, new: str, context: RequestContext
     ) -> int:
         """Returns how many other sessions were signed out."""
-        self._require_password(user, current)
+        self.require_password(user, current)
         profile = self._set_password(user, new)
         ended = self._sessions.revoke_all(user.id, "password_changed", keep=session.id)
         self._audit.record(
@@ -91,7 +91,7 @@ class AccountService:
 
     def change_full_name(self, user: User, new_name: str, current_password: str) -> None:
         name = normalise_full_name(new_name)
-        self._require_password(user, current_password)
+        self.require_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         user.full_name_encrypted = cipher.encrypt("full_name", name)
         self._db.flush()
@@ -139,7 +139,7 @@ class AccountService:
         current_index = user.email_index if kind == EMAIL else user.phone_index
         if ident.index == current_index:
             raise invalid_field(pointer, f"This is already your {kind}.")
-        self._require_password(user, current_password)
+        self.require_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         code = self._codes.issue(
             CHANGE_PURPOSE[kind],

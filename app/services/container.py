@@ -14,6 +14,7 @@ from app.security.blind_index import BlindIndex
 from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
+from app.security.tickets import Tickets
 from app.security.tokens import CodeHasher, derive_key
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
@@ -33,10 +34,16 @@ from app.services.retention import RetentionService
 from app.services.rights import RightsService
 from app.services.sessions import SessionRules, SessionService
 from app.services.signin import SignInCompleter
+from app.services.stepup import StepUpService
 from app.services.throttle import AccountThrottle, ThrottleRules
+from app.services.totp import TotpService
 from app.services.vault import PersonalDataVault
+from app.services.webauthn import WebAuthnService
 from app.services.working_days import WorkingCalendar
 from app.settings import Settings
+
+# Time to type the second factor after the password.
+SECOND_FACTOR_TICKET_SECONDS = 300
 
 
 @dataclass
@@ -191,6 +198,23 @@ class Services:
         )
 
     @cached_property
+    def totp(self) -> TotpService:
+        rt = self.runtime
+        return TotpService(self.db, rt.clock, self.vault, rt.code_hasher, self.audit)
+
+    @cached_property
+    def step_up(self) -> StepUpService:
+        return StepUpService(self.account, self.totp, self.sessions)
+
+    @cached_property
+    def webauthn(self) -> WebAuthnService:
+        rt = self.runtime
+        return WebAuthnService(
+            self.db, rt.clock, rt.settings, self.consent, self.vault, self.signin,
+            self.sessions, self.audit,
+        )  # fmt: skip
+
+    @cached_property
     def login(self) -> LoginService:
         rt = self.runtime
         return LoginService(
@@ -203,6 +227,13 @@ class Services:
             signin=self.signin,
             audit=self.audit,
             notifier=self.notifier,
+            totp=self.totp,
+            tickets=Tickets(
+                derive_key(rt.settings.secret_key_bytes, "second-factor-ticket"),
+                "second-factor",
+                SECOND_FACTOR_TICKET_SECONDS,
+                rt.clock,
+            ),
         )
 
     @cached_property

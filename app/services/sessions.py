@@ -34,6 +34,13 @@ class Acr(StrEnum):
     PHISHING_RESISTANT = "urn:privid:acr:phishing-resistant"
 
 
+ACR_ORDER = [Acr.SINGLE_FACTOR, Acr.MULTI_FACTOR, Acr.PHISHING_RESISTANT]
+
+
+def acr_at_least(actual: str, required: Acr) -> bool:
+    return ACR_ORDER.index(Acr(actual)) >= ACR_ORDER.index(required)
+
+
 @dataclass(frozen=True)
 class SessionRules:
     idle_timeout_seconds: int
@@ -139,6 +146,20 @@ class SessionService:
             session_id=session_id,
             reason=reason,
         )
+
+    def step_up(self, session: Session, *, acr: Acr, amr: list[str]) -> IssuedSession:
+        """A fresh proof raises the session: new auth time, new level, new token
+        (the old token stops working at once)."""
+        token = new_token()
+        session.token_hash = hash_token(token)
+        session.auth_time = self._clock.now()
+        session.acr = max(Acr(session.acr), acr, key=ACR_ORDER.index)
+        session.amr = sorted(set(session.amr) | set(amr))
+        self._db.flush()
+        self._audit.record(
+            "session.stepped_up", user_id=session.user_id, session_id=session.id, acr=acr.value
+        )
+        return IssuedSession(session, token)
 
     def last_sign_in(self, user_id: str) -> datetime | None:
         return self._db.execute(

@@ -1,0 +1,122 @@
+"""Second factors and step-up for the signed-in user."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from app.api.context import (
+    attach_session_cookie,
+    current_caller,
+    require_step_up,
+    services,
+    session_payload,
+)
+from app.api.limits import setting
+from app.api.operations import operation
+from app.api.schemas import (
+    CodeConfirm,
+    MfaStatus,
+    RecoveryCodes,
+    SessionOut,
+    StepUpIn,
+    TotpEnrolment,
+)
+from app.extensions import limiter
+from app.services.sessions import Acr
+
+bp = Blueprint("mfa", __name__, url_prefix="/api/v1/me")
+TAG = "second factors"
+# Managing factors needs a proof from the last few minutes.
+MANAGE_FACTORS_MAX_AGE = 300
+
+
+def _strongest_needed(user_id: str) -> Acr:
+    """With TOTP on, changing factors needs both factors; otherwise the password."""
+    return Acr.MULTI_FACTOR if services().totp.is_enabled(user_id) else Acr.SINGLE_FACTOR
+
+
+@bp.post("/step-up")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Prove it is you again (password, and TOTP when enabled); the session gets a new token",
+    tag=TAG,
+    body=StepUpIn,
+    responses={200: ("Raised", SessionOut)},
+    auth=True,
+)
+def step_up(body: StepUpIn) -> ResponseReturnValue:
+    caller = current_caller()
+    issued = services().step_up.with_password(
+        caller.session, caller.user, body.password, body.totp_code
+    )
+    response = jsonify(SessionOut.model_validate(session_payload(issued)).model_dump(mode="json"))
+    attach_session_cookie(response, issued)
+    return response
+
+
+@bp.get("/mfa")
+@operation("My second factors", tag=TAG, responses={200: ("Status", MfaStatus)}, auth=True)
+def status() -> ResponseReturnValue:
+    caller = current_caller()
+    totp = services().totp
+    body = MfaStatus(
+        totp_enabled=totp.is_enabled(caller.user.id),
+        recovery_codes_remaining=totp.remaining_recovery_codes(caller.user.id),
+    )
+    return jsonify(body.model_dump())
+
+
+@bp.post("/mfa/totp")
+@operation(
+    "Start TOTP enrolment: the secret, its otpauth URI and a QR code",
+    tag=TAG,
+    responses={201: ("Scan it, then confirm with a code", TotpEnrolment)},
+    auth=True,
+)
+def enrol() -> ResponseReturnValue:
+    caller = require_step_up(Acr.SINGLE_FACTOR, MANAGE_FACTORS_MAX_AGE)
+    enrolment = services().totp.enrol(caller.user)
+    body = TotpEnrolment(
+        secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
+    )
+    return jsonify(body.model_dump()), 201
+
+
+@bp.post("/mfa/totp/confirm")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Turn TOTP on with its first code; recovery codes come back once",
+    tag=TAG,
+    body=CodeConfirm,
+    responses={200: ("On", RecoveryCodes)},
+    auth=True,
+)
+def confirm(body: CodeConfirm) -> ResponseReturnValue:
+    caller = current_caller()
+    codes = services().totp.confirm(caller.user, body.code)
+    return jsonify(RecoveryCodes(recovery_codes=codes).model_dump())
+
+
+@bp.delete("/mfa/totp")
+@operation("Turn TOTP off (needs a fresh step-up)", tag=TAG, responses={204: ("Off", None)},
+           auth=True)  # fmt: skip
+def disable() -> ResponseReturnValue:
+    caller = current_caller()
+    require_step_up(_strongest_needed(caller.user.id), MANAGE_FACTORS_MAX_AGE)
+    services().totp.disable(caller.user.id)
+    return "", 204
+
+
+@bp.post("/mfa/recovery-codes")
+@operation(
+    "New recovery codes, the old ones stop working (needs a fresh step-up)",
+    tag=TAG,
+    responses={200: ("Shown once", RecoveryCodes)},
+    auth=True,
+)
+def regenerate() -> ResponseReturnValue:
+    caller = current_caller()
+    require_step_up(_strongest_needed(caller.user.id), MANAGE_FACTORS_MAX_AGE)
+    codes = services().totp.regenerate_recovery_codes(caller.user.id)
+    return jsonify(RecoveryCodes(recovery_codes=codes).model_dump())

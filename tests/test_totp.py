@@ -1,0 +1,161 @@
+"""TOTP as a second factor, recovery codes, and step-up (RFC 9470)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyotp
+import pytest
+from sqlalchemy import text
+
+from app.clock import FrozenClock
+from tests.helpers import bearer, login, register
+
+START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)  # 10 s into a 30 s step
+
+
+def code_at(totp: pyotp.TOTP, moment: datetime, steps: int = 0) -> str:
+    return totp.generate_otp(totp.timecode(moment) + steps)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(START)
+
+
+def enable_totp(client, session) -> tuple[pyotp.TOTP, list[str]]:
+    auth = bearer(session["token"])
+    enrolled = client.post("/api/v1/me/mfa/totp", headers=auth)
+    assert enrolled.status_code == 201, enrolled.json
+    assert enrolled.json["otpauth_uri"].startswith("otpauth://totp/privid:")
+    assert enrolled.json["qr_svg"].lstrip().startswith("<?xml")
+    totp = pyotp.TOTP(enrolled.json["secret"])
+    confirmed = client.post(
+        "/api/v1/me/mfa/totp/confirm", json={"code": totp.at(START)}, headers=auth
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    codes = confirmed.json["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    return totp, codes
+
+
+def second_factor(client, ticket, **proof):
+    return client.post("/api/v1/login/second-factor", json={"ticket": ticket, **proof})
+
+
+def test_sign_in_with_totp_is_multi_factor(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    totp, _ = enable_totp(client, session)
+    clock.advance(seconds=30)
+    first = login(client, person.email, person.password)
+    assert first.status_code == 202
+    assert first.json["status"] == "second_factor_required"
+    assert "token" not in first.json
+    done = second_factor(client, first.json["ticket"], totp_code=totp.at(clock.now()))
+    assert done.status_code == 200, done.json
+    assert done.json["acr"] == "urn:privid:acr:multi-factor"
+    assert {"pwd", "otp", "mfa"} <= set(done.json["amr"])
+    assert client.get("/api/v1/me", headers=bearer(done.json["token"])).status_code == 200
+
+
+def test_a_time_step_is_accepted_once_and_the_window_is_one_step(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    totp, _ = enable_totp(client, session)
+    clock.advance(seconds=300)
+    now = clock.now()
+    ticket = login(client, person.email, person.password).json["ticket"]
+    for outside in (code_at(totp, now, -2), code_at(totp, now, 2)):
+        assert second_factor(client, ticket, totp_code=outside).status_code == 400
+    assert second_factor(client, ticket, totp_code=code_at(totp, now, -1)).status_code == 200
+    # The same step again, or an older one, is a replay.
+    ticket = login(client, person.email, person.password).json["ticket"]
+    assert second_factor(client, ticket, totp_code=code_at(totp, now, -1)).status_code == 400
+    assert second_factor(client, ticket, totp_code=code_at(totp, now, 1)).status_code == 200
+    ticket = login(client, person.email, person.password).json["ticket"]
+    assert second_factor(client, ticket, totp_code=totp.at(now)).status_code == 400
+
+
+def test_recovery_codes_work_once_each(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    _, codes = enable_totp(client, session)
+    ticket = login(client, person.email, person.password).json["ticket"]
+    assert second_factor(client, ticket, recovery_code=codes[0]).status_code == 200
+    ticket = login(client, person.email, person.password).json["ticket"]
+    assert second_factor(client, ticket, recovery_code=codes[0]).status_code == 400
+    assert second_factor(client, ticket, recovery_code=codes[1].upper()).status_code == 200
+    status = client.get("/api/v1/me/mfa", headers=bearer(session["token"])).json
+    assert status == {"totp_enabled": True, "recovery_codes_remaining": 8}
+
+
+def test_a_forged_or_expired_ticket_signs_nobody_in(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    totp, _ = enable_totp(client, session)
+    ticket = login(client, person.email, person.password).json["ticket"]
+    forged = second_factor(client, ticket[:-2] + "xx", totp_code=totp.at(clock.now()))
+    assert forged.status_code == 401 and forged.json["type"].endswith("/mfa-ticket-invalid")
+    clock.advance(seconds=301)
+    late = second_factor(client, ticket, totp_code=totp.at(clock.now()))
+    assert late.status_code == 401
+
+
+def test_password_reset_does_not_bypass_the_second_factor(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    enable_totp(client, session)
+    client.post("/api/v1/password-reset", json={"identifier": person.email})
+    code = mailbox.last_code(person.email, count=2)
+    reset = client.post(
+        "/api/v1/password-reset/confirm",
+        json={"identifier": person.email, "code": code, "new_password": "fresh-lilac-harbor-9"},
+    )
+    assert reset.status_code == 204
+    after = login(client, person.email, "fresh-lilac-harbor-9")
+    assert after.status_code == 202 and after.json["status"] == "second_factor_required"
+
+
+def test_managing_factors_needs_a_fresh_step_up_that_rotates_the_token(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    totp, _ = enable_totp(client, session)
+    auth = bearer(session["token"])
+    clock.advance(minutes=10)
+    refused = client.delete("/api/v1/me/mfa/totp", headers=auth)
+    assert refused.status_code == 401
+    challenge = refused.headers["WWW-Authenticate"]
+    assert 'error="insufficient_user_authentication"' in challenge
+    assert 'acr_values="urn:privid:acr:multi-factor"' in challenge and "max_age=300" in challenge
+
+    without_code = client.post(
+        "/api/v1/me/step-up", json={"password": person.password}, headers=auth
+    )
+    assert without_code.status_code == 422
+    stepped = client.post(
+        "/api/v1/me/step-up",
+        json={"password": person.password, "totp_code": totp.at(clock.now())},
+        headers=auth,
+    )
+    assert stepped.status_code == 200, stepped.json
+    assert stepped.json["acr"] == "urn:privid:acr:multi-factor"
+    assert stepped.json["token"] != session["token"]
+    assert client.get("/api/v1/me", headers=auth).status_code == 401  # the old token is gone
+    fresh = bearer(stepped.json["token"])
+    assert client.delete("/api/v1/me/mfa/totp", headers=fresh).status_code == 204
+    assert login(client, person.email, person.password).status_code == 200
+
+
+def test_the_secret_is_encrypted_at_rest(app, client, mailbox, sms, clock):
+    _, session = register(client, mailbox, sms)
+    totp, codes = enable_totp(client, session)
+    with app.extensions["privid.engine"].connect() as connection:
+        rows = connection.execute(text("SELECT * FROM totp_factors")).all()
+        recovery = connection.execute(text("SELECT code_hash FROM recovery_codes")).all()
+    assert len(rows) == 1
+    assert totp.secret.encode() not in repr(rows).encode()
+    assert not any(code in repr(recovery) for code in codes)
+
+
+def test_second_factor_guesses_are_throttled(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    enable_totp(client, session)
+    ticket = login(client, person.email, person.password).json["ticket"]
+    statuses = [second_factor(client, ticket, totp_code=f"{n:06d}").status_code for n in range(12)]
+    assert 429 in statuses
+    assert statuses.count(400) <= 6
