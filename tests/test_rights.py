@@ -297,3 +297,16 @@ def test_retention_run_purges_what_expired_and_is_idempotent(app, client, mailbo
     assert "legal_archive_records: 1 deleted" in third.output
     fourth = runner.invoke(args=["retention-run"])
     assert all(line.endswith(": 0 deleted") for line in fourth.output.strip().splitlines())
+
+
+def test_export_needs_a_recent_sign_in(client, mailbox, sms, clock):
+    person, session = register(client, mailbox, sms)
+    clock.advance(minutes=16)
+    auth = bearer(session["token"])
+    refused = client.get("/api/v1/me/export", headers=auth)
+    assert refused.status_code == 401
+    assert "max_age=900" in refused.headers["WWW-Authenticate"]
+    stepped = client.post("/api/v1/me/step-up", json={"password": person.password}, headers=auth)
+    assert stepped.status_code == 200
+    again = client.get("/api/v1/me/export", headers=bearer(stepped.json["token"]))
+    assert again.status_code == 200

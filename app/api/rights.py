@@ -10,6 +10,7 @@ from app.api.context import (
     clear_session_cookie,
     current_caller,
     require_recent_authentication,
+    require_step_up,
     runtime,
     services,
 )
@@ -24,8 +25,10 @@ from app.api.schemas import (
 )
 from app.errors import ServiceError
 from app.models import DataSubjectRequest, RequestKind
+from app.services.sessions import Acr
 
 bp = Blueprint("rights", __name__, url_prefix="/api/v1/me")
+EXPORT_MAX_AUTH_AGE = 15 * 60
 TAG = "privacy rights"
 
 
@@ -54,7 +57,8 @@ def request_out(request: DataSubjectRequest) -> RequestOut:
     auth=True,
 )
 def export() -> ResponseReturnValue:
-    caller = current_caller()
+    # Everything about a person in one file: only for a recent sign-in.
+    caller = require_step_up(Acr.SINGLE_FACTOR, EXPORT_MAX_AUTH_AGE)
     svc = services()
     refused = svc.rights.refuse_if_repetitive_export(caller.user.id)
     if refused is not None:
