@@ -15,6 +15,7 @@ from app.adapters.messages import (
 )
 from app.adapters.sms_http import HttpSmsSender
 from app.adapters.smtp import SmtpEmailSender
+from app.api.converters import CodeConverter, IdConverter
 from app.clock import Clock, SystemClock
 from app.db import make_engine, make_session_factory
 from app.extensions import limiter
@@ -28,6 +29,7 @@ from app.services.container import Runtime
 from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.sessions import erase_device_details
+from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials
 from app.services.working_days import load_calendar
 from app.settings import Settings
 
@@ -105,6 +107,8 @@ def built_in_withdrawal_effects() -> WithdrawalEffects:
     """What stops, in this service, when a purpose is withdrawn."""
     effects = WithdrawalEffects()
     effects.register(SECURITY_PURPOSE, erase_device_details)
+    # device_biometrics is kept for 0 days after withdrawal: the passkeys go at once.
+    effects.register(DEVICE_BIOMETRICS, delete_credentials)
     return effects
 
 
@@ -147,8 +151,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return response
 
     limiter.init_app(app)
+    app.url_map.converters.update(id=IdConverter, code=CodeConverter)
 
-    from app.api import account, admin, consent, incidents, login, mfa, registration, rights, system
+    from app.api import (
+        account,
+        admin,
+        consent,
+        incidents,
+        login,
+        mfa,
+        registration,
+        rights,
+        system,
+        webauthn,
+    )
     from app.api.context import install_unit_of_work
     from app.api.problems import register_problem_handlers
     from app.cli import register_cli
@@ -161,6 +177,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         consent.bp,
         rights.bp,
         mfa.bp,
+        webauthn.bp,
         incidents.bp,
         admin.bp,
     ):

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +41,15 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def insert_if_absent(
+    db: Session, model: type, values: dict[str, Any], index_elements: list[str]
+) -> None:
+    """INSERT … ON CONFLICT DO NOTHING: makes sure a row exists so it can be
+    locked with SELECT … FOR UPDATE, even when two workers get there at once."""
+    insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    db.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -122,6 +122,24 @@ class Settings(BaseSettings):
     # Phone numbers without a country code are read in this region.
     default_phone_region: str = "CN"
 
+    # WebAuthn (passkeys). The RP id is the site's registrable domain; origins are
+    # comma-separated and may include an Android app's "android:apk-key-hash:..." origin.
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "privid"
+    webauthn_origins: str = "https://localhost"
+    webauthn_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    # True: only "packed" attestation is accepted (and the AAGUID list below applies).
+    webauthn_require_attestation: bool = False
+    webauthn_allowed_aaguids: str = ""  # comma-separated; empty = any authenticator
+
+    @property
+    def webauthn_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
+
+    @property
+    def webauthn_aaguid_list(self) -> list[str]:
+        return [a.strip().lower() for a in self.webauthn_allowed_aaguids.split(",") if a.strip()]
+
     @field_validator("email_backend")
     @classmethod
     def _email_backend(cls, value: str) -> str:
@@ -196,6 +214,10 @@ class Settings(BaseSettings):
             problems.append("PRIVID_SMS_BACKEND must be 'http' in production")
         if self.sms_backend == "http" and not self.sms_http_url:
             problems.append("PRIVID_SMS_HTTP_URL is missing")
+        if self.email_backend == "smtp" and self.smtp_username and not self.smtp_starttls:
+            problems.append("PRIVID_SMTP_STARTTLS must be true when SMTP credentials are set")
+        if self.sms_backend == "http" and self.sms_http_url.startswith("http://"):
+            problems.append("PRIVID_SMS_HTTP_URL must be https:// (it carries a bearer token)")
         if not self.public_url.startswith("https://"):
             problems.append("PRIVID_PUBLIC_URL must be an https:// URL in production")
         if problems:

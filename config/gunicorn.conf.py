@@ -17,8 +17,9 @@ graceful_timeout = 20
 keepalive = 2
 # Only proxies we run may set X-Forwarded-*; the app trusts PRIVID_TRUSTED_PROXY_COUNT hops.
 forwarded_allow_ips = os.environ.get("PRIVID_FORWARDED_ALLOW_IPS", "127.0.0.1")
-# Access log without query strings or headers: paths here carry no personal data.
+# Access log without client addresses, query strings or headers: the service
+# keeps IP addresses only truncated, and only with the security purpose.
 accesslog = "-"
-access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss pid=%(p)s'
+access_log_format = '"%(m)s %(U)s" %(s)s %(b)s %(L)ss pid=%(p)s'
 errorlog = "-"
 limit_request_field_size = 8190

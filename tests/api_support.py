@@ -163,6 +163,15 @@ def make_world(client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, runtime: R
 
 BodyFactory = Callable[[World], dict[str, Any]]
 
+_CREDENTIAL: dict[str, Any] = {
+    "challenge_id": "00000000-0000-0000-0000-000000000000",
+    "id": "AAAA",
+    "rawId": "AAAA",
+    "type": "public-key",
+    "clientExtensionResults": {},
+}
+_ASSERTION = {"clientDataJSON": "e30", "authenticatorData": "AAAA", "signature": "AAAA"}
+
 # Keyed by (method, OpenAPI path); each builds a body that passes validation.
 VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
     ("post", "/api/v1/registration"): lambda w: (
@@ -245,6 +254,20 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         "changes": "Sharing with a new partner.",
         "affected_purposes": ["partner_sharing"],
     },
+    # Passkeys: well-formed credentials (toJSON() shape) the service then refuses.
+    ("post", "/api/v1/webauthn/registration/verify"): lambda w: {
+        **_CREDENTIAL,
+        "response": {"clientDataJSON": "e30", "attestationObject": "oA"},
+    },
+    ("post", "/api/v1/webauthn/authentication/verify"): lambda w: {
+        **_CREDENTIAL,
+        "response": _ASSERTION,
+    },
+    ("post", "/api/v1/me/step-up/webauthn/verify"): lambda w: {
+        **_CREDENTIAL,
+        "response": _ASSERTION,
+    },
+    ("post", "/api/v1/me/credentials/{credential_id}/rename"): lambda w: {"nickname": "Phone"},
 }
 
 PATH_VALUES: dict[str, Callable[[World], str]] = {
@@ -253,8 +276,10 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "session_id": lambda w: w.session_id,
     "purpose": lambda w: "analytics",
     "record_id": lambda w: "1",
+    "incident_id": lambda w: "00000000-0000-0000-0000-000000000000",
     "request_id": lambda w: "00000000-0000-0000-0000-000000000000",
     "version": lambda w: "2026-06",
+    "credential_id": lambda w: "00000000-0000-0000-0000-000000000000",
 }
 
 

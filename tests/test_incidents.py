@@ -244,7 +244,7 @@ def test_a_notice_is_in_the_users_export(app, client, mailbox, sms, push):
         "/api/v1/admin/incidents", json=incident_body(user_ids=[uid]), headers=operator
     )
     assert created.status_code == 201, created.json
-    exported = client.get("/api/v1/me/export", headers=bearer(session["token"]))
+    exported = client.post("/api/v1/me/export", headers=bearer(session["token"]))
     assert exported.status_code == 200, exported.json
     [notice] = exported.json["security_notices"]
     assert notice["id"] == created.json["incident_id"] and "created_by" not in notice

@@ -59,7 +59,7 @@ def test_export_holds_everything_decrypted_and_no_secrets(client, mailbox, sms):
     person, session = register(client, mailbox, sms)
     auth = bearer(session["token"])
     assert login(client, person.email, "a-wrong-password-1").status_code == 401
-    response = client.get("/api/v1/me/export", headers=auth)
+    response = client.post("/api/v1/me/export", headers=auth)
     assert response.status_code == 200
     assert "attachment" in response.headers["Content-Disposition"]
     document = response.json
@@ -82,8 +82,8 @@ def test_unreasonably_repetitive_exports_are_refused_with_the_reason(client, mai
     person, session = register(client, mailbox, sms)
     auth = bearer(session["token"])
     for _ in range(3):
-        assert client.get("/api/v1/me/export", headers=auth).status_code == 200
-    refused = client.get("/api/v1/me/export", headers=auth)
+        assert client.post("/api/v1/me/export", headers=auth).status_code == 200
+    refused = client.post("/api/v1/me/export", headers=auth)
     assert refused.status_code == 429
     assert "repetitive" in refused.json["detail"]
     listed = client.get("/api/v1/me/requests", headers=auth).json["requests"]
@@ -93,7 +93,7 @@ def test_unreasonably_repetitive_exports_are_refused_with_the_reason(client, mai
     # A day later it is reasonable again.
     clock.advance(days=1, minutes=1)
     fresh = bearer(login(client, person.email, person.password).json["token"])
-    assert client.get("/api/v1/me/export", headers=fresh).status_code == 200
+    assert client.post("/api/v1/me/export", headers=fresh).status_code == 200
 
 
 # -- requests, due dates and the operator queue ----------------------------------------
@@ -160,14 +160,14 @@ def test_deleting_ended_sessions_is_done_at_once(client, mailbox, sms):
     old = login(client, person.email, person.password).json
     client.post("/api/v1/logout", headers=bearer(old["token"]))
     auth = bearer(session["token"])
-    before = client.get("/api/v1/me/export", headers=auth).json["sessions"]
+    before = client.post("/api/v1/me/export", headers=auth).json["sessions"]
     assert len(before) == 2
     done = client.post(
         "/api/v1/me/requests", json={"kind": "deletion", "categories": ["ended_sessions"]},
         headers=auth,
     )  # fmt: skip
     assert done.status_code == 201 and done.json["status"] == "completed"
-    after = client.get("/api/v1/me/export", headers=auth).json["sessions"]
+    after = client.post("/api/v1/me/export", headers=auth).json["sessions"]
     assert [s["id"] for s in after] == [session["session_id"]]
 
 
@@ -303,10 +303,10 @@ def test_export_needs_a_recent_sign_in(client, mailbox, sms, clock):
     person, session = register(client, mailbox, sms)
     clock.advance(minutes=16)
     auth = bearer(session["token"])
-    refused = client.get("/api/v1/me/export", headers=auth)
+    refused = client.post("/api/v1/me/export", headers=auth)
     assert refused.status_code == 401
     assert "max_age=900" in refused.headers["WWW-Authenticate"]
     stepped = client.post("/api/v1/me/step-up", json={"password": person.password}, headers=auth)
     assert stepped.status_code == 200
-    again = client.get("/api/v1/me/export", headers=bearer(stepped.json["token"]))
+    again = client.post("/api/v1/me/export", headers=bearer(stepped.json["token"]))
     assert again.status_code == 200

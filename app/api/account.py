@@ -138,7 +138,7 @@ def list_sessions() -> ResponseReturnValue:
     return jsonify(SessionList(sessions=items).model_dump(mode="json"))
 
 
-@bp.delete("/me/sessions/<session_id>")
+@bp.delete("/me/sessions/<id:session_id>")
 @operation("Revoke one of my sessions", tag=TAG, responses={204: ("Revoked", None)}, auth=True)
 def revoke_session(session_id: str) -> ResponseReturnValue:
     caller = current_caller()

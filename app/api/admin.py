@@ -72,7 +72,7 @@ def request_queue() -> ResponseReturnValue:
     return jsonify(body.model_dump(mode="json"))
 
 
-@bp.post("/requests/<request_id>/complete")
+@bp.post("/requests/<id:request_id>/complete")
 @operation(
     "Mark a request answered, saying what was done",
     tag=TAG,
@@ -87,7 +87,7 @@ def complete_request(request_id: str, body: OperatorOutcome) -> ResponseReturnVa
     return jsonify(request_out(answered).model_dump(mode="json"))
 
 
-@bp.post("/requests/<request_id>/refuse")
+@bp.post("/requests/<id:request_id>/refuse")
 @operation(
     "Refuse a request, with the reason the user will see (PIPL Art. 50)",
     tag=TAG,

@@ -51,7 +51,7 @@ def policies() -> ResponseReturnValue:
     return jsonify(PolicyList(policies=items).model_dump(mode="json"))
 
 
-@bp.get("/api/v1/policies/<version>")
+@bp.get("/api/v1/policies/<code:version>")
 @operation(
     "One policy version with its text",
     tag=TAG,
@@ -109,7 +109,7 @@ def decide(body: ConsentDecisions) -> ResponseReturnValue:
     return jsonify(result.model_dump(mode="json", by_alias=True))
 
 
-@bp.post("/api/v1/me/consent/<purpose>/grant")
+@bp.post("/api/v1/me/consent/<code:purpose>/grant")
 @operation(
     "Grant one purpose on its own (separate consent)",
     tag=TAG,
@@ -125,7 +125,7 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
     return jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
 
 
-@bp.post("/api/v1/me/consent/<purpose>/withdraw")
+@bp.post("/api/v1/me/consent/<code:purpose>/withdraw")
 @operation(
     "Withdraw consent for one purpose; what depends on it stops now",
     tag=TAG,

@@ -75,7 +75,7 @@ def current_caller() -> Caller:
         session = svc.sessions.resolve(cookie, Transport.COOKIE)
         if session is not None and request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(sent, csrf_token(session.id)):
+            if not sent.isascii() or not hmac.compare_digest(sent, csrf_token(session.id)):
                 raise ServiceError(
                     "csrf-failed",
                     403,

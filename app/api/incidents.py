@@ -106,23 +106,21 @@ def record_incident(body: IncidentCreate) -> ResponseReturnValue:
     )
     payload = _incident_out(incident, svc.counts(incident.id))
     response = jsonify(payload.model_dump(mode="json"))
-    response.headers["Location"] = url_for(".get_incident", record_id=incident.id)
+    response.headers["Location"] = url_for(".get_incident", incident_id=incident.id)
     return response, 201
 
 
-# The parameter is the incident's id; it is called record_id as the API's
-# other record lookups are.
-@bp.get("/admin/incidents/<record_id>")
+@bp.get("/admin/incidents/<id:incident_id>")
 @operation(
     "An incident, with how its notices are getting on",
     tag=TAG,
     responses={200: ("The incident", IncidentOut)},
     auth=True,
 )
-def get_incident(record_id: str) -> ResponseReturnValue:
+def get_incident(incident_id: str) -> ResponseReturnValue:
     operator = require_operator()
     svc = services()
-    incident = svc.incidents.get(record_id)
+    incident = svc.incidents.get(incident_id)
     svc.audit.record("incident.viewed", actor_id=operator.user.id, incident_id=incident.id)
     payload = _incident_out(incident, svc.incidents.counts(incident.id))
     return jsonify(payload.model_dump(mode="json"))

@@ -14,6 +14,15 @@ from app.extensions import current_settings
 from app.services.directory import Directory
 
 
+def json_body() -> object:
+    """The JSON body if it parses; rate-limit keys never fail a request
+    (parse_body answers malformed or absurdly nested bodies itself)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def setting(name: str) -> Callable[[], str]:
     return lambda: str(getattr(current_settings(), name))
 
@@ -22,10 +31,7 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
     """The blind index of an address in the JSON body; malformed input still gets a key."""
 
     def key() -> str:
-        try:
-            data = request.get_json(silent=True)
-        except RecursionError:  # absurdly nested JSON: parse_body refuses it
-            data = None
+        data = json_body()
         raw = data.get(field) if isinstance(data, dict) else None
         if not isinstance(raw, str):
             return f"{field}:absent"
@@ -43,3 +49,18 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
 
 def path_key(name: str) -> Callable[[], str]:
     return lambda: f"{name}:{(request.view_args or {}).get(name, '')}"
+
+
+def flow_destination_key() -> str:
+    """A registration resend counts against the address it goes to, not the flow:
+    opening more flows must not buy more messages to one person."""
+    from app.api.context import services
+    from app.models import RegistrationFlow
+
+    flow_id = (request.view_args or {}).get("flow_id", "")
+    data = json_body()
+    channel = data.get("channel") if isinstance(data, dict) else None
+    flow = services().db.get(RegistrationFlow, flow_id)
+    if flow is None or channel not in ("email", "phone"):
+        return f"flow:{flow_id}"
+    return f"destination:{flow.email_index if channel == 'email' else flow.phone_index}"

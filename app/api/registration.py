@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.api.context import attach_session_cookie, request_context, services
-from app.api.limits import body_field_key, path_key, setting
+from app.api.limits import body_field_key, flow_destination_key, setting
 from app.api.operations import operation
 from app.api.render import signed_in_payload
 from app.api.schemas import (
@@ -61,7 +61,7 @@ def start(body: RegistrationStart) -> ResponseReturnValue:
     return jsonify(flow_payload(flow)), 202
 
 
-@bp.post("/<flow_id>/verify")
+@bp.post("/<id:flow_id>/verify")
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Prove the email or the phone with its code; the second proof creates the account",
@@ -90,9 +90,9 @@ def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
     return response
 
 
-@bp.post("/<flow_id>/resend")
+@bp.post("/<id:flow_id>/resend")
 @limiter.limit(setting("limit_code_send_per_ip"))
-@limiter.limit(setting("limit_code_send_per_destination"), key_func=path_key("flow_id"))
+@limiter.limit(setting("limit_code_send_per_destination"), key_func=flow_destination_key)
 @operation(
     "Send a new code for the email or the phone",
     tag=TAG,

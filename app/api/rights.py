@@ -49,7 +49,7 @@ def request_out(request: DataSubjectRequest) -> RequestOut:
     )
 
 
-@bp.get("/export")
+@bp.post("/export")
 @operation(
     "Everything the service holds about me, decrypted, as one JSON document",
     tag=TAG,
@@ -103,6 +103,7 @@ def change_name(body: NameChange) -> ResponseReturnValue:
     body=RequestIn,
     responses={201: ("Received", RequestOut)},
     auth=True,
+    consent_step=True,
 )
 def make_request(body: RequestIn) -> ResponseReturnValue:
     caller = current_caller()
@@ -125,6 +126,7 @@ def make_request(body: RequestIn) -> ResponseReturnValue:
     tag=TAG,
     responses={200: ("Newest first", RequestList)},
     auth=True,
+    consent_step=True,
 )
 def my_requests() -> ResponseReturnValue:
     caller = current_caller()
@@ -139,6 +141,8 @@ def my_requests() -> ResponseReturnValue:
     body=CancellationIn,
     responses={200: ("Cancelled", Cancelled)},
     auth=True,
+    # Someone who refuses what the account needs can still end the account.
+    consent_step=True,
 )
 def cancel(body: CancellationIn) -> ResponseReturnValue:
     caller = require_recent_authentication(runtime().settings.cancellation_max_auth_age_seconds)

@@ -501,3 +501,123 @@ class RecoveryCodes(BaseModel):
 class MfaStatus(BaseModel):
     totp_enabled: bool
     recovery_codes_remaining: int
+
+
+# -- WebAuthn (passkeys) ---------------------------------------------------------------
+# Bodies take the JSON a browser's PublicKeyCredential.toJSON() gives, plus our
+# challenge_id. Nothing else is accepted: a request carrying an image, a
+# template or any other biometric field is refused by extra="forbid".
+
+B64URL_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def _b64url(max_length: int, alias: str | None = None, *, optional: bool = False) -> Any:
+    extra: dict[str, Any] = {"default": None} if optional else {}
+    return Field(
+        **extra,
+        alias=alias,
+        min_length=1,
+        max_length=max_length,
+        pattern=B64URL_PATTERN,
+        description="base64url without padding",
+    )
+
+
+class CredPropsOut(Body):
+    rk: bool | None = None
+
+
+class PrfOut(Body):
+    enabled: bool | None = None
+
+
+class ClientExtensionResults(Body):
+    """The extension outputs we know; an unknown member is refused."""
+
+    cred_props: CredPropsOut | None = Field(default=None, alias="credProps")
+    appid: bool | None = None
+    appid_exclude: bool | None = Field(default=None, alias="appidExclude")
+    hmac_create_secret: bool | None = Field(default=None, alias="hmacCreateSecret")
+    prf: PrfOut | None = None
+
+
+TransportName = Annotated[str, Field(pattern=r"^[a-z-]{1,32}$")]
+
+
+class AttestationResponseIn(Body):
+    client_data_json: str = _b64url(4096, "clientDataJSON")
+    attestation_object: str = _b64url(32768, "attestationObject")
+    authenticator_data: str | None = _b64url(8192, "authenticatorData", optional=True)
+    transports: list[TransportName] | None = Field(default=None, max_length=8)
+    public_key: str | None = _b64url(4096, "publicKey", optional=True)
+    public_key_algorithm: int | None = Field(default=None, alias="publicKeyAlgorithm")
+
+
+class AssertionResponseIn(Body):
+    client_data_json: str = _b64url(4096, "clientDataJSON")
+    authenticator_data: str = _b64url(8192, "authenticatorData")
+    signature: str = _b64url(2048)
+    user_handle: str | None = _b64url(128, "userHandle", optional=True)
+
+
+class _CredentialIn(Body):
+    challenge_id: str = Field(min_length=1, max_length=36, description="From the options")
+    id: str = _b64url(1400)
+    raw_id: str = _b64url(1400, "rawId")
+    type: Literal["public-key"]
+    authenticator_attachment: Literal["platform", "cross-platform"] | None = Field(
+        default=None, alias="authenticatorAttachment"
+    )
+    client_extension_results: ClientExtensionResults = Field(
+        default_factory=ClientExtensionResults, alias="clientExtensionResults"
+    )
+
+    def credential(self) -> dict[str, Any]:
+        """The credential as py_webauthn reads it (the browser's JSON names)."""
+        fields = {"id", "raw_id", "type", "authenticator_attachment", "response"}
+        fields.add("client_extension_results")
+        return self.model_dump(by_alias=True, exclude_none=True, include=fields)
+
+
+class WebAuthnRegistrationIn(_CredentialIn):
+    response: AttestationResponseIn
+    nickname: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class WebAuthnSignInIn(_CredentialIn):
+    response: AssertionResponseIn
+    token_delivery: TokenDelivery = "cookie"
+
+
+class WebAuthnStepUpIn(_CredentialIn):
+    response: AssertionResponseIn
+
+
+class CredentialRename(Body):
+    nickname: str = Field(min_length=1, max_length=64)
+
+
+class WebAuthnOptionsOut(BaseModel):
+    """PublicKeyCredentialCreationOptionsJSON or ...RequestOptionsJSON, as
+    PublicKeyCredential.parseCreationOptionsFromJSON / parseRequestOptionsFromJSON
+    take them, plus the challenge_id to send back with the answer."""
+
+    model_config = ConfigDict(extra="allow")
+    challenge_id: str
+    challenge: str
+
+
+class CredentialOut(BaseModel):
+    id: str
+    nickname: str
+    kind: Literal["synced passkey", "bound to this device"]
+    transports: list[str]
+    aaguid: str
+    backed_up: bool
+    user_verified_at_registration: bool
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class CredentialList(BaseModel):
+    credentials: list[CredentialOut]

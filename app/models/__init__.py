@@ -16,6 +16,7 @@ from .rights import (
 from .session import Session
 from .throttle import LoginThrottle
 from .user import Role, User, UserDataKey, UserStatus
+from .webauthn import WebAuthnChallenge, WebAuthnCredential
 
 __all__ = [
     "AuditEvent",
@@ -45,4 +46,6 @@ __all__ = [
     "User",
     "UserDataKey",
     "UserStatus",
+    "WebAuthnChallenge",
+    "WebAuthnCredential",
 ]

@@ -18,7 +18,7 @@ from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
 from app.services.registration import check_password
 from app.services.sessions import SessionService
-from app.services.throttle import AccountThrottle
+from app.services.throttle import AccountThrottle, account_key, keys_of
 from app.services.vault import PersonalDataVault, Profile
 
 CHANGE_PURPOSE = {EMAIL: CodePurpose.CHANGE_EMAIL, "phone": CodePurpose.CHANGE_PHONE}
@@ -61,7 +61,7 @@ class AccountService:
         )
 
     def require_password(self, user: User, password: str) -> None:
-        key = f"user:{user.id}"
+        key = account_key(user.id)
         self._throttle.reserve_attempt(key)
         if not self._passwords.verify(user.password_hash, password):
             raise wrong_current_password()
@@ -119,7 +119,7 @@ class AccountService:
         profile = self._set_password(user, new_password)
         self._codes.consume(row)
         ended = self._sessions.revoke_all(user.id, "password_reset")
-        self._throttle.clear(f"user:{user.id}")
+        self._throttle.clear(*keys_of(user))
         self._audit.record(
             "password.reset", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )

@@ -44,10 +44,14 @@ class HashChain:
     def row_hash(self, row: Chained) -> str:
         return digest({**self._fields(row), "prev_hash": row.prev_hash})
 
-    def seal(self, row: Chained) -> None:
-        head = self._db.execute(
+    def lock(self) -> ChainHead:
+        """Take the chain's lock now, before reading what a decision depends on."""
+        return self._db.execute(
             select(ChainHead).where(ChainHead.name == self._name).with_for_update()
         ).scalar_one()
+
+    def seal(self, row: Chained) -> None:
+        head = self.lock()
         row.prev_hash = head.last_hash
         row.hash = self.row_hash(row)
         head.last_hash = row.hash

@@ -9,8 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import insert_if_absent
 from app.errors import invalid_code, too_many_attempts
 from app.models import OneTimeCode
+from app.models.base import new_id
 from app.security.tokens import CodeHasher, new_code
 
 
@@ -45,8 +47,26 @@ class CodeService:
     ) -> str:
         """A fresh code replacing any earlier one; refused during the resend cooldown."""
         now = self._clock.now()
+        # The row is created first (if absent) so concurrent requests for a new
+        # subject queue on its lock instead of colliding on the unique key.
+        insert_if_absent(
+            self._db,
+            OneTimeCode,
+            {
+                "id": new_id(),
+                "purpose": purpose,
+                "subject": subject,
+                "code_hash": "",
+                "destination_index": destination_index,
+                "sent_at": now - timedelta(days=1),
+                "expires_at": now - timedelta(days=1),
+                "failed_attempts": 0,
+            },
+            ["purpose", "subject"],
+        )
         row = self._find(purpose, subject)
-        if row is not None and row.consumed_at is None:
+        assert row is not None
+        if row.code_hash and row.consumed_at is None:
             wait = row.sent_at + timedelta(seconds=self._rules.resend_cooldown_seconds) - now
             if wait > timedelta(0):
                 raise too_many_attempts(
@@ -54,15 +74,14 @@ class CodeService:
                     "A code was sent a moment ago. Wait before asking for another.",
                 )
         code = new_code()
-        if row is None:
-            row = OneTimeCode(purpose=purpose, subject=subject)
-            self._db.add(row)
         row.code_hash = self._hasher(f"{purpose}:{subject}", code)
         row.destination_index = destination_index
         row.pending_value_encrypted = pending_value_encrypted
+        # A new code gets its own tries; how many codes a destination can get
+        # is capped by the per-destination rate limits on every sending endpoint.
+        row.failed_attempts = 0
         row.sent_at = now
         row.expires_at = now + timedelta(seconds=self._rules.ttl_seconds)
-        row.failed_attempts = 0
         row.consumed_at = None
         self._db.flush()
         return code

@@ -92,6 +92,10 @@ class ConsentService:
     def catalogue(self) -> Catalogue:
         return self._catalogue
 
+    @property
+    def policies(self) -> PolicyService:
+        return self._policies
+
     # -- reading ---------------------------------------------------------------
 
     def history(self, user_id: str) -> Sequence[ConsentRecord]:
@@ -203,6 +207,8 @@ class ConsentService:
     ) -> list[ConsentRecord]:
         """Record a batch; refuses a batch that changes nothing (a replay)."""
         policy = self.validate(policy_version, decisions)
+        # Serialise decisions: two identical batches must not both pass as changes.
+        self._chain.lock()
         latest = self.current(user_id)
         owed = {p.code for p in self.pending(user_id)}
         changes = [
@@ -243,6 +249,7 @@ class ConsentService:
                 f"{purpose.title.en} rests on {purpose.legal_basis.value.replace('_', ' ')}, not "
                 "on consent. To end it, cancel your account (POST /api/v1/me/cancellation).",
             )
+        self._chain.lock()
         if not self.is_granted(user_id, purpose.code):
             raise ServiceError(
                 "not-granted", 409, "Nothing to withdraw", f"{purpose.title.en} is not granted."

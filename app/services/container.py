@@ -204,7 +204,7 @@ class Services:
 
     @cached_property
     def step_up(self) -> StepUpService:
-        return StepUpService(self.account, self.totp, self.sessions)
+        return StepUpService(self.account, self.totp, self.sessions, self.throttle)
 
     @cached_property
     def webauthn(self) -> WebAuthnService:

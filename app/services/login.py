@@ -14,11 +14,11 @@ from app.security.tickets import TicketInvalid, Tickets
 from app.services.audit import AuditTrail
 from app.services.codes import CodeService
 from app.services.context import RequestContext
-from app.services.directory import Directory, Identifier
+from app.services.directory import Directory
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
 from app.services.signin import SignInCompleter, SignInResult
-from app.services.throttle import AccountThrottle
+from app.services.throttle import AccountThrottle, identifier_key, keys_of, second_factor_key
 from app.services.totp import TotpService
 
 
@@ -29,12 +29,6 @@ class SecondFactorRequired:
     ticket: str
     methods: list[str]
     expires_in: int
-
-
-def throttle_key(user: User | None, identifier: Identifier) -> str:
-    # Known accounts throttle by account (email and phone share one budget);
-    # unknown identifiers throttle alike, so the throttle reveals nothing.
-    return f"user:{user.id}" if user else f"id:{identifier.index}"
 
 
 class LoginService:
@@ -63,7 +57,7 @@ class LoginService:
     ) -> SignInResult | SecondFactorRequired:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        key = throttle_key(user, ident)
+        key = identifier_key(ident.index)
         try:
             self._throttle.reserve_attempt(key)
         except ServiceError:
@@ -73,7 +67,7 @@ class LoginService:
         if user is None or not password_ok or not user.is_active:
             self._fail(user, context, "invalid_credentials", "pwd")
             raise invalid_credentials()
-        self._throttle.clear(key)
+        self._throttle.clear(*keys_of(user))
         if self._passwords.needs_rehash(user.password_hash):
             user.password_hash = self._passwords.hash(password)
         return self._succeed(user, transport, context, amr=["pwd"])
@@ -103,7 +97,7 @@ class LoginService:
             raise invalid_code()
         self._codes.consume(row)
         # Proving the phone is proving ownership: lift any password back-off.
-        self._throttle.clear(f"user:{user.id}")
+        self._throttle.clear(*keys_of(user))
         return self._succeed(user, transport, context, amr=["sms"])
 
     def with_second_factor(
@@ -126,7 +120,7 @@ class LoginService:
         user = self._db.get(User, str(claims.get("uid")))
         if user is None or not user.is_active:
             raise invalid_credentials()
-        key = f"mfa:{user.id}"
+        key = second_factor_key(user.id)
         try:
             self._throttle.reserve_attempt(key)
             if totp_code is not None:

@@ -61,6 +61,8 @@ def _run_logged(job: Callable[[], None]) -> None:
         job()
     except DeliveryError as exc:
         log.warning("message delivery failed: %s", exc)
+    except Exception as exc:  # an adapter bug must not vanish, nor leak an address
+        log.error("message delivery failed: %s", type(exc).__name__)
 
 
 class Notifier:

@@ -163,8 +163,15 @@ class RegistrationService:
             return VerifyResult(flow, None)
         consent = flow.consent
         user = self._create_account(flow)
-        self._audit.record("registration.completed", user_id=user.id, ip_prefix=context.ip_prefix)
-        if consent and consent["decisions"]:
+        current = self._consent.policies.current()
+        # Decisions made under a policy that has since changed are not recorded:
+        # the consent step at the end of this sign-in asks again.
+        if (
+            consent
+            and consent["decisions"]
+            and current
+            and current.version == consent["policy_version"]
+        ):
             self._consent.decide(
                 user.id,
                 str(consent["policy_version"]),
@@ -175,6 +182,8 @@ class RegistrationService:
                 Channel.REGISTRATION,
                 context,
             )
+        # The consent chain is always locked before the audit chain (no deadlock).
+        self._audit.record("registration.completed", user_id=user.id, ip_prefix=context.ip_prefix)
         signed_in = self._signin.complete(
             user,
             transport=transport,

@@ -172,7 +172,12 @@ class SessionService:
         result = self._db.execute(
             delete(Session).where(
                 Session.user_id == user_id,
-                (Session.revoked_at.is_not(None)) | (Session.expires_at <= now),
+                (Session.revoked_at.is_not(None))
+                | (Session.expires_at <= now)
+                | (
+                    Session.last_seen_at
+                    <= now - timedelta(seconds=self._rules.idle_timeout_seconds)
+                ),
             )
         )
         return int(result.rowcount or 0)

@@ -6,14 +6,20 @@ from app.errors import invalid_field
 from app.models import Session, User
 from app.services.account import AccountService
 from app.services.sessions import Acr, IssuedSession, SessionService
+from app.services.throttle import AccountThrottle, second_factor_key
 from app.services.totp import TotpService
 
 
 class StepUpService:
     def __init__(
-        self, account: AccountService, totp: TotpService, sessions: SessionService
+        self,
+        account: AccountService,
+        totp: TotpService,
+        sessions: SessionService,
+        throttle: AccountThrottle,
     ) -> None:
         self._account, self._totp, self._sessions = account, totp, sessions
+        self._throttle = throttle
 
     def with_password(
         self, session: Session, user: User, password: str, totp_code: str | None
@@ -25,5 +31,8 @@ class StepUpService:
             return self._sessions.step_up(session, acr=Acr.SINGLE_FACTOR, amr=["pwd"])
         if totp_code is None:
             raise invalid_field("#/totp_code", "Your account uses TOTP: enter its code too.")
+        # TOTP guesses count on their own budget, as at sign-in.
+        self._throttle.reserve_attempt(second_factor_key(user.id))
         self._totp.verify(user.id, totp_code)
+        self._throttle.clear(second_factor_key(user.id))
         return self._sessions.step_up(session, acr=Acr.MULTI_FACTOR, amr=["pwd", "otp", "mfa"])

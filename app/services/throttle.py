@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import insert_if_absent
 from app.errors import too_many_attempts
-from app.models import LoginThrottle
+from app.models import LoginThrottle, User
 
 # Failures older than this are forgotten.
 FAILURE_MEMORY = timedelta(hours=24)
@@ -36,16 +35,40 @@ class ThrottleRules:
         return timedelta(seconds=min(2**excess, self.max_delay_seconds))
 
 
+def identifier_key(index: str) -> str:
+    """Sign-in attempts count per identifier typed (email or phone): keyed by
+    account, an email's failures would show on the phone and link the two."""
+    return f"id:{index}"
+
+
+def account_key(user_id: str) -> str:
+    """Checks of a signed-in user's own password (changes, step-up)."""
+    return f"user:{user_id}"
+
+
+def second_factor_key(user_id: str) -> str:
+    return f"mfa:{user_id}"
+
+
+def keys_of(user: User) -> list[str]:
+    """Every key that a proof of ownership clears."""
+    return [
+        identifier_key(user.email_index),
+        identifier_key(user.phone_index),
+        account_key(user.id),
+    ]
+
+
 class AccountThrottle:
     def __init__(self, db: DbSession, clock: Clock, rules: ThrottleRules) -> None:
         self._db, self._clock, self._rules = db, clock, rules
 
     def _locked_row(self, key: str, now: datetime) -> LoginThrottle:
-        insert = pg_insert if self._db.get_bind().dialect.name == "postgresql" else sqlite_insert
-        self._db.execute(
-            insert(LoginThrottle)
-            .values(key=key, failures=0, next_attempt_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=["key"])
+        insert_if_absent(
+            self._db,
+            LoginThrottle,
+            {"key": key, "failures": 0, "next_attempt_at": now, "updated_at": now},
+            ["key"],
         )
         return self._db.execute(
             select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()
@@ -69,8 +92,6 @@ class AccountThrottle:
         row.updated_at = now
         self._db.flush()
 
-    def clear(self, key: str) -> None:
-        row = self._db.get(LoginThrottle, key)
-        if row is not None:
-            self._db.delete(row)
-            self._db.flush()
+    def clear(self, *keys: str) -> None:
+        self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+        self._db.flush()

@@ -1,0 +1,178 @@
+"""Passkeys (WebAuthn): enrolment, username-less sign-in, biometric step-up, and
+managing one's passkeys."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from app.api.context import (
+    attach_session_cookie,
+    current_caller,
+    request_context,
+    require_recent_authentication,
+    services,
+    session_payload,
+)
+from app.api.limits import setting
+from app.api.operations import operation
+from app.api.render import signed_in_response
+from app.api.schemas import (
+    CredentialList,
+    CredentialOut,
+    CredentialRename,
+    SessionOut,
+    SignedIn,
+    WebAuthnOptionsOut,
+    WebAuthnRegistrationIn,
+    WebAuthnSignInIn,
+    WebAuthnStepUpIn,
+)
+from app.extensions import limiter
+from app.models import WebAuthnCredential
+from app.services.sessions import Transport
+from app.services.webauthn import Ceremony, credential_kind
+
+bp = Blueprint("webauthn", __name__, url_prefix="/api/v1")
+TAG = "passkeys"
+# Removing a passkey needs a proof from the last five minutes.
+DELETE_MAX_AUTH_AGE = 300
+
+
+def _options(ceremony: Ceremony) -> ResponseReturnValue:
+    return jsonify({**ceremony.options, "challenge_id": ceremony.challenge_id})
+
+
+def credential_out(credential: WebAuthnCredential) -> CredentialOut:
+    return CredentialOut(
+        id=credential.id,
+        nickname=credential.nickname,
+        kind=credential_kind(credential),  # type: ignore[arg-type]
+        transports=credential.transports,
+        aaguid=credential.aaguid,
+        backed_up=credential.backup_state,
+        user_verified_at_registration=credential.user_verified_at_registration,
+        created_at=credential.created_at,
+        last_used_at=credential.last_used_at,
+    )
+
+
+@bp.post("/webauthn/registration/options")
+@operation(
+    "Options to create a passkey (needs the device_biometrics purpose granted)",
+    tag=TAG,
+    responses={200: ("For navigator.credentials.create()", WebAuthnOptionsOut)},
+    auth=True,
+)
+def registration_options() -> ResponseReturnValue:
+    caller = current_caller()
+    return _options(services().webauthn.registration_options(caller.user))
+
+
+@bp.post("/webauthn/registration/verify")
+@operation(
+    "Register the passkey the authenticator created",
+    tag=TAG,
+    body=WebAuthnRegistrationIn,
+    responses={201: ("Registered", CredentialOut)},
+    auth=True,
+)
+def registration_verify(body: WebAuthnRegistrationIn) -> ResponseReturnValue:
+    caller = current_caller()
+    stored = services().webauthn.verify_registration(
+        caller.user, body.challenge_id, body.credential(), body.nickname
+    )
+    return jsonify(credential_out(stored).model_dump(mode="json")), 201
+
+
+@bp.post("/webauthn/authentication/options")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Options to sign in with a passkey (no username: the device offers its passkeys)",
+    tag=TAG,
+    responses={200: ("For navigator.credentials.get()", WebAuthnOptionsOut)},
+)
+def authentication_options() -> ResponseReturnValue:
+    return _options(services().webauthn.sign_in_options())
+
+
+@bp.post("/webauthn/authentication/verify")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Sign in with a passkey",
+    tag=TAG,
+    body=WebAuthnSignInIn,
+    responses={200: ("Signed in, or consent is owed first", SignedIn)},
+)
+def authentication_verify(body: WebAuthnSignInIn) -> ResponseReturnValue:
+    result = services().webauthn.sign_in(
+        body.challenge_id,
+        body.credential(),
+        transport=Transport(body.token_delivery),
+        context=request_context(),
+    )
+    return signed_in_response(result)
+
+
+@bp.post("/me/step-up/webauthn/options")
+@operation(
+    "Options to confirm it is you with a passkey and the device's biometric check",
+    tag=TAG,
+    responses={200: ("For navigator.credentials.get()", WebAuthnOptionsOut)},
+    auth=True,
+)
+def step_up_options() -> ResponseReturnValue:
+    caller = current_caller()
+    return _options(services().webauthn.step_up_options(caller.session))
+
+
+@bp.post("/me/step-up/webauthn/verify")
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Raise this session with a user-verified passkey assertion; the session gets a new token",
+    tag=TAG,
+    body=WebAuthnStepUpIn,
+    responses={200: ("Raised to phishing-resistant", SessionOut)},
+    auth=True,
+)
+def step_up_verify(body: WebAuthnStepUpIn) -> ResponseReturnValue:
+    caller = current_caller()
+    issued = services().webauthn.step_up(caller.session, body.challenge_id, body.credential())
+    response = jsonify(SessionOut.model_validate(session_payload(issued)).model_dump(mode="json"))
+    attach_session_cookie(response, issued)
+    return response
+
+
+@bp.get("/me/credentials")
+@operation("My passkeys", tag=TAG, responses={200: ("Passkeys", CredentialList)}, auth=True)
+def list_credentials() -> ResponseReturnValue:
+    caller = current_caller()
+    items = [credential_out(c) for c in services().webauthn.credentials_of(caller.user.id)]
+    return jsonify(CredentialList(credentials=items).model_dump(mode="json"))
+
+
+@bp.post("/me/credentials/<id:credential_id>/rename")
+@operation(
+    "Rename one of my passkeys",
+    tag=TAG,
+    body=CredentialRename,
+    responses={200: ("Renamed", CredentialOut)},
+    auth=True,
+)
+def rename_credential(credential_id: str, body: CredentialRename) -> ResponseReturnValue:
+    caller = current_caller()
+    renamed = services().webauthn.rename(caller.user.id, credential_id, body.nickname)
+    return jsonify(credential_out(renamed).model_dump(mode="json"))
+
+
+@bp.delete("/me/credentials/<id:credential_id>")
+@operation(
+    "Remove one of my passkeys (needs a sign-in within five minutes)",
+    tag=TAG,
+    responses={204: ("Removed", None)},
+    auth=True,
+)
+def delete_credential(credential_id: str) -> ResponseReturnValue:
+    caller = require_recent_authentication(DELETE_MAX_AUTH_AGE)
+    services().webauthn.revoke(caller.user.id, credential_id, request_context().ip_prefix)
+    return "", 204

@@ -1,0 +1,534 @@
+"""WebAuthn (passkeys): enrolment, username-less sign-in and biometric step-up.
+
+The only module that imports py_webauthn; every failure of the library becomes
+one of our problem documents. Challenges live in the database (any worker can
+finish a ceremony) and each is answered at most once. Nothing biometric ever
+reaches us: the authenticator checks the fingerprint or face locally and
+reports a single bit, UV."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session as DbSession
+from webauthn import (
+    base64url_to_bytes,
+    generate_authentication_options,
+    generate_registration_options,
+    options_to_json,
+    verify_authentication_response,
+    verify_registration_response,
+)
+from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers.structs import (
+    AttestationConveyancePreference,
+    AttestationFormat,
+    AuthenticatorSelectionCriteria,
+    AuthenticatorTransport,
+    CredentialDeviceType,
+    PublicKeyCredentialDescriptor,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from app.clock import Clock
+from app.errors import ServiceError, invalid_credentials, not_found
+from app.models import Session, User, WebAuthnChallenge, WebAuthnCredential
+from app.services.audit import AuditTrail
+from app.services.consent import ConsentService
+from app.services.context import RequestContext
+from app.services.export import ExportContext, Section, register_section
+from app.services.sessions import Acr, IssuedSession, SessionService, Transport
+from app.services.signin import SignInCompleter, SignInResult
+from app.services.vault import PersonalDataVault
+from app.settings import Settings
+
+DEVICE_BIOMETRICS = "device_biometrics"
+REGISTRATION = "registration"
+AUTHENTICATION = "authentication"
+KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
+DEFAULT_NICKNAME = "Passkey"
+
+
+@dataclass(frozen=True)
+class Ceremony:
+    """Options for the browser (the JSON shape parse*OptionsFromJSON takes) and
+    the id of the stored challenge the answer must name."""
+
+    challenge_id: str
+    options: dict[str, Any]
+
+
+# -- problems ----------------------------------------------------------------------
+
+
+def purpose_not_granted() -> ServiceError:
+    return ServiceError(
+        "purpose-not-granted",
+        403,
+        "Device biometrics is not switched on",
+        "Passkeys and fingerprint or face sign-in need your consent to the "
+        "'device_biometrics' purpose. Grant it at POST /api/v1/me/consent/device_biometrics/grant.",
+    )
+
+
+def challenge_invalid() -> ServiceError:
+    # Unknown, expired, already used, or issued for another ceremony or user: one answer.
+    return ServiceError(
+        "webauthn-challenge-invalid",
+        400,
+        "The passkey request has expired",
+        "This passkey request is not valid any more. Ask for new options and try again.",
+    )
+
+
+def registration_refused(detail: str) -> ServiceError:
+    # keep_changes: the challenge stays spent even though the answer was refused.
+    return ServiceError(
+        "webauthn-registration-refused", 400, "The passkey was not accepted", detail,
+        keep_changes=True,
+    )  # fmt: skip
+
+
+def user_verification_required() -> ServiceError:
+    return ServiceError(
+        "user-verification-required",
+        401,
+        "Confirm it is you on the device",
+        "The authenticator did not verify you (fingerprint, face or device PIN), so the "
+        "session was not raised. Try again and complete the check on your device.",
+        keep_changes=True,
+    )
+
+
+def possibly_cloned() -> ServiceError:
+    return ServiceError(
+        "passkey-possibly-cloned",
+        401,
+        "This passkey has been blocked",
+        "The passkey's use counter went backwards, which can mean it was copied. It can no "
+        "longer be used; sign in another way, remove it and register a new one.",
+        keep_changes=True,
+    )
+
+
+def no_passkey() -> ServiceError:
+    return ServiceError(
+        "no-passkey", 409, "No passkey registered", "Register a passkey before using it."
+    )
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _options_dict(options: Any) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(options_to_json(options))
+    return loaded
+
+
+def _masked(email: str) -> str:
+    """What the passkey prompt shows: enough to tell accounts apart, without
+    copying the full address into a passkey provider's cloud."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "privid account"
+
+
+def credential_kind(credential: WebAuthnCredential) -> str:
+    return "synced passkey" if credential.backup_eligible else "bound to this device"
+
+
+def amr_for(*, backup_eligible: bool, user_verified: bool) -> list[str]:
+    """RFC 8176: a key that can be synced lives in software, else in hardware."""
+    amr = ["swk" if backup_eligible else "hwk"]
+    if user_verified:
+        amr.append("user")
+    amr.append("pop")
+    return amr
+
+
+class WebAuthnService:
+    def __init__(
+        self,
+        db: DbSession,
+        clock: Clock,
+        settings: Settings,
+        consent: ConsentService,
+        vault: PersonalDataVault,
+        signin: SignInCompleter,
+        sessions: SessionService,
+        audit: AuditTrail,
+    ) -> None:
+        self._db, self._clock, self._settings = db, clock, settings
+        self._consent, self._vault, self._signin = consent, vault, signin
+        self._sessions, self._audit = sessions, audit
+
+    # -- registration -------------------------------------------------------------
+
+    def registration_options(self, user: User) -> Ceremony:
+        self._require_purpose(user.id)
+        s = self._settings
+        label = _masked(self._vault.profile(user).email)
+        options = generate_registration_options(
+            rp_id=s.webauthn_rp_id,
+            rp_name=s.webauthn_rp_name,
+            user_name=label,
+            user_display_name=label,
+            # The user handle is our random id: no personal data in the authenticator.
+            user_id=user.id.encode(),
+            timeout=s.webauthn_challenge_ttl_seconds * 1000,
+            attestation=(
+                AttestationConveyancePreference.DIRECT
+                if s.webauthn_require_attestation
+                else AttestationConveyancePreference.NONE
+            ),
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.PREFERRED,
+                user_verification=UserVerificationRequirement.PREFERRED,
+            ),
+            exclude_credentials=[
+                self._descriptor(c) for c in self._credentials(user.id, active_only=False)
+            ],
+        )
+        row = self._new_challenge(options.challenge, REGISTRATION, user.id, None)
+        return Ceremony(row.id, _options_dict(options))
+
+    def verify_registration(
+        self, user: User, challenge_id: str, credential: dict[str, Any], nickname: str | None
+    ) -> WebAuthnCredential:
+        row = self._consume(challenge_id, REGISTRATION, user.id, None)
+        # Consent may have been withdrawn between the options and the answer.
+        if not self._consent.is_granted(user.id, DEVICE_BIOMETRICS):
+            error = purpose_not_granted()
+            error.keep_changes = True
+            raise error
+        s = self._settings
+        try:
+            verified = verify_registration_response(
+                credential=credential,
+                expected_challenge=row.challenge,
+                expected_rp_id=s.webauthn_rp_id,
+                expected_origin=s.webauthn_origin_list,
+                require_user_presence=True,
+            )
+        # Untrusted CBOR and keys can make the parser fail in many ways; each one
+        # means the same thing here: not a valid registration.
+        except Exception:
+            raise registration_refused(
+                "The authenticator's answer could not be verified (wrong site, expired "
+                "request or malformed data). Try again."
+            ) from None
+        fmt = AttestationFormat(verified.fmt).value
+        if s.webauthn_require_attestation and fmt != AttestationFormat.PACKED.value:
+            raise registration_refused("This service accepts only attested authenticators.")
+        allowed = s.webauthn_aaguid_list
+        if allowed and verified.aaguid.lower() not in allowed:
+            raise registration_refused("This kind of authenticator is not accepted here.")
+        exists = self._db.execute(
+            select(WebAuthnCredential.id).where(
+                WebAuthnCredential.credential_id == verified.credential_id
+            )
+        ).first()
+        if exists is not None:
+            raise registration_refused("This passkey is already registered.")
+        transports = credential.get("response", {}).get("transports") or []
+        now = self._clock.now()
+        stored = WebAuthnCredential(
+            user_id=user.id,
+            credential_id=verified.credential_id,
+            public_key=verified.credential_public_key,
+            sign_count=verified.sign_count,
+            transports=sorted({t for t in transports if t in KNOWN_TRANSPORTS}),
+            aaguid=verified.aaguid,
+            backup_eligible=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            backup_state=verified.credential_backed_up,
+            user_verified_at_registration=verified.user_verified,
+            nickname=(nickname or DEFAULT_NICKNAME).strip() or DEFAULT_NICKNAME,
+            attestation_format=fmt,
+            created_at=now,
+        )
+        self._db.add(stored)
+        self._db.flush()
+        self._audit.record(
+            "webauthn.registered",
+            user_id=user.id,
+            credential_ref=stored.id,
+            attestation_format=fmt,
+            kind=credential_kind(stored),
+        )
+        return stored
+
+    # -- authentication ----------------------------------------------------------
+
+    def sign_in_options(self) -> Ceremony:
+        """Username-less: the browser offers whichever passkey the user picks."""
+        options = generate_authentication_options(
+            rp_id=self._settings.webauthn_rp_id,
+            timeout=self._settings.webauthn_challenge_ttl_seconds * 1000,
+            user_verification=UserVerificationRequirement.PREFERRED,
+        )
+        row = self._new_challenge(options.challenge, AUTHENTICATION, None, None)
+        return Ceremony(row.id, _options_dict(options))
+
+    def step_up_options(self, session: Session) -> Ceremony:
+        """For a signed-in session: the user's own passkeys, with UV required."""
+        credentials = self._credentials(session.user_id, active_only=True)
+        if not credentials:
+            raise no_passkey()
+        options = generate_authentication_options(
+            rp_id=self._settings.webauthn_rp_id,
+            timeout=self._settings.webauthn_challenge_ttl_seconds * 1000,
+            allow_credentials=[self._descriptor(c) for c in credentials],
+            user_verification=UserVerificationRequirement.REQUIRED,
+        )
+        row = self._new_challenge(options.challenge, AUTHENTICATION, session.user_id, session.id)
+        return Ceremony(row.id, _options_dict(options))
+
+    def sign_in(
+        self,
+        challenge_id: str,
+        credential: dict[str, Any],
+        *,
+        transport: Transport,
+        context: RequestContext,
+    ) -> SignInResult:
+        row = self._consume(challenge_id, AUTHENTICATION, None, None)
+        stored, user_verified = self._verify_assertion(row, credential, owner=None)
+        user = self._db.get(User, stored.user_id)
+        if user is None or not user.is_active:
+            raise invalid_credentials()
+        amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
+        acr = Acr.PHISHING_RESISTANT if user_verified else Acr.MULTI_FACTOR
+        result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
+        self._audit.record(
+            "login.succeeded",
+            user_id=user.id,
+            ip_prefix=context.ip_prefix,
+            method="webauthn",
+            credential_ref=stored.id,
+            session_id=result.issued.session.id,
+            consent_pending=not result.complete,
+        )
+        return result
+
+    def step_up(
+        self, session: Session, challenge_id: str, credential: dict[str, Any]
+    ) -> IssuedSession:
+        row = self._consume(challenge_id, AUTHENTICATION, session.user_id, session.id)
+        stored, user_verified = self._verify_assertion(
+            row, credential, owner=session.user_id, require_uv=True
+        )
+        amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
+        return self._sessions.step_up(session, acr=Acr.PHISHING_RESISTANT, amr=amr)
+
+    # -- managing -----------------------------------------------------------------
+
+    def credentials_of(self, user_id: str) -> Sequence[WebAuthnCredential]:
+        return self._credentials(user_id, active_only=True)
+
+    def rename(self, user_id: str, credential_ref: str, nickname: str) -> WebAuthnCredential:
+        credential = self._owned(user_id, credential_ref)
+        credential.nickname = nickname.strip() or DEFAULT_NICKNAME
+        self._db.flush()
+        return credential
+
+    def revoke(self, user_id: str, credential_ref: str, ip_prefix: str) -> None:
+        credential = self._owned(user_id, credential_ref)
+        credential.revoked_at = self._clock.now()
+        self._db.flush()
+        self._audit.record(
+            "webauthn.revoked", user_id=user_id, ip_prefix=ip_prefix, credential_ref=credential.id
+        )
+
+    # -- internals ----------------------------------------------------------------
+
+    def _require_purpose(self, user_id: str) -> None:
+        if not self._consent.is_granted(user_id, DEVICE_BIOMETRICS):
+            raise purpose_not_granted()
+
+    def _credentials(self, user_id: str, *, active_only: bool) -> Sequence[WebAuthnCredential]:
+        query = select(WebAuthnCredential).where(WebAuthnCredential.user_id == user_id)
+        if active_only:
+            query = query.where(
+                WebAuthnCredential.revoked_at.is_(None),
+                WebAuthnCredential.flagged_cloned_at.is_(None),
+            )
+        return self._db.execute(query.order_by(WebAuthnCredential.created_at)).scalars().all()
+
+    def _owned(self, user_id: str, credential_ref: str) -> WebAuthnCredential:
+        credential = self._db.get(WebAuthnCredential, credential_ref)
+        if credential is None or credential.user_id != user_id or credential.revoked_at:
+            raise not_found("The passkey")
+        return credential
+
+    @staticmethod
+    def _descriptor(credential: WebAuthnCredential) -> PublicKeyCredentialDescriptor:
+        return PublicKeyCredentialDescriptor(
+            id=credential.credential_id,
+            transports=[AuthenticatorTransport(t) for t in credential.transports] or None,
+        )
+
+    def _new_challenge(
+        self, challenge: bytes, ceremony: str, user_id: str | None, session_id: str | None
+    ) -> WebAuthnChallenge:
+        row = WebAuthnChallenge(
+            challenge=challenge,
+            ceremony=ceremony,
+            user_id=user_id,
+            session_id=session_id,
+            expires_at=self._clock.now()
+            + timedelta(seconds=self._settings.webauthn_challenge_ttl_seconds),
+        )
+        self._db.add(row)
+        self._db.flush()
+        return row
+
+    def _consume(
+        self, challenge_id: str, ceremony: str, user_id: str | None, session_id: str | None
+    ) -> WebAuthnChallenge:
+        """The challenge, spent now. It must be for this ceremony, this user and
+        this session (None: a username-less sign-in), unexpired and unused."""
+        row = self._db.get(WebAuthnChallenge, challenge_id)
+        now = self._clock.now()
+        if (
+            row is None
+            or row.ceremony != ceremony
+            or row.user_id != user_id
+            or row.session_id != session_id
+            or row.consumed_at is not None
+            or row.expires_at <= now
+        ):
+            raise challenge_invalid()
+        # A conditional update, so two concurrent answers cannot both spend it.
+        spent = self._db.execute(
+            update(WebAuthnChallenge)
+            .where(WebAuthnChallenge.id == row.id, WebAuthnChallenge.consumed_at.is_(None))
+            .values(consumed_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if spent != 1:
+            raise challenge_invalid()
+        self._db.refresh(row)
+        return row
+
+    def _verify_assertion(
+        self,
+        row: WebAuthnChallenge,
+        credential: dict[str, Any],
+        *,
+        owner: str | None,
+        require_uv: bool = False,
+    ) -> tuple[WebAuthnCredential, bool]:
+        refused = invalid_credentials()  # keep_changes: the spent challenge stays spent
+        try:
+            raw_id = base64url_to_bytes(str(credential.get("rawId", "")))
+        except ValueError:
+            raise refused from None
+        stored = self._db.execute(
+            select(WebAuthnCredential).where(WebAuthnCredential.credential_id == raw_id)
+        ).scalar_one_or_none()
+        if (
+            stored is None
+            or stored.revoked_at is not None
+            or stored.flagged_cloned_at is not None
+            or (owner is not None and stored.user_id != owner)
+        ):
+            raise refused
+        handle = credential.get("response", {}).get("userHandle")
+        if handle and handle != bytes_to_base64url(stored.user_id.encode()):
+            raise refused
+        s = self._settings
+        try:
+            verified = verify_authentication_response(
+                credential=credential,
+                expected_challenge=row.challenge,
+                expected_rp_id=s.webauthn_rp_id,
+                expected_origin=s.webauthn_origin_list,
+                credential_public_key=stored.public_key,
+                # Zero: the library would refuse a regression before we could flag
+                # it. We compare below, once the signature is known to be good.
+                credential_current_sign_count=0,
+            )
+        # As in registration: whatever the parser trips on, the assertion is invalid.
+        except Exception:
+            raise refused from None
+        received = verified.new_sign_count
+        if (received or stored.sign_count) and received <= stored.sign_count:
+            stored.flagged_cloned_at = self._clock.now()
+            self._audit.record(
+                "webauthn.clone_suspected",
+                outcome="failure",
+                user_id=stored.user_id,
+                credential_ref=stored.id,
+                stored_count=stored.sign_count,
+                received_count=received,
+            )
+            raise possibly_cloned()
+        if require_uv and not verified.user_verified:
+            raise user_verification_required()
+        stored.sign_count = received
+        stored.backup_state = verified.credential_backed_up
+        stored.last_used_at = self._clock.now()
+        self._db.flush()
+        return stored, verified.user_verified
+
+
+# -- export --------------------------------------------------------------------------
+
+
+def _export(ctx: ExportContext) -> dict[str, Any]:
+    def iso(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    credentials = ctx.db.execute(
+        select(WebAuthnCredential)
+        .where(WebAuthnCredential.user_id == ctx.user.id)
+        .order_by(WebAuthnCredential.created_at)
+    ).scalars()
+    challenges = ctx.db.execute(
+        select(WebAuthnChallenge)
+        .where(WebAuthnChallenge.user_id == ctx.user.id)
+        .order_by(WebAuthnChallenge.expires_at)
+    ).scalars()
+    return {
+        "about": "Passkeys: we hold a public key and these details, never biometric data.",
+        "credentials": [
+            {
+                "credential_id": bytes_to_base64url(c.credential_id),
+                "nickname": c.nickname,
+                "kind": credential_kind(c),
+                "backed_up": c.backup_state,
+                "transports": c.transports,
+                "aaguid": c.aaguid,
+                "attestation_format": c.attestation_format,
+                "user_verified_at_registration": c.user_verified_at_registration,
+                "sign_count": c.sign_count,
+                "created_at": iso(c.created_at),
+                "last_used_at": iso(c.last_used_at),
+                "revoked_at": iso(c.revoked_at),
+                "flagged_cloned_at": iso(c.flagged_cloned_at),
+            }
+            for c in credentials
+        ],
+        # Short-lived ceremony challenges addressed to the user, while they exist.
+        "challenges": [
+            {
+                "ceremony": c.ceremony,
+                "expires_at": iso(c.expires_at),
+                "consumed_at": iso(c.consumed_at),
+            }
+            for c in challenges
+        ],
+    }
+
+
+register_section(Section("passkeys", ("webauthn_credentials", "webauthn_challenges"), _export))
+
+
+def delete_credentials(db: DbSession, user_id: str) -> None:
+    """Withdrawal effect of device_biometrics (retention P0D): the passkeys go."""
+    db.execute(delete(WebAuthnCredential).where(WebAuthnCredential.user_id == user_id))
