@@ -5,9 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from app.models import AuditEvent
+from tests.conftest import PG_URL
 from tests.helpers import bearer, login, register
 
 
@@ -44,10 +47,19 @@ def test_cli_names_the_first_tampered_event(app, client, mailbox, sms):
 
     events = _events(app)
     victim = events[1]
-    with app.extensions["privid.engine"].begin() as connection:
-        connection.execute(
-            text("UPDATE audit_events SET outcome = 'failure' WHERE id = :id"), {"id": victim.id}
-        )
+    engine = app.extensions["privid.engine"]
+    tamper = text("UPDATE audit_events SET outcome = 'failure' WHERE id = :id")
+    if PG_URL:
+        # PostgreSQL itself refuses; only someone who can drop the trigger gets through.
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as connection:
+            connection.execute(tamper, {"id": victim.id})
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+            connection.execute(tamper, {"id": victim.id})
+            connection.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+    else:
+        with engine.begin() as connection:
+            connection.execute(tamper, {"id": victim.id})
     result = app.test_cli_runner().invoke(args=["audit-verify"])
     assert result.exit_code == 1
     assert f"event {victim.id}" in result.output

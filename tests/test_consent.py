@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import itertools
 import json
 from typing import Any
@@ -39,6 +40,14 @@ from tests.helpers import (
     register,
     start_registration,
 )
+
+
+def ua_hash(app) -> str:
+    from app.security.tokens import derive_key
+
+    key = derive_key(app.extensions["privid.settings"].secret_key_bytes, "user-agent")
+    return hmac.new(key, ANDROID_CHROME.encode(), hashlib.sha256).hexdigest()
+
 
 POLICY_TEXT = "The test platform's privacy policy."  # published by the app fixture
 POLICY_SHA256 = hashlib.sha256(POLICY_TEXT.encode()).hexdigest()
@@ -172,7 +181,9 @@ def test_registration_records_one_decision_per_purpose_and_signs_in_fully(
     }
     expected["analytics"] = "granted"
     assert {r.purpose: r.decision for r in records} == expected
-    ua_hash = hashlib.sha256(ANDROID_CHROME.encode()).hexdigest()
+    # Keyed, so the hash cannot be reversed with a list of common user agents.
+    assert hashlib.sha256(ANDROID_CHROME.encode()).hexdigest() != ua_hash(app)
+    ua_hash_expected = ua_hash(app)
     for record in records:
         assert record.user_id == user_id
         assert record.channel == "registration"
@@ -180,7 +191,7 @@ def test_registration_records_one_decision_per_purpose_and_signs_in_fully(
         assert record.policy_sha256 == POLICY_SHA256
         assert record.client_id is None
         assert record.ip_prefix == "203.0.113.0/24"
-        assert record.user_agent_hash == ua_hash
+        assert record.user_agent_hash == ua_hash_expected
         assert len(record.hash) == 64
     assert records[0].prev_hash == "0" * 64
     for before, after in itertools.pairwise(records):

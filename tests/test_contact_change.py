@@ -102,3 +102,20 @@ def test_a_change_is_on_record_as_a_rectification(client, mailbox, sms):
     assert [(r["kind"], r["status"], r["details"]) for r in requests] == [
         ("rectification", "completed", {"field": "email"})
     ]
+
+
+def test_the_old_address_is_told_of_the_change(client, mailbox, sms):
+    person, session = register(client, mailbox, sms)
+    auth = bearer(session["token"])
+    client.post(
+        "/api/v1/me/phone",
+        json={"phone": "+8613700000077", "current_password": person.password},
+        headers=auth,
+    )
+    code = sms.last_code("+8613700000077")
+    assert (
+        client.post("/api/v1/me/phone/confirm", json={"code": code}, headers=auth).status_code
+        == 204
+    )
+    notice = sms.wait_for(person.phone, count=2)
+    assert "changed" in notice["text"] and "+8613700000077" not in notice["text"]

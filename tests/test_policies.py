@@ -573,3 +573,29 @@ def test_a_non_material_change_is_a_notice_at_the_next_sign_in_only(
     assert first.json["policy_notice"]["changes"] == "Clearer wording of the cookie section."
     second = login(client, person.email, person.password)
     assert second.json["policy_notice"] is None
+
+
+def test_a_material_change_during_a_session_asks_at_once(app, client, mailbox, sms, clock):
+    _person, session = register(client, mailbox, sms)
+    auth = bearer(session["token"])
+    assert client.get("/api/v1/me", headers=auth).status_code == 200
+    clock.advance(minutes=1)
+    published = app.test_cli_runner().invoke(
+        args=["policy-publish", "--version", "2026-12-m", "--text-file", __file__,
+              "--changes", "Analytics now covers a new partner.", "--material",
+              "--purpose", "analytics"]
+    )  # fmt: skip
+    assert published.exit_code == 0, published.output
+    clock.advance(seconds=1)
+    held = client.get("/api/v1/me", headers=auth)
+    assert held.status_code == 403 and held.json["type"].endswith("/consent-required")
+    owed = client.get("/api/v1/me/consent", headers=auth).json
+    assert [p["code"] for p in owed["pending"]] == ["analytics"]
+    decided = client.post(
+        "/api/v1/me/consent/decisions",
+        json={"policy_version": "2026-12-m",
+              "decisions": [{"purpose": "analytics", "decision": "refused"}]},
+        headers=auth,
+    )  # fmt: skip
+    assert decided.status_code == 200 and decided.json["status"] == "authenticated"
+    assert client.get("/api/v1/me", headers=auth).status_code == 200

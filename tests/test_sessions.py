@@ -215,7 +215,9 @@ def test_someone_elses_session_cannot_be_revoked(client, mailbox, sms):
     response = client.delete(f"{SESSIONS}/{theirs['session_id']}", headers=bearer(mine["token"]))
     # The same answer as for a session that does not exist: nothing to learn.
     body = assert_problem(response, 404, "not-found")
-    missing = client.delete(f"{SESSIONS}/00000000-0000-4000-8000-000000000000", headers=bearer(mine["token"]))
+    missing = client.delete(
+        f"{SESSIONS}/00000000-0000-4000-8000-000000000000", headers=bearer(mine["token"])
+    )
     assert assert_problem(missing, 404, "not-found") == body
     assert client.get(ME, headers=bearer(theirs["token"])).status_code == 200
 

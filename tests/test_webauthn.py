@@ -115,14 +115,15 @@ def test_request_options_are_username_less(client):
     assert options["rpId"] == "localhost" and options["challenge_id"]
 
 
-def test_a_synced_passkey_without_uv_is_multi_factor_and_software(client, mailbox, sms):
+def test_a_synced_passkey_without_uv_is_one_factor_and_software(client, mailbox, sms):
     session = enrolled_user(client, mailbox, sms)
     authenticator = SoftAuthenticator(backup_eligible=True, backed_up=True, user_verifying=False)
     created = enrol(client, session["token"], authenticator)
     assert created["kind"] == "synced passkey" and created["backed_up"] is True
     signed_in, _ = passkey_sign_in(client, authenticator)
     assert signed_in.status_code == 200, signed_in.json
-    assert signed_in.json["acr"] == "urn:privid:acr:multi-factor"
+    # Possession only: one factor.
+    assert signed_in.json["acr"] == "urn:privid:acr:single-factor"
     assert signed_in.json["amr"] == ["swk", "pop"]
 
 
@@ -574,3 +575,22 @@ def test_no_migration_creates_a_biometric_column():
     source = (MIGRATIONS / "0006_webauthn.py").read_text()
     webauthn_columns = set(re.findall(r"sa\.Column\(\s*\"([^\"]+)\"", source))
     assert webauthn_columns <= ALLOWED_CREDENTIAL_COLUMNS | ALLOWED_CHALLENGE_COLUMNS
+
+
+def test_a_passkey_without_uv_cannot_replace_the_totp_second_factor(client, mailbox, sms, runtime):
+    import pyotp
+
+    session = enrolled_user(client, mailbox, sms)
+    auth = {"Authorization": f"Bearer {session['token']}"}
+    authenticator = SoftAuthenticator(user_verifying=False)
+    enrol(client, session["token"], authenticator)
+    secret = client.post("/api/v1/me/mfa/totp", headers=auth).json["secret"]
+    confirmed = client.post(
+        "/api/v1/me/mfa/totp/confirm",
+        json={"code": pyotp.TOTP(secret).at(runtime.clock.now())},
+        headers=auth,
+    )
+    assert confirmed.status_code == 200
+    signed_in, _ = passkey_sign_in(client, authenticator)
+    assert signed_in.status_code == 401
+    assert signed_in.json["type"].endswith("/user-verification-required")

@@ -34,7 +34,8 @@ def services() -> Services:
 
 
 def request_context() -> RequestContext:
-    return RequestContext.from_raw(request.remote_addr, request.headers.get("User-Agent"))
+    key = derive_key(runtime().settings.secret_key_bytes, "user-agent")
+    return RequestContext.from_raw(request.remote_addr, request.headers.get("User-Agent"), key)
 
 
 def csrf_token(session_id: str) -> str:
@@ -84,6 +85,10 @@ def current_caller() -> Caller:
                 )
     if session is None:
         raise _invalid_token()
+    if not session.consent_pending and svc.policies.material_since(session.created_at):
+        # A material change took effect during this session: ask now, not at
+        # the next sign-in.
+        session.consent_pending = bool(svc.consent.pending(session.user_id))
     if session.consent_pending and not _endpoint_allows_consent_step():
         raise ServiceError(
             "consent-required",
@@ -179,6 +184,10 @@ def clear_session_cookie(response: Response) -> None:
 def install_unit_of_work(app: Flask) -> None:
     """Commit after a successful request (or a failure that must count), then send
     the messages it queued; otherwise roll everything back and send nothing."""
+
+    @app.before_request
+    def _start() -> None:
+        g.keep_changes = False
 
     @app.after_request
     def _finish(response: Response) -> Response:

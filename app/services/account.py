@@ -4,6 +4,7 @@ and password reset for users who cannot sign in."""
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -169,18 +170,30 @@ class AccountService:
             raise invalid_code()
         self._codes.consume(row)
         cipher = self._vault.cipher_for(user.id)
+        previous = self._vault.profile(user)
         new_value = cipher.decrypt(f"pending_{kind}", row.pending_value_encrypted)
         now = self._clock.now()
-        if kind == EMAIL:
-            user.email_encrypted = cipher.encrypt("email", new_value)
-            user.email_index = row.destination_index
-            user.email_verified_at = now
-        else:
-            user.phone_encrypted = cipher.encrypt("phone", new_value)
-            user.phone_index = row.destination_index
-            user.phone_verified_at = now
+        try:
+            # The unique index settles a race with another account claiming it.
+            with self._db.begin_nested():
+                if kind == EMAIL:
+                    user.email_encrypted = cipher.encrypt("email", new_value)
+                    user.email_index = row.destination_index
+                    user.email_verified_at = now
+                else:
+                    user.phone_encrypted = cipher.encrypt("phone", new_value)
+                    user.phone_index = row.destination_index
+                    user.phone_verified_at = now
+                self._db.flush()
+        except IntegrityError:
+            raise invalid_code() from None
         row.pending_value_encrypted = None
         self._audit.record(f"{kind}.changed", user_id=user.id, ip_prefix=context.ip_prefix)
+        # The old address hears of it: a takeover does not go unseen.
+        if kind == EMAIL:
+            self._notifier.contact_changed_by_email(previous.email, "email address")
+        else:
+            self._notifier.contact_changed_by_sms(previous.phone)
 
     def _send_code(self, ident: Identifier, code: str, purpose: str) -> None:
         minutes = self._codes.ttl_minutes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -18,12 +19,18 @@ class RequestContext:
     user_agent_hash: str
 
     @classmethod
-    def from_raw(cls, remote_addr: str | None, user_agent: str | None) -> RequestContext:
+    def from_raw(
+        cls, remote_addr: str | None, user_agent: str | None, key: bytes
+    ) -> RequestContext:
+        """``key`` keys the user-agent hash: a plain hash of a guessable string
+        could be reversed with a list of common user agents."""
         ua = user_agent or ""
         return cls(
             ip_prefix=truncate_ip(remote_addr),
             device_summary=summarise_user_agent(ua),
-            user_agent_hash=hashlib.sha256(ua.encode("utf-8", "replace")).hexdigest(),
+            user_agent_hash=hmac.new(
+                key, ua.encode("utf-8", "replace"), hashlib.sha256
+            ).hexdigest(),
         )
 
     def without_device_details(self) -> RequestContext:

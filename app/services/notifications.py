@@ -151,6 +151,28 @@ class Notifier:
             )
         )
 
+    def contact_changed_by_email(self, to: str, what: str) -> None:
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject=f"Your privid {what} was changed",
+                body=(
+                    f"The {what} of your privid account was just changed, so this address "
+                    "no longer signs in. If this was not you, reset your password with your "
+                    "phone number and contact us."
+                ),
+            )
+        )
+
+    def contact_changed_by_sms(self, to: str) -> None:
+        self._sms_later(
+            OutgoingSms(
+                to=to,
+                text="[privid] The phone number of your account was changed. "
+                "If this was not you, reset your password by email.",
+            )
+        )
+
     def password_changed(self, to: str) -> None:
         self._email_later(
             OutgoingEmail(

@@ -117,6 +117,19 @@ class PolicyService:
             raise not_found(f"Policy version {version!r}")
         return policy
 
+    def material_since(self, moment: datetime) -> bool:
+        """Has a material version taken effect after ``moment``? (one cheap query)"""
+        found = self._db.execute(
+            select(PolicyVersion.id)
+            .where(
+                PolicyVersion.material.is_(True),
+                PolicyVersion.effective_at > moment,
+                PolicyVersion.effective_at <= self._clock.now(),
+            )
+            .limit(1)
+        ).first()
+        return found is not None
+
     def material_in_force(self) -> Sequence[PolicyVersion]:
         """Every material version that has taken effect (few: one query per sign-in)."""
         return (

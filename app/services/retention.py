@@ -16,6 +16,7 @@ from app.models import (
     OutboxMessage,
     RegistrationFlow,
     Session,
+    WebAuthnChallenge,
 )
 from app.services.throttle import FAILURE_MEMORY
 
@@ -50,6 +51,9 @@ class RetentionService:
                     OutboxMessage.sent_at < now - FINISHED_MESSAGE_KEPT,
                     OutboxMessage.abandoned_at < now - FINISHED_MESSAGE_KEPT,
                 ),
+            ),
+            "webauthn_challenges": self._delete(
+                WebAuthnChallenge, WebAuthnChallenge.expires_at < now
             ),
             "legal_archive_records": self._delete(
                 LegalArchiveRecord, LegalArchiveRecord.retain_until < now

@@ -38,7 +38,7 @@ from webauthn.helpers.structs import (
 
 from app.clock import Clock
 from app.errors import ServiceError, invalid_credentials, not_found
-from app.models import Session, User, WebAuthnChallenge, WebAuthnCredential
+from app.models import Session, TotpFactor, User, WebAuthnChallenge, WebAuthnCredential
 from app.services.audit import AuditTrail
 from app.services.consent import ConsentService
 from app.services.context import RequestContext
@@ -288,6 +288,10 @@ class WebAuthnService:
         row = self._new_challenge(options.challenge, AUTHENTICATION, session.user_id, session.id)
         return Ceremony(row.id, _options_dict(options))
 
+    def _has_totp(self, user_id: str) -> bool:
+        factor = self._db.get(TotpFactor, user_id)
+        return factor is not None and factor.confirmed_at is not None
+
     def sign_in(
         self,
         challenge_id: str,
@@ -302,7 +306,11 @@ class WebAuthnService:
         if user is None or not user.is_active:
             raise invalid_credentials()
         amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
-        acr = Acr.PHISHING_RESISTANT if user_verified else Acr.MULTI_FACTOR
+        # Without user verification a passkey proves possession only: one factor,
+        # and it cannot stand in for an account's TOTP second factor.
+        if not user_verified and self._has_totp(user.id):
+            raise user_verification_required()
+        acr = Acr.PHISHING_RESISTANT if user_verified else Acr.SINGLE_FACTOR
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
         self._audit.record(
             "login.succeeded",

@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 REFUSE_CHANGES_FUNCTION = """
 CREATE FUNCTION consent_records_append_only() RETURNS trigger AS $$
 BEGIN
-    RAISE EXCEPTION 'consent_records is append-only: % refused', TG_OP
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$ LANGUAGE plpgsql
@@ -27,6 +27,12 @@ $$ LANGUAGE plpgsql
 REFUSE_CHANGES_TRIGGER = """
 CREATE TRIGGER consent_records_append_only
 BEFORE UPDATE OR DELETE ON consent_records
+FOR EACH ROW EXECUTE FUNCTION consent_records_append_only()
+"""
+# The audit trail is append-only too (the same function: it names the table).
+AUDIT_TRIGGER = """
+CREATE TRIGGER audit_events_append_only
+BEFORE UPDATE OR DELETE ON audit_events
 FOR EACH ROW EXECUTE FUNCTION consent_records_append_only()
 """
 
@@ -88,6 +94,7 @@ def upgrade() -> None:
         # The ledger is append-only at the database too, whoever connects.
         op.execute(REFUSE_CHANGES_FUNCTION)
         op.execute(REFUSE_CHANGES_TRIGGER)
+        op.execute(AUDIT_TRIGGER)
 
     with op.batch_alter_table("registration_flows", schema=None) as batch_op:
         batch_op.add_column(sa.Column("consent", sa.JSON(), nullable=True))
@@ -105,6 +112,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_events_append_only ON audit_events")
         op.execute("DROP TRIGGER consent_records_append_only ON consent_records")
         op.execute("DROP FUNCTION consent_records_append_only()")
     op.execute("DELETE FROM chain_heads WHERE name = 'consent'")
