@@ -52,7 +52,9 @@ def bench_settings(database_url: str, ratelimit_uri: str) -> Settings:
     )
 
 
-def register_users(settings: Settings, count: int, password: str) -> list[str]:
+def register_users(
+    settings: Settings, count: int, password: str, grant: tuple[str, ...] = ()
+) -> list[str]:
     """Registers users through the API in-process; returns their emails."""
     capture = Capture()
     runtime = build_runtime(settings, email_sender=capture, sms_sender=capture)
@@ -61,7 +63,10 @@ def register_users(settings: Settings, count: int, password: str) -> list[str]:
     consent = {
         "policy_version": "dev-1",
         "decisions": [
-            {"purpose": p.code, "decision": "granted" if p.required else "refused"}
+            {
+                "purpose": p.code,
+                "decision": "granted" if p.required or p.code in grant else "refused",
+            }
             for p in runtime.catalogue.decided_at_sign_in()
         ],
     }
