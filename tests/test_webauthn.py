@@ -341,6 +341,9 @@ def test_an_unknown_credential_is_refused(app, client, enrolled):
     response, _ = passkey_sign_in(client, stranger)
     assert_problem(response, 401, "invalid-credentials")
     assert sessions_count(app) == before
+    # The failure is on the audit trail, with its reason.
+    failed = count(app, "audit_events", "event_type = 'login.failed'")
+    assert failed == 1
 
 
 def test_a_removed_credential_is_refused(app, client, enrolled):

@@ -300,16 +300,28 @@ class WebAuthnService:
         transport: Transport,
         context: RequestContext,
     ) -> SignInResult:
-        row = self._consume(challenge_id, AUTHENTICATION, None, None)
-        stored, user_verified = self._verify_assertion(row, credential, owner=None)
-        user = self._db.get(User, stored.user_id)
-        if user is None or not user.is_active:
-            raise invalid_credentials()
+        try:
+            row = self._consume(challenge_id, AUTHENTICATION, None, None)
+            stored, user_verified = self._verify_assertion(row, credential, owner=None)
+            user = self._db.get(User, stored.user_id)
+            if user is None or not user.is_active:
+                raise invalid_credentials()
+            # Without user verification a passkey proves possession only: one
+            # factor, and it cannot stand in for an account's TOTP second factor.
+            if not user_verified and self._has_totp(user.id):
+                raise user_verification_required()
+        except ServiceError as error:
+            # Every failed sign-in leaves its trace, with the reason and no PII.
+            self._audit.record(
+                "login.failed",
+                outcome="failure",
+                ip_prefix=context.ip_prefix,
+                method="webauthn",
+                reason=error.slug,
+            )
+            error.keep_changes = True
+            raise
         amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
-        # Without user verification a passkey proves possession only: one factor,
-        # and it cannot stand in for an account's TOTP second factor.
-        if not user_verified and self._has_totp(user.id):
-            raise user_verification_required()
         acr = Acr.PHISHING_RESISTANT if user_verified else Acr.SINGLE_FACTOR
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
         self._audit.record(
