@@ -310,3 +310,11 @@ def test_export_needs_a_recent_sign_in(client, mailbox, sms, clock):
     assert stepped.status_code == 200
     again = client.post("/api/v1/me/export", headers=bearer(stepped.json["token"]))
     assert again.status_code == 200
+
+
+def test_operator_endpoints_refuse_others_before_reading_the_body(client, mailbox, sms):
+    _, session = register(client, mailbox, sms)
+    auth = bearer(session["token"])
+    for path in ("/api/v1/admin/policies", "/api/v1/admin/incidents"):
+        answer = client.post(path, data="{not json", content_type="application/json", headers=auth)
+        assert answer.status_code == 403 and answer.json["type"].endswith("/operator-only"), path

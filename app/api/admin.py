@@ -33,6 +33,7 @@ TAG = "admin"
     body=PolicyPublish,
     responses={201: ("Published", PolicyOut)},
     auth=True,
+    operator=True,
     max_body_bytes=2 * 1024 * 1024,
 )
 def publish_policy(body: PolicyPublish) -> ResponseReturnValue:
@@ -60,6 +61,7 @@ def publish_policy(body: PolicyPublish) -> ResponseReturnValue:
     tag=TAG,
     responses={200: ("Open requests", RequestList)},
     auth=True,
+    operator=True,
 )
 def request_queue() -> ResponseReturnValue:
     require_operator()
@@ -79,6 +81,7 @@ def request_queue() -> ResponseReturnValue:
     body=OperatorOutcome,
     responses={200: ("Answered", RequestOut)},
     auth=True,
+    operator=True,
 )
 def complete_request(request_id: str, body: OperatorOutcome) -> ResponseReturnValue:
     operator = require_operator()
@@ -94,6 +97,7 @@ def complete_request(request_id: str, body: OperatorOutcome) -> ResponseReturnVa
     body=OperatorRefusal,
     responses={200: ("Refused", RequestOut)},
     auth=True,
+    operator=True,
 )
 def refuse_request(request_id: str, body: OperatorRefusal) -> ResponseReturnValue:
     operator = require_operator()

@@ -82,6 +82,7 @@ def _incident_out(incident: Incident, counts: DeliveryCounts) -> IncidentOut:
     body=IncidentCreate,
     responses={201: ("Recorded; notices queued", IncidentOut)},
     auth=True,
+    operator=True,
     max_body_bytes=MAX_INCIDENT_BODY,
 )
 def record_incident(body: IncidentCreate) -> ResponseReturnValue:
@@ -116,6 +117,7 @@ def record_incident(body: IncidentCreate) -> ResponseReturnValue:
     tag=TAG,
     responses={200: ("The incident", IncidentOut)},
     auth=True,
+    operator=True,
 )
 def get_incident(incident_id: str) -> ResponseReturnValue:
     operator = require_operator()
@@ -132,6 +134,7 @@ def get_incident(incident_id: str) -> ResponseReturnValue:
     tag=TAG,
     responses={200: ("What the pass did", DeliveryReportOut)},
     auth=True,
+    operator=True,
 )
 def deliver_outbox() -> ResponseReturnValue:
     operator = require_operator()

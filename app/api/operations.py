@@ -30,6 +30,8 @@ class Operation:
     consent_step: bool = False
     # A larger body than the service-wide limit (a policy text, for instance).
     max_body_bytes: int | None = None
+    # Operators only: checked before the body is read.
+    operator: bool = False
 
 
 def operation(
@@ -41,18 +43,24 @@ def operation(
     auth: bool = False,
     consent_step: bool = False,
     max_body_bytes: int | None = None,
+    operator: bool = False,
 ) -> Callable[[F], F]:
     """Attach the endpoint's contract; with ``body``, the view gets ``body=`` parsed."""
-    op = Operation(summary, tag, body, responses or {}, auth, consent_step, max_body_bytes)
+    op = Operation(
+        summary, tag, body, responses or {}, auth, consent_step, max_body_bytes, operator
+    )
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if op.auth:
                 # Who is asking comes before what they sent: 401/403 before 400/422.
-                from app.api.context import current_caller
+                from app.api.context import current_caller, require_operator
 
-                current_caller()
+                if op.operator:
+                    require_operator()
+                else:
+                    current_caller()
             if op.body is not None:
                 kwargs["body"] = parse_body(op.body, op.max_body_bytes)
             return view(*args, **kwargs)

@@ -376,6 +376,12 @@ class IncidentWindow(Body):
 
 
 class IncidentCreate(Body):
+    # Exactly one way of choosing the affected users, stated in the schema too.
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["user_ids"]}, {"required": ["window"]}]},
+    )
     title: Annotated[str, AfterValidator(_single_line)] = Field(min_length=1, max_length=200)
     facts: str = Field(
         min_length=1, max_length=10_000, description="The basic facts of what happened"
