@@ -23,16 +23,14 @@ def clock() -> FrozenClock:
     return FrozenClock(START)
 
 
-def enable_totp(client, session) -> tuple[pyotp.TOTP, list[str]]:
+def enable_totp(client, session, at: datetime = START) -> tuple[pyotp.TOTP, list[str]]:
     auth = bearer(session["token"])
     enrolled = client.post("/api/v1/me/mfa/totp", headers=auth)
     assert enrolled.status_code == 201, enrolled.json
     assert enrolled.json["otpauth_uri"].startswith("otpauth://totp/privid:")
     assert enrolled.json["qr_svg"].lstrip().startswith("<?xml")
     totp = pyotp.TOTP(enrolled.json["secret"])
-    confirmed = client.post(
-        "/api/v1/me/mfa/totp/confirm", json={"code": totp.at(START)}, headers=auth
-    )
+    confirmed = client.post("/api/v1/me/mfa/totp/confirm", json={"code": totp.at(at)}, headers=auth)
     assert confirmed.status_code == 200, confirmed.json
     codes = confirmed.json["recovery_codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
@@ -159,3 +157,33 @@ def test_second_factor_guesses_are_throttled(client, mailbox, sms, clock):
     statuses = [second_factor(client, ticket, totp_code=f"{n:06d}").status_code for n in range(12)]
     assert 429 in statuses
     assert statuses.count(400) <= 6
+
+
+def test_changing_what_signs_you_in_needs_a_recent_strong_enough_sign_in(
+    client, mailbox, sms, clock
+):
+    person, session = register(client, mailbox, sms)
+    auth = bearer(session["token"])
+    for minutes in (25, 25, 11):  # active all along, so only the sign-in is old
+        clock.advance(minutes=minutes)
+        assert client.get("/api/v1/me", headers=auth).status_code == 200
+    change = {"current_password": person.password, "new_password": "amber-quartz-meadow-77"}
+    stale = client.post("/api/v1/me/password", json=change, headers=auth)
+    assert stale.status_code == 401
+    challenge = stale.headers["WWW-Authenticate"]
+    assert 'acr_values="urn:privid:acr:single-factor"' in challenge and "max_age=3600" in challenge
+    # With TOTP on, the same change needs multi-factor.
+    stepped = client.post("/api/v1/me/step-up", json={"password": person.password}, headers=auth)
+    fresh = bearer(stepped.json["token"])
+    totp, _ = enable_totp(client, {"token": stepped.json["token"]}, at=clock.now())
+    single = client.post("/api/v1/me/password", json=change, headers=fresh)
+    assert single.status_code == 401
+    assert 'acr_values="urn:privid:acr:multi-factor"' in single.headers["WWW-Authenticate"]
+    strong = client.post(
+        "/api/v1/me/step-up",
+        json={"password": person.password, "totp_code": code_at(totp, clock.now(), 1)},
+        headers=fresh,
+    )
+    assert strong.status_code == 200, strong.json
+    done = client.post("/api/v1/me/password", json=change, headers=bearer(strong.json["token"]))
+    assert done.status_code == 200, done.json

@@ -5,7 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import current_caller, request_context, services
+from app.api.context import (
+    Caller,
+    current_caller,
+    request_context,
+    require_step_up,
+    services,
+)
 from app.api.limits import body_field_key, setting
 from app.api.operations import operation
 from app.api.schemas import (
@@ -22,8 +28,20 @@ from app.api.schemas import (
 from app.extensions import limiter
 from app.models import RequestKind
 from app.services.directory import EMAIL, PHONE
+from app.services.sessions import Acr
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
+# Changing what signs you in needs an authentication from the last hour, at
+# multi-factor when the account has a second factor.
+CREDENTIAL_CHANGE_MAX_AGE = 3600
+
+
+def require_sensitive_step_up() -> Caller:
+    caller = current_caller()
+    level = Acr.MULTI_FACTOR if services().totp.is_enabled(caller.user.id) else Acr.SINGLE_FACTOR
+    return require_step_up(level, CREDENTIAL_CHANGE_MAX_AGE)
+
+
 TAG = "account"
 
 
@@ -52,7 +70,7 @@ def me() -> ResponseReturnValue:
     auth=True,
 )
 def change_password(body: PasswordChange) -> ResponseReturnValue:
-    caller = current_caller()
+    caller = require_sensitive_step_up()
     ended = services().account.change_password(
         caller.user, caller.session, body.current_password, body.new_password, request_context()
     )
@@ -72,7 +90,7 @@ def change_password(body: PasswordChange) -> ResponseReturnValue:
     auth=True,
 )
 def change_email(body: EmailChange) -> ResponseReturnValue:
-    caller = current_caller()
+    caller = require_sensitive_step_up()
     services().account.start_contact_change(caller.user, EMAIL, body.email, body.current_password)
     return jsonify(Accepted(detail="A code is on its way to the new address.").model_dump()), 202
 
@@ -90,7 +108,7 @@ def change_email(body: EmailChange) -> ResponseReturnValue:
     auth=True,
 )
 def change_phone(body: PhoneChange) -> ResponseReturnValue:
-    caller = current_caller()
+    caller = require_sensitive_step_up()
     services().account.start_contact_change(caller.user, PHONE, body.phone, body.current_password)
     return jsonify(Accepted(detail="A code is on its way to the new number.").model_dump()), 202
 
