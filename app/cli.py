@@ -13,6 +13,7 @@ import click
 from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
+from app.services.chain import ChainBreak
 from app.services.container import Services
 from app.services.policies import NewPolicy
 from app.settings import Settings
@@ -33,12 +34,7 @@ def register_cli(app: Flask) -> None:
     def audit_verify_command() -> None:
         """Check the audit trail's hash chain; exit 1 naming the first bad event."""
         with unit_of_work() as svc:
-            broken = svc.audit.verify()
-        if broken is None:
-            click.echo("audit chain intact")
-            return
-        click.echo(f"audit chain broken at event {broken.row_id}: {broken.reason}", err=True)
-        sys.exit(1)
+            report_chain(svc.audit.verify(), "audit chain", "event")
 
     @app.cli.command("policy-publish")
     @click.option("--version", "version", required=True)
@@ -80,12 +76,7 @@ def register_cli(app: Flask) -> None:
     def consent_verify_command() -> None:
         """Check the consent ledger's hash chain; exit 1 naming the first bad record."""
         with unit_of_work() as svc:
-            broken = svc.consent.verify_chain()
-        if broken is None:
-            click.echo("consent ledger intact")
-            return
-        click.echo(f"consent ledger broken at record {broken.row_id}: {broken.reason}", err=True)
-        sys.exit(1)
+            report_chain(svc.consent.verify_chain(), "consent ledger", "record")
 
     @app.cli.command("retention-run")
     def retention_run_command() -> None:
@@ -123,6 +114,15 @@ def register_cli(app: Flask) -> None:
             user.role = Role.OPERATOR
             svc.audit.record("operator.granted", user_id=user.id, via="cli")
         click.echo("operator role granted")
+
+
+def report_chain(broken: ChainBreak | None, chain: str, row: str) -> None:
+    """Say whether a hash chain is whole; exit 1 naming the first row that is not."""
+    if broken is None:
+        click.echo(f"{chain} intact")
+        return
+    click.echo(f"{chain} broken at {row} {broken.row_id}: {broken.reason}", err=True)
+    sys.exit(1)
 
 
 @contextmanager

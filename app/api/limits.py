@@ -47,10 +47,6 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
     return key
 
 
-def path_key(name: str) -> Callable[[], str]:
-    return lambda: f"{name}:{(request.view_args or {}).get(name, '')}"
-
-
 def flow_destination_key() -> str:
     """A registration resend counts against the address it goes to, not the flow:
     opening more flows must not buy more messages to one person."""

@@ -433,7 +433,9 @@ class DeliveryCountsOut(BaseModel):
     failed: int = Field(description="Abandoned: retries exhausted, or the account is gone")
 
 
-class IncidentOut(BaseModel):
+class IncidentText(BaseModel):
+    """The five parts the policy promises to tell, as users and operators see them."""
+
     incident_id: str
     title: str
     facts: str
@@ -443,6 +445,9 @@ class IncidentOut(BaseModel):
     remedies: str
     occurred_from: datetime | None
     occurred_to: datetime | None
+
+
+class IncidentOut(IncidentText):
     created_at: datetime
     created_by: str
     notified_at: datetime | None
@@ -456,16 +461,7 @@ class DeliveryReportOut(BaseModel):
     skipped: int = Field(description="The account was cancelled; nothing sent")
 
 
-class NoticeOut(BaseModel):
-    incident_id: str
-    title: str
-    facts: str
-    impact: str
-    measures: str
-    advice: str
-    remedies: str
-    occurred_from: datetime | None
-    occurred_to: datetime | None
+class NoticeOut(IncidentText):
     notified_at: datetime | None
 
 
