@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, Response, g
+from limits.storage import storage_from_string
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.adapters.messages import (
@@ -20,12 +21,14 @@ from app.clock import Clock, SystemClock
 from app.db import make_engine, make_session_factory
 from app.extensions import limiter
 from app.security.blind_index import BlindIndex
+from app.security.dpop import DpopVerifier
 from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
 from app.security.tokens import CodeHasher, derive_key
 from app.services.consent import SECURITY_PURPOSE, WithdrawalEffects
 from app.services.container import Runtime
+from app.services.devices import forget_devices, unbind_passkeys_of
 from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.sessions import erase_device_details
@@ -97,6 +100,11 @@ def build_runtime(
         ),
         signer=Signer(settings.signing_key_id, settings.signing_key_bytes),
         withdrawal_effects=built_in_withdrawal_effects(),
+        replay_cache=storage_from_string(settings.ratelimit_storage_uri),
+        dpop_verifier=DpopVerifier(
+            max_age_seconds=settings.dpop_max_age_seconds,
+            future_skew_seconds=settings.dpop_future_skew_seconds,
+        ),
         calendar=load_calendar(
             Path(settings.holidays_file) if settings.holidays_file else DEFAULT_HOLIDAYS
         ),
@@ -107,7 +115,10 @@ def built_in_withdrawal_effects() -> WithdrawalEffects:
     """What stops, in this service, when a purpose is withdrawn."""
     effects = WithdrawalEffects()
     effects.register(SECURITY_PURPOSE, erase_device_details)
-    # device_biometrics is kept for 0 days after withdrawal: the passkeys go at once.
+    effects.register(SECURITY_PURPOSE, forget_devices)
+    # device_biometrics is kept for 0 days after withdrawal: the passkeys go at
+    # once, and the devices they bound are bound no more.
+    effects.register(DEVICE_BIOMETRICS, unbind_passkeys_of)
     effects.register(DEVICE_BIOMETRICS, delete_credentials)
     return effects
 
@@ -157,6 +168,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         account,
         admin,
         consent,
+        devices,
         incidents,
         login,
         mfa,
@@ -178,6 +190,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rights.bp,
         mfa.bp,
         webauthn.bp,
+        devices.bp,
         incidents.bp,
         admin.bp,
     ):

@@ -132,6 +132,16 @@ class Settings(BaseSettings):
     webauthn_require_attestation: bool = False
     webauthn_allowed_aaguids: str = ""  # comma-separated; empty = any authenticator
 
+    # Devices. A browser carries a random device cookie (only with the security
+    # purpose granted); apps prove their key with DPoP proofs (RFC 9449).
+    device_cookie_name: str = "__Host-privid_device"
+    device_cookie_max_age_seconds: int = 400 * 86400  # browsers cap cookies at 400 days
+    dpop_max_age_seconds: int = Field(default=300, ge=10, le=3600)
+    dpop_future_skew_seconds: int = Field(default=30, ge=0, le=300)
+    # Revoked devices stay listed this long; devices unseen for this long are forgotten.
+    revoked_device_kept_days: int = 30
+    idle_device_kept_days: int = 400
+
     @property
     def webauthn_origin_list(self) -> list[str]:
         return [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]

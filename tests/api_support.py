@@ -271,6 +271,13 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         "response": _ASSERTION,
     },
     ("post", "/api/v1/me/credentials/{credential_id}/rename"): lambda w: {"nickname": "Phone"},
+    ("post", "/api/v1/login/second-factor/email"): lambda w: {"ticket": "not-a-ticket"},
+    ("post", "/api/v1/me/devices/{device_id}/rename"): lambda w: {"label": "Work laptop"},
+    ("post", "/api/v1/me/devices/app-key"): lambda w: {
+        "challenge_id": "00000000-0000-0000-0000-000000000000",
+        "label": "Phone",
+        "platform": "android",
+    },
 }
 
 PATH_VALUES: dict[str, Callable[[World], str]] = {
@@ -283,6 +290,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "request_id": lambda w: "00000000-0000-0000-0000-000000000000",
     "version": lambda w: "2026-06",
     "credential_id": lambda w: "00000000-0000-0000-0000-000000000000",
+    "device_id": lambda w: "00000000-0000-0000-0000-000000000000",
 }
 
 

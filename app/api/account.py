@@ -9,7 +9,7 @@ from app.api.context import (
     Caller,
     current_caller,
     request_context,
-    require_step_up,
+    require_account_step_up,
     services,
 )
 from app.api.limits import body_field_key, setting
@@ -28,7 +28,6 @@ from app.api.schemas import (
 from app.extensions import limiter
 from app.models import RequestKind
 from app.services.directory import EMAIL, PHONE
-from app.services.sessions import Acr
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
 # Changing what signs you in needs an authentication from the last hour, at
@@ -37,9 +36,7 @@ CREDENTIAL_CHANGE_MAX_AGE = 3600
 
 
 def require_sensitive_step_up() -> Caller:
-    caller = current_caller()
-    level = Acr.MULTI_FACTOR if services().totp.is_enabled(caller.user.id) else Acr.SINGLE_FACTOR
-    return require_step_up(level, CREDENTIAL_CHANGE_MAX_AGE)
+    return require_account_step_up(CREDENTIAL_CHANGE_MAX_AGE)
 
 
 TAG = "account"

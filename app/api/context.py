@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
 from app.errors import ServiceError, authentication_required
 from app.models import Role, Session, User
-from app.security.tokens import derive_key
+from app.security.dpop import DpopProof
+from app.security.tokens import derive_key, hash_token
 from app.services.container import Runtime, Services
-from app.services.context import RequestContext
+from app.services.context import DeviceHints, RequestContext
+from app.services.dpop import DPOP_CHALLENGE, invalid_dpop_proof
 from app.services.sessions import Acr, IssuedSession, Transport, acr_at_least
 
 CSRF_HEADER = "X-CSRF-Token"
+DPOP_HEADER = "DPoP"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -34,8 +37,28 @@ def services() -> Services:
 
 
 def request_context() -> RequestContext:
-    key = derive_key(runtime().settings.secret_key_bytes, "user-agent")
-    return RequestContext.from_raw(request.remote_addr, request.headers.get("User-Agent"), key)
+    settings = runtime().settings
+    key = derive_key(settings.secret_key_bytes, "user-agent")
+    device_cookie = request.cookies.get(settings.device_cookie_name)
+    hints = DeviceHints(cookie_hash=hash_token(device_cookie) if device_cookie else None)
+    return RequestContext.from_raw(
+        request.remote_addr, request.headers.get("User-Agent"), key, hints
+    )
+
+
+def sign_in_context(transport: Transport) -> RequestContext:
+    """The request context of a sign-in; a DPoP proof with it (RFC 9449 section
+    5) binds the session's token to the proof's key."""
+    context = request_context()
+    proofs = request.headers.getlist(DPOP_HEADER)
+    if not proofs:
+        return context
+    if len(proofs) > 1:
+        raise invalid_dpop_proof("send exactly one DPoP header")
+    if transport != Transport.BEARER:
+        raise invalid_dpop_proof("DPoP binds bearer tokens; ask for token_delivery 'bearer'")
+    proof = services().dpop.check(proofs[0], method=request.method, url=request.url)
+    return replace(context, device=replace(context.device, dpop_jkt=proof.jkt))
 
 
 def csrf_token(session_id: str) -> str:
@@ -47,13 +70,38 @@ def csrf_token(session_id: str) -> str:
 class Caller:
     session: Session
     user: User
+    # The verified DPoP proof of this request, for a key-bound session.
+    dpop: DpopProof | None = None
 
 
-def _invalid_token() -> ServiceError:
+def _invalid_token(scheme: str = "Bearer", detail: str | None = None) -> ServiceError:
     error = authentication_required()
-    error.headers["WWW-Authenticate"] = 'Bearer realm="privid", error="invalid_token"'
-    error.detail = "The session has ended or the token is not valid. Sign in again."
+    challenge = DPOP_CHALLENGE if scheme == "DPoP" else 'Bearer realm="privid"'
+    error.headers["WWW-Authenticate"] = f'{challenge}, error="invalid_token"'
+    error.detail = detail or "The session has ended or the token is not valid. Sign in again."
     return error
+
+
+def _sender_proof(session: Session, scheme: str, token: str) -> DpopProof | None:
+    """RFC 9449 section 7: a key-bound token comes with the DPoP scheme and a
+    proof signed by its key, for this method and URL, carrying the token's hash."""
+    if session.dpop_jkt is None:
+        if scheme == "dpop":
+            raise _invalid_token("DPoP", "This token is not bound to a key: use Bearer.")
+        return None
+    if scheme != "dpop":
+        raise _invalid_token(
+            "DPoP", "This token is bound to a key: send it with the DPoP scheme and a proof."
+        )
+    proofs = request.headers.getlist(DPOP_HEADER)
+    if len(proofs) != 1:
+        raise invalid_dpop_proof("send exactly one DPoP header", status=401)
+    proof = services().dpop.check(
+        proofs[0], method=request.method, url=request.url, access_token=token, status=401
+    )
+    if not hmac.compare_digest(proof.jkt, session.dpop_jkt):
+        raise invalid_dpop_proof("it is signed by another key than the token's", status=401)
+    return proof
 
 
 def current_caller() -> Caller:
@@ -64,11 +112,15 @@ def current_caller() -> Caller:
     settings = runtime().settings
     authorization = request.headers.get("Authorization", "")
     svc = services()
+    proof = None
     if authorization:
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        scheme, token = scheme.lower(), token.strip()
+        if scheme not in {"bearer", "dpop"} or not token:
             raise _invalid_token()
-        session = svc.sessions.resolve(token.strip(), Transport.BEARER)
+        session = svc.sessions.resolve(token, Transport.BEARER)
+        if session is not None:
+            proof = _sender_proof(session, scheme, token)
     else:
         cookie = request.cookies.get(settings.session_cookie_name)
         if not cookie:
@@ -98,7 +150,7 @@ def current_caller() -> Caller:
         )
     user = svc.db.get(User, session.user_id)
     assert user is not None
-    g.privid_caller = Caller(session, user)
+    g.privid_caller = Caller(session, user, proof)
     return g.privid_caller
 
 
@@ -140,6 +192,14 @@ def require_step_up(level: Acr, max_age: int) -> Caller:
     return caller
 
 
+def require_account_step_up(max_age: int) -> Caller:
+    """Changing what protects the account: a proof within ``max_age`` seconds,
+    with both factors when the account has TOTP."""
+    caller = current_caller()
+    totp_on = services().totp.is_enabled(caller.user.id)
+    return require_step_up(Acr.MULTI_FACTOR if totp_on else Acr.SINGLE_FACTOR, max_age)
+
+
 def _endpoint_allows_consent_step() -> bool:
     view = current_app.view_functions.get(request.endpoint or "")
     operation = getattr(view, "openapi_operation", None)
@@ -153,6 +213,7 @@ def session_payload(issued: IssuedSession) -> dict[str, Any]:
         "session_id": session.id,
         "token": issued.token if bearer else None,
         "csrf_token": None if bearer else csrf_token(session.id),
+        "token_type": (None if not bearer else "DPoP" if session.dpop_jkt else "Bearer"),
         "expires_at": session.expires_at,
         "acr": session.acr,
         "amr": session.amr,
@@ -167,6 +228,22 @@ def attach_session_cookie(response: Response, issued: IssuedSession) -> None:
         settings.session_cookie_name,
         issued.token,
         max_age=settings.session_absolute_timeout_seconds,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def attach_device_cookie(response: Response, cookie: str | None) -> None:
+    """A browser's device cookie (only ever issued with the security purpose)."""
+    if cookie is None:
+        return
+    settings = runtime().settings
+    response.set_cookie(
+        settings.device_cookie_name,
+        cookie,
+        max_age=settings.device_cookie_max_age_seconds,
         path="/",
         secure=True,
         httponly=True,

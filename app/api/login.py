@@ -10,6 +10,7 @@ from app.api.context import (
     current_caller,
     request_context,
     services,
+    sign_in_context,
 )
 from app.api.limits import body_field_key, setting
 from app.api.operations import operation
@@ -21,6 +22,7 @@ from app.api.schemas import (
     ResetStart,
     SecondFactorIn,
     SecondFactorNeeded,
+    SecondFactorTicket,
     SignedIn,
     SmsCodeRequest,
     SmsLogin,
@@ -46,11 +48,9 @@ CODE_SENT = "If an account uses this address, a code is on its way."
     },
 )
 def password_login(body: PasswordLogin) -> ResponseReturnValue:
+    transport = Transport(body.token_delivery)
     result = services().login.with_password(
-        body.identifier,
-        body.password,
-        transport=Transport(body.token_delivery),
-        context=request_context(),
+        body.identifier, body.password, transport=transport, context=sign_in_context(transport)
     )
     return signed_in_response(result)
 
@@ -86,26 +86,44 @@ def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
     },
 )
 def sms_login(body: SmsLogin) -> ResponseReturnValue:
+    transport = Transport(body.token_delivery)
     result = services().login.with_sms_code(
-        body.phone, body.code, transport=Transport(body.token_delivery), context=request_context()
+        body.phone, body.code, transport=transport, context=sign_in_context(transport)
     )
     return signed_in_response(result)
+
+
+@bp.post("/login/second-factor/email")
+@limiter.limit(setting("limit_code_send_per_ip"))
+@operation(
+    "Send the email code a sign-in from an unbound device needs",
+    tag=TAG,
+    body=SecondFactorTicket,
+    responses={202: ("Sent to the account's email address", Accepted)},
+)
+def second_factor_email(body: SecondFactorTicket) -> ResponseReturnValue:
+    services().login.send_email_code(body.ticket)
+    detail = "A code is on its way to your account's email address."
+    return jsonify(Accepted(detail=detail).model_dump()), 202
 
 
 @bp.post("/login/second-factor")
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
-    "Finish signing in with a TOTP code or a recovery code",
+    "Finish signing in with a TOTP code, a recovery code or an email code",
     tag=TAG,
     body=SecondFactorIn,
     responses={200: ("Signed in, or consent is owed first", SignedIn)},
 )
 def second_factor(body: SecondFactorIn) -> ResponseReturnValue:
+    # The ticket says how the first step delivered its token; a key-bound
+    # sign-in must show the same key again (DPoP is checked for bearer only).
     result = services().login.with_second_factor(
         body.ticket,
         totp_code=body.totp_code,
         recovery_code=body.recovery_code,
-        context=request_context(),
+        email_code=body.email_code,
+        context=sign_in_context(Transport.BEARER),
     )
     return signed_in_response(result)
 

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from app.api.context import (
     attach_session_cookie,
     current_caller,
+    require_account_step_up,
     require_step_up,
     services,
     session_payload,
@@ -29,11 +30,6 @@ bp = Blueprint("mfa", __name__, url_prefix="/api/v1/me")
 TAG = "second factors"
 # Managing factors needs a proof from the last few minutes.
 MANAGE_FACTORS_MAX_AGE = 300
-
-
-def _strongest_needed(user_id: str) -> Acr:
-    """With TOTP on, changing factors needs both factors; otherwise the password."""
-    return Acr.MULTI_FACTOR if services().totp.is_enabled(user_id) else Acr.SINGLE_FACTOR
 
 
 @bp.post("/step-up")
@@ -102,8 +98,7 @@ def confirm(body: CodeConfirm) -> ResponseReturnValue:
 @operation("Turn TOTP off (needs a fresh step-up)", tag=TAG, responses={204: ("Off", None)},
            auth=True)  # fmt: skip
 def disable() -> ResponseReturnValue:
-    caller = current_caller()
-    require_step_up(_strongest_needed(caller.user.id), MANAGE_FACTORS_MAX_AGE)
+    caller = require_account_step_up(MANAGE_FACTORS_MAX_AGE)
     services().totp.disable(caller.user.id)
     return "", 204
 
@@ -116,7 +111,6 @@ def disable() -> ResponseReturnValue:
     auth=True,
 )
 def regenerate() -> ResponseReturnValue:
-    caller = current_caller()
-    require_step_up(_strongest_needed(caller.user.id), MANAGE_FACTORS_MAX_AGE)
+    caller = require_account_step_up(MANAGE_FACTORS_MAX_AGE)
     codes = services().totp.regenerate_recovery_codes(caller.user.id)
     return jsonify(RecoveryCodes(recovery_codes=codes).model_dump())

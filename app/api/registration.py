@@ -5,7 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import attach_session_cookie, request_context, services
+from app.api.context import (
+    attach_device_cookie,
+    attach_session_cookie,
+    request_context,
+    services,
+    sign_in_context,
+)
 from app.api.limits import body_field_key, flow_destination_key, setting
 from app.api.operations import operation
 from app.api.render import signed_in_payload
@@ -77,7 +83,7 @@ def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
         body.channel,
         body.code,
         transport=Transport(body.token_delivery),
-        context=request_context(),
+        context=sign_in_context(Transport(body.token_delivery)),
     )
     payload = {
         "flow": flow_payload(result.flow),
@@ -87,6 +93,7 @@ def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
     if result.signed_in:
         response.status_code = 201
         attach_session_cookie(response, result.signed_in.issued)
+        attach_device_cookie(response, result.signed_in.device_cookie)
     return response
 
 

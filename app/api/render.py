@@ -7,7 +7,7 @@ from typing import Any
 from flask import jsonify, url_for
 from flask.typing import ResponseReturnValue
 
-from app.api.context import attach_session_cookie, session_payload
+from app.api.context import attach_device_cookie, attach_session_cookie, session_payload
 from app.api.schemas import (
     ConsentRecordOut,
     ConsentStep,
@@ -117,4 +117,5 @@ def signed_in_response(result: SignInResult | SecondFactorRequired) -> ResponseR
         return jsonify(body.model_dump()), 202
     response = jsonify(signed_in_payload(result))
     attach_session_cookie(response, result.issued)
+    attach_device_cookie(response, result.device_cookie)
     return response

@@ -144,6 +144,11 @@ class SessionOut(BaseModel):
     csrf_token: str | None = Field(
         default=None, description="Send as X-CSRF-Token on state changes (cookie sessions)"
     )
+    token_type: Literal["Bearer", "DPoP"] | None = Field(
+        default=None,
+        description="DPoP: the token is bound to the key of the sign-in's DPoP proof "
+        "(RFC 9449); send it as 'Authorization: DPoP <token>' with a proof per request",
+    )
     expires_at: datetime
     acr: str
     amr: list[str]
@@ -483,6 +488,13 @@ class SecondFactorIn(Body):
     ticket: str = Field(min_length=1, max_length=1024)
     totp_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
     recovery_code: str | None = Field(default=None, min_length=5, max_length=32)
+    email_code: str | None = Field(
+        default=None, pattern=CODE_PATTERN, description="Sent by POST /login/second-factor/email"
+    )
+
+
+class SecondFactorTicket(Body):
+    ticket: str = Field(min_length=1, max_length=1024)
 
 
 class StepUpIn(Body):
@@ -623,3 +635,44 @@ class CredentialOut(BaseModel):
 
 class CredentialList(BaseModel):
     credentials: list[CredentialOut]
+
+
+# -- devices ----------------------------------------------------------------------
+
+
+class DeviceOut(BaseModel):
+    id: str
+    label: str
+    platform: str
+    binding_method: Literal["none", "webauthn", "app_key"]
+    trust_state: Literal["recognised", "bound", "revoked"]
+    current: bool = Field(description="The device this session was opened on")
+    first_seen_at: datetime
+    last_seen_at: datetime
+    revoked_at: datetime | None
+
+
+class DeviceList(BaseModel):
+    devices: list[DeviceOut]
+
+
+class DeviceRename(Body):
+    label: str = Field(min_length=1, max_length=64)
+
+
+class BindingChallengeOut(BaseModel):
+    challenge_id: str
+    nonce: str = Field(
+        description="Put it in the 'nonce' claim of the binding request's DPoP proof"
+    )
+    expires_in: int
+
+
+class AppKeyBinding(Body):
+    challenge_id: str = Field(min_length=1, max_length=36)
+    label: str = Field(min_length=1, max_length=64, description="e.g. 'Li Wei's phone'")
+    platform: Literal["android", "ios", "harmonyos", "other"]
+
+
+class DeviceRevoked(BaseModel):
+    sessions_ended: int

@@ -7,12 +7,14 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
+    attach_device_cookie,
     attach_session_cookie,
     current_caller,
     request_context,
     require_recent_authentication,
     services,
     session_payload,
+    sign_in_context,
 )
 from app.api.limits import setting
 from app.api.operations import operation
@@ -79,10 +81,17 @@ def registration_options() -> ResponseReturnValue:
 )
 def registration_verify(body: WebAuthnRegistrationIn) -> ResponseReturnValue:
     caller = current_caller()
-    stored = services().webauthn.verify_registration(
-        caller.user, body.challenge_id, body.credential(), body.nickname
+    registered = services().webauthn.verify_registration(
+        caller.session,
+        caller.user,
+        body.challenge_id,
+        body.credential(),
+        body.nickname,
+        request_context(),
     )
-    return jsonify(credential_out(stored).model_dump(mode="json")), 201
+    response = jsonify(credential_out(registered.credential).model_dump(mode="json"))
+    attach_device_cookie(response, registered.device_cookie)
+    return response, 201
 
 
 @bp.post("/webauthn/authentication/options")
@@ -105,11 +114,10 @@ def authentication_options() -> ResponseReturnValue:
     responses={200: ("Signed in, or consent is owed first", SignedIn)},
 )
 def authentication_verify(body: WebAuthnSignInIn) -> ResponseReturnValue:
+    transport = Transport(body.token_delivery)
+    context = sign_in_context(transport)
     result = services().webauthn.sign_in(
-        body.challenge_id,
-        body.credential(),
-        transport=Transport(body.token_delivery),
-        context=request_context(),
+        body.challenge_id, body.credential(), transport=transport, context=context
     )
     return signed_in_response(result)
 

@@ -4,6 +4,7 @@ from .audit import AuditEvent, ChainHead
 from .base import Base
 from .codes import CodePurpose, OneTimeCode
 from .consent import Channel, ConsentRecord, Decision, PolicyVersion
+from .device import BindingMethod, Device, TrustState
 from .incident import Incident, IncidentRecipient, OutboxChannel, OutboxKind, OutboxMessage
 from .mfa import RecoveryCode, TotpFactor
 from .registration import RegistrationFlow
@@ -21,12 +22,14 @@ from .webauthn import WebAuthnChallenge, WebAuthnCredential
 __all__ = [
     "AuditEvent",
     "Base",
+    "BindingMethod",
     "ChainHead",
     "Channel",
     "CodePurpose",
     "ConsentRecord",
     "DataSubjectRequest",
     "Decision",
+    "Device",
     "Incident",
     "IncidentRecipient",
     "LegalArchiveRecord",
@@ -43,6 +46,7 @@ __all__ = [
     "Role",
     "Session",
     "TotpFactor",
+    "TrustState",
     "User",
     "UserDataKey",
     "UserStatus",

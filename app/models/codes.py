@@ -18,6 +18,8 @@ class CodePurpose(StrEnum):
     PASSWORD_RESET = "password_reset"
     CHANGE_EMAIL = "change_email"
     CHANGE_PHONE = "change_phone"
+    # The second proof asked of a sign-in from an unbound device.
+    LOGIN_EMAIL = "login_email"
 
 
 class OneTimeCode(Base):

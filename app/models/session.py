@@ -29,5 +29,11 @@ class Session(Base):
     device_summary: Mapped[str] = mapped_column(String(120))
     # Set while the user still owes consent decisions: only the consent step works.
     consent_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The device it was opened on (kept only with the security purpose granted).
+    device_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    # RFC 9449: when set, the token is sender-constrained to this key's holder.
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None]
     revoke_reason: Mapped[str | None] = mapped_column(String(32))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from limits.storage import Storage
 from sqlalchemy.orm import Session as DbSession
 
 from app.adapters.messages import EmailSender, SmsSender
 from app.adapters.push import LoggingPushSender, PushSender
 from app.clock import Clock
 from app.security.blind_index import BlindIndex
+from app.security.dpop import DpopVerifier
 from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
@@ -19,9 +21,12 @@ from app.security.tokens import CodeHasher, derive_key
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
 from app.services.cancellation import CancellationService
+from app.services.challenges import ChallengeStore
 from app.services.codes import CodeRules, CodeService
 from app.services.consent import ConsentService, WithdrawalEffects
+from app.services.devices import DeviceService
 from app.services.directory import Directory
+from app.services.dpop import DpopService
 from app.services.export import ExportService
 from app.services.incidents import IncidentService
 from app.services.login import LoginService
@@ -30,7 +35,7 @@ from app.services.outbox import OutboxService
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
-from app.services.retention import RetentionService
+from app.services.retention import RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.sessions import SessionRules, SessionService
 from app.services.signin import SignInCompleter
@@ -64,6 +69,9 @@ class Runtime:
     signer: Signer
     withdrawal_effects: WithdrawalEffects
     calendar: WorkingCalendar
+    # DPoP jti replay cache: the rate-limit storage, shared by every worker.
+    replay_cache: Storage
+    dpop_verifier: DpopVerifier
     # No push provider is integrated yet; the incident API refuses the push
     # channel in production while this stand-in is in place.
     push_sender: PushSender = field(default_factory=LoggingPushSender)
@@ -126,7 +134,29 @@ class Services:
 
     @cached_property
     def signin(self) -> SignInCompleter:
-        return SignInCompleter(self.sessions, self.consent, self.policies)
+        return SignInCompleter(self.sessions, self.consent, self.policies, self.devices)
+
+    @cached_property
+    def challenges(self) -> ChallengeStore:
+        rt = self.runtime
+        return ChallengeStore(self.db, rt.clock, rt.settings.webauthn_challenge_ttl_seconds)
+
+    @cached_property
+    def dpop(self) -> DpopService:
+        rt = self.runtime
+        return DpopService(rt.dpop_verifier, rt.replay_cache, rt.clock)
+
+    @cached_property
+    def devices(self) -> DeviceService:
+        return DeviceService(
+            db=self.db,
+            clock=self.runtime.clock,
+            consent=self.consent,
+            challenges=self.challenges,
+            vault=self.vault,
+            notifier=self.notifier,
+            audit=self.audit,
+        )
 
     @cached_property
     def rights(self) -> RightsService:
@@ -160,7 +190,12 @@ class Services:
 
     @cached_property
     def retention(self) -> RetentionService:
-        return RetentionService(self.db, self.runtime.clock)
+        s = self.runtime.settings
+        rules = RetentionRules(
+            revoked_device_days=s.revoked_device_kept_days,
+            idle_device_days=s.idle_device_kept_days,
+        )
+        return RetentionService(self.db, self.runtime.clock, rules)
 
     @cached_property
     def incidents(self) -> IncidentService:
@@ -210,9 +245,18 @@ class Services:
     def webauthn(self) -> WebAuthnService:
         rt = self.runtime
         return WebAuthnService(
-            self.db, rt.clock, rt.settings, self.consent, self.vault, self.signin,
-            self.sessions, self.audit,
-        )  # fmt: skip
+            db=self.db,
+            clock=rt.clock,
+            settings=rt.settings,
+            consent=self.consent,
+            vault=self.vault,
+            signin=self.signin,
+            sessions=self.sessions,
+            audit=self.audit,
+            challenges=self.challenges,
+            devices=self.devices,
+            throttle=self.throttle,
+        )
 
     @cached_property
     def login(self) -> LoginService:
@@ -228,6 +272,8 @@ class Services:
             audit=self.audit,
             notifier=self.notifier,
             totp=self.totp,
+            devices=self.devices,
+            vault=self.vault,
             tickets=Tickets(
                 derive_key(rt.settings.secret_key_bytes, "second-factor-ticket"),
                 "second-factor",

@@ -6,10 +6,20 @@ import hashlib
 import hmac
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 IPV4_PREFIX = 24
 IPV6_PREFIX = 48
+
+
+@dataclass(frozen=True)
+class DeviceHints:
+    """What may tell us which device is asking; matched against device records
+    only while the user grants the security purpose."""
+
+    cookie_hash: str | None = None  # hash of the browser's device cookie
+    dpop_jkt: str | None = None  # thumbprint of a verified DPoP proof's key
+    credential_ref: str | None = None  # the passkey that just signed in
 
 
 @dataclass(frozen=True)
@@ -17,10 +27,15 @@ class RequestContext:
     ip_prefix: str  # the client address truncated to /24 or /48
     device_summary: str  # e.g. "Chrome on Android"; never the raw user agent
     user_agent_hash: str
+    device: DeviceHints = DeviceHints()
 
     @classmethod
     def from_raw(
-        cls, remote_addr: str | None, user_agent: str | None, key: bytes
+        cls,
+        remote_addr: str | None,
+        user_agent: str | None,
+        key: bytes,
+        device: DeviceHints | None = None,
     ) -> RequestContext:
         """``key`` keys the user-agent hash: a plain hash of a guessable string
         could be reversed with a list of common user agents."""
@@ -31,12 +46,13 @@ class RequestContext:
             user_agent_hash=hmac.new(
                 key, ua.encode("utf-8", "replace"), hashlib.sha256
             ).hexdigest(),
+            device=device or DeviceHints(),
         )
 
     def without_device_details(self) -> RequestContext:
         """What a session may keep when the user has not granted the security
         purpose: no device model, no network address."""
-        return RequestContext(WITHHELD, UNKNOWN_DEVICE, self.user_agent_hash)
+        return replace(self, ip_prefix=WITHHELD, device_summary=UNKNOWN_DEVICE)
 
 
 WITHHELD = "withheld"

@@ -3,32 +3,49 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
-from app.errors import ServiceError, invalid_code, invalid_credentials
+from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_field
 from app.models import CodePurpose, User
 from app.security.passwords import Argon2Passwords
 from app.security.tickets import TicketInvalid, Tickets
 from app.services.audit import AuditTrail
 from app.services.codes import CodeService
 from app.services.context import RequestContext
+from app.services.devices import DeviceService
 from app.services.directory import Directory
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
 from app.services.signin import SignInCompleter, SignInResult
 from app.services.throttle import AccountThrottle, identifier_key, keys_of, second_factor_key
 from app.services.totp import TotpService
+from app.services.vault import PersonalDataVault
+
+TOTP_METHODS = ["totp", "recovery_code"]
+# An account with bound devices, signing in from another one, without TOTP.
+DEVICE_METHODS = ["email_code"]
 
 
 @dataclass(frozen=True)
 class SecondFactorRequired:
-    """The first factor passed; the account has TOTP, so one more proof is due."""
+    """The first factor passed; one more proof is due: TOTP when the account
+    has it, otherwise (a sign-in from an unbound device) a code by email."""
 
     ticket: str
     methods: list[str]
     expires_in: int
+
+
+def ticket_invalid() -> ServiceError:
+    return ServiceError(
+        "mfa-ticket-invalid",
+        401,
+        "Sign in again",
+        "The sign-in step has expired or is not valid. Start again.",
+    )
 
 
 class LoginService:
@@ -45,12 +62,15 @@ class LoginService:
         audit: AuditTrail,
         notifier: Notifier,
         totp: TotpService,
+        devices: DeviceService,
+        vault: PersonalDataVault,
         tickets: Tickets,
     ) -> None:
         self._db, self._clock, self._directory = db, clock, directory
         self._passwords, self._throttle, self._codes = passwords, throttle, codes
         self._signin, self._audit, self._notifier = signin, audit, notifier
         self._totp, self._tickets = totp, tickets
+        self._devices, self._vault = devices, vault
 
     def with_password(
         self, identifier: str, password: str, *, transport: Transport, context: RequestContext
@@ -100,43 +120,65 @@ class LoginService:
         self._throttle.clear(*keys_of(user))
         return self._succeed(user, transport, context, amr=["sms"])
 
+    def send_email_code(self, ticket: str) -> None:
+        """The second proof for an unbound device: a code to the account's email."""
+        user, claims = self._open_ticket(ticket)
+        if "email_code" not in claims["methods"]:
+            raise invalid_field("#/ticket", "This sign-in does not use an email code.")
+        code = self._codes.issue(CodePurpose.LOGIN_EMAIL, user.id, user.email_index)
+        self._notifier.code_by_email(
+            self._vault.profile(user).email, code, CodePurpose.LOGIN_EMAIL,
+            self._codes.ttl_minutes,
+        )  # fmt: skip
+
     def with_second_factor(
         self,
         ticket: str,
         *,
         totp_code: str | None,
         recovery_code: str | None,
+        email_code: str | None,
         context: RequestContext,
     ) -> SignInResult:
-        try:
-            claims = self._tickets.open(ticket)
-        except TicketInvalid:
-            raise ServiceError(
-                "mfa-ticket-invalid",
-                401,
-                "Sign in again",
-                "The sign-in step has expired or is not valid. Start again.",
-            ) from None
-        user = self._db.get(User, str(claims.get("uid")))
-        if user is None or not user.is_active:
-            raise invalid_credentials()
+        user, claims = self._open_ticket(ticket)
+        # The same client must finish: a key-bound sign-in needs the same key.
+        if claims.get("jkt") != context.device.dpop_jkt:
+            raise ticket_invalid()
+        methods = claims["methods"]
         key = second_factor_key(user.id)
         try:
             self._throttle.reserve_attempt(key)
-            if totp_code is not None:
+            if totp_code is not None and "totp" in methods:
                 self._totp.verify(user.id, totp_code)
-            elif recovery_code is not None:
+                proof = ["otp"]
+            elif recovery_code is not None and "recovery_code" in methods:
                 self._totp.use_recovery_code(user.id, recovery_code)
+                proof = ["otp"]
+            elif email_code is not None and "email_code" in methods:
+                row = self._codes.check(CodePurpose.LOGIN_EMAIL, user.id, email_code)
+                self._codes.consume(row)
+                # RFC 8176 "mca": a second channel (the mailbox) confirmed it.
+                proof = ["mca"]
             else:
                 raise invalid_code()
         except ServiceError:
-            self._fail(user, context, "invalid_second_factor", "otp")
+            self._fail(user, context, "invalid_second_factor", methods[0])
             raise
         self._throttle.clear(key)
-        amr = [*claims["amr"], "otp", "mfa"]
+        amr = [*claims["amr"], *proof, "mfa"]
         return self._succeed(
             user, Transport(claims["transport"]), context, amr=amr, acr=Acr.MULTI_FACTOR
         )
+
+    def _open_ticket(self, ticket: str) -> tuple[User, dict[str, Any]]:
+        try:
+            claims = self._tickets.open(ticket)
+        except TicketInvalid:
+            raise ticket_invalid() from None
+        user = self._db.get(User, str(claims.get("uid")))
+        if user is None or not user.is_active:
+            raise invalid_credentials()
+        return user, claims
 
     def _succeed(
         self,
@@ -146,17 +188,25 @@ class LoginService:
         amr: list[str],
         acr: Acr = Acr.SINGLE_FACTOR,
     ) -> SignInResult | SecondFactorRequired:
-        if acr == Acr.SINGLE_FACTOR and self._totp.is_enabled(user.id):
+        methods = self._second_factor_methods(user, acr, context)
+        if methods:
             self._audit.record(
                 "login.second_factor_required",
                 user_id=user.id,
                 ip_prefix=context.ip_prefix,
                 method=amr[0],
+                offered=methods,
             )
-            ticket = self._tickets.issue({"uid": user.id, "amr": amr, "transport": transport})
-            return SecondFactorRequired(
-                ticket, ["totp", "recovery_code"], self._tickets.max_age_seconds
+            ticket = self._tickets.issue(
+                {
+                    "uid": user.id,
+                    "amr": amr,
+                    "transport": transport,
+                    "methods": methods,
+                    "jkt": context.device.dpop_jkt,
+                }
             )
+            return SecondFactorRequired(ticket, methods, self._tickets.max_age_seconds)
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
         self._audit.record(
             "login.succeeded",
@@ -167,6 +217,18 @@ class LoginService:
             consent_pending=not result.complete,
         )
         return result
+
+    def _second_factor_methods(self, user: User, acr: Acr, context: RequestContext) -> list[str]:
+        """What a single-factor sign-in still owes: TOTP if the account has it
+        (an email code would be a weaker substitute), else an email code when
+        the account has bound devices and this is not one of them."""
+        if acr != Acr.SINGLE_FACTOR:
+            return []
+        if self._totp.is_enabled(user.id):
+            return TOTP_METHODS
+        if self._devices.requires_step_up(user.id, context.device):
+            return DEVICE_METHODS
+        return []
 
     def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
         self._audit.record(

@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 
 from app.adapters.messages import (
     DeliveryError,
@@ -28,6 +29,7 @@ CODE_PURPOSE_TEXT = {
     "password_reset": "reset your password",
     "change_email": "confirm your new email address",
     "change_phone": "confirm your new phone number",
+    "login_email": "finish signing in on a device your account is not bound to",
 }
 
 
@@ -181,6 +183,20 @@ class Notifier:
                 body=(
                     "The password of your privid account was just changed and your other "
                     "sessions were signed out. If this was not you, reset your password now."
+                ),
+            )
+        )
+
+    def new_device_sign_in(self, to: str, device: str, network: str, when: datetime) -> None:
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject="New sign-in to your privid account",
+                body=(
+                    f"Your privid account was signed in to from a device we have not seen "
+                    f"before: {device}, network {network}, at {when:%Y-%m-%d %H:%M} UTC. If "
+                    "this was you, there is nothing to do. If not, change your password and "
+                    "revoke the device under your account's devices."
                 ),
             )
         )

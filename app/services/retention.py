@@ -3,6 +3,7 @@ as you like; a second run finds nothing more to delete."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, or_
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.models import (
+    Device,
     LegalArchiveRecord,
     LoginThrottle,
     OneTimeCode,
@@ -26,9 +28,15 @@ ENDED_SESSION_KEPT = timedelta(days=30)
 FINISHED_MESSAGE_KEPT = timedelta(days=365)
 
 
+@dataclass(frozen=True)
+class RetentionRules:
+    revoked_device_days: int
+    idle_device_days: int
+
+
 class RetentionService:
-    def __init__(self, db: DbSession, clock: Clock) -> None:
-        self._db, self._clock = db, clock
+    def __init__(self, db: DbSession, clock: Clock, rules: RetentionRules) -> None:
+        self._db, self._clock, self._rules = db, clock, rules
 
     def run(self) -> dict[str, int]:
         now = self._clock.now()
@@ -54,6 +62,14 @@ class RetentionService:
             ),
             "webauthn_challenges": self._delete(
                 WebAuthnChallenge, WebAuthnChallenge.expires_at < now
+            ),
+            # Devices outlive sessions: the next sign-in from one should not be "new".
+            "devices": self._delete(
+                Device,
+                or_(
+                    Device.revoked_at < now - timedelta(days=self._rules.revoked_device_days),
+                    Device.last_seen_at < now - timedelta(days=self._rules.idle_device_days),
+                ),
             ),
             "legal_archive_records": self._delete(
                 LegalArchiveRecord, LegalArchiveRecord.retain_until < now

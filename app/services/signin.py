@@ -1,7 +1,7 @@
-"""The one step every sign-in ends in (password, SMS code, registration; passkey,
-WeChat and OAuth authorization later): open the session, then see what consent
-the user still owes under the current policy. A session that owes decisions is
-limited to the consent step until they arrive."""
+"""The one step every sign-in ends in (password, SMS code, registration, passkey;
+WeChat and OAuth authorization later): open the session, note the device it was
+opened on, then see what consent the user still owes under the current policy.
+A session that owes decisions is limited to the consent step until they arrive."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from app.services.consent import (
     DecisionInput,
 )
 from app.services.context import RequestContext
+from app.services.devices import DeviceService
 from app.services.policies import PolicyService
 from app.services.purposes import Purpose
 from app.services.sessions import Acr, IssuedSession, SessionService, Transport
@@ -29,6 +30,8 @@ class SignInResult:
     # A policy that took effect since the user last signed in and asks for no
     # new decision: shown once, as a notice.
     notice: PolicyVersion | None = None
+    # A browser seen for the first time: the device cookie to set.
+    device_cookie: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -37,9 +40,14 @@ class SignInResult:
 
 class SignInCompleter:
     def __init__(
-        self, sessions: SessionService, consent: ConsentService, policies: PolicyService
+        self,
+        sessions: SessionService,
+        consent: ConsentService,
+        policies: PolicyService,
+        devices: DeviceService,
     ) -> None:
         self._sessions, self._consent, self._policies = sessions, consent, policies
+        self._devices = devices
 
     def complete(
         self,
@@ -58,11 +66,13 @@ class SignInCompleter:
         if security is None or security.decision != Decision.GRANTED:
             context = context.without_device_details()
         issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
+        sighting = self._devices.sight(user, issued.session, context)
         pending = self._consent.pending(user.id, current)
         issued.session.consent_pending = bool(pending)
         changed_since = previous_sign_in is not None and previous_sign_in < policy.effective_at
         notice = policy if changed_since and not pending else None
-        return SignInResult(issued, policy, pending, notice)
+        cookie = sighting.new_cookie if sighting else None
+        return SignInResult(issued, policy, pending, notice, cookie)
 
     def decide(
         self,

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session as DbSession
 from webauthn import (
     base64url_to_bytes,
@@ -40,11 +39,14 @@ from app.clock import Clock
 from app.errors import ServiceError, invalid_credentials, not_found
 from app.models import Session, TotpFactor, User, WebAuthnChallenge, WebAuthnCredential
 from app.services.audit import AuditTrail
+from app.services.challenges import ChallengeStore
 from app.services.consent import ConsentService
 from app.services.context import RequestContext
+from app.services.devices import DeviceService
 from app.services.export import ExportContext, Section, register_section
 from app.services.sessions import Acr, IssuedSession, SessionService, Transport
 from app.services.signin import SignInCompleter, SignInResult
+from app.services.throttle import AccountThrottle, account_key
 from app.services.vault import PersonalDataVault
 from app.settings import Settings
 
@@ -53,6 +55,14 @@ REGISTRATION = "registration"
 AUTHENTICATION = "authentication"
 KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 DEFAULT_NICKNAME = "Passkey"
+PLATFORM_ATTACHMENT = "platform"
+
+
+@dataclass(frozen=True)
+class Registered:
+    credential: WebAuthnCredential
+    # Set when registering bound a browser seen for the first time.
+    device_cookie: str | None
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,7 @@ def amr_for(*, backup_eligible: bool, user_verified: bool) -> list[str]:
 class WebAuthnService:
     def __init__(
         self,
+        *,
         db: DbSession,
         clock: Clock,
         settings: Settings,
@@ -162,10 +173,14 @@ class WebAuthnService:
         signin: SignInCompleter,
         sessions: SessionService,
         audit: AuditTrail,
+        challenges: ChallengeStore,
+        devices: DeviceService,
+        throttle: AccountThrottle,
     ) -> None:
         self._db, self._clock, self._settings = db, clock, settings
         self._consent, self._vault, self._signin = consent, vault, signin
-        self._sessions, self._audit = sessions, audit
+        self._sessions, self._audit, self._challenges = sessions, audit, challenges
+        self._devices, self._throttle = devices, throttle
 
     # -- registration -------------------------------------------------------------
 
@@ -198,8 +213,14 @@ class WebAuthnService:
         return Ceremony(row.id, _options_dict(options))
 
     def verify_registration(
-        self, user: User, challenge_id: str, credential: dict[str, Any], nickname: str | None
-    ) -> WebAuthnCredential:
+        self,
+        session: Session,
+        user: User,
+        challenge_id: str,
+        credential: dict[str, Any],
+        nickname: str | None,
+        context: RequestContext,
+    ) -> Registered:
         row = self._consume(challenge_id, REGISTRATION, user.id, None)
         # Consent may have been withdrawn between the options and the answer.
         if not self._consent.is_granted(user.id, DEVICE_BIOMETRICS):
@@ -260,7 +281,11 @@ class WebAuthnService:
             attestation_format=fmt,
             kind=credential_kind(stored),
         )
-        return stored
+        # A passkey living in this device's own authenticator binds the device.
+        sighting = None
+        if credential.get("authenticatorAttachment") == PLATFORM_ATTACHMENT:
+            sighting = self._devices.bind_passkey(session, stored.id, context)
+        return Registered(stored, sighting.new_cookie if sighting else None)
 
     # -- authentication ----------------------------------------------------------
 
@@ -306,9 +331,13 @@ class WebAuthnService:
             user = self._db.get(User, stored.user_id)
             if user is None or not user.is_active:
                 raise invalid_credentials()
+            context = replace(context, device=replace(context.device, credential_ref=stored.id))
             # Without user verification a passkey proves possession only: one
-            # factor, and it cannot stand in for an account's TOTP second factor.
-            if not user_verified and self._has_totp(user.id):
+            # factor. It cannot stand in for an account's TOTP, nor sign in on a
+            # device the account is not bound to when it has bound ones.
+            if not user_verified and (
+                self._has_totp(user.id) or self._devices.requires_step_up(user.id, context.device)
+            ):
                 raise user_verification_required()
         except ServiceError as error:
             # Every failed sign-in leaves its trace, with the reason and no PII.
@@ -359,6 +388,7 @@ class WebAuthnService:
     def revoke(self, user_id: str, credential_ref: str, ip_prefix: str) -> None:
         credential = self._owned(user_id, credential_ref)
         credential.revoked_at = self._clock.now()
+        self._devices.passkey_removed(credential.id)
         self._db.flush()
         self._audit.record(
             "webauthn.revoked", user_id=user_id, ip_prefix=ip_prefix, credential_ref=credential.id
@@ -395,44 +425,14 @@ class WebAuthnService:
     def _new_challenge(
         self, challenge: bytes, ceremony: str, user_id: str | None, session_id: str | None
     ) -> WebAuthnChallenge:
-        row = WebAuthnChallenge(
-            challenge=challenge,
-            ceremony=ceremony,
-            user_id=user_id,
-            session_id=session_id,
-            expires_at=self._clock.now()
-            + timedelta(seconds=self._settings.webauthn_challenge_ttl_seconds),
-        )
-        self._db.add(row)
-        self._db.flush()
-        return row
+        return self._challenges.issue(challenge, ceremony, user_id, session_id)
 
     def _consume(
         self, challenge_id: str, ceremony: str, user_id: str | None, session_id: str | None
     ) -> WebAuthnChallenge:
-        """The challenge, spent now. It must be for this ceremony, this user and
-        this session (None: a username-less sign-in), unexpired and unused."""
-        row = self._db.get(WebAuthnChallenge, challenge_id)
-        now = self._clock.now()
-        if (
-            row is None
-            or row.ceremony != ceremony
-            or row.user_id != user_id
-            or row.session_id != session_id
-            or row.consumed_at is not None
-            or row.expires_at <= now
-        ):
+        row = self._challenges.consume(challenge_id, ceremony, user_id, session_id)
+        if row is None:
             raise challenge_invalid()
-        # A conditional update, so two concurrent answers cannot both spend it.
-        spent = self._db.execute(
-            update(WebAuthnChallenge)
-            .where(WebAuthnChallenge.id == row.id, WebAuthnChallenge.consumed_at.is_(None))
-            .values(consumed_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        if spent != 1:
-            raise challenge_invalid()
-        self._db.refresh(row)
         return row
 
     def _verify_assertion(
@@ -461,6 +461,8 @@ class WebAuthnService:
         handle = credential.get("response", {}).get("userHandle")
         if handle and handle != bytes_to_base64url(stored.user_id.encode()):
             raise refused
+        # Counted before the check, as passwords are: failures back the account off.
+        self._throttle.reserve_attempt(account_key(stored.user_id))
         s = self._settings
         try:
             verified = verify_authentication_response(
@@ -493,6 +495,7 @@ class WebAuthnService:
         stored.sign_count = received
         stored.backup_state = verified.credential_backed_up
         stored.last_used_at = self._clock.now()
+        self._throttle.clear(account_key(stored.user_id))
         self._db.flush()
         return stored, verified.user_verified
 
