@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, request
 
@@ -46,6 +47,13 @@ def request_context() -> RequestContext:
     )
 
 
+def request_target() -> str:
+    """The URL a client addressed, as a DPoP proof's htu names it: the public
+    origin (TLS usually ends at a proxy, so request.url may say http) and path."""
+    origin = urlsplit(runtime().settings.public_url)
+    return f"{origin.scheme}://{origin.netloc}{request.script_root}{request.path}"
+
+
 def sign_in_context(transport: Transport) -> RequestContext:
     """The request context of a sign-in; a DPoP proof with it (RFC 9449 section
     5) binds the session's token to the proof's key."""
@@ -57,7 +65,7 @@ def sign_in_context(transport: Transport) -> RequestContext:
         raise invalid_dpop_proof("send exactly one DPoP header")
     if transport != Transport.BEARER:
         raise invalid_dpop_proof("DPoP binds bearer tokens; ask for token_delivery 'bearer'")
-    proof = services().dpop.check(proofs[0], method=request.method, url=request.url)
+    proof = services().dpop.check(proofs[0], method=request.method, url=request_target())
     return replace(context, device=replace(context.device, dpop_jkt=proof.jkt))
 
 
@@ -97,7 +105,7 @@ def _sender_proof(session: Session, scheme: str, token: str) -> DpopProof | None
     if len(proofs) != 1:
         raise invalid_dpop_proof("send exactly one DPoP header", status=401)
     proof = services().dpop.check(
-        proofs[0], method=request.method, url=request.url, access_token=token, status=401
+        proofs[0], method=request.method, url=request_target(), access_token=token, status=401
     )
     if not hmac.compare_digest(proof.jkt, session.dpop_jkt):
         raise invalid_dpop_proof("it is signed by another key than the token's", status=401)

@@ -9,6 +9,7 @@ from app.api.context import (
     DPOP_HEADER,
     current_caller,
     request_context,
+    request_target,
     require_account_step_up,
     services,
     session_payload,
@@ -125,7 +126,7 @@ def bind_app_key(body: AppKeyBinding) -> ResponseReturnValue:
         if len(proofs) != 1:
             raise invalid_dpop_proof("send exactly one DPoP header, signed by the app's key")
         proof = services().dpop.check(
-            proofs[0], method=request.method, url=request.url, access_token=_presented_token()
+            proofs[0], method=request.method, url=request_target(), access_token=_presented_token()
         )
     services().devices.bind_app_key(
         caller.session,

@@ -217,6 +217,8 @@ class DeviceService:
         device.label, device.platform = label, platform
         device.binding_method, device.trust_state = BindingMethod.APP_KEY, TrustState.BOUND
         device.key_thumbprint, device.public_jwk = proof.jkt, proof.public_jwk
+        # The key is the identifier from now on; a cookie is easier to copy.
+        device.cookie_hash = None
         device.last_seen_at = self._clock.now()
         session.device_id = device.id
         # From now on this session's token is useless without the key.
