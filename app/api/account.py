@@ -141,6 +141,8 @@ def list_sessions() -> ResponseReturnValue:
             session_id=s.id,
             current=s.id == caller.session.id,
             device=s.device_summary,
+            device_id=s.device_id,
+            key_bound=s.dpop_jkt is not None,
             ip_prefix=s.ip_prefix,
             created_at=s.created_at,
             last_seen_at=s.last_seen_at,

@@ -83,7 +83,7 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
                 },
             }
             if op.auth:
-                entry["security"] = [{"bearer": []}, {"cookie": []}]
+                entry["security"] = [{"bearer": []}, {"dpop": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = entry
     return {
         "openapi": "3.1.0",
@@ -93,6 +93,13 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
             "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
+                # RFC 9449: a key-bound token, with a DPoP proof header per request.
+                "dpop": {
+                    "type": "http",
+                    "scheme": "DPoP",
+                    "description": "Authorization: DPoP <token>, plus a DPoP header holding "
+                    "a proof signed by the key the token is bound to",
+                },
                 "cookie": {"type": "apiKey", "in": "cookie", "name": cookie_name},
             },
         },

@@ -272,6 +272,8 @@ class SessionSummary(BaseModel):
     session_id: str
     current: bool
     device: str
+    device_id: str | None = Field(description="See GET /me/devices (with the security purpose)")
+    key_bound: bool = Field(description="The token works only with DPoP proofs (RFC 9449)")
     ip_prefix: str
     created_at: datetime
     last_seen_at: datetime

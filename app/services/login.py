@@ -123,7 +123,7 @@ class LoginService:
     def send_email_code(self, ticket: str) -> None:
         """The second proof for an unbound device: a code to the account's email."""
         user, claims = self._open_ticket(ticket)
-        if "email_code" not in claims["methods"]:
+        if "email_code" not in claims.get("methods", TOTP_METHODS):
             raise invalid_field("#/ticket", "This sign-in does not use an email code.")
         code = self._codes.issue(CodePurpose.LOGIN_EMAIL, user.id, user.email_index)
         self._notifier.code_by_email(
@@ -144,7 +144,7 @@ class LoginService:
         # The same client must finish: a key-bound sign-in needs the same key.
         if claims.get("jkt") != context.device.dpop_jkt:
             raise ticket_invalid()
-        methods = claims["methods"]
+        methods = claims.get("methods", TOTP_METHODS)
         key = second_factor_key(user.id)
         try:
             self._throttle.reserve_attempt(key)
