@@ -93,7 +93,9 @@ def revoke_device(device_id: str) -> ResponseReturnValue:
 @operation(
     "A challenge for a mobile app to sign with its hardware-held key (bearer sessions)",
     tag=TAG,
-    responses={200: ("Sign it: the nonce claim of the next request's DPoP proof", None)},
+    responses={
+        200: ("Sign it: the nonce of the binding request's DPoP proof", BindingChallengeOut)
+    },
     auth=True,
 )
 def app_key_challenge() -> ResponseReturnValue:

@@ -659,7 +659,7 @@ class DeviceList(BaseModel):
 
 
 class DeviceRename(Body):
-    label: str = Field(min_length=1, max_length=64)
+    label: str = Field(min_length=1, max_length=64, pattern=r"\S")
 
 
 class BindingChallengeOut(BaseModel):
@@ -672,7 +672,9 @@ class BindingChallengeOut(BaseModel):
 
 class AppKeyBinding(Body):
     challenge_id: str = Field(min_length=1, max_length=36)
-    label: str = Field(min_length=1, max_length=64, description="e.g. 'Li Wei's phone'")
+    label: str = Field(
+        min_length=1, max_length=64, pattern=r"\S", description="e.g. 'Li Wei's phone'"
+    )
     platform: Literal["android", "ios", "harmonyos", "other"]
 
 
