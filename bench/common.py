@@ -7,16 +7,19 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from flask.testing import FlaskClient
 
 from app import build_runtime, create_app
 from app.adapters.messages import OutgoingEmail, OutgoingSms
 from app.cli import publish_development_policy
+from app.migrate import upgrade
 from app.settings import Environment, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,6 +101,28 @@ def register_users(
         emails.append(email)
     app.extensions["privid.engine"].dispose()
     return emails
+
+
+@contextmanager
+def in_process_app(
+    password: str, grant: tuple[str, ...] = (), **overrides: object
+) -> Iterator[tuple[str, FlaskClient]]:
+    """One registered user and an https test client on a fresh SQLite file,
+    with cheap argon2 (these benchmarks measure what comes after the password)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        upgrade(url)
+        settings = bench_settings(url, "memory://").model_copy(
+            update={"argon2_memory_kib": 1024, "argon2_time_cost": 1, **overrides}
+        )
+        email = register_users(settings, 1, password, grant=grant)[0]
+        app = create_app(runtime=build_runtime(settings))
+        client = app.test_client()
+        client.environ_base["wsgi.url_scheme"] = "https"
+        try:
+            yield email, client
+        finally:
+            app.extensions["privid.engine"].dispose()
 
 
 def free_port() -> int:

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from flask.testing import FlaskClient
 
-from app import build_runtime, create_app
-from app.migrate import upgrade
 from app.security.dpop import DpopVerifier
-from bench.common import bench_settings, register_users
+from bench.common import in_process_app
 from tests.dpop_client import DpopKey
 
 PASSWORD = "velvet-orbit-canyon-42"
@@ -79,16 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        upgrade(url)
-        settings = bench_settings(url, "memory://").model_copy(
-            update={"argon2_memory_kib": 1024, "argon2_time_cost": 1, "public_url": ORIGIN}
-        )
-        email = register_users(settings, 1, PASSWORD)[0]
-        app = create_app(runtime=build_runtime(settings))
-        client = app.test_client()
-        client.environ_base["wsgi.url_scheme"] = "https"
+    with in_process_app(PASSWORD, public_url=ORIGIN) as (email, client):
         key = DpopKey()
         bearer_rate, _ = requests_per_second(
             client, sign_in(client, email, None), None, args.seconds
@@ -96,8 +84,7 @@ def main() -> None:
         dpop_rate, signing_ms = requests_per_second(
             client, sign_in(client, email, key), key, args.seconds
         )
-        ceiling = verifier_ceiling(args.seconds / 2)
-        app.extensions["privid.engine"].dispose()
+    ceiling = verifier_ceiling(args.seconds / 2)
 
     result = {
         "benchmark": "authenticated GET /api/v1/me, bearer vs DPoP-bound, one core",

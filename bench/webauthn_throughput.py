@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from app import build_runtime, create_app
-from app.migrate import upgrade
-from bench.common import bench_settings, register_users
+from bench.common import in_process_app
 from tests.soft_authenticator import SoftAuthenticator
 
 PASSWORD = "velvet-orbit-canyon-42"
@@ -44,16 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        upgrade(url)
-        settings = bench_settings(url, "memory://").model_copy(
-            update={"argon2_memory_kib": 1024, "argon2_time_cost": 1}
-        )
-        email = register_users(settings, 1, PASSWORD, grant=("device_biometrics",))[0]
-        app = create_app(runtime=build_runtime(settings))
-        client = app.test_client()
-        client.environ_base["wsgi.url_scheme"] = "https"
+    with in_process_app(PASSWORD, grant=("device_biometrics",)) as (email, client):
         token = client.post(
             "/api/v1/login/password",
             json={"identifier": email, "password": PASSWORD, "token_delivery": "bearer"},
@@ -87,8 +75,7 @@ def main() -> None:
             assert verified.status_code == 200, verified.json
             done += 1
         server_seconds = time.perf_counter() - started - signing
-        ceiling = es256_ceiling(args.seconds / 2)
-        app.extensions["privid.engine"].dispose()
+    ceiling = es256_ceiling(args.seconds / 2)
 
     rate = done / server_seconds
     result = {

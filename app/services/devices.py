@@ -137,20 +137,7 @@ class DeviceService:
         new_cookie = None
         if device is None:
             known_elsewhere = self._has_devices(user.id)
-            new_cookie = new_token()
-            device = Device(
-                user_id=user.id,
-                label=context.device_summary[:64],
-                platform=platform_of(context.device_summary),
-                binding_method=BindingMethod.NONE,
-                trust_state=TrustState.RECOGNISED,
-                first_seen_at=now,
-                last_seen_at=now,
-                cookie_hash=hash_token(new_cookie),
-                key_thumbprint=context.device.dpop_jkt,
-            )
-            self._db.add(device)
-            self._db.flush()
+            device, new_cookie = self._new_device(user.id, context)
             self._audit.record(
                 "device.first_seen", user_id=user.id, ip_prefix=context.ip_prefix,
                 device_ref=device.id,
@@ -213,7 +200,7 @@ class DeviceService:
         if device is None:
             device = self._session_device(session)
         if device is None or device.trust_state == TrustState.BOUND:
-            device = self._new_device(session.user_id, context)
+            device, _ = self._new_device(session.user_id, context)
         device.label, device.platform = label, platform
         device.binding_method, device.trust_state = BindingMethod.APP_KEY, TrustState.BOUND
         device.key_thumbprint, device.public_jwk = proof.jkt, proof.public_jwk
@@ -240,9 +227,7 @@ class DeviceService:
         device = self._session_device(session)
         new_cookie = None
         if device is None:
-            new_cookie = new_token()
-            device = self._new_device(session.user_id, context)
-            device.cookie_hash = hash_token(new_cookie)
+            device, new_cookie = self._new_device(session.user_id, context)
         if device.trust_state != TrustState.BOUND:
             device.binding_method, device.trust_state = BindingMethod.WEBAUTHN, TrustState.BOUND
         device.credential_ref = device.credential_ref or credential_ref
@@ -312,8 +297,10 @@ class DeviceService:
         device = self._db.get(Device, session.device_id)
         return device if device is not None and device.revoked_at is None else None
 
-    def _new_device(self, user_id: str, context: RequestContext) -> Device:
+    def _new_device(self, user_id: str, context: RequestContext) -> tuple[Device, str]:
+        """A recognised device and the cookie value a browser will carry for it."""
         now = self._clock.now()
+        cookie = new_token()
         device = Device(
             user_id=user_id,
             label=context.device_summary[:64],
@@ -322,10 +309,12 @@ class DeviceService:
             trust_state=TrustState.RECOGNISED,
             first_seen_at=now,
             last_seen_at=now,
+            cookie_hash=hash_token(cookie),
+            key_thumbprint=context.device.dpop_jkt,
         )
         self._db.add(device)
         self._db.flush()
-        return device
+        return device, cookie
 
     def _owned(self, user_id: str, device_ref: str) -> Device:
         device = self._db.get(Device, device_ref)
