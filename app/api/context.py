@@ -54,18 +54,34 @@ def request_target() -> str:
     return f"{origin.scheme}://{origin.netloc}{request.script_root}{request.path}"
 
 
+def dpop_header(*, required: bool, status: int = 400) -> str | None:
+    """The request's one DPoP proof (RFC 9449 section 4.3: exactly one). WSGI
+    servers join repeated headers with commas, which a compact JWS never has."""
+    values = request.headers.getlist(DPOP_HEADER)
+    if not values and not required:
+        return None
+    if len(values) != 1 or "," in values[0]:
+        raise invalid_dpop_proof("send exactly one DPoP header", status=status)
+    return values[0]
+
+
+def check_dpop(proof: str, *, access_token: str | None = None, status: int = 400) -> DpopProof:
+    return services().dpop.check(
+        proof, method=request.method, url=request_target(), access_token=access_token,
+        status=status,
+    )  # fmt: skip
+
+
 def sign_in_context(transport: Transport) -> RequestContext:
     """The request context of a sign-in; a DPoP proof with it (RFC 9449 section
     5) binds the session's token to the proof's key."""
     context = request_context()
-    proofs = request.headers.getlist(DPOP_HEADER)
-    if not proofs:
+    header = dpop_header(required=False)
+    if header is None:
         return context
-    if len(proofs) > 1:
-        raise invalid_dpop_proof("send exactly one DPoP header")
     if transport != Transport.BEARER:
         raise invalid_dpop_proof("DPoP binds bearer tokens; ask for token_delivery 'bearer'")
-    proof = services().dpop.check(proofs[0], method=request.method, url=request_target())
+    proof = check_dpop(header)
     return replace(context, device=replace(context.device, dpop_jkt=proof.jkt))
 
 
@@ -101,12 +117,9 @@ def _sender_proof(session: Session, scheme: str, token: str) -> DpopProof | None
         raise _invalid_token(
             "DPoP", "This token is bound to a key: send it with the DPoP scheme and a proof."
         )
-    proofs = request.headers.getlist(DPOP_HEADER)
-    if len(proofs) != 1:
-        raise invalid_dpop_proof("send exactly one DPoP header", status=401)
-    proof = services().dpop.check(
-        proofs[0], method=request.method, url=request_target(), access_token=token, status=401
-    )
+    header = dpop_header(required=True, status=401)
+    assert header is not None
+    proof = check_dpop(header, access_token=token, status=401)
     if not hmac.compare_digest(proof.jkt, session.dpop_jkt):
         raise invalid_dpop_proof("it is signed by another key than the token's", status=401)
     return proof

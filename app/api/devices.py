@@ -6,10 +6,10 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
-    DPOP_HEADER,
+    check_dpop,
     current_caller,
+    dpop_header,
     request_context,
-    request_target,
     require_account_step_up,
     services,
     session_payload,
@@ -25,7 +25,6 @@ from app.api.schemas import (
     SessionOut,
 )
 from app.models import Device
-from app.services.dpop import invalid_dpop_proof
 from app.services.sessions import IssuedSession
 
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/me/devices")
@@ -124,12 +123,9 @@ def bind_app_key(body: AppKeyBinding) -> ResponseReturnValue:
     proof = caller.dpop
     if proof is None:
         # A bearer session being bound: its proof was not checked on the way in.
-        proofs = request.headers.getlist(DPOP_HEADER)
-        if len(proofs) != 1:
-            raise invalid_dpop_proof("send exactly one DPoP header, signed by the app's key")
-        proof = services().dpop.check(
-            proofs[0], method=request.method, url=request_target(), access_token=_presented_token()
-        )
+        header = dpop_header(required=True)
+        assert header is not None
+        proof = check_dpop(header, access_token=_presented_token())
     services().devices.bind_app_key(
         caller.session,
         body.challenge_id,

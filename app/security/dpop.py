@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
-from joserfc.util import urlsafe_b64encode
+from joserfc.jws import JWSRegistry
+from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
 # Asymmetric algorithms only (section 4.3, check 5); "none" and MACs never.
 # Ed25519 is the fully specified name RFC 9864 gives what "EdDSA" meant.
@@ -29,6 +31,20 @@ MAX_PROOF_LENGTH = 8192
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _KEY_TYPES = {"EC": ECKey, "OKP": OKPKey, "RSA": RSAKey}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# RFC 7518 3.3/3.5: RSA keys of 2048 bits at least.
+MIN_RSA_BITS = 2048
+
+
+def _registry() -> JWSRegistry:
+    """joserfc caps a protected header at 512 bytes; a proof's header carries
+    its public key, and a 4096-bit RSA key alone is about 700. The whole proof
+    is still capped by MAX_PROOF_LENGTH."""
+    registry = JWSRegistry(algorithms=list(SUPPORTED_ALGORITHMS))
+    registry.max_header_length = MAX_PROOF_LENGTH
+    return registry
+
+
+_REGISTRY = _registry()
 
 
 class DpopInvalid(Exception):
@@ -53,15 +69,15 @@ def access_token_hash(token: str) -> str:
 def normalise_url(url: str) -> str:
     """``htu`` compares without query and fragment (section 4.3, check 9), with
     scheme and host case-folded and a default port dropped (RFC 3986 6.2.3)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise DpopInvalid("htu is not a URL") from None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if ":" in host:
         host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        raise DpopInvalid("htu is not a URL") from None
     netloc = host if port in (None, _DEFAULT_PORTS.get(scheme)) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
 
@@ -88,7 +104,7 @@ class DpopVerifier:
         if not proof or len(proof) > MAX_PROOF_LENGTH or not proof.isascii():
             raise DpopInvalid("the proof is missing or too large")
         try:
-            compact = jws.extract_compact(proof.encode("ascii"))
+            compact = jws.extract_compact(proof.encode("ascii"), registry=_REGISTRY)
         except (JoseError, ValueError):
             raise DpopInvalid("the proof is not a compact JWS") from None
         header = compact.protected
@@ -98,7 +114,9 @@ class DpopVerifier:
             raise DpopInvalid("alg must be one of " + " ".join(SUPPORTED_ALGORITHMS))
         key = _public_key(header.get("jwk"))
         try:
-            verified = jws.deserialize_compact(proof, key, algorithms=[header["alg"]])
+            verified = jws.deserialize_compact(
+                proof, key, algorithms=[header["alg"]], registry=_REGISTRY
+            )
         except (JoseError, ValueError):
             raise DpopInvalid("the signature does not verify with the proof's key") from None
         claims = _claims(verified.payload)
@@ -111,7 +129,7 @@ class DpopVerifier:
         if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
             raise DpopInvalid("jti must be a unique string")
         iat = claims.get("iat")
-        if isinstance(iat, bool) or not isinstance(iat, int | float):
+        if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
             raise DpopInvalid("iat must be a number")
         age = now.timestamp() - iat
         if age > self._max_age or age < -self._skew:
@@ -131,10 +149,22 @@ def _public_key(jwk: object) -> ECKey | OKPKey | RSAKey:
     key_type = _KEY_TYPES.get(str(jwk.get("kty")))
     if key_type is None:
         raise DpopInvalid("jwk has an unsupported key type")
+    if key_type is RSAKey and _modulus_bits(jwk.get("n")) < MIN_RSA_BITS:
+        raise DpopInvalid(f"RSA keys must have at least {MIN_RSA_BITS} bits")
     try:
         return key_type.import_key(jwk)  # type: ignore[attr-defined,no-any-return]
     except (JoseError, ValueError, TypeError):
         raise DpopInvalid("jwk is not a valid public key") from None
+
+
+def _modulus_bits(n: object) -> int:
+    """Checked before import, so a weak key is refused without a library warning."""
+    if not isinstance(n, str):
+        return 0
+    try:
+        return int.from_bytes(urlsafe_b64decode(n.encode("ascii"))).bit_length()
+    except (ValueError, UnicodeEncodeError):
+        return 0
 
 
 def _claims(payload: bytes) -> dict[str, object]:
