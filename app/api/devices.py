@@ -77,7 +77,7 @@ def rename_device(device_id: str, body: DeviceRename) -> ResponseReturnValue:
 
 @bp.delete("/<id:device_id>")
 @operation(
-    "Revoke a device: its binding and identifiers go, its sessions end (needs a recent sign-in)",
+    "Revoke a device: its binding, identifiers and binding passkey go, its sessions end",
     tag=TAG,
     responses={200: ("Revoked", DeviceRevoked)},
     auth=True,

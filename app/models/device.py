@@ -47,7 +47,8 @@ class Device(Base):
     cookie_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     # RFC 7638 thumbprint of an app key; its DPoP proofs must carry this key.
     key_thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
-    public_jwk: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # none_as_null: an erased key is SQL NULL, not the JSON text 'null'.
+    public_jwk: Mapped[dict[str, str] | None] = mapped_column(JSON(none_as_null=True))
     credential_ref: Mapped[str | None] = mapped_column(
         String(36), ForeignKey("webauthn_credentials.id", ondelete="SET NULL")
     )

@@ -22,7 +22,7 @@ from webauthn.helpers import bytes_to_base64url
 
 from app.clock import Clock
 from app.errors import ServiceError, not_found
-from app.models import BindingMethod, Device, Session, TrustState, User
+from app.models import BindingMethod, Device, Session, TrustState, User, WebAuthnCredential
 from app.security.dpop import DpopProof
 from app.security.tokens import hash_token, new_token
 from app.services.audit import AuditTrail
@@ -263,15 +263,31 @@ class DeviceService:
         return device
 
     def revoke(self, user_id: str, device_ref: str, ip_prefix: str) -> int:
-        """Unbind and forget the device's identifiers; its sessions end at once."""
+        """Unbind and forget the device's identifiers; its sessions end at once.
+        A platform passkey that bound it lives on that device, so it goes too:
+        revoking a lost phone must stop the phone signing in."""
         device = self._owned(user_id, device_ref)
+        now = self._clock.now()
+        if device.credential_ref is not None:
+            self._db.execute(
+                update(WebAuthnCredential)
+                .where(
+                    WebAuthnCredential.id == device.credential_ref,
+                    WebAuthnCredential.revoked_at.is_(None),
+                )
+                .values(revoked_at=now)
+            )
+            self._audit.record(
+                "webauthn.revoked", user_id=user_id, ip_prefix=ip_prefix,
+                credential_ref=device.credential_ref, reason="device_revoked",
+            )  # fmt: skip
         device.trust_state = TrustState.REVOKED
-        device.revoked_at = self._clock.now()
+        device.revoked_at = now
         _erase_identifiers(device)
         ended = self._db.execute(
             update(Session)
             .where(Session.device_id == device.id, Session.revoked_at.is_(None))
-            .values(revoked_at=self._clock.now(), revoke_reason="device_revoked")
+            .values(revoked_at=now, revoke_reason="device_revoked")
         ).rowcount
         self._db.flush()
         self._audit.record(
