@@ -5,7 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import current_caller, request_context, runtime, services
+from app.api.context import (
+    MANAGE_DEVICES_MAX_AGE,
+    clear_device_cookie,
+    current_caller,
+    request_context,
+    require_account_step_up,
+    runtime,
+    services,
+)
 from app.api.operations import operation
 from app.api.render import policy_out, purpose_out, record_out
 from app.api.schemas import (
@@ -20,7 +28,7 @@ from app.api.schemas import (
     Receipt,
 )
 from app.models import RequestKind
-from app.services.consent import decisions_from
+from app.services.consent import SECURITY_PURPOSE, decisions_from
 
 bp = Blueprint("consent", __name__)
 TAG = "consent"
@@ -135,14 +143,24 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 def withdraw(purpose: str) -> ResponseReturnValue:
     caller = current_caller()
     svc = services()
+    # Withdrawing security unbinds every device: as revoking one does, that
+    # needs a recent sign-in, and the owner is told by email.
+    unbinds = purpose == SECURITY_PURPOSE and svc.devices.has_bound(caller.user.id)
+    if unbinds:
+        require_account_step_up(MANAGE_DEVICES_MAX_AGE)
     record = svc.consent.withdraw(caller.user.id, purpose, request_context())
+    if unbinds:
+        svc.devices.tell_bindings_ended(caller.user)
     svc.rights.answered_at_once(
         caller.user.id,
         RequestKind.CONSENT_WITHDRAWAL,
         "Consent withdrawn; what depended on it has stopped.",
         {"purpose": record.purpose},
     )
-    return jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
+    response = jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
+    if purpose == SECURITY_PURPOSE:
+        clear_device_cookie(response)
+    return response
 
 
 @bp.get("/api/v1/me/consent/history")

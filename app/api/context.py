@@ -20,6 +20,8 @@ from app.services.dpop import DPOP_CHALLENGE, invalid_dpop_proof
 from app.services.sessions import Acr, IssuedSession, Transport, acr_at_least
 
 CSRF_HEADER = "X-CSRF-Token"
+# Binding, revoking or unbinding devices changes what protects the account.
+MANAGE_DEVICES_MAX_AGE = 900
 DPOP_HEADER = "DPoP"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -134,11 +136,13 @@ def current_caller() -> Caller:
     authorization = request.headers.get("Authorization", "")
     svc = services()
     proof = None
+    challenge = "Bearer"
     if authorization:
         scheme, _, token = authorization.partition(" ")
         scheme, token = scheme.lower(), token.strip()
+        challenge = "DPoP" if scheme == "dpop" else "Bearer"
         if scheme not in {"bearer", "dpop"} or not token:
-            raise _invalid_token()
+            raise _invalid_token(challenge)
         session = svc.sessions.resolve(token, Transport.BEARER)
         if session is not None:
             proof = _sender_proof(session, scheme, token)
@@ -157,7 +161,7 @@ def current_caller() -> Caller:
                     f"Send the session's CSRF token in the {CSRF_HEADER} header.",
                 )
     if session is None:
-        raise _invalid_token()
+        raise _invalid_token(challenge)
     if not session.consent_pending and svc.policies.material_since(session.created_at):
         # A material change took effect during this session: ask now, not at
         # the next sign-in.
@@ -204,7 +208,8 @@ def require_step_up(level: Acr, max_age: int) -> Caller:
             f"{max(1, max_age // 60)} minutes: step up at /api/v1/me/step-up.",
             headers={
                 "WWW-Authenticate": (
-                    'Bearer error="insufficient_user_authentication", '
+                    f"{'DPoP' if caller.session.dpop_jkt else 'Bearer'} "
+                    'error="insufficient_user_authentication", '
                     'error_description="A more recent or stronger authentication is required", '
                     f'acr_values="{level.value}", max_age={max_age}'
                 )
@@ -269,6 +274,13 @@ def attach_device_cookie(response: Response, cookie: str | None) -> None:
         secure=True,
         httponly=True,
         samesite="Lax",
+    )
+
+
+def clear_device_cookie(response: Response) -> None:
+    settings = runtime().settings
+    response.delete_cookie(
+        settings.device_cookie_name, path="/", secure=True, httponly=True, samesite="Lax"
     )
 
 

@@ -6,7 +6,9 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
+    MANAGE_DEVICES_MAX_AGE,
     check_dpop,
+    clear_device_cookie,
     current_caller,
     dpop_header,
     request_context,
@@ -29,8 +31,6 @@ from app.services.sessions import IssuedSession
 
 bp = Blueprint("devices", __name__, url_prefix="/api/v1/me/devices")
 TAG = "devices"
-# Binding or revoking a device changes what protects the account.
-MANAGE_DEVICES_MAX_AGE = 900
 
 
 def device_out(device: Device, current_device_id: str | None) -> DeviceOut:
@@ -84,8 +84,12 @@ def rename_device(device_id: str, body: DeviceRename) -> ResponseReturnValue:
 )
 def revoke_device(device_id: str) -> ResponseReturnValue:
     caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
+    this_device = caller.session.device_id == device_id
     ended = services().devices.revoke(caller.user.id, device_id, request_context().ip_prefix)
-    return jsonify(DeviceRevoked(sessions_ended=ended).model_dump())
+    response = jsonify(DeviceRevoked(sessions_ended=ended).model_dump())
+    if this_device:
+        clear_device_cookie(response)
+    return response
 
 
 @bp.post("/app-key/challenge")

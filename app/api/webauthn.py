@@ -7,10 +7,12 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
+    MANAGE_DEVICES_MAX_AGE,
     attach_device_cookie,
     attach_session_cookie,
     current_caller,
     request_context,
+    require_account_step_up,
     require_recent_authentication,
     services,
     session_payload,
@@ -67,7 +69,8 @@ def credential_out(credential: WebAuthnCredential) -> CredentialOut:
     auth=True,
 )
 def registration_options() -> ResponseReturnValue:
-    caller = current_caller()
+    # A new passkey is a new way in (and may bind this device): a recent sign-in.
+    caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
     return _options(services().webauthn.registration_options(caller.user))
 
 
@@ -80,7 +83,7 @@ def registration_options() -> ResponseReturnValue:
     auth=True,
 )
 def registration_verify(body: WebAuthnRegistrationIn) -> ResponseReturnValue:
-    caller = current_caller()
+    caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
     registered = services().webauthn.verify_registration(
         caller.session,
         caller.user,

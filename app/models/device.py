@@ -1,10 +1,10 @@
 """Devices a user signs in from.
 
-A device record exists only while the user grants the security purpose. Its
+A device record exists only while the user grants the security purpose:
+withdrawing it deletes the user's records. Revoking one device erases its
 identifiers (the browser's device-cookie hash, the app key's thumbprint and
-public key, the bound passkey) are erased when the device is revoked or the
-purpose is withdrawn; the label and dates stay visible to the user until
-retention removes the row."""
+public key, the bound passkey); its label and dates stay visible to the user
+until retention removes the row."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ class Device(Base):
     binding_method: Mapped[str] = mapped_column(String(16))
     trust_state: Mapped[str] = mapped_column(String(16))
     first_seen_at: Mapped[datetime]
+    # The last sign-in or binding on it (not every request: that would make
+    # every authenticated read a write to a second table).
     last_seen_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     # Keyed hash of the random device cookie a browser carries.

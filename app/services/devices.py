@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session as DbSession
 from webauthn.helpers import bytes_to_base64url
 
@@ -96,35 +96,47 @@ class DeviceService:
 
     # -- recognising ----------------------------------------------------------------
 
-    def identify(self, user_id: str, hints: DeviceHints) -> Device | None:
+    def identify(
+        self, user_id: str, hints: DeviceHints, *, proven_only: bool = False, lock: bool = False
+    ) -> Device | None:
         """The user's live device these hints point to: the passkey used, the
-        DPoP key, or the device cookie, strongest first."""
-        for column, value in (
+        DPoP key, or (unless ``proven_only``) the device cookie, strongest first.
+        A cookie can be copied off a device; a key cannot."""
+        candidates = [
             (Device.credential_ref, hints.credential_ref),
             (Device.key_thumbprint, hints.dpop_jkt),
-            (Device.cookie_hash, hints.cookie_hash),
-        ):
+        ]
+        if not proven_only:
+            candidates.append((Device.cookie_hash, hints.cookie_hash))
+        for column, value in candidates:
             if value is None:
                 continue
-            device = self._db.execute(
-                select(Device).where(
-                    Device.user_id == user_id, column == value, Device.revoked_at.is_(None)
-                )
-            ).scalar_one_or_none()
+            query = (
+                select(Device)
+                .where(Device.user_id == user_id, column == value, Device.revoked_at.is_(None))
+                .order_by(Device.last_seen_at.desc(), Device.id)
+                .limit(1)
+            )
+            # Locked at sign-in, so a revoke running at the same time waits or wins.
+            device = self._db.execute(query.with_for_update() if lock else query).scalar()
             if device is not None:
                 return device
         return None
 
-    def requires_step_up(self, user_id: str, hints: DeviceHints) -> bool:
-        """An account with bound devices accepts a single factor only from one of them."""
-        has_bound = self._db.execute(
+    def has_bound(self, user_id: str) -> bool:
+        found = self._db.execute(
             select(Device.id).where(
                 Device.user_id == user_id, Device.trust_state == TrustState.BOUND
             )
         ).first()
-        if has_bound is None:
+        return found is not None
+
+    def requires_step_up(self, user_id: str, hints: DeviceHints) -> bool:
+        """An account with bound devices accepts a single factor only from one of
+        them, shown by its key or its passkey: the device cookie is not enough."""
+        if not self.has_bound(user_id):
             return False
-        device = self.identify(user_id, hints)
+        device = self.identify(user_id, hints, proven_only=True)
         return device is None or device.trust_state != TrustState.BOUND
 
     def sight(self, user: User, session: Session, context: RequestContext) -> Sighting | None:
@@ -133,7 +145,7 @@ class DeviceService:
         if not self._consent.is_granted(user.id, SECURITY_PURPOSE):
             return None
         now = self._clock.now()
-        device = self.identify(user.id, context.device)
+        device = self.identify(user.id, context.device, lock=True)
         new_cookie = None
         if device is None:
             known_elsewhere = self._has_devices(user.id)
@@ -228,10 +240,13 @@ class DeviceService:
         new_cookie = None
         if device is None:
             device, new_cookie = self._new_device(session.user_id, context)
-        if device.trust_state != TrustState.BOUND:
-            device.binding_method, device.trust_state = BindingMethod.WEBAUTHN, TrustState.BOUND
-        device.credential_ref = device.credential_ref or credential_ref
         session.device_id = device.id
+        if device.trust_state == TrustState.BOUND:
+            # Bound already (by an app key or an earlier passkey): nothing changes.
+            self._db.flush()
+            return Sighting(device, new_cookie)
+        device.binding_method, device.trust_state = BindingMethod.WEBAUTHN, TrustState.BOUND
+        device.credential_ref = credential_ref
         self._db.flush()
         self._audit.record(
             "device.bound", user_id=session.user_id, ip_prefix=context.ip_prefix,
@@ -242,6 +257,10 @@ class DeviceService:
     def passkey_removed(self, credential_ref: str) -> None:
         """A device bound only by this passkey goes back to merely recognised."""
         unbind_passkeys(self._db, Device.credential_ref == credential_ref)
+
+    def tell_bindings_ended(self, user: User) -> None:
+        """After the security purpose was withdrawn with devices bound."""
+        self._notifier.devices_unbound(self._vault.profile(user).email)
 
     # -- managing -------------------------------------------------------------------
 
@@ -263,33 +282,36 @@ class DeviceService:
         return device
 
     def revoke(self, user_id: str, device_ref: str, ip_prefix: str) -> int:
-        """Unbind and forget the device's identifiers; its sessions end at once.
-        A platform passkey that bound it lives on that device, so it goes too:
-        revoking a lost phone must stop the phone signing in."""
-        device = self._owned(user_id, device_ref)
+        """Unbind and forget the device's identifiers; its sessions end at once,
+        both those opened on it and those bound to its key. A platform passkey
+        that bound it lives on that device, so it goes too: revoking a lost
+        phone must stop the phone signing in."""
+        device = self._owned(user_id, device_ref, lock=True)
         now = self._clock.now()
-        if device.credential_ref is not None:
+        on_device = Session.device_id == device.id
+        if device.key_thumbprint is not None:
+            on_device = on_device | (Session.dpop_jkt == device.key_thumbprint)
+        ended = self._db.execute(
+            update(Session)
+            .where(Session.user_id == user_id, on_device, Session.revoked_at.is_(None))
+            .values(revoked_at=now, revoke_reason="device_revoked")
+        ).rowcount
+        passkey = device.credential_ref
+        if passkey is not None:
             self._db.execute(
                 update(WebAuthnCredential)
-                .where(
-                    WebAuthnCredential.id == device.credential_ref,
-                    WebAuthnCredential.revoked_at.is_(None),
-                )
+                .where(WebAuthnCredential.id == passkey, WebAuthnCredential.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
-            self._audit.record(
-                "webauthn.revoked", user_id=user_id, ip_prefix=ip_prefix,
-                credential_ref=device.credential_ref, reason="device_revoked",
-            )  # fmt: skip
         device.trust_state = TrustState.REVOKED
         device.revoked_at = now
         _erase_identifiers(device)
-        ended = self._db.execute(
-            update(Session)
-            .where(Session.device_id == device.id, Session.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason="device_revoked")
-        ).rowcount
         self._db.flush()
+        if passkey is not None:
+            self._audit.record(
+                "webauthn.revoked", user_id=user_id, ip_prefix=ip_prefix,
+                credential_ref=passkey, reason="device_revoked",
+            )  # fmt: skip
         self._audit.record(
             "device.revoked", user_id=user_id, ip_prefix=ip_prefix, device_ref=device.id,
             sessions_ended=int(ended or 0),
@@ -332,8 +354,8 @@ class DeviceService:
         self._db.flush()
         return device, cookie
 
-    def _owned(self, user_id: str, device_ref: str) -> Device:
-        device = self._db.get(Device, device_ref)
+    def _owned(self, user_id: str, device_ref: str, *, lock: bool = False) -> Device:
+        device = self._db.get(Device, device_ref, with_for_update=lock)
         if device is None or device.user_id != user_id or device.revoked_at is not None:
             raise not_found("The device")
         return device
@@ -344,7 +366,7 @@ def _erase_identifiers(device: Device) -> None:
     device.public_jwk = None
 
 
-def unbind_passkeys(db: DbSession, condition: Any) -> None:
+def unbind_passkeys(db: DbSession, condition: ColumnElement[bool]) -> None:
     db.execute(
         update(Device)
         .where(condition, Device.binding_method == BindingMethod.WEBAUTHN)

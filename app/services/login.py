@@ -146,28 +146,37 @@ class LoginService:
             raise ticket_invalid()
         methods = claims.get("methods", TOTP_METHODS)
         key = second_factor_key(user.id)
+        attempted = methods[0]
         try:
             self._throttle.reserve_attempt(key)
             if totp_code is not None and "totp" in methods:
+                attempted = "totp"
                 self._totp.verify(user.id, totp_code)
-                proof = ["otp"]
+                amr, acr = ["otp", "mfa"], Acr.MULTI_FACTOR
             elif recovery_code is not None and "recovery_code" in methods:
+                attempted = "recovery_code"
                 self._totp.use_recovery_code(user.id, recovery_code)
-                proof = ["otp"]
+                amr, acr = ["otp", "mfa"], Acr.MULTI_FACTOR
             elif email_code is not None and "email_code" in methods:
+                attempted = "email_code"
                 row = self._codes.check(CodePurpose.LOGIN_EMAIL, user.id, email_code)
                 self._codes.consume(row)
-                # RFC 8176 "mca": a second channel (the mailbox) confirmed it.
-                proof = ["mca"]
+                # RFC 8176 "mca": a second channel confirmed it. Not a second
+                # factor: the same mailbox can reset the password.
+                amr, acr = ["mca"], Acr.SINGLE_FACTOR
             else:
                 raise invalid_code()
         except ServiceError:
-            self._fail(user, context, "invalid_second_factor", methods[0])
+            self._fail(user, context, "invalid_second_factor", attempted)
             raise
         self._throttle.clear(key)
-        amr = [*claims["amr"], *proof, "mfa"]
         return self._succeed(
-            user, Transport(claims["transport"]), context, amr=amr, acr=Acr.MULTI_FACTOR
+            user,
+            Transport(claims["transport"]),
+            context,
+            amr=[*claims["amr"], *amr],
+            acr=acr,
+            device_confirmed=True,
         )
 
     def _open_ticket(self, ticket: str) -> tuple[User, dict[str, Any]]:
@@ -187,8 +196,9 @@ class LoginService:
         context: RequestContext,
         amr: list[str],
         acr: Acr = Acr.SINGLE_FACTOR,
+        device_confirmed: bool = False,
     ) -> SignInResult | SecondFactorRequired:
-        methods = self._second_factor_methods(user, acr, context)
+        methods = self._second_factor_methods(user, acr, context, device_confirmed)
         if methods:
             self._audit.record(
                 "login.second_factor_required",
@@ -218,7 +228,9 @@ class LoginService:
         )
         return result
 
-    def _second_factor_methods(self, user: User, acr: Acr, context: RequestContext) -> list[str]:
+    def _second_factor_methods(
+        self, user: User, acr: Acr, context: RequestContext, device_confirmed: bool
+    ) -> list[str]:
         """What a single-factor sign-in still owes: TOTP if the account has it
         (an email code would be a weaker substitute), else an email code when
         the account has bound devices and this is not one of them."""
@@ -226,7 +238,7 @@ class LoginService:
             return []
         if self._totp.is_enabled(user.id):
             return TOTP_METHODS
-        if self._devices.requires_step_up(user.id, context.device):
+        if not device_confirmed and self._devices.requires_step_up(user.id, context.device):
             return DEVICE_METHODS
         return []
 

@@ -200,3 +200,17 @@ class Notifier:
                 ),
             )
         )
+
+    def devices_unbound(self, to: str) -> None:
+        self._email_later(
+            OutgoingEmail(
+                to=to,
+                subject="Your devices are no longer bound to your privid account",
+                body=(
+                    "Consent to security processing was withdrawn on your privid account, so "
+                    "its device records were deleted and no device is bound any more: signing "
+                    "in from a new device no longer asks for an extra code. If this was not "
+                    "you, change your password and grant the security purpose again."
+                ),
+            )
+        )

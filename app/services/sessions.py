@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import not_found
-from app.models import Device, Session, User
+from app.models import Session, User
 from app.security.tokens import hash_token, new_token
 from app.services.audit import AuditTrail
 from app.services.context import UNKNOWN_DEVICE, WITHHELD, RequestContext
@@ -115,10 +115,6 @@ class SessionService:
             return None
         if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
             session.last_seen_at = now
-            if session.device_id is not None:
-                self._db.execute(
-                    update(Device).where(Device.id == session.device_id).values(last_seen_at=now)
-                )
             self._db.flush()
         return session
 

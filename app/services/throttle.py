@@ -50,6 +50,12 @@ def second_factor_key(user_id: str) -> str:
     return f"mfa:{user_id}"
 
 
+def passkey_key(user_id: str) -> str:
+    """Failed passkey assertions for a known credential: their own budget, so
+    junk assertions cannot lock the account's password checks."""
+    return f"passkey:{user_id}"
+
+
 def keys_of(user: User) -> list[str]:
     """Every key that a proof of ownership clears."""
     return [

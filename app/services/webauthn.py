@@ -46,7 +46,7 @@ from app.services.devices import DeviceService
 from app.services.export import ExportContext, Section, register_section
 from app.services.sessions import Acr, IssuedSession, SessionService, Transport
 from app.services.signin import SignInCompleter, SignInResult
-from app.services.throttle import AccountThrottle, account_key
+from app.services.throttle import AccountThrottle, passkey_key
 from app.services.vault import PersonalDataVault
 from app.settings import Settings
 
@@ -462,7 +462,7 @@ class WebAuthnService:
         if handle and handle != bytes_to_base64url(stored.user_id.encode()):
             raise refused
         # Counted before the check, as passwords are: failures back the account off.
-        self._throttle.reserve_attempt(account_key(stored.user_id))
+        self._throttle.reserve_attempt(passkey_key(stored.user_id))
         s = self._settings
         try:
             verified = verify_authentication_response(
@@ -495,7 +495,7 @@ class WebAuthnService:
         stored.sign_count = received
         stored.backup_state = verified.credential_backed_up
         stored.last_used_at = self._clock.now()
-        self._throttle.clear(account_key(stored.user_id))
+        self._throttle.clear(passkey_key(stored.user_id))
         self._db.flush()
         return stored, verified.user_verified
 
