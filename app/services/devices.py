@@ -139,11 +139,10 @@ class DeviceService:
         device = self.identify(user_id, hints, proven_only=True)
         return device is None or device.trust_state != TrustState.BOUND
 
-    def sight(self, user: User, session: Session, context: RequestContext) -> Sighting | None:
+    def sight(self, user: User, session: Session, context: RequestContext) -> Sighting:
         """At sign-in: tie the session to its device, recording a new one (and
-        telling the user) if we have not seen it. Nothing without consent."""
-        if not self._consent.is_granted(user.id, SECURITY_PURPOSE):
-            return None
+        telling the user) if we have not seen it. The caller has checked that
+        the security purpose is granted (SignInCompleter reads the ledger once)."""
         now = self._clock.now()
         device = self.identify(user.id, context.device, lock=True)
         new_cookie = None

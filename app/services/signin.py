@@ -63,10 +63,12 @@ class SignInCompleter:
         # Device model and network address are security data: kept only with consent.
         current = self._consent.current(user.id)
         security = current.get((SECURITY_PURPOSE, None))
-        if security is None or security.decision != Decision.GRANTED:
+        security_granted = security is not None and security.decision == Decision.GRANTED
+        if not security_granted:
             context = context.without_device_details()
         issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
-        sighting = self._devices.sight(user, issued.session, context)
+        # Devices are recorded only with the security purpose, read once above.
+        sighting = self._devices.sight(user, issued.session, context) if security_granted else None
         pending = self._consent.pending(user.id, current)
         issued.session.consent_pending = bool(pending)
         changed_since = previous_sign_in is not None and previous_sign_in < policy.effective_at
