@@ -32,6 +32,9 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
+        # Deleted rows are overwritten with zeros, not just unlinked: a shredded
+        # key must not be recoverable from free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -50,6 +53,29 @@ def insert_if_absent(
     locked with SELECT … FOR UPDATE, even when two workers get there at once."""
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     db.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements))
+
+
+def scrub_after_commit(db: Session) -> None:
+    """Once ``db`` commits, make deleted data unrecoverable from the files too.
+
+    SQLite: secure_delete zeroes the pages, but the write-ahead log still holds
+    earlier versions of them until a checkpoint copies them back and the log is
+    truncated. PostgreSQL keeps dead tuples until VACUUM and old versions in WAL
+    archives and backups; that is operations' job (README, production)."""
+    engine = db.get_bind().engine
+    if engine.dialect.name != "sqlite":
+        return
+
+    def _checkpoint(_session: Session) -> None:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            raw.close()
+
+    event.listen(db, "after_commit", _checkpoint, once=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
