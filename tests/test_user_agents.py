@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.api_support import ANDROID_CHROME, HIGH_LIMITS, IPHONE_SAFARI, database_text
+from tests.api_support import HIGH_LIMITS, IPHONE_SAFARI, database_text
 from tests.helpers import baseline_consent, bearer, login, register
 
 NAME, PHONE = "ZhangWei", "13812345678"
