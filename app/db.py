@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+_log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -67,13 +71,20 @@ def scrub_after_commit(db: Session) -> None:
         return
 
     def _checkpoint(_session: Session) -> None:
+        # The change is committed whatever happens here: a failed checkpoint is
+        # reported, never turned into a failed request.
         raw = engine.raw_connection()
         try:
             cursor = raw.cursor()
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = cursor.fetchone()[0]
             cursor.close()
+        except sqlite3.Error as error:
+            busy = type(error).__name__
         finally:
             raw.close()
+        if busy:
+            _log.warning("WAL checkpoint after deletion did not complete (%s)", busy)
 
     event.listen(db, "after_commit", _checkpoint, once=True)
 
