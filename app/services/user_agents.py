@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
 
 from ua_parser import parse
 
@@ -108,7 +107,6 @@ class AgentSummary:
         return self.browser or self.system or UNKNOWN_DEVICE
 
 
-@lru_cache(maxsize=1024)
 def summarise(user_agent: str) -> AgentSummary:
     result = parse(user_agent[:PARSED_PREFIX])
     device_family = result.device.family if result.device else None
