@@ -186,4 +186,8 @@ def main(argv: list[str] | None = None) -> None:
         "codes are printed here",
         flush=True,
     )
-    app.run(host=args.host, port=args.port, threaded=True)
+    from app.access_log import AddresslessRequestHandler
+
+    app.run(
+        host=args.host, port=args.port, threaded=True, request_handler=AddresslessRequestHandler
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+_log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -32,6 +36,9 @@ def make_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
+        # Deleted rows are overwritten with zeros, not just unlinked: a shredded
+        # key must not be recoverable from free pages of the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -50,6 +57,36 @@ def insert_if_absent(
     locked with SELECT … FOR UPDATE, even when two workers get there at once."""
     insert = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
     db.execute(insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements))
+
+
+def scrub_after_commit(db: Session) -> None:
+    """Once ``db`` commits, make deleted data unrecoverable from the files too.
+
+    SQLite: secure_delete zeroes the pages, but the write-ahead log still holds
+    earlier versions of them until a checkpoint copies them back and the log is
+    truncated. PostgreSQL keeps dead tuples until VACUUM and old versions in WAL
+    archives and backups; that is operations' job (README, production)."""
+    engine = db.get_bind().engine
+    if engine.dialect.name != "sqlite":
+        return
+
+    def _checkpoint(_session: Session) -> None:
+        # The change is committed whatever happens here: a failed checkpoint is
+        # reported, never turned into a failed request.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy = cursor.fetchone()[0]
+            cursor.close()
+        except sqlite3.Error as error:
+            busy = type(error).__name__
+        finally:
+            raw.close()
+        if busy:
+            _log.warning("WAL checkpoint after deletion did not complete (%s)", busy)
+
+    event.listen(db, "after_commit", _checkpoint, once=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

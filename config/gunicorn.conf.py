@@ -22,4 +22,6 @@ forwarded_allow_ips = os.environ.get("PRIVID_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 access_log_format = '"%(m)s %(U)s" %(s)s %(b)s %(L)ss pid=%(p)s'
 errorlog = "-"
+# gunicorn's error log names the peer of a request it cannot parse; this one does not.
+logger_class = "app.access_log.AddresslessGunicornLogger"
 limit_request_field_size = 8190

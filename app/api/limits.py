@@ -1,16 +1,18 @@
-"""Rate-limit keys and values. Keys are blind indexes, so the limiter's storage
-never holds an address in clear."""
+"""Rate-limit keys and values. Keys are blind indexes or keyed hashes, so the
+limiter's storage never holds an email, phone or client address in clear
+(client addresses: app/extensions.py)."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable
 
 from flask import request
 
 from app.api.context import runtime
 from app.errors import ServiceError
-from app.extensions import current_settings
+from app.extensions import current_settings, limiter_hash_key
 from app.services.directory import Directory
 
 
@@ -41,7 +43,9 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
         try:
             return f"{field}:{parse(raw).index}"
         except (ServiceError, UnicodeError):
-            digest = hashlib.sha256(raw.strip().lower().encode("utf-8", "replace")).hexdigest()
+            # Keyed: a plain hash of an almost-valid address could be guessed back.
+            typed = raw.strip().lower().encode("utf-8", "replace")
+            digest = hmac.new(limiter_hash_key(), typed, hashlib.sha256).hexdigest()
             return f"{field}:raw:{digest}"
 
     return key

@@ -9,6 +9,7 @@ from sqlalchemy import LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id
+from .identifying import identifies_user
 
 
 class CodePurpose(StrEnum):
@@ -31,7 +32,9 @@ class OneTimeCode(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     purpose: Mapped[str] = mapped_column(String(32))
     # What the code proves something about: a flow id, a user id or a blind index.
-    subject: Mapped[str] = mapped_column(String(128))
+    subject: Mapped[str] = mapped_column(
+        String(128), info=identifies_user("a user id or an email/phone blind index")
+    )
     code_hash: Mapped[str] = mapped_column(String(64))
     # Blind index of where the code went, so a change flow proves that address.
     destination_index: Mapped[str] = mapped_column(String(64))

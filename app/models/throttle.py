@@ -8,13 +8,16 @@ from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
+from .identifying import identifies_user
 
 
 class LoginThrottle(Base):
     __tablename__ = "login_throttles"
 
     # Blind index of the identifier typed, so unknown identifiers throttle alike.
-    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(
+        String(80), primary_key=True, info=identifies_user("made of a user id or blind index")
+    )
     failures: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)

@@ -14,6 +14,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import scrub_after_commit
 from app.models import (
     LegalArchiveRecord,
     LoginThrottle,
@@ -77,6 +78,7 @@ class CancellationService:
         self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys_of(user))))
         self._db.delete(user)
         self._db.flush()
+        scrub_after_commit(self._db)
         self._rights.complete(
             request, "Account cancelled; identity kept in the legal archive until its date."
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import re
 from dataclasses import dataclass, replace
+
+from app.services.user_agents import UNKNOWN_DEVICE, summarise
 
 IPV4_PREFIX = 24
 IPV6_PREFIX = 48
@@ -56,7 +57,6 @@ class RequestContext:
 
 
 WITHHELD = "withheld"
-UNKNOWN_DEVICE = "unknown device"
 
 
 def truncate_ip(address: str | None) -> str:
@@ -68,36 +68,6 @@ def truncate_ip(address: str | None) -> str:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
-_BROWSERS = [
-    ("Edg/", "Edge"),
-    ("MicroMessenger", "WeChat"),
-    ("OPR/", "Opera"),
-    ("Firefox/", "Firefox"),
-    ("Chrome/", "Chrome"),
-    ("Safari/", "Safari"),
-    ("privid-", "privid app"),
-    ("okhttp", "Android app"),
-    ("CFNetwork", "iOS app"),
-    ("python-requests", "python-requests"),
-    ("curl/", "curl"),
-]
-_SYSTEMS = [
-    ("Android", "Android"),
-    ("iPhone", "iOS"),
-    ("iPad", "iPadOS"),
-    ("Windows", "Windows"),
-    ("Mac OS X", "macOS"),
-    ("CrOS", "ChromeOS"),
-    ("Linux", "Linux"),
-]
-
-
 def summarise_user_agent(user_agent: str) -> str:
-    browser = next((name for token, name in _BROWSERS if token in user_agent), None)
-    system = next((name for token, name in _SYSTEMS if token in user_agent), None)
-    if browser and system:
-        return f"{browser} on {system}"
-    if browser or system:
-        return str(browser or system)
-    # Unknown clients: keep a short, printable prefix only.
-    return re.sub(r"[^\w ./-]", "", user_agent)[:40] or "unknown device"
+    """Browser and OS families from a maintained parser; never the raw header."""
+    return summarise(user_agent).text

@@ -1,7 +1,9 @@
 """Everything the service holds about one person, in one JSON document.
 
-Each section names the tables it covers; tests/test_export.py walks every
-table that refers to a user and fails when no section covers it, so a new
+Each section names the tables it covers, and ``NOT_EXPORTED`` names the tables
+deliberately left out, each with its reason. tests/test_export_coverage.py
+walks every table with a column that can identify a user (see
+app/models/identifying.py) and fails when a table is in neither, so a new
 table cannot be left out of what people get back."""
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from sqlalchemy.orm import Session as DbSession
 from app.clock import Clock
 from app.models import (
     AuditEvent,
+    CodePurpose,
     ConsentRecord,
     DataSubjectRequest,
+    LoginThrottle,
+    OneTimeCode,
     Session,
     User,
 )
@@ -30,6 +35,7 @@ class ExportContext:
     db: DbSession
     user: User
     vault: PersonalDataVault
+    now: datetime
 
 
 @dataclass(frozen=True)
@@ -99,13 +105,125 @@ def _audit(ctx: ExportContext) -> list[dict[str, Any]]:
     return [plain(e) for e in _rows(ctx, AuditEvent, about)]
 
 
+def _sent_to(ctx: ExportContext, index: str) -> str:
+    """Where a code went, in words: the blind index itself means nothing to anyone."""
+    if index == ctx.user.email_index:
+        return "your email address"
+    if index == ctx.user.phone_index:
+        return "your phone number"
+    return "the new address below"
+
+
+# The field a pending contact change is sealed under (AccountService.start_contact_change).
+_PENDING_FIELD: dict[str, str] = {
+    CodePurpose.CHANGE_EMAIL.value: "pending_email",
+    CodePurpose.CHANGE_PHONE.value: "pending_phone",
+}
+
+
+def user_codes(ctx: ExportContext) -> list[OneTimeCode]:
+    """The user's one-time codes: issued for the account or for its email or phone."""
+    user = ctx.user
+    subjects = (user.id, user.email_index, user.phone_index)
+    rows = ctx.db.execute(
+        select(OneTimeCode).where(OneTimeCode.subject.in_(subjects)).order_by(OneTimeCode.sent_at)
+    ).scalars()
+    return [row for row in rows if row.code_hash]  # a row never issued holds nothing
+
+
+def _codes(ctx: ExportContext) -> list[dict[str, Any]]:
+    out = []
+    for row in user_codes(ctx):
+        if row.consumed_at is not None:
+            status = "used"
+        elif row.expires_at <= ctx.now:
+            status = "expired"
+        else:
+            status = "pending"
+        entry: dict[str, Any] = {
+            "purpose": row.purpose,
+            "status": status,
+            "sent_to": _sent_to(ctx, row.destination_index),
+            "sent_at": row.sent_at.isoformat(),
+            "expires_at": row.expires_at.isoformat(),
+            "failed_attempts": row.failed_attempts,
+            "used_at": row.consumed_at.isoformat() if row.consumed_at else None,
+        }
+        field = _PENDING_FIELD.get(row.purpose)
+        if field and row.pending_value_encrypted is not None:
+            cipher = ctx.vault.cipher_for(ctx.user.id)
+            entry["pending_value"] = cipher.decrypt(field, row.pending_value_encrypted)
+        # Never the code or its hash: the export is not a way to read a code.
+        out.append(entry)
+    return out
+
+
+def user_throttles(ctx: ExportContext) -> list[LoginThrottle]:
+    """Sign-in throttle rows about the user: their keys embed the user id or
+    one of the user's blind indexes."""
+    user = ctx.user
+    about = or_(
+        *(
+            LoginThrottle.key.contains(part)
+            for part in (user.id, user.email_index, user.phone_index)
+        )
+    )
+    return list(
+        ctx.db.execute(select(LoginThrottle).where(about).order_by(LoginThrottle.key)).scalars()
+    )
+
+
+def _throttles(ctx: ExportContext) -> list[dict[str, Any]]:
+    out = []
+    for row in user_throttles(ctx):
+        if ctx.user.email_index in row.key:
+            applies_to = "your email address"
+        elif ctx.user.phone_index in row.key:
+            applies_to = "your phone number"
+        else:
+            applies_to = "your account"
+        out.append(
+            {
+                # The key's first part names the counter (sign-in, second factor, passkey...).
+                "counter": row.key.split(":", 1)[0],
+                "applies_to": applies_to,
+                "failures": row.failures,
+                "next_attempt_at": row.next_attempt_at.isoformat(),
+                "updated_at": row.updated_at.isoformat(),
+            }
+        )
+    return out
+
+
 SECTIONS: list[Section] = [
     Section("profile", ("users", "user_data_keys"), _profile),
     Section("sessions", ("sessions",), _sessions),
     Section("consent_history", ("consent_records",), _consent),
     Section("requests", ("data_subject_requests",), _requests),
     Section("audit_events", ("audit_events",), _audit),
+    Section("one_time_codes", ("one_time_codes",), _codes),
+    Section("sign_in_throttles", ("login_throttles",), _throttles),
 ]
+
+# Tables that can identify a user but are not in the export, and why.
+NOT_EXPORTED: dict[str, str] = {
+    "registration_flows": (
+        "a registration in progress belongs to whoever typed the details, not to an "
+        "account; it is deleted when the account is created and expires otherwise"
+    ),
+    "legal_archive_records": (
+        "written at cancellation, when the account ends, under a keyed pseudonym; no "
+        "signed-in person can ask for it, and a request for it goes to the operator queue"
+    ),
+    "incidents": (
+        "created_by names the operator who recorded an incident: their work record, "
+        "not data about them as a user; the incident's notice to affected users is exported"
+    ),
+    "policy_versions": (
+        "published_by names the operator who published a policy version; the act is in "
+        "audit_events with the operator as actor, which the export covers"
+    ),
+}
 
 
 def register_section(section: Section) -> None:
@@ -120,10 +238,11 @@ class ExportService:
         self._db, self._clock, self._vault = db, clock, vault
 
     def export(self, user: User) -> dict[str, Any]:
-        ctx = ExportContext(self._db, user, self._vault)
+        now = self._clock.now()
+        ctx = ExportContext(self._db, user, self._vault, now)
         document: dict[str, Any] = {
             "format": "privid-export/1",
-            "generated_at": self._clock.now().isoformat(),
+            "generated_at": now.isoformat(),
         }
         for section in SECTIONS:
             document[section.name] = section.collect(ctx)
