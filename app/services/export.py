@@ -19,6 +19,7 @@ from app.models import (
     AuditEvent,
     ConsentRecord,
     DataSubjectRequest,
+    OneTimeCode,
     Session,
     User,
 )
@@ -99,12 +100,26 @@ def _audit(ctx: ExportContext) -> list[dict[str, Any]]:
     return [plain(e) for e in _rows(ctx, AuditEvent, about)]
 
 
+def _codes(ctx: ExportContext) -> list[dict[str, Any]]:
+    """Codes issued for the account; the code itself exists only as a keyed hash."""
+    out = []
+    for row in _rows(ctx, OneTimeCode, OneTimeCode.user_id == ctx.user.id):
+        item = plain(row, leave_out=("code_hash", "destination_index", "pending_value_encrypted"))
+        if row.pending_value_encrypted is not None:
+            kind = "email" if row.purpose == "change_email" else "phone"
+            cipher = ctx.vault.cipher_for(ctx.user.id)
+            item["pending_value"] = cipher.decrypt(f"pending_{kind}", row.pending_value_encrypted)
+        out.append(item)
+    return out
+
+
 SECTIONS: list[Section] = [
     Section("profile", ("users", "user_data_keys"), _profile),
     Section("sessions", ("sessions",), _sessions),
     Section("consent_history", ("consent_records",), _consent),
     Section("requests", ("data_subject_requests",), _requests),
     Section("audit_events", ("audit_events",), _audit),
+    Section("one_time_codes", ("one_time_codes",), _codes),
 ]
 
 
