@@ -44,7 +44,7 @@ class SmtpEmailSender:
                     smtp.login(self._username, self._password)
                 # The envelope names the recipient we validated: send_message would
                 # otherwise re-read it from the To header, which it decodes.
-                smtp.send_message(email, from_addr=self._sender, to_addrs=[message.to])
+                smtp.send_message(email, to_addrs=[message.to])
         except (OSError, smtplib.SMTPException) as exc:
             # The exception text can quote the recipient; keep only its class.
             raise DeliveryError(f"SMTP delivery failed: {type(exc).__name__}") from None
