@@ -32,7 +32,10 @@ def upgrade() -> None:
         "WHERE purpose IN ('change_email', 'change_phone', 'login_email') "
         "AND subject IN (SELECT id FROM users)"
     )
-    op.execute("DELETE FROM one_time_codes WHERE purpose IN ('password_reset', 'login_sms')")
+    op.execute(
+        "DELETE FROM one_time_codes WHERE purpose IN ('password_reset', 'login_sms') "
+        "OR (purpose IN ('change_email', 'change_phone', 'login_email') AND user_id IS NULL)"
+    )
 
 
 def downgrade() -> None:
