@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     limit_code_send_per_ip: str = "20/hour"
     limit_registration_per_ip: str = "10/hour"
     limit_reset_per_ip: str = "10/hour"
+    # Data-subject requests (POST /me/requests), per signed-in account.
+    limit_requests_per_account: str = "10/hour"
 
     # Email.
     email_backend: str = "console"  # console | smtp

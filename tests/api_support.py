@@ -31,6 +31,7 @@ HIGH_LIMITS = {
         "limit_code_send_per_ip",
         "limit_registration_per_ip",
         "limit_reset_per_ip",
+        "limit_requests_per_account",
     )
 }
 

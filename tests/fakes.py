@@ -14,8 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 
 CODE_RE = re.compile(r"\b(\d{6})\b")
+ANGLE_ADDR_RE = re.compile(r"<([^>]*)>")
 WAIT_SECONDS = 10.0
 
 
@@ -67,11 +69,31 @@ class Mailbox:
             self.messages.clear()
 
 
+class LiteralRecipientSmtp(SMTP):
+    """Keeps each RCPT TO address exactly as the client sent it. aiosmtpd parses
+    it with Python's header parser, which decodes RFC 2047 encoded words; a real
+    mail server does not, so the tests must see what was really asked for."""
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        accepted_before = len(self.envelope.rcpt_tos) if self.envelope else 0
+        await super().smtp_RCPT(arg)
+        literal = ANGLE_ADDR_RE.search(arg or "")
+        if self.envelope and literal and len(self.envelope.rcpt_tos) > accepted_before:
+            self.envelope.rcpt_tos[-1] = literal.group(1)
+
+
+class LiteralRecipientController(Controller):
+    def factory(self) -> SMTP:
+        return LiteralRecipientSmtp(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     def __init__(self) -> None:
         self.mailbox = Mailbox()
         self.port = free_port()
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        self._controller = LiteralRecipientController(
+            self.mailbox, hostname="127.0.0.1", port=self.port
+        )
 
     def start(self) -> SmtpServer:
         self._controller.start()

@@ -42,7 +42,9 @@ class SmtpEmailSender:
                     smtp.starttls(context=ssl.create_default_context(cafile=self._ca_file))
                 if self._username:
                     smtp.login(self._username, self._password)
-                smtp.send_message(email)
+                # The envelope names the recipient we validated: send_message would
+                # otherwise re-read it from the To header, which it decodes.
+                smtp.send_message(email, to_addrs=[message.to])
         except (OSError, smtplib.SMTPException) as exc:
             # The exception text can quote the recipient; keep only its class.
             raise DeliveryError(f"SMTP delivery failed: {type(exc).__name__}") from None

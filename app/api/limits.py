@@ -51,6 +51,14 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
     return key
 
 
+def caller_key() -> str:
+    """The signed-in account (its random id). Authenticates the request first:
+    without a session there is nothing to count, and the answer is a 401."""
+    from app.api.context import current_caller
+
+    return f"account:{current_caller().user.id}"
+
+
 def flow_destination_key() -> str:
     """A registration resend counts against the address it goes to, not the flow:
     opening more flows must not buy more messages to one person."""

@@ -14,6 +14,7 @@ from app.api.context import (
     runtime,
     services,
 )
+from app.api.limits import caller_key, setting
 from app.api.operations import operation
 from app.api.schemas import (
     CancellationIn,
@@ -24,6 +25,7 @@ from app.api.schemas import (
     RequestOut,
 )
 from app.errors import ServiceError
+from app.extensions import limiter
 from app.models import DataSubjectRequest, RequestKind
 from app.services.sessions import Acr
 
@@ -97,11 +99,16 @@ def change_name(body: NameChange) -> ResponseReturnValue:
 
 
 @bp.post("/requests")
+@limiter.limit(setting("limit_requests_per_account"), key_func=caller_key)
 @operation(
     "Ask for something the service cannot do on the spot; an operator answers by the due date",
     tag=TAG,
     body=RequestIn,
-    responses={201: ("Received", RequestOut)},
+    responses={
+        201: ("Received", RequestOut),
+        409: ("The same request is already open", None),
+        429: ("Too many requests from this account", None),
+    },
     auth=True,
     consent_step=True,
 )
@@ -116,7 +123,7 @@ def make_request(body: RequestIn) -> ResponseReturnValue:
             caller.user.id, kind, f"Deleted {deleted} ended session(s).", details
         )
     else:
-        request = svc.rights.receive(caller.user.id, kind, details)
+        request = svc.rights.open_request(caller.user.id, kind, details)
     return jsonify(request_out(request).model_dump(mode="json")), 201
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id
@@ -34,6 +34,13 @@ class OneTimeCode(Base):
     # What the code proves something about: a flow id, a user id or a blind index.
     subject: Mapped[str] = mapped_column(
         String(128), info=identifies_user("a user id or an email/phone blind index")
+    )
+    # The account the code was issued for; checked on use, so a code keyed by an
+    # address never works for whoever holds that address later. NULL only where
+    # no account exists yet: registration codes (bound to their flow, the
+    # subject) and codes asked for an address nobody holds (they fit no account).
+    user_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     code_hash: Mapped[str] = mapped_column(String(64))
     # Blind index of where the code went, so a change flow proves that address.

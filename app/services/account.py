@@ -103,7 +103,9 @@ class AccountService:
     def start_reset(self, identifier: str, context: RequestContext) -> None:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        code = self._codes.issue(CodePurpose.PASSWORD_RESET, ident.index, ident.index)
+        code = self._codes.issue(
+            CodePurpose.PASSWORD_RESET, ident.index, ident.index, user_id=user.id if user else None
+        )
         if user is None or not user.is_active:
             return  # same work, same answer; nothing is sent
         self._send_code(ident, code, CodePurpose.PASSWORD_RESET)
@@ -113,7 +115,9 @@ class AccountService:
     ) -> None:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        row = self._codes.check(CodePurpose.PASSWORD_RESET, ident.index, code)
+        row = self._codes.check(
+            CodePurpose.PASSWORD_RESET, ident.index, code, user_id=user.id if user else None
+        )
         if user is None or not user.is_active:
             raise invalid_code()
         # A rejected password leaves the code usable for a better one.
@@ -147,6 +151,7 @@ class AccountService:
             user.id,
             ident.index,
             pending_value_encrypted=cipher.encrypt(f"pending_{kind}", ident.value),
+            user_id=user.id,
         )
         if self._directory.find(ident) is not None:
             # Taken by another account: tell that address, not this user.
@@ -160,7 +165,7 @@ class AccountService:
     def finish_contact_change(
         self, user: User, kind: str, code: str, context: RequestContext
     ) -> None:
-        row = self._codes.check(CHANGE_PURPOSE[kind], user.id, code)
+        row = self._codes.check(CHANGE_PURPOSE[kind], user.id, code, user_id=user.id)
         column = User.email_index if kind == EMAIL else User.phone_index
         ident_taken = self._db.execute(
             select(User.id).where(column == row.destination_index)

@@ -74,7 +74,9 @@ class CancellationService:
         # encrypted fields is noise. The rest of the account goes with it.
         self._db.execute(delete(UserDataKey).where(UserDataKey.user_id == user_id))
         self._db.execute(delete(Session).where(Session.user_id == user_id))
-        self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == user_id))
+        # Every code issued for the account, including those keyed by its email
+        # or phone (reset, SMS sign-in), which would otherwise outlive it.
+        self._db.execute(delete(OneTimeCode).where(OneTimeCode.user_id == user_id))
         self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys_of(user))))
         self._db.delete(user)
         self._db.flush()

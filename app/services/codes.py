@@ -44,8 +44,13 @@ class CodeService:
         subject: str,
         destination_index: str,
         pending_value_encrypted: bytes | None = None,
+        *,
+        user_id: str | None,
     ) -> str:
-        """A fresh code replacing any earlier one; refused during the resend cooldown."""
+        """A fresh code replacing any earlier one; refused during the resend cooldown.
+
+        ``user_id`` is the account the code is for (None while there is none:
+        a registration, or an address nobody holds); ``check`` demands the same."""
         now = self._clock.now()
         # The row is created first (if absent) so concurrent requests for a new
         # subject queue on its lock instead of colliding on the unique key.
@@ -76,6 +81,7 @@ class CodeService:
         code = new_code()
         row.code_hash = self._hasher(f"{purpose}:{subject}", code)
         row.destination_index = destination_index
+        row.user_id = user_id
         row.pending_value_encrypted = pending_value_encrypted
         # A new code gets its own tries; how many codes a destination can get
         # is capped by the per-destination rate limits on every sending endpoint.
@@ -86,12 +92,16 @@ class CodeService:
         self._db.flush()
         return code
 
-    def check(self, purpose: str, subject: str, code: str) -> OneTimeCode:
-        """The live code row if ``code`` matches; a wrong guess is counted."""
+    def check(self, purpose: str, subject: str, code: str, *, user_id: str | None) -> OneTimeCode:
+        """The live code row if ``code`` matches and was issued for ``user_id``
+        (None: no account yet); a wrong guess is counted."""
         row = self._find(purpose, subject)
         now = self._clock.now()
         if (
             row is None
+            # Issued for another account (or for none): the address it is keyed
+            # by has changed hands since.
+            or row.user_id != user_id
             or row.consumed_at is not None
             or row.expires_at <= now
             or row.failed_attempts >= self._rules.max_attempts

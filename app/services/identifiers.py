@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from app.errors import invalid_field
 
 FULL_NAME_MAX = 100
+ENCODED_WORD_START = "=?"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,15 @@ def normalise_email(value: str, pointer: str = "#/email") -> str:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise invalid_field(pointer, f"This is not a valid email address: {exc}") from None
+    # RFC 2047 forbids encoded words in an address, yet mail libraries decode
+    # them there ("=?x?q?alice?=@example.com" is delivered to alice@...): such
+    # an address would name one mailbox to us and another to the mail server.
+    if ENCODED_WORD_START in result.local_part:
+        raise invalid_field(
+            pointer,
+            f"An email address may not contain '{ENCODED_WORD_START}' "
+            "(it reads as an RFC 2047 encoded word).",
+        )
     # Domains are case-insensitive; we also fold the local part, as every large
     # mail provider does, so one person cannot hold two accounts by case alone.
     return result.normalized.lower()

@@ -96,7 +96,9 @@ class LoginService:
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         # A code row exists either way, so both paths do the same work.
-        code = self._codes.issue(CodePurpose.LOGIN_SMS, ident.index, ident.index)
+        code = self._codes.issue(
+            CodePurpose.LOGIN_SMS, ident.index, ident.index, user_id=user.id if user else None
+        )
         if user is not None and user.is_active:
             self._notifier.code_by_sms(
                 ident.value, code, CodePurpose.LOGIN_SMS, self._codes.ttl_minutes
@@ -108,7 +110,9 @@ class LoginService:
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         try:
-            row = self._codes.check(CodePurpose.LOGIN_SMS, ident.index, code)
+            row = self._codes.check(
+                CodePurpose.LOGIN_SMS, ident.index, code, user_id=user.id if user else None
+            )
         except ServiceError:
             self._fail(user, context, "invalid_code", "sms")
             raise
@@ -125,7 +129,9 @@ class LoginService:
         user, claims = self._open_ticket(ticket)
         if "email_code" not in claims.get("methods", TOTP_METHODS):
             raise invalid_field("#/ticket", "This sign-in does not use an email code.")
-        code = self._codes.issue(CodePurpose.LOGIN_EMAIL, user.id, user.email_index)
+        code = self._codes.issue(
+            CodePurpose.LOGIN_EMAIL, user.id, user.email_index, user_id=user.id
+        )
         self._notifier.code_by_email(
             self._vault.profile(user).email, code, CodePurpose.LOGIN_EMAIL,
             self._codes.ttl_minutes,
@@ -159,7 +165,9 @@ class LoginService:
                 amr, acr = ["otp", "mfa"], Acr.MULTI_FACTOR
             elif email_code is not None and "email_code" in methods:
                 attempted = "email_code"
-                row = self._codes.check(CodePurpose.LOGIN_EMAIL, user.id, email_code)
+                row = self._codes.check(
+                    CodePurpose.LOGIN_EMAIL, user.id, email_code, user_id=user.id
+                )
                 self._codes.consume(row)
                 # RFC 8176 "mca": a second channel confirmed it. Not a second
                 # factor: the same mailbox can reset the password.

@@ -148,7 +148,8 @@ class RegistrationService:
         flow = self._live_flow(flow_id)
         if self._verified_at(flow, channel) is not None:
             raise invalid_field("#/channel", f"The {channel} is already confirmed.")
-        row = self._codes.check(CHANNEL_PURPOSE[channel], flow.id, code)
+        # No account yet: the code is bound to this flow (its subject) alone.
+        row = self._codes.check(CHANNEL_PURPOSE[channel], flow.id, code, user_id=None)
         if flow.email_taken if channel == EMAIL else flow.phone_taken:
             # No code was ever sent; this can only be a guess. Count it.
             row.failed_attempts += 1
@@ -232,7 +233,7 @@ class RegistrationService:
     def _send(self, flow: RegistrationFlow, channel: str, address: str) -> None:
         taken = flow.email_taken if channel == EMAIL else flow.phone_taken
         index = flow.email_index if channel == EMAIL else flow.phone_index
-        code = self._codes.issue(CHANNEL_PURPOSE[channel], flow.id, index)
+        code = self._codes.issue(CHANNEL_PURPOSE[channel], flow.id, index, user_id=None)
         minutes = self._codes.ttl_minutes
         if channel == EMAIL:
             if taken:

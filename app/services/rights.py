@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import ServiceError, invalid_field, not_found
-from app.models import DataSubjectRequest, RequestKind, RequestStatus
+from app.models import DataSubjectRequest, RequestKind, RequestStatus, User
 from app.services.audit import AuditTrail
 from app.services.working_days import WorkingCalendar
 
@@ -51,6 +51,28 @@ class RightsService:
         )
         return request
 
+    def open_request(
+        self, user_id: str, kind: RequestKind, details: dict[str, Any]
+    ) -> DataSubjectRequest:
+        """A request for an operator; the same request while one is open is a duplicate."""
+        self._serialise_requests_of(user_id)
+        for request in self._db.execute(
+            select(DataSubjectRequest).where(
+                DataSubjectRequest.user_id == user_id,
+                DataSubjectRequest.kind == kind,
+                DataSubjectRequest.status == RequestStatus.OPEN,
+            )
+        ).scalars():
+            if request.details == details:
+                raise ServiceError(
+                    "request-duplicate",
+                    409,
+                    "Already asked",
+                    f"The same request ({request.id}) is open and will be answered by "
+                    f"{request.due_at.isoformat()}.",
+                )
+        return self.receive(user_id, kind, details)
+
     def answered_at_once(
         self, user_id: str, kind: RequestKind, outcome: str, details: dict[str, Any] | None = None
     ) -> DataSubjectRequest:
@@ -77,6 +99,9 @@ class RightsService:
     def _close(
         self, request: DataSubjectRequest, status: RequestStatus, handled_by: str | None
     ) -> None:
+        # Lock the row and read its status afresh: of two operators (or two
+        # clicks) answering at once, the second waits and then sees the answer.
+        self._db.refresh(request, with_for_update=True)
         if request.status != RequestStatus.OPEN:
             raise ServiceError(
                 "request-closed", 409, "Already answered", "This request was already answered."
@@ -94,7 +119,11 @@ class RightsService:
         )
 
     def refuse_if_repetitive_export(self, user_id: str) -> DataSubjectRequest | None:
-        """More exports in a day than the setting allows are refused, with that reason."""
+        """More exports in a day than the setting allows are refused, with that reason.
+
+        The count holds until the export is recorded and committed, so
+        concurrent exports cannot all see room under the cap."""
+        self._serialise_requests_of(user_id)
         since = self._clock.now() - timedelta(days=1)
         done = self._db.execute(
             select(func.count())
@@ -114,6 +143,12 @@ class RightsService:
             f"Unreasonably repetitive: more than {self._max_exports_per_day} exports in a day. "
             "Try again tomorrow.",
         )
+
+    def _serialise_requests_of(self, user_id: str) -> None:
+        """Checks that count or compare a user's requests run one at a time per
+        user: the user's row is locked until the transaction ends (SQLite's
+        BEGIN IMMEDIATE already serialises every writer)."""
+        self._db.execute(select(User.id).where(User.id == user_id).with_for_update())
 
     def for_user(self, user_id: str) -> Sequence[DataSubjectRequest]:
         return (
