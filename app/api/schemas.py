@@ -155,6 +155,8 @@ class SessionOut(BaseModel):
 
 
 class Texts(BaseModel):
+    # Sent as "zh-CN" whoever dumps it; /openapi.json documents the sent shape.
+    model_config = ConfigDict(serialize_by_alias=True)
     zh_cn: str = Field(serialization_alias="zh-CN")
     en: str
 
