@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -54,3 +54,11 @@ def insert_if_absent(
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE touched. Session.execute is typed as
+    returning Result; for a DML statement it is a CursorResult, which counts."""
+    if not isinstance(result, CursorResult):
+        raise TypeError("affected_rows needs the result of an UPDATE or DELETE")
+    return int(result.rowcount or 0)
