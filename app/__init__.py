@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, Response, g
-from limits.storage import storage_from_string
+from limits.storage import Storage, storage_from_string
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.adapters.messages import (
@@ -20,6 +20,7 @@ from app.api.converters import CodeConverter, IdConverter
 from app.clock import Clock, SystemClock
 from app.db import make_engine, make_session_factory
 from app.extensions import limiter
+from app.resources import resource_dir
 from app.security.blind_index import BlindIndex
 from app.security.dpop import DpopVerifier
 from app.security.envelope import KeyRing
@@ -36,7 +37,7 @@ from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials
 from app.services.working_days import load_calendar
 from app.settings import Settings
 
-DEFAULT_HOLIDAYS = Path(__file__).resolve().parent.parent / "config" / "holidays-cn.toml"
+DEFAULT_HOLIDAYS = resource_dir("config") / "holidays-cn.toml"
 
 SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
@@ -100,7 +101,7 @@ def build_runtime(
         ),
         signer=Signer(settings.signing_key_id, settings.signing_key_bytes),
         withdrawal_effects=built_in_withdrawal_effects(),
-        replay_cache=storage_from_string(settings.ratelimit_storage_uri),
+        replay_cache=_sync_storage(settings.ratelimit_storage_uri),
         dpop_verifier=DpopVerifier(
             max_age_seconds=settings.dpop_max_age_seconds,
             future_skew_seconds=settings.dpop_future_skew_seconds,
@@ -207,3 +208,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return response
 
     return app
+
+
+def _sync_storage(uri: str) -> Storage:
+    """The limits storage behind a URI; the workers are synchronous, so an
+    async:// URI is a configuration error, not something to run with."""
+    storage = storage_from_string(uri)
+    if not isinstance(storage, Storage):
+        raise ValueError("the rate-limit storage must be a synchronous one (not async://)")
+    return storage

@@ -13,12 +13,13 @@ import click
 from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
+from app.resources import resource_dir
 from app.services.chain import ChainBreak
 from app.services.container import Services
 from app.services.policies import NewPolicy
 from app.settings import Settings
 
-DEVELOPMENT_POLICY = Path(__file__).resolve().parent.parent / "config" / "privacy-policy.md"
+DEVELOPMENT_POLICY = resource_dir("config") / "privacy-policy.md"
 
 
 def register_cli(app: Flask) -> None:

@@ -154,12 +154,18 @@ class World:
     flow_id: str
 
 
-def make_world(client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, runtime: Runtime) -> World:
-    person, session = register(client, mailbox, sms, token_delivery="bearer")
+def make_world(
+    client: FlaskClient,
+    mailbox: Mailbox,
+    sms: SmsOutbox,
+    runtime: Runtime,
+    consent: dict[str, Any] | None = None,
+) -> World:
+    person, session = register(client, mailbox, sms, token_delivery="bearer", consent=consent)
     # An operator, so the operator-only endpoints reach their body checks too.
     granted = client.application.test_cli_runner().invoke(args=["operator-grant", person.email])
     assert granted.exit_code == 0, granted.output
-    started = start_registration(client, new_person())
+    started = start_registration(client, new_person(), consent)
     assert started.status_code == 202, started.json
     runtime.dispatcher.drain()
     return World(person, session["token"], session["session_id"], started.json["flow_id"])

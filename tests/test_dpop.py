@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,12 +15,11 @@ from typing import Any
 
 import pytest
 from joserfc import jws
-from joserfc.jwk import OctKey, RSAKey
+from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from app.clock import FrozenClock
 from app.security.dpop import (
     MAX_PROOF_LENGTH,
-    SUPPORTED_ALGORITHMS,
     DpopInvalid,
     DpopProof,
     DpopVerifier,
@@ -172,8 +172,28 @@ def test_a_nonce_is_handed_back_for_its_issuer_to_compare(keys):
     assert verify(signed(keys.es, claims(nonce="server-nonce-1"))).nonce == "server-nonce-1"
 
 
-def test_the_algorithms_on_offer():
-    assert set(SUPPORTED_ALGORITHMS) == {"ES256", "Ed25519", "RS256", "PS256"}
+def test_the_challenge_offers_exactly_the_algorithms_a_proof_may_use(client, keys):
+    """RFC 9449 section 7.1: the algs a client is offered are the ones that verify;
+    a sound asymmetric algorithm that is not offered is refused."""
+    refused = client.get(
+        "/api/v1/me",
+        headers={"Authorization": "DPoP not-a-token", "DPoP": keys.es.proof("GET", "/api/v1/me")},
+    )
+    offered = re.search(r'algs="([^"]+)"', www_authenticate(refused))
+    assert offered is not None, www_authenticate(refused)
+    algs = set(offered.group(1).split())
+    assert "ES256" in algs  # the one every client can be expected to have
+    for alg in algs:
+        assert verify(signed(keys.by_alg(alg), claims())).jkt == keys.by_alg(alg).thumbprint
+    not_offered = [
+        DpopKey("ES384", ECKey.generate_key("P-384")),
+        DpopKey("RS512", keys.rs.key),
+        DpopKey("PS384", keys.ps.key),
+    ]
+    for key in not_offered:
+        assert key.alg not in algs
+        with pytest.raises(DpopInvalid, match="alg"):
+            verify(signed(key, claims()))
 
 
 # -- the verifier: what it refuses ----------------------------------------------------

@@ -1,14 +1,22 @@
-"""The purpose catalogue is checked at start-up; a bad entry is named."""
+"""The purpose catalogue: what users are shown is what the service does, and
+a bad entry stops the service at start-up, named."""
 
 from __future__ import annotations
-
-import tomllib
 
 import pytest
 
 from app import create_app
-from app.services.purposes import DEFAULT_CATALOGUE, CatalogueError, LegalBasis, load_catalogue
+from app.services.purposes import CatalogueError, load_catalogue
 from app.settings import Settings
+from tests.api_support import HIGH_LIMITS, assert_problem
+from tests.helpers import (
+    POLICY_VERSION,
+    baseline_consent,
+    bearer,
+    new_person,
+    register,
+    start_registration,
+)
 
 ENTRY = """
 [[purpose]]
@@ -35,27 +43,67 @@ def write(tmp_path, text: str):
     return path
 
 
-def test_the_shipped_catalogue_matches_the_policy():
-    catalogue = load_catalogue()
-    by_code = {p.code: p for p in catalogue}
-    assert set(by_code) == {
-        "account", "session_cookies", "security", "device_biometrics",
-        "identity_verification", "wechat_login", "partner_sharing", "cross_border",
-        "legal_archive", "analytics",
-    }  # fmt: skip
-    assert by_code["account"].legal_basis is LegalBasis.CONTRACT and by_code["account"].required
-    assert by_code["legal_archive"].legal_basis is LegalBasis.LEGAL_OBLIGATION
-    assert not by_code["legal_archive"].withdrawable
-    for separate in ("identity_verification", "partner_sharing", "cross_border"):
-        assert by_code[separate].needs_separate_action, separate
-    assert by_code["identity_verification"].sensitive
-    assert by_code["partner_sharing"].per_client
-    assert by_code["cross_border"].cross_border and not by_code["cross_border"].required
-    assert not by_code["analytics"].required
-    # Every text exists in both languages.
-    raw = tomllib.loads(DEFAULT_CATALOGUE.read_text(encoding="utf-8"))
-    for item in raw["purpose"]:
-        assert item["title"]["zh-CN"] and item["title"]["en"], item["code"]
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return dict(HIGH_LIMITS)  # one registration per required purpose
+
+
+def test_each_purpose_shown_to_users_behaves_as_the_list_says(client, mailbox, sms):
+    """GET /api/v1/purposes is what a user reads before deciding; every flag on
+    it is a promise the service keeps, whatever the shipped catalogue holds."""
+    shown = client.get("/api/v1/purposes")
+    assert shown.status_code == 200
+    purposes = shown.json["purposes"]
+    assert purposes
+    for purpose in purposes:
+        for text in (purpose["title"], purpose["description"]):
+            assert set(text) == {"zh-CN", "en"} and all(text.values()), purpose["code"]
+    asked = {p["code"] for p in purposes if not p["per_client"]}
+    consent = baseline_consent()
+    assert {d["purpose"] for d in consent["decisions"]} == asked
+
+    _, session = register(client, mailbox, sms, consent=consent)
+    token = session["token"]
+    checked: set[str] = set()
+    for purpose in purposes:
+        code = purpose["code"]
+        if purpose["per_client"]:
+            continue  # decided per partner, not on the account
+        if purpose["required"]:
+            # Refusing it at registration means there can be no account.
+            refused = start_registration(
+                client, new_person(), baseline_consent(**{code: "refused"})
+            )
+            assert_problem(refused, 403, "required-purpose-refused")
+            checked.add("required")
+        if not purpose["withdrawable"]:
+            withdrawn = client.post(f"/api/v1/me/consent/{code}/withdraw", headers=bearer(token))
+            assert_problem(withdrawn, 409, "not-withdrawable")
+            checked.add("not withdrawable")
+            continue
+        granted = {**{d["purpose"]: d["decision"] for d in consent["decisions"]}, code: "granted"}
+        batch = [{"purpose": c, "decision": d} for c, d in granted.items()]
+        in_batch = client.post(
+            "/api/v1/me/consent/decisions",
+            json={"policy_version": POLICY_VERSION, "decisions": batch},
+            headers=bearer(token),
+        )
+        if purpose["separate_consent"]:
+            assert_problem(in_batch, 422, "validation-error")
+            alone = client.post(
+                f"/api/v1/me/consent/{code}/grant",
+                json={"policy_version": POLICY_VERSION},
+                headers=bearer(token),
+            )
+            assert alone.status_code == 200, (code, alone.json)
+            checked.add("separate")
+        else:
+            assert in_batch.status_code == 200, (code, in_batch.json)
+        withdrawn = client.post(f"/api/v1/me/consent/{code}/withdraw", headers=bearer(token))
+        assert withdrawn.status_code == 200, (code, withdrawn.json)
+        checked.add("withdrawable")
+    # Each kind of promise was put to the test at least once.
+    assert checked == {"required", "not withdrawable", "separate", "withdrawable"}
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.clock import FrozenClock
 from app.services.working_days import WorkingCalendar, load_calendar
+from tests.helpers import bearer, register
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HOLIDAY_FILE = Path(__file__).resolve().parent.parent / "config" / "holidays-cn.toml"
@@ -106,10 +108,6 @@ def test_is_working_day_refuses_a_datetime() -> None:
         PLAIN.is_working_day(sh(2026, 3, 2))
 
 
-def test_default_time_zone_is_shanghai() -> None:
-    assert WorkingCalendar().tz == SHANGHAI
-
-
 # --- working_days_between ---
 
 
@@ -174,9 +172,24 @@ def test_shipped_years_have_248_working_days(cn: WorkingCalendar, year: int) -> 
     assert sum(cn.is_working_day(d) for d in days) == 248
 
 
-def test_shipped_make_up_days_are_weekends(cn: WorkingCalendar) -> None:
-    assert len(cn.working_weekends) == 11
-    assert all(d.weekday() >= 5 for d in cn.working_weekends)
+@pytest.fixture
+def clock() -> FrozenClock:
+    # Friday 18 September 2026, 10:00 in Shanghai; Sunday the 20th is a make-up day.
+    return FrozenClock(datetime(2026, 9, 18, 2, 0, tzinfo=UTC))
+
+
+def test_a_request_before_a_make_up_sunday_is_due_a_day_sooner(client, mailbox, sms, clock):
+    """The shipped calendar reaches what users are told: received on Friday, a
+    request counts Sunday 20 Sep (a make-up working day), Monday and Tuesday."""
+    _, session = register(client, mailbox, sms)
+    made = client.post(
+        "/api/v1/me/requests",
+        json={"kind": "deletion", "categories": ["other"]},
+        headers=bearer(session["token"]),
+    )
+    assert made.status_code == 201, made.json
+    due = datetime.fromisoformat(made.json["due_at"])
+    assert due == end_of(date(2026, 9, 22)).astimezone(UTC)  # Tuesday, not Wednesday
 
 
 # --- load_calendar refusals ---

@@ -175,8 +175,9 @@ def current_caller() -> Caller:
         )
     user = svc.db.get(User, session.user_id)
     assert user is not None
-    g.privid_caller = Caller(session, user, proof)
-    return g.privid_caller
+    signed_in = Caller(session, user, proof)
+    g.privid_caller = signed_in
+    return signed_in
 
 
 def require_operator() -> Caller:

@@ -4,6 +4,7 @@ notices addressed to them. Every operator call is audited with who made it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from flask import Blueprint, jsonify, url_for
@@ -48,7 +49,7 @@ def _selection(body: IncidentCreate) -> Selection:
     )
 
 
-def _check_channels(channels: list[str]) -> None:
+def _check_channels(channels: Sequence[str]) -> None:
     rt = runtime()
     # Like the console senders, the logging push stand-in is for development:
     # in production it would count pushes as sent that nobody received.

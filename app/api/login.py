@@ -113,7 +113,11 @@ def second_factor_email(body: SecondFactorTicket) -> ResponseReturnValue:
     "Finish signing in with a TOTP code, a recovery code or an email code",
     tag=TAG,
     body=SecondFactorIn,
-    responses={200: ("Signed in, or consent is owed first", SignedIn)},
+    responses={
+        200: ("Signed in, or consent is owed first", SignedIn),
+        # An email-code ticket, and TOTP was enabled since it was issued.
+        202: ("TOTP is now owed as well", SecondFactorNeeded),
+    },
 )
 def second_factor(body: SecondFactorIn) -> ResponseReturnValue:
     # The ticket says how the first step delivered its token; a key-bound

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from flask import Flask
 from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from app.api.operations import Operation
 
@@ -32,16 +33,41 @@ PROBLEM_SCHEMA = {
 }
 
 
-def _schema_ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, str]:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    components[model.__name__] = schema
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+JsonSchemaMode = Literal["validation", "serialization"]
+
+
+class _Schemas:
+    """Collects the models an operation names, then emits them in one pass.
+
+    A request body is documented as pydantic validates it, a response as it is
+    serialised (aliases applied): the two can differ (``Texts.zh_cn`` is sent as
+    ``zh-CN``), and pydantic names both shapes apart when they do.
+    """
+
+    def __init__(self) -> None:
+        self._wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+        self._placeholders: dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, str]] = {}
+
+    def ref(self, model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, str]:
+        key = (model, mode)
+        if key not in self._placeholders:
+            self._wanted.append(key)
+            self._placeholders[key] = {}
+        return self._placeholders[key]
+
+    def components(self) -> dict[str, Any]:
+        if not self._wanted:
+            return {}
+        refs, top = models_json_schema(
+            self._wanted, by_alias=True, ref_template="#/components/schemas/{model}"
+        )
+        for key, placeholder in self._placeholders.items():
+            placeholder.update(refs[key])
+        return dict(top.get("$defs", {}))
 
 
 def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
-    components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
+    schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for rule in app.url_map.iter_rules():
         view = app.view_functions.get(rule.endpoint)
@@ -65,7 +91,7 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
             if op.body is not None:
                 entry["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": _schema_ref(op.body, components)}},
+                    "content": {"application/json": {"schema": schemas.ref(op.body, "validation")}},
                 }
                 if op.max_body_bytes:
                     entry["requestBody"]["x-max-body-bytes"] = op.max_body_bytes
@@ -73,7 +99,7 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
                 response: dict[str, Any] = {"description": description}
                 if model is not None:
                     response["content"] = {
-                        "application/json": {"schema": _schema_ref(model, components)}
+                        "application/json": {"schema": schemas.ref(model, "serialization")}
                     }
                 entry["responses"][str(status)] = response
             entry["responses"]["default"] = {
@@ -85,6 +111,7 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
             if op.auth:
                 entry["security"] = [{"bearer": []}, {"dpop": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = entry
+    components = {"Problem": PROBLEM_SCHEMA, **schemas.components()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "privid", "version": version},

@@ -88,9 +88,9 @@ def _from_rate_limit(error: RateLimitExceeded) -> Response:
 def _from_unexpected(error: Exception) -> Response:
     # Exception messages can quote personal data or SQL parameters: log the
     # type and where it happened, never the message.
-    frames = traceback.extract_tb(error.__traceback__)
+    stack = traceback.extract_tb(error.__traceback__)
     # Our own frames say where it went wrong; library frames only say how.
-    frames = [f for f in frames if "/app/" in f.filename][-6:] or frames[-6:]
+    frames = [f for f in stack if "/app/" in f.filename][-6:] or stack[-6:]
     where = " <- ".join(
         f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames)
     )

@@ -155,6 +155,8 @@ class SessionOut(BaseModel):
 
 
 class Texts(BaseModel):
+    # Sent as "zh-CN" whoever dumps it; /openapi.json documents the sent shape.
+    model_config = ConfigDict(serialize_by_alias=True)
     zh_cn: str = Field(serialization_alias="zh-CN")
     en: str
 
@@ -382,6 +384,13 @@ class IncidentWindow(Body):
     )
 
 
+NoticeChannel = Literal["email", "push"]
+
+
+def _email_only() -> list[NoticeChannel]:
+    return ["email"]
+
+
 class IncidentCreate(Body):
     # Exactly one way of choosing the affected users, stated in the schema too.
     model_config = ConfigDict(
@@ -419,9 +428,7 @@ class IncidentCreate(Body):
         description="The affected users by activity in a time window; give this or user_ids",
         json_schema_extra=_omit_null,
     )
-    channels: list[Literal["email", "push"]] = Field(
-        default_factory=lambda: ["email"], min_length=1, max_length=2
-    )
+    channels: list[NoticeChannel] = Field(default_factory=_email_only, min_length=1, max_length=2)
 
     @field_validator("user_ids", "window")
     @classmethod

@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from joserfc import jws
@@ -56,7 +57,7 @@ class DpopProof:
     jkt: str  # RFC 7638 SHA-256 thumbprint of the proof's public key
     jti: str
     issued_at: datetime
-    public_jwk: dict[str, str]
+    public_jwk: dict[str, Any]
     # A server-provided nonce, if the proof carries one; whoever issued it compares.
     nonce: str | None
 

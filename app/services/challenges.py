@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import affected_rows
 from app.models import WebAuthnChallenge
 
 
@@ -48,12 +49,14 @@ class ChallengeStore:
         ):
             return None
         # A conditional update, so two concurrent answers cannot both spend it.
-        spent = self._db.execute(
-            update(WebAuthnChallenge)
-            .where(WebAuthnChallenge.id == row.id, WebAuthnChallenge.consumed_at.is_(None))
-            .values(consumed_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        spent = affected_rows(
+            self._db.execute(
+                update(WebAuthnChallenge)
+                .where(WebAuthnChallenge.id == row.id, WebAuthnChallenge.consumed_at.is_(None))
+                .values(consumed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
         if spent != 1:
             return None
         self._db.refresh(row)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session as DbSession
 from webauthn.helpers import bytes_to_base64url
 
 from app.clock import Clock
+from app.db import affected_rows
 from app.errors import ServiceError, not_found
 from app.models import BindingMethod, Device, Session, TrustState, User, WebAuthnCredential
 from app.security.dpop import DpopProof
@@ -290,11 +291,13 @@ class DeviceService:
         on_device = Session.device_id == device.id
         if device.key_thumbprint is not None:
             on_device = on_device | (Session.dpop_jkt == device.key_thumbprint)
-        ended = self._db.execute(
-            update(Session)
-            .where(Session.user_id == user_id, on_device, Session.revoked_at.is_(None))
-            .values(revoked_at=now, revoke_reason="device_revoked")
-        ).rowcount
+        ended = affected_rows(
+            self._db.execute(
+                update(Session)
+                .where(Session.user_id == user_id, on_device, Session.revoked_at.is_(None))
+                .values(revoked_at=now, revoke_reason="device_revoked")
+            )
+        )
         passkey = device.credential_ref
         if passkey is not None:
             self._db.execute(

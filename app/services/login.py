@@ -145,7 +145,7 @@ class LoginService:
         recovery_code: str | None,
         email_code: str | None,
         context: RequestContext,
-    ) -> SignInResult:
+    ) -> SignInResult | SecondFactorRequired:
         user, claims = self._open_ticket(ticket)
         # The same client must finish: a key-bound sign-in needs the same key.
         if claims.get("jkt") != context.device.dpop_jkt:

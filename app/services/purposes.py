@@ -10,7 +10,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEFAULT_CATALOGUE = Path(__file__).resolve().parents[2] / "config" / "purposes.toml"
+from app.resources import resource_dir
+
+DEFAULT_CATALOGUE = resource_dir("config") / "purposes.toml"
 ISO_DURATION = re.compile(r"^P(?:\d+Y)?(?:\d+M)?(?:\d+D)?$")
 
 

@@ -167,19 +167,12 @@ class RegistrationService:
         current = self._consent.policies.current()
         # Decisions made under a policy that has since changed are not recorded:
         # the consent step at the end of this sign-in asks again.
-        if (
-            consent
-            and consent["decisions"]
-            and current
-            and current.version == consent["policy_version"]
-        ):
+        stored = _stored_decisions(consent)
+        if stored and consent and current and current.version == consent["policy_version"]:
             self._consent.decide(
                 user.id,
                 str(consent["policy_version"]),
-                [
-                    DecisionInput(d["purpose"], Decision(d["decision"]))
-                    for d in consent["decisions"]
-                ],
+                stored,
                 Channel.REGISTRATION,
                 context,
             )
@@ -219,12 +212,12 @@ class RegistrationService:
             and p.required
         ]
         if refused:
-            error = required_refused(refused)
-            error.keep_changes = False
-            error.detail = (
+            refusal = required_refused(refused)
+            refusal.keep_changes = False
+            refusal.detail = (
                 f"{', '.join(p.title.en for p in refused)}: without it there can be no account."
             )
-            raise error
+            raise refusal
         return {
             "policy_version": policy_version,
             "decisions": [{"purpose": d.purpose, "decision": d.decision.value} for d in decisions],
@@ -297,3 +290,11 @@ class RegistrationService:
         self._db.delete(flow)
         self._db.flush()
         return user
+
+
+def _stored_decisions(consent: dict[str, object] | None) -> list[DecisionInput]:
+    """The decisions _consent_at_registration kept on the flow (a JSON column)."""
+    rows = consent.get("decisions") if consent else None
+    if not isinstance(rows, list):
+        return []
+    return [DecisionInput(str(d["purpose"]), Decision(d["decision"])) for d in rows]

@@ -10,6 +10,7 @@ from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import affected_rows
 from app.models import (
     Device,
     LegalArchiveRecord,
@@ -79,4 +80,4 @@ class RetentionService:
 
     def _delete(self, model: type, condition: object) -> int:
         result = self._db.execute(delete(model).where(condition))  # type: ignore[arg-type]
-        return int(result.rowcount or 0)
+        return affected_rows(result)

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import affected_rows
 from app.errors import not_found
 from app.models import Session, User
 from app.security.tokens import hash_token, new_token
@@ -183,7 +184,7 @@ class SessionService:
                 ),
             )
         )
-        return int(result.rowcount or 0)
+        return affected_rows(result)
 
     def revoke_all(self, user_id: str, reason: str, *, keep: str | None = None) -> int:
         statement = (
@@ -193,6 +194,6 @@ class SessionService:
         )
         if keep is not None:
             statement = statement.where(Session.id != keep)
-        count = self._db.execute(statement).rowcount
+        count = affected_rows(self._db.execute(statement))
         self._db.flush()
-        return int(count or 0)
+        return count
