@@ -336,7 +336,14 @@ def test_an_expired_sign_in_challenge_is_refused(app, client, enrolled, clock):
 def test_an_unknown_credential_is_refused(app, client, enrolled):
     stranger = SoftAuthenticator()
     # A passkey made for this site but never registered here.
-    stranger.create({"rp": {"id": "localhost"}, "user": {"id": "AAAA"}, "challenge": "AAAA"})
+    stranger.create(
+        {
+            "rp": {"id": "localhost"},
+            "user": {"id": "AAAA"},
+            "challenge": "AAAA",
+            "authenticatorSelection": {"residentKey": "required"},
+        }
+    )
     before = sessions_count(app)
     response, _ = passkey_sign_in(client, stranger)
     assert_problem(response, 401, "invalid-credentials")
