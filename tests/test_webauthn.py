@@ -87,7 +87,7 @@ def test_enrol_then_sign_in_without_a_username(app, client, mailbox, sms, alg, a
     options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
     # The shape parseCreationOptionsFromJSON takes, plus our challenge id.
     assert {"rp", "user", "challenge", "pubKeyCredParams", "challenge_id"} <= set(options)
-    assert options["authenticatorSelection"]["residentKey"] == "preferred"
+    assert options["authenticatorSelection"]["residentKey"] == "required"
     assert options["authenticatorSelection"]["userVerification"] == "preferred"
     assert "@" not in options["user"]["name"] or "***" in options["user"]["name"]
 
