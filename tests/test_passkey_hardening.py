@@ -5,10 +5,15 @@ credential answering two registration challenges gets one 201 and one 409."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import text
 
 from tests.api_support import (
     ANDROID_CHROME,
@@ -259,3 +264,38 @@ def test_one_credential_racing_two_challenges_gets_one_201_and_one_409(app, clie
     [conflict] = [b for b in bodies if b and b.get("status") == 409]
     assert conflict["type"].endswith("/passkey-already-registered")
     assert row_count(app, "webauthn_credentials") == 1
+
+
+def run_migration(app, name: str) -> None:
+    """One migration's upgrade() on the app's database, whatever it is chained to."""
+    path = Path(__file__).resolve().parent.parent / "migrations" / "versions" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    engine = app.extensions["privid.engine"]
+    with engine.begin() as connection, Operations.context(MigrationContext.configure(connection)):
+        module.upgrade()
+
+
+def test_bindings_made_by_synced_passkeys_before_are_undone(app, client, mailbox, sms):
+    person, session = signed_up_on_phone(client, mailbox, sms)
+    created = enrol(client, session["token"], SoftAuthenticator(backup_eligible=True))
+    [phone] = devices(client, session["token"])
+    # What the old code stored: the phone bound by the synced passkey.
+    with app.extensions["privid.engine"].begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE devices SET binding_method = 'webauthn', trust_state = 'bound', "
+                "credential_ref = :ref WHERE id = :id"
+            ),
+            {"ref": created["id"], "id": phone["id"]},
+        )
+    laptop = login(other_browser(app, WINDOWS_FIREFOX), person.email, person.password)
+    assert laptop.status_code == 202, laptop.json
+
+    run_migration(app, "0009_synced_passkeys_bind_nothing.py")
+    [phone] = devices(client, session["token"])
+    assert (phone["binding_method"], phone["trust_state"]) == ("none", "recognised")
+    laptop = login(other_browser(app, WINDOWS_FIREFOX), person.email, person.password)
+    assert laptop.status_code == 200, laptop.json
