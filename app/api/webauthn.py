@@ -49,7 +49,7 @@ def credential_out(credential: WebAuthnCredential) -> CredentialOut:
         id=credential.id,
         nickname=credential.nickname,
         kind=credential_kind(credential),  # type: ignore[arg-type]
-        state=credential_state(credential),  # type: ignore[arg-type]
+        state=credential_state(credential),
         flagged_cloned_at=credential.flagged_cloned_at,
         transports=credential.transports,
         aaguid=credential.aaguid,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -183,7 +183,10 @@ def proves_device(credential: WebAuthnCredential) -> bool:
     return not credential.backup_eligible
 
 
-def credential_state(credential: WebAuthnCredential) -> str:
+CredentialState = Literal["active", "possibly_cloned"]
+
+
+def credential_state(credential: WebAuthnCredential) -> CredentialState:
     return "possibly_cloned" if credential.flagged_cloned_at is not None else "active"
 
 
