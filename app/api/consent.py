@@ -133,7 +133,8 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 
 @bp.post("/api/v1/me/consent/<code:purpose>/withdraw")
 @operation(
-    "Withdraw consent for one purpose; what depends on it stops now",
+    "Withdraw consent for one purpose; what depends on it stops now (taking away a passkey "
+    "or a device binding needs the recent sign-in removing it directly needs)",
     tag=TAG,
     responses={200: ("Withdrawn", ConsentHistory)},
     auth=True,
