@@ -27,13 +27,19 @@ from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
 from app.security.tokens import CodeHasher, derive_key
-from app.services.consent import SECURITY_PURPOSE, WithdrawalEffects
+from app.services.consent import SECURITY_PURPOSE, Removal, WithdrawalEffects
 from app.services.container import Runtime
-from app.services.devices import forget_devices, unbind_passkeys_of
+from app.services.devices import (
+    forget_devices,
+    holds_any_binding,
+    holds_passkey_binding,
+    unbind_passkeys_of,
+)
 from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
+from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS
 from app.services.sessions import erase_device_details
-from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials
+from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials, holds_passkeys
 from app.services.working_days import load_calendar
 from app.settings import Settings
 
@@ -113,14 +119,24 @@ def build_runtime(
 
 
 def built_in_withdrawal_effects() -> WithdrawalEffects:
-    """What stops, in this service, when a purpose is withdrawn."""
+    """What stops, in this service, when a purpose is withdrawn. An effect that
+    takes away a sign-in protection says so: the withdrawal then needs what
+    removing that protection directly needs (app/services/safeguards.py)."""
     effects = WithdrawalEffects()
     effects.register(SECURITY_PURPOSE, erase_device_details)
-    effects.register(SECURITY_PURPOSE, forget_devices)
+    effects.register(
+        SECURITY_PURPOSE, forget_devices, removes=Removal(DEVICE_BINDINGS, holds_any_binding)
+    )
     # device_biometrics is kept for 0 days after withdrawal: the passkeys go at
     # once, and the devices they bound are bound no more.
-    effects.register(DEVICE_BIOMETRICS, unbind_passkeys_of)
-    effects.register(DEVICE_BIOMETRICS, delete_credentials)
+    effects.register(
+        DEVICE_BIOMETRICS,
+        unbind_passkeys_of,
+        removes=Removal(DEVICE_BINDINGS, holds_passkey_binding),
+    )
+    effects.register(
+        DEVICE_BIOMETRICS, delete_credentials, removes=Removal(PASSKEYS, holds_passkeys)
+    )
     return effects
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from app.services.purposes import load_catalogue
 from tests.fakes import Mailbox, SmsOutbox
@@ -99,3 +100,55 @@ def login(client: FlaskClient, identifier: str, password: str, delivery: str = "
         "/api/v1/login/password",
         json={"identifier": identifier, "password": password, "token_delivery": delivery},
     )
+
+
+# -- passkeys and devices, through the API -----------------------------------------
+
+PASSKEY_REG_OPTIONS = "/api/v1/webauthn/registration/options"
+PASSKEY_REG_VERIFY = "/api/v1/webauthn/registration/verify"
+PASSKEY_AUTH_OPTIONS = "/api/v1/webauthn/authentication/options"
+PASSKEY_AUTH_VERIFY = "/api/v1/webauthn/authentication/verify"
+
+
+def other_browser(app: Any, user_agent: str | None = None) -> FlaskClient:
+    """Another browser or phone: its own, empty cookie jar."""
+    other: FlaskClient = app.test_client()
+    other.environ_base["wsgi.url_scheme"] = "https"
+    if user_agent:
+        other.environ_base["HTTP_USER_AGENT"] = user_agent
+    return other
+
+
+def passkey_options(client: FlaskClient, token: str) -> dict[str, Any]:
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(token))
+    assert options.status_code == 200, options.json
+    return dict(options.json)
+
+
+def register_passkey(
+    client: FlaskClient, token: str, answer: dict[str, Any], challenge_id: str
+) -> Any:
+    """Send an authenticator's answer to the registration challenge it was made for."""
+    body = {**answer, "challenge_id": challenge_id}
+    return client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(token))
+
+
+def sign_in_with_passkey(client: FlaskClient, authenticator: Any) -> Any:
+    """A username-less passkey sign-in (bearer delivery) from ``client``."""
+    options = client.post(PASSKEY_AUTH_OPTIONS)
+    assert options.status_code == 200, options.json
+    answer = authenticator.get(options.json)
+    body = {**answer, "challenge_id": options.json["challenge_id"], "token_delivery": "bearer"}
+    return client.post(PASSKEY_AUTH_VERIFY, json=body)
+
+
+def row_count(app: Any, table: str, where: str = "1=1", **params: Any) -> int:
+    with app.extensions["privid.engine"].connect() as connection:
+        found = connection.execute(text(f"SELECT COUNT(*) FROM {table} WHERE {where}"), params)
+        return int(found.scalar_one())
+
+
+def emails_to(runtime: Any, mailbox: Mailbox, address: str, subject_prefix: str) -> list[Any]:
+    """Mail delivered to ``address`` whose subject starts so, once deliveries finished."""
+    runtime.dispatcher.drain()
+    return [m for m in mailbox.to(address) if str(m["Subject"]).startswith(subject_prefix)]

@@ -4,7 +4,10 @@ It builds real attestation objects and assertions with `cryptography` and
 CBOR, so py_webauthn verifies them exactly as it would a security key's: ES256,
 EdDSA and RS256 keys; "none" or "packed" self attestation; the UP, UV, BE and
 BS flags; a signature counter. It answers with the JSON a browser's
-PublicKeyCredential.toJSON() gives."""
+PublicKeyCredential.toJSON() gives, and refuses as a browser would: a
+credential listed in excludeCredentials raises InvalidStateError, and a
+resident key asked of an authenticator without resident-key storage (or a
+username-less sign-in with no discoverable credential) raises NotAllowedError."""
 
 from __future__ import annotations
 
@@ -22,6 +25,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 UP, UV, BE, BS, AT = 0x01, 0x04, 0x08, 0x10, 0x40
 COSE_ALG = {"ES256": -7, "EdDSA": -8, "RS256": -257}
+
+
+class InvalidStateError(Exception):
+    """The DOMException a browser raises when the authenticator already holds
+    a credential the options exclude."""
+
+
+class NotAllowedError(Exception):
+    """The DOMException a browser raises when no authenticator can do what was
+    asked (here: store a resident key, or offer a discoverable credential)."""
 
 
 def b64url(data: bytes) -> str:
@@ -85,6 +98,8 @@ class StoredCredential:
     user_handle: bytes
     rp_id: str
     sign_count: int = 0
+    # A resident key: offered at a username-less sign-in (empty allowCredentials).
+    discoverable: bool = True
 
 
 @dataclass
@@ -97,6 +112,8 @@ class SoftAuthenticator:
     backup_eligible: bool = False  # BE: a synced passkey
     backed_up: bool = False  # BS
     counter_step: int = 1  # 0: an authenticator without a signature counter
+    resident_keys: bool = True  # False: a security key without resident-key storage
+    attachment: str = "platform"  # or "cross-platform" (a roaming security key)
     credentials: list[StoredCredential] = field(default_factory=list)
 
     # -- navigator.credentials.create() ------------------------------------------
@@ -111,11 +128,14 @@ class SoftAuthenticator:
         attestation_object: bytes | None = None,
     ) -> dict[str, Any]:
         rp = rp_id or options["rp"]["id"]
+        excluded = {from_b64url(c["id"]) for c in options.get("excludeCredentials", [])}
+        if excluded & {c.credential_id for c in self.credentials}:
+            raise InvalidStateError("the authenticator holds an excluded credential")
+        discoverable = self._resident_key(options.get("authenticatorSelection") or {})
         key = KeyPair.generate(self.alg)
         credential_id = os.urandom(32)
-        excluded = {from_b64url(c["id"]) for c in options.get("excludeCredentials", [])}
-        assert not excluded & {c.credential_id for c in self.credentials}
         stored = StoredCredential(credential_id, key, from_b64url(options["user"]["id"]), rp)
+        stored.discoverable = discoverable
         stored.sign_count = self.counter_step
         client_data = self._client_data(
             "webauthn.create", challenge or options["challenge"], origin
@@ -129,12 +149,14 @@ class SoftAuthenticator:
             statement = {}
         built = cbor2.dumps({"fmt": self.attestation, "attStmt": statement, "authData": auth_data})
         self.credentials.append(stored)
+        # A browser reports credProps only when the options asked for it.
+        asked = (options.get("extensions") or {}).get("credProps") is True
         return {
             "id": b64url(credential_id),
             "rawId": b64url(credential_id),
             "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {"credProps": {"rk": True}},
+            "authenticatorAttachment": self.attachment,
+            "clientExtensionResults": {"credProps": {"rk": discoverable}} if asked else {},
             "response": {
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation_object or built),
@@ -155,9 +177,15 @@ class SoftAuthenticator:
         credential: StoredCredential | None = None,
     ) -> dict[str, Any]:
         allowed = {from_b64url(c["id"]) for c in options.get("allowCredentials", [])}
-        chosen = credential or next(
-            c for c in self.credentials if not allowed or c.credential_id in allowed
-        )
+        # Username-less (no allowCredentials): only resident keys can be offered.
+        offered = [
+            c
+            for c in self.credentials
+            if (c.credential_id in allowed if allowed else c.discoverable)
+        ]
+        if credential is None and not offered:
+            raise NotAllowedError("no credential on this authenticator can answer")
+        chosen = credential or offered[0]
         if sign_count is None:
             chosen.sign_count += self.counter_step
             count = chosen.sign_count
@@ -170,7 +198,7 @@ class SoftAuthenticator:
             "id": b64url(chosen.credential_id),
             "rawId": b64url(chosen.credential_id),
             "type": "public-key",
-            "authenticatorAttachment": "platform",
+            "authenticatorAttachment": self.attachment,
             "clientExtensionResults": {},
             "response": {
                 "clientDataJSON": b64url(client_data),
@@ -180,7 +208,23 @@ class SoftAuthenticator:
             },
         }
 
+    def answer_again(self, answer: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+        """The same credential (id, key, attestation) sent to another registration
+        challenge: with "none" attestation nothing signs the client data, so a
+        client can replay one credential against several ceremonies."""
+        client_data = self._client_data("webauthn.create", options["challenge"], None)
+        return {**answer, "response": {**answer["response"], "clientDataJSON": b64url(client_data)}}
+
     # -- internals -----------------------------------------------------------------
+
+    def _resident_key(self, selection: dict[str, Any]) -> bool:
+        """WebAuthn L3 5.4.4: residentKey, else requireResidentKey, decides."""
+        wanted = selection.get("residentKey") or (
+            "required" if selection.get("requireResidentKey") else "discouraged"
+        )
+        if wanted == "required" and not self.resident_keys:
+            raise NotAllowedError("the authenticator cannot store a resident key")
+        return self.resident_keys and wanted in ("required", "preferred")
 
     def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
         data = {"type": kind, "challenge": challenge, "origin": origin or self.origin}

@@ -1043,7 +1043,7 @@ def test_withdrawing_security_with_bound_devices_needs_a_recent_sign_in_and_tell
     assert done.status_code == 200, done.json
     assert count(app, "devices") == 0
     assert any(DEVICE_COOKIE in c and "Max-Age=0" in c for c in done.headers.getlist("Set-Cookie"))
-    assert len(mails(runtime, mailbox, person.email, "Your devices are no longer bound")) == 1
+    assert len(mails(runtime, mailbox, person.email, "A sign-in protection was removed")) == 1
 
 
 def test_adding_a_passkey_needs_a_recent_sign_in(app, client, mailbox, sms, clock):

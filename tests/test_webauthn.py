@@ -85,7 +85,7 @@ def test_enrol_then_sign_in_without_a_username(app, client, mailbox, sms, alg, a
     options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
     # The shape parseCreationOptionsFromJSON takes, plus our challenge id.
     assert {"rp", "user", "challenge", "pubKeyCredParams", "challenge_id"} <= set(options)
-    assert options["authenticatorSelection"]["residentKey"] == "preferred"
+    assert options["authenticatorSelection"]["residentKey"] == "required"
     assert options["authenticatorSelection"]["userVerification"] == "preferred"
     assert "@" not in options["user"]["name"] or "***" in options["user"]["name"]
 
@@ -334,7 +334,14 @@ def test_an_expired_sign_in_challenge_is_refused(app, client, enrolled, clock):
 def test_an_unknown_credential_is_refused(app, client, enrolled):
     stranger = SoftAuthenticator()
     # A passkey made for this site but never registered here.
-    stranger.create({"rp": {"id": "localhost"}, "user": {"id": "AAAA"}, "challenge": "AAAA"})
+    stranger.create(
+        {
+            "rp": {"id": "localhost"},
+            "user": {"id": "AAAA"},
+            "challenge": "AAAA",
+            "authenticatorSelection": {"residentKey": "required"},
+        }
+    )
     before = sessions_count(app)
     response, _ = passkey_sign_in(client, stranger)
     assert_problem(response, 401, "invalid-credentials")

@@ -6,11 +6,9 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.api.context import (
-    MANAGE_DEVICES_MAX_AGE,
     clear_device_cookie,
     current_caller,
     request_context,
-    require_account_step_up,
     runtime,
     services,
 )
@@ -135,7 +133,8 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 
 @bp.post("/api/v1/me/consent/<code:purpose>/withdraw")
 @operation(
-    "Withdraw consent for one purpose; what depends on it stops now",
+    "Withdraw consent for one purpose; what depends on it stops now (taking away a passkey "
+    "or a device binding needs the recent sign-in removing it directly needs)",
     tag=TAG,
     responses={200: ("Withdrawn", ConsentHistory)},
     auth=True,
@@ -143,14 +142,11 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 def withdraw(purpose: str) -> ResponseReturnValue:
     caller = current_caller()
     svc = services()
-    # Withdrawing security unbinds every device: as revoking one does, that
-    # needs a recent sign-in, and the owner is told by email.
-    unbinds = purpose == SECURITY_PURPOSE and svc.devices.has_bound(caller.user.id)
-    if unbinds:
-        require_account_step_up(MANAGE_DEVICES_MAX_AGE)
-    record = svc.consent.withdraw(caller.user.id, purpose, request_context())
-    if unbinds:
-        svc.devices.tell_bindings_ended(caller.user)
+    # Taking away a passkey or a device binding this way needs what removing
+    # it directly needs; the service checks the session and tells the owner.
+    record = svc.consent.withdraw(
+        caller.user.id, purpose, request_context(), session=caller.session
+    )
     svc.rights.answered_at_once(
         caller.user.id,
         RequestKind.CONSENT_WITHDRAWAL,

@@ -17,11 +17,12 @@ from app.security.tokens import derive_key, hash_token
 from app.services.container import Runtime, Services
 from app.services.context import DeviceHints, RequestContext
 from app.services.dpop import DPOP_CHALLENGE, invalid_dpop_proof
-from app.services.sessions import Acr, IssuedSession, Transport, acr_at_least
+from app.services.safeguards import DEVICE_BINDINGS, require_authentication
+from app.services.sessions import Acr, IssuedSession, Transport
 
 CSRF_HEADER = "X-CSRF-Token"
-# Binding, revoking or unbinding devices changes what protects the account.
-MANAGE_DEVICES_MAX_AGE = 900
+# Adding a passkey or binding a device: as fresh a proof as removing a binding.
+MANAGE_DEVICES_MAX_AGE = DEVICE_BINDINGS.max_age_seconds
 DPOP_HEADER = "DPoP"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -199,23 +200,7 @@ def require_step_up(level: Acr, max_age: int) -> Caller:
     """RFC 9470: the session must have authenticated at ``level`` or above within
     ``max_age`` seconds; otherwise a challenge says what is needed."""
     caller = current_caller()
-    too_old = (runtime().clock.now() - caller.session.auth_time).total_seconds() > max_age
-    if too_old or not acr_at_least(caller.session.acr, level):
-        raise ServiceError(
-            "insufficient-user-authentication",
-            401,
-            "Confirm it is you",
-            f"This needs authentication at {level.value} within the last "
-            f"{max(1, max_age // 60)} minutes: step up at /api/v1/me/step-up.",
-            headers={
-                "WWW-Authenticate": (
-                    f"{'DPoP' if caller.session.dpop_jkt else 'Bearer'} "
-                    'error="insufficient_user_authentication", '
-                    'error_description="A more recent or stronger authentication is required", '
-                    f'acr_values="{level.value}", max_age={max_age}'
-                )
-            },
-        )
+    require_authentication(caller.session, level, max_age, runtime().clock.now())
     return caller
 
 
@@ -223,8 +208,7 @@ def require_account_step_up(max_age: int) -> Caller:
     """Changing what protects the account: a proof within ``max_age`` seconds,
     with both factors when the account has TOTP."""
     caller = current_caller()
-    totp_on = services().totp.is_enabled(caller.user.id)
-    return require_step_up(Acr.MULTI_FACTOR if totp_on else Acr.SINGLE_FACTOR, max_age)
+    return require_step_up(services().safeguards.account_level(caller.user.id), max_age)
 
 
 def _endpoint_allows_consent_step() -> bool:

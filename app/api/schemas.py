@@ -634,6 +634,11 @@ class CredentialOut(BaseModel):
     id: str
     nickname: str
     kind: Literal["synced passkey", "bound to this device"]
+    state: Literal["active", "possibly_cloned"] = Field(
+        description="possibly_cloned: its use counter went backwards, so it is blocked; "
+        "remove it and register a new one"
+    )
+    flagged_cloned_at: datetime | None
     transports: list[str]
     aaguid: str
     backed_up: bool

@@ -13,7 +13,6 @@ from app.api.context import (
     current_caller,
     request_context,
     require_account_step_up,
-    require_recent_authentication,
     services,
     session_payload,
     sign_in_context,
@@ -35,12 +34,10 @@ from app.api.schemas import (
 from app.extensions import limiter
 from app.models import WebAuthnCredential
 from app.services.sessions import Transport
-from app.services.webauthn import Ceremony, credential_kind
+from app.services.webauthn import Ceremony, credential_kind, credential_state
 
 bp = Blueprint("webauthn", __name__, url_prefix="/api/v1")
 TAG = "passkeys"
-# Removing a passkey needs a proof from the last five minutes.
-DELETE_MAX_AUTH_AGE = 300
 
 
 def _options(ceremony: Ceremony) -> ResponseReturnValue:
@@ -52,6 +49,8 @@ def credential_out(credential: WebAuthnCredential) -> CredentialOut:
         id=credential.id,
         nickname=credential.nickname,
         kind=credential_kind(credential),  # type: ignore[arg-type]
+        state=credential_state(credential),
+        flagged_cloned_at=credential.flagged_cloned_at,
         transports=credential.transports,
         aaguid=credential.aaguid,
         backed_up=credential.backup_state,
@@ -178,12 +177,13 @@ def rename_credential(credential_id: str, body: CredentialRename) -> ResponseRet
 
 @bp.delete("/me/credentials/<id:credential_id>")
 @operation(
-    "Remove one of my passkeys (needs a sign-in within five minutes)",
+    "Remove one of my passkeys (needs a recent sign-in; the owner is emailed)",
     tag=TAG,
     responses={204: ("Removed", None)},
     auth=True,
 )
 def delete_credential(credential_id: str) -> ResponseReturnValue:
-    caller = require_recent_authentication(DELETE_MAX_AUTH_AGE)
-    services().webauthn.revoke(caller.user.id, credential_id, request_context().ip_prefix)
+    caller = current_caller()
+    # The service asks for the recent sign-in removing a passkey needs.
+    services().webauthn.revoke(caller.session, credential_id, request_context().ip_prefix)
     return "", 204

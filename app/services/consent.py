@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import FieldError, ServiceError, not_found
-from app.models import Channel, ConsentRecord, Decision, PolicyVersion
+from app.models import Channel, ConsentRecord, Decision, PolicyVersion, Session, User
 from app.security.signing import Signer
 from app.services.chain import ChainBreak, HashChain
 from app.services.context import RequestContext
 from app.services.policies import PolicyService, changed_after, touches
 from app.services.purposes import Catalogue, Purpose
+from app.services.safeguards import Protection, Safeguards
 
 CONSENT_CHAIN = "consent"
 REQUIRED_REFUSED = "required-purpose-refused"
@@ -26,17 +27,41 @@ SECURITY_PURPOSE = "security"
 # What withdrawing a purpose must stop, registered by the features that depend
 # on it (device binding, partner sharing, analytics). Each gets the user id.
 WithdrawalEffect = Callable[[DbSession, str], None]
+# Whether this user has anything the effect would take away.
+Holds = Callable[[DbSession, str], bool]
+
+
+@dataclass(frozen=True)
+class Removal:
+    """An effect that takes away a sign-in protection, when the user holds one."""
+
+    protection: Protection
+    holds: Holds
 
 
 @dataclass
 class WithdrawalEffects:
-    by_purpose: dict[str, list[WithdrawalEffect]] = field(default_factory=dict)
+    by_purpose: dict[str, list[tuple[WithdrawalEffect, Removal | None]]] = field(
+        default_factory=dict
+    )
 
-    def register(self, purpose: str, effect: WithdrawalEffect) -> None:
-        self.by_purpose.setdefault(purpose, []).append(effect)
+    def register(
+        self, purpose: str, effect: WithdrawalEffect, removes: Removal | None = None
+    ) -> None:
+        """``removes`` declares the sign-in protection the effect takes away:
+        the withdrawal then needs what removing that protection directly needs."""
+        self.by_purpose.setdefault(purpose, []).append((effect, removes))
+
+    def removals(self, db: DbSession, purpose: str, user_id: str) -> list[Protection]:
+        """The protections withdrawing ``purpose`` would take from this user."""
+        found = []
+        for _, removal in self.by_purpose.get(purpose, []):
+            if removal is not None and removal.holds(db, user_id):
+                found.append(removal.protection)
+        return found
 
     def run(self, db: DbSession, purpose: str, user_id: str) -> None:
-        for effect in self.by_purpose.get(purpose, []):
+        for effect, _ in self.by_purpose.get(purpose, []):
             effect(db, user_id)
 
 
@@ -83,9 +108,11 @@ class ConsentService:
         policies: PolicyService,
         signer: Signer,
         effects: WithdrawalEffects,
+        safeguards: Safeguards,
     ) -> None:
         self._db, self._clock, self._catalogue = db, clock, catalogue
         self._policies, self._signer, self._effects = policies, signer, effects
+        self._safeguards = safeguards
         self._chain = HashChain(db, CONSENT_CHAIN, sealed_fields)
 
     @property
@@ -239,7 +266,17 @@ class ConsentService:
             raise required_refused(refused)
         return records
 
-    def withdraw(self, user_id: str, purpose_code: str, context: RequestContext) -> ConsentRecord:
+    def withdraw(
+        self,
+        user_id: str,
+        purpose_code: str,
+        context: RequestContext,
+        *,
+        session: Session | None = None,
+    ) -> ConsentRecord:
+        """Withdraw from ``session`` (the user's own). Where the effects take
+        away a sign-in protection, the session must have signed in as recently
+        as removing that protection directly needs, and the owner is emailed."""
         purpose = self._purpose(purpose_code)
         if not purpose.withdrawable:
             raise ServiceError(
@@ -254,12 +291,20 @@ class ConsentService:
             raise ServiceError(
                 "not-granted", 409, "Nothing to withdraw", f"{purpose.title.en} is not granted."
             )
+        if session is not None and session.user_id != user_id:
+            raise ValueError("a session withdraws only its own user's consent")
+        removed = self._effects.removals(self._db, purpose.code, user_id)
+        self._safeguards.require(session, removed)
         policy = self._policies.require_current()
         record = self._append(
             user_id, purpose.code, Decision.WITHDRAWN, policy, Channel.SETTINGS, context
         )
         # Stop what depends on it now; what was done before stays lawful.
         self._effects.run(self._db, purpose.code, user_id)
+        user = self._db.get(User, user_id)
+        if removed and user is not None:
+            how = f"consent to '{purpose.code}' was withdrawn"
+            self._safeguards.tell_owner(user, removed, how)
         return record
 
     def grant(

@@ -37,6 +37,7 @@ from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
 from app.services.retention import RetentionRules, RetentionService
 from app.services.rights import RightsService
+from app.services.safeguards import Safeguards
 from app.services.sessions import SessionRules, SessionService
 from app.services.signin import SignInCompleter
 from app.services.stepup import StepUpService
@@ -129,8 +130,18 @@ class Services:
     def consent(self) -> ConsentService:
         rt = self.runtime
         return ConsentService(
-            self.db, rt.clock, rt.catalogue, self.policies, rt.signer, rt.withdrawal_effects
+            self.db,
+            rt.clock,
+            rt.catalogue,
+            self.policies,
+            rt.signer,
+            rt.withdrawal_effects,
+            self.safeguards,
         )
+
+    @cached_property
+    def safeguards(self) -> Safeguards:
+        return Safeguards(self.runtime.clock, self.totp, self.vault, self.notifier)
 
     @cached_property
     def signin(self) -> SignInCompleter:
@@ -156,6 +167,7 @@ class Services:
             vault=self.vault,
             notifier=self.notifier,
             audit=self.audit,
+            safeguards=self.safeguards,
         )
 
     @cached_property
@@ -256,6 +268,7 @@ class Services:
             challenges=self.challenges,
             devices=self.devices,
             throttle=self.throttle,
+            safeguards=self.safeguards,
         )
 
     @cached_property

@@ -33,6 +33,7 @@ from app.services.context import DeviceHints, RequestContext
 from app.services.dpop import invalid_dpop_proof
 from app.services.export import ExportContext, Section, plain, register_section
 from app.services.notifications import Notifier
+from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS, Protection, Safeguards
 from app.services.sessions import Transport
 from app.services.vault import PersonalDataVault
 
@@ -90,10 +91,12 @@ class DeviceService:
         vault: PersonalDataVault,
         notifier: Notifier,
         audit: AuditTrail,
+        safeguards: Safeguards,
     ) -> None:
         self._db, self._clock, self._consent = db, clock, consent
         self._challenges, self._vault = challenges, vault
         self._notifier, self._audit = notifier, audit
+        self._safeguards = safeguards
 
     # -- recognising ----------------------------------------------------------------
 
@@ -254,13 +257,17 @@ class DeviceService:
         )  # fmt: skip
         return Sighting(device, new_cookie)
 
+    def bound_by_passkey(self, credential_ref: str) -> bool:
+        found = self._db.execute(
+            select(Device.id).where(
+                Device.credential_ref == credential_ref, Device.trust_state == TrustState.BOUND
+            )
+        ).first()
+        return found is not None
+
     def passkey_removed(self, credential_ref: str) -> None:
         """A device bound only by this passkey goes back to merely recognised."""
         unbind_passkeys(self._db, Device.credential_ref == credential_ref)
-
-    def tell_bindings_ended(self, user: User) -> None:
-        """After the security purpose was withdrawn with devices bound."""
-        self._notifier.devices_unbound(self._vault.profile(user).email)
 
     # -- managing -------------------------------------------------------------------
 
@@ -281,12 +288,21 @@ class DeviceService:
         self._db.flush()
         return device
 
-    def revoke(self, user_id: str, device_ref: str, ip_prefix: str) -> int:
+    def revoke(self, session: Session, device_ref: str, ip_prefix: str) -> int:
         """Unbind and forget the device's identifiers; its sessions end at once,
         both those opened on it and those bound to its key. A platform passkey
         that bound it lives on that device, so it goes too: revoking a lost
-        phone must stop the phone signing in."""
+        phone must stop the phone signing in. Needs the recent sign-in that
+        removing a binding (and that passkey) needs."""
+        user_id = session.user_id
         device = self._owned(user_id, device_ref, lock=True)
+        removed: list[Protection] = []
+        if device.trust_state == TrustState.BOUND:
+            removed.append(DEVICE_BINDINGS)
+        if device.credential_ref is not None:
+            removed.append(PASSKEYS)
+        # Forgetting even a merely recognised device ends sessions: as fresh a proof.
+        self._safeguards.require(session, removed or [DEVICE_BINDINGS])
         now = self._clock.now()
         on_device = Session.device_id == device.id
         if device.key_thumbprint is not None:
@@ -318,6 +334,9 @@ class DeviceService:
             "device.revoked", user_id=user_id, ip_prefix=ip_prefix, device_ref=device.id,
             sessions_ended=int(ended or 0),
         )  # fmt: skip
+        owner = self._db.get(User, user_id)
+        if removed and owner is not None:
+            self._safeguards.tell_owner(owner, removed, "a device was revoked")
         return int(ended or 0)
 
     # -- internals ------------------------------------------------------------------
@@ -383,6 +402,29 @@ def unbind_passkeys(db: DbSession, condition: ColumnElement[bool]) -> None:
 def unbind_passkeys_of(db: DbSession, user_id: str) -> None:
     """Withdrawal effect of device_biometrics: the passkeys go, so do their bindings."""
     unbind_passkeys(db, Device.user_id == user_id)
+
+
+def _holds_binding(db: DbSession, user_id: str, *methods: BindingMethod) -> bool:
+    found = db.execute(
+        select(Device.id)
+        .where(
+            Device.user_id == user_id,
+            Device.trust_state == TrustState.BOUND,
+            Device.binding_method.in_([m.value for m in methods]),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def holds_passkey_binding(db: DbSession, user_id: str) -> bool:
+    """Whether unbind_passkeys_of would unbind anything."""
+    return _holds_binding(db, user_id, BindingMethod.WEBAUTHN)
+
+
+def holds_any_binding(db: DbSession, user_id: str) -> bool:
+    """Whether forget_devices would unbind anything."""
+    return _holds_binding(db, user_id, BindingMethod.WEBAUTHN, BindingMethod.APP_KEY)
 
 
 def forget_devices(db: DbSession, user_id: str) -> None:

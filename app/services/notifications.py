@@ -201,16 +201,20 @@ class Notifier:
             )
         )
 
-    def devices_unbound(self, to: str) -> None:
+    def sign_in_protection_removed(
+        self, to: str, removed: list[str], how: str, when: datetime
+    ) -> None:
+        """A passkey or a device binding was taken away, directly or by a
+        consent withdrawal: the account is easier to get into than before."""
         self._email_later(
             OutgoingEmail(
                 to=to,
-                subject="Your devices are no longer bound to your privid account",
+                subject="A sign-in protection was removed from your privid account",
                 body=(
-                    "Consent to security processing was withdrawn on your privid account, so "
-                    "its device records were deleted and no device is bound any more: signing "
-                    "in from a new device no longer asks for an extra code. If this was not "
-                    "you, change your password and grant the security purpose again."
+                    f"At {when:%Y-%m-%d %H:%M} UTC, {' and '.join(removed)} stopped protecting "
+                    f"your privid account ({how}). Signing in may now ask for less than before. "
+                    "If this was not you, change your password, review your devices and "
+                    "passkeys, and contact us."
                 ),
             )
         )

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 from webauthn import (
     base64url_to_bytes,
@@ -44,6 +45,7 @@ from app.services.consent import ConsentService
 from app.services.context import RequestContext
 from app.services.devices import DeviceService
 from app.services.export import ExportContext, Section, register_section
+from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS, Protection, Safeguards
 from app.services.sessions import Acr, IssuedSession, SessionService, Transport
 from app.services.signin import SignInCompleter, SignInResult
 from app.services.throttle import AccountThrottle, passkey_key
@@ -127,6 +129,29 @@ def possibly_cloned() -> ServiceError:
     )
 
 
+def not_discoverable() -> ServiceError:
+    return ServiceError(
+        "passkey-not-discoverable",
+        400,
+        "This passkey could not sign you in",
+        "The authenticator made a credential it does not store on the device (no resident "
+        "key), so it could never offer it when you sign in with a passkey, which asks for no "
+        "username here. Nothing was registered. Use an authenticator that stores passkeys "
+        "(most phones, computers and recent security keys do).",
+        keep_changes=True,
+    )
+
+
+def already_registered() -> ServiceError:
+    return ServiceError(
+        "passkey-already-registered",
+        409,
+        "This passkey is registered already",
+        "This passkey is already registered. Ask for new options to create another one.",
+        keep_changes=True,  # the challenge stays spent
+    )
+
+
 def no_passkey() -> ServiceError:
     return ServiceError(
         "no-passkey", 409, "No passkey registered", "Register a passkey before using it."
@@ -150,6 +175,19 @@ def _masked(email: str) -> str:
 
 def credential_kind(credential: WebAuthnCredential) -> str:
     return "synced passkey" if credential.backup_eligible else "bound to this device"
+
+
+def proves_device(credential: WebAuthnCredential) -> bool:
+    """Only a device-bound credential (BE flag clear) lives on one device: a
+    backup-eligible one can be synced anywhere, so it binds and identifies none."""
+    return not credential.backup_eligible
+
+
+CredentialState = Literal["active", "possibly_cloned"]
+
+
+def credential_state(credential: WebAuthnCredential) -> CredentialState:
+    return "possibly_cloned" if credential.flagged_cloned_at is not None else "active"
 
 
 def amr_for(*, backup_eligible: bool, user_verified: bool) -> list[str]:
@@ -176,11 +214,12 @@ class WebAuthnService:
         challenges: ChallengeStore,
         devices: DeviceService,
         throttle: AccountThrottle,
+        safeguards: Safeguards,
     ) -> None:
         self._db, self._clock, self._settings = db, clock, settings
         self._consent, self._vault, self._signin = consent, vault, signin
         self._sessions, self._audit, self._challenges = sessions, audit, challenges
-        self._devices, self._throttle = devices, throttle
+        self._devices, self._throttle, self._safeguards = devices, throttle, safeguards
 
     # -- registration -------------------------------------------------------------
 
@@ -201,16 +240,22 @@ class WebAuthnService:
                 if s.webauthn_require_attestation
                 else AttestationConveyancePreference.NONE
             ),
+            # Sign-in is username-less only, so a credential the authenticator
+            # does not store (no resident key) could never be offered there.
             authenticator_selection=AuthenticatorSelectionCriteria(
-                resident_key=ResidentKeyRequirement.PREFERRED,
+                resident_key=ResidentKeyRequirement.REQUIRED,
+                require_resident_key=True,
                 user_verification=UserVerificationRequirement.PREFERRED,
             ),
+            # Only usable passkeys: a removed or flagged one must not stop the
+            # browser from creating a replacement on the same authenticator.
             exclude_credentials=[
-                self._descriptor(c) for c in self._credentials(user.id, active_only=False)
+                self._descriptor(c) for c in self._credentials(user.id, active_only=True)
             ],
         )
         row = self._new_challenge(options.challenge, REGISTRATION, user.id, None)
-        return Ceremony(row.id, _options_dict(options))
+        # credProps (WebAuthn L3 10.1.3) tells us whether it really is discoverable.
+        return Ceremony(row.id, {**_options_dict(options), "extensions": {"credProps": True}})
 
     def verify_registration(
         self,
@@ -249,13 +294,16 @@ class WebAuthnService:
         allowed = s.webauthn_aaguid_list
         if allowed and verified.aaguid.lower() not in allowed:
             raise registration_refused("This kind of authenticator is not accepted here.")
+        cred_props = (credential.get("clientExtensionResults") or {}).get("credProps") or {}
+        if cred_props.get("rk") is False:
+            raise not_discoverable()
         exists = self._db.execute(
             select(WebAuthnCredential.id).where(
                 WebAuthnCredential.credential_id == verified.credential_id
             )
         ).first()
         if exists is not None:
-            raise registration_refused("This passkey is already registered.")
+            raise already_registered()
         transports = credential.get("response", {}).get("transports") or []
         now = self._clock.now()
         stored = WebAuthnCredential(
@@ -272,8 +320,14 @@ class WebAuthnService:
             attestation_format=fmt,
             created_at=now,
         )
-        self._db.add(stored)
-        self._db.flush()
+        # Two ceremonies answered with one credential at once both pass the check
+        # above; the unique index decides, and the loser gets the same 409.
+        try:
+            with self._db.begin_nested():
+                self._db.add(stored)
+                self._db.flush()
+        except IntegrityError:
+            raise already_registered() from None
         self._audit.record(
             "webauthn.registered",
             user_id=user.id,
@@ -281,9 +335,11 @@ class WebAuthnService:
             attestation_format=fmt,
             kind=credential_kind(stored),
         )
-        # A passkey living in this device's own authenticator binds the device.
+        # A passkey living in this device's own authenticator, and only there,
+        # binds the device.
         sighting = None
-        if credential.get("authenticatorAttachment") == PLATFORM_ATTACHMENT:
+        on_this_device = credential.get("authenticatorAttachment") == PLATFORM_ATTACHMENT
+        if on_this_device and proves_device(stored):
             sighting = self._devices.bind_passkey(session, stored.id, context)
         return Registered(stored, sighting.new_cookie if sighting else None)
 
@@ -331,7 +387,9 @@ class WebAuthnService:
             user = self._db.get(User, stored.user_id)
             if user is None or not user.is_active:
                 raise invalid_credentials()
-            context = replace(context, device=replace(context.device, credential_ref=stored.id))
+            if proves_device(stored):
+                hints = replace(context.device, credential_ref=stored.id)
+                context = replace(context, device=hints)
             # Without user verification a passkey proves possession only: one
             # factor. It cannot stand in for an account's TOTP, nor sign in on a
             # device the account is not bound to when it has bound ones.
@@ -377,7 +435,12 @@ class WebAuthnService:
     # -- managing -----------------------------------------------------------------
 
     def credentials_of(self, user_id: str) -> Sequence[WebAuthnCredential]:
-        return self._credentials(user_id, active_only=True)
+        """Every passkey not removed, flagged ones included: the user must see
+        them to remove them."""
+        query = select(WebAuthnCredential).where(
+            WebAuthnCredential.user_id == user_id, WebAuthnCredential.revoked_at.is_(None)
+        )
+        return self._db.execute(query.order_by(WebAuthnCredential.created_at)).scalars().all()
 
     def rename(self, user_id: str, credential_ref: str, nickname: str) -> WebAuthnCredential:
         credential = self._owned(user_id, credential_ref)
@@ -385,14 +448,24 @@ class WebAuthnService:
         self._db.flush()
         return credential
 
-    def revoke(self, user_id: str, credential_ref: str, ip_prefix: str) -> None:
+    def revoke(self, session: Session, credential_ref: str, ip_prefix: str) -> None:
+        """Remove a passkey (and the binding it made): needs the recent sign-in
+        that removing these protections needs, and the owner is told."""
+        user_id = session.user_id
         credential = self._owned(user_id, credential_ref)
+        removed: list[Protection] = [PASSKEYS]
+        if self._devices.bound_by_passkey(credential.id):
+            removed.append(DEVICE_BINDINGS)
+        self._safeguards.require(session, removed)
         credential.revoked_at = self._clock.now()
         self._devices.passkey_removed(credential.id)
         self._db.flush()
         self._audit.record(
             "webauthn.revoked", user_id=user_id, ip_prefix=ip_prefix, credential_ref=credential.id
         )
+        owner = self._db.get(User, user_id)
+        if owner is not None:
+            self._safeguards.tell_owner(owner, removed, "a passkey was removed")
 
     # -- internals ----------------------------------------------------------------
 
@@ -550,6 +623,20 @@ def _export(ctx: ExportContext) -> dict[str, Any]:
 
 
 register_section(Section("passkeys", ("webauthn_credentials", "webauthn_challenges"), _export))
+
+
+def holds_passkeys(db: DbSession, user_id: str) -> bool:
+    """Whether delete_credentials would take a usable passkey away."""
+    found = db.execute(
+        select(WebAuthnCredential.id)
+        .where(
+            WebAuthnCredential.user_id == user_id,
+            WebAuthnCredential.revoked_at.is_(None),
+            WebAuthnCredential.flagged_cloned_at.is_(None),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def delete_credentials(db: DbSession, user_id: str) -> None:

@@ -1,0 +1,99 @@
+"""What taking away one of the account's sign-in protections needs.
+
+A protection is a passkey, or a device bound to the account. Removing one
+weakens the account however it happens: deleting the passkey, revoking the
+device, or withdrawing the consent it rests on. Each kind is declared here once,
+with the age of proof its removal needs; every path that removes one asks
+``Safeguards.require`` first and ``Safeguards.tell_owner`` after, so no side
+door needs less than the front door."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.clock import Clock
+from app.errors import ServiceError
+from app.models import Session, User
+from app.services.notifications import Notifier
+from app.services.sessions import Acr, acr_at_least
+from app.services.totp import TotpService
+from app.services.vault import PersonalDataVault
+
+
+@dataclass(frozen=True)
+class Protection:
+    """A kind of sign-in protection. Removing one needs a sign-in within
+    ``max_age_seconds`` at the account's level (both factors once it has
+    TOTP), and the owner is emailed."""
+
+    code: str
+    max_age_seconds: int
+    # How the owner's email names it.
+    described: str
+
+
+PASSKEYS = Protection("passkeys", 300, "passkeys")
+DEVICE_BINDINGS = Protection("device_bindings", 900, "bound devices")
+
+
+def insufficient_authentication(level: Acr, max_age: int, *, dpop_bound: bool) -> ServiceError:
+    """RFC 9470 section 3: the challenge says which level and age would do."""
+    return ServiceError(
+        "insufficient-user-authentication",
+        401,
+        "Confirm it is you",
+        f"This needs authentication at {level.value} within the last "
+        f"{max(1, max_age // 60)} minutes: step up at /api/v1/me/step-up.",
+        headers={
+            "WWW-Authenticate": (
+                f"{'DPoP' if dpop_bound else 'Bearer'} "
+                'error="insufficient_user_authentication", '
+                'error_description="A more recent or stronger authentication is required", '
+                f'acr_values="{level.value}", max_age={max_age}'
+            )
+        },
+    )
+
+
+def authenticated_within(session: Session, level: Acr, max_age: int, now: datetime) -> bool:
+    fresh = (now - session.auth_time).total_seconds() <= max_age
+    return fresh and acr_at_least(session.acr, level)
+
+
+def require_authentication(session: Session, level: Acr, max_age: int, now: datetime) -> None:
+    if not authenticated_within(session, level, max_age, now):
+        raise insufficient_authentication(level, max_age, dpop_bound=session.dpop_jkt is not None)
+
+
+class Safeguards:
+    def __init__(
+        self, clock: Clock, totp: TotpService, vault: PersonalDataVault, notifier: Notifier
+    ) -> None:
+        self._clock, self._totp, self._vault, self._notifier = clock, totp, vault, notifier
+
+    def account_level(self, user_id: str) -> Acr:
+        """Changing what protects an account needs every factor it has."""
+        return Acr.MULTI_FACTOR if self._totp.is_enabled(user_id) else Acr.SINGLE_FACTOR
+
+    def require(self, session: Session | None, protections: Collection[Protection]) -> None:
+        """Refuse (RFC 9470 challenge) unless ``session`` signed in recently
+        enough to remove all of ``protections``: the strictest age wins. Without
+        a session nothing can be removed."""
+        if not protections:
+            return
+        max_age = min(p.max_age_seconds for p in protections)
+        if session is None:
+            raise insufficient_authentication(Acr.MULTI_FACTOR, max_age, dpop_bound=False)
+        level = self.account_level(session.user_id)
+        require_authentication(session, level, max_age, self._clock.now())
+
+    def tell_owner(self, user: User, protections: Collection[Protection], how: str) -> None:
+        """One email per act, naming what was removed and how."""
+        if not protections:
+            return
+        described = sorted({p.described for p in protections})
+        self._notifier.sign_in_protection_removed(
+            self._vault.profile(user).email, described, how, self._clock.now()
+        )
