@@ -106,6 +106,7 @@ def settings(
     smtp_server: SmtpServer,
     sms_gateway: SmsGateway,
     settings_overrides: dict[str, object],
+    tmp_path: Path,
 ) -> Settings:
     values: dict[str, object] = {
         "env": Environment.TEST,
@@ -118,6 +119,8 @@ def settings(
         "sms_http_url": sms_gateway.url,
         "sms_http_token": sms_gateway.outbox.token,
         "public_url": "https://localhost",
+        # Signed chain checkpoints: one folder per test, as the database is.
+        "chain_checkpoint_dir": str(tmp_path / "checkpoints"),
         **FAST_ARGON2,
     }
     values.update(settings_overrides)
