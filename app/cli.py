@@ -13,7 +13,7 @@ import click
 from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
-from app.services.chain import ChainBreak
+from app.services.chain import ChainKeeper, ChainTampered, Sealed, Verdict
 from app.services.container import Services
 from app.services.policies import NewPolicy
 from app.settings import Settings
@@ -32,9 +32,28 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("audit-verify")
     def audit_verify_command() -> None:
-        """Check the audit trail's hash chain; exit 1 naming the first bad event."""
+        """Check the audit trail against its keyed chain and its last signed
+        checkpoint; exit 1 naming what does not fit. When intact, seal what is
+        new and write a checkpoint."""
         with unit_of_work() as svc:
-            report_chain(svc.audit.verify(), "audit chain", "event")
+            verify_and_seal(svc, svc.audit.verify(), svc.audit.chain(), "audit chain")
+
+    @app.cli.command("chain-seal")
+    def chain_seal_command() -> None:
+        """Seal new consent records and audit events into their chains and write
+        signed checkpoints (run from cron, e.g. every minute)."""
+        with unit_of_work() as svc:
+            for keeper in (svc.consent.chain(), svc.audit.chain()):
+                try:
+                    sealed = seal_committed(svc, keeper)
+                except ChainTampered as refused:
+                    raise click.ClickException(str(refused)) from None
+                name = keeper.ledger.name
+                click.echo(
+                    f"{name}: sealed {sealed.rows} {keeper.ledger.plural} in seal {sealed.seq}"
+                    if sealed
+                    else f"{name}: nothing new to seal"
+                )
 
     @app.cli.command("policy-publish")
     @click.option("--version", "version", required=True)
@@ -74,9 +93,11 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("consent-verify")
     def consent_verify_command() -> None:
-        """Check the consent ledger's hash chain; exit 1 naming the first bad record."""
+        """Check the consent ledger against its keyed chains and its last signed
+        checkpoint; exit 1 naming what does not fit. When intact, seal what is
+        new and write a checkpoint."""
         with unit_of_work() as svc:
-            report_chain(svc.consent.verify_chain(), "consent ledger", "record")
+            verify_and_seal(svc, svc.consent.verify_chain(), svc.consent.chain(), "consent ledger")
 
     @app.cli.command("retention-run")
     def retention_run_command() -> None:
@@ -116,13 +137,30 @@ def register_cli(app: Flask) -> None:
         click.echo("operator role granted")
 
 
-def report_chain(broken: ChainBreak | None, chain: str, row: str) -> None:
-    """Say whether a hash chain is whole; exit 1 naming the first row that is not."""
-    if broken is None:
-        click.echo(f"{chain} intact")
-        return
-    click.echo(f"{chain} broken at {row} {broken.row_id}: {broken.reason}", err=True)
-    sys.exit(1)
+def verify_and_seal(svc: Services, verdict: Verdict, keeper: ChainKeeper, title: str) -> None:
+    """Report a verdict; exit 1 listing the problems (nothing is sealed over
+    them), else seal what is new and checkpoint it."""
+    plural = verdict.ledger.plural
+    if not verdict.intact:
+        click.echo(f"{title} broken:", err=True)
+        for problem in verdict.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    last = verdict.checkpoint
+    checked = f"checked against the checkpoint of {last.at}" if last else "no checkpoint yet"
+    click.echo(f"{title} intact: {verdict.rows} {plural} in {verdict.seals} seals, {checked}")
+    sealed = seal_committed(svc, keeper)
+    if sealed:
+        click.echo(f"sealed {sealed.rows} new {plural} in seal {sealed.seq}; checkpoint written")
+
+
+def seal_committed(svc: Services, keeper: ChainKeeper) -> Sealed | None:
+    """Seal, commit, then append the checkpoint: never one naming an uncommitted seal."""
+    sealed = keeper.seal()
+    svc.db.commit()
+    if sealed:
+        keeper.write_checkpoint(sealed)
+    return sealed
 
 
 @contextmanager

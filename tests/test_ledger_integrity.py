@@ -133,7 +133,7 @@ def test_a_cut_off_tail_with_the_chain_state_reset_is_caught(app, client, mailbo
 
     result = verify(app, "consent")
     assert result.exit_code == 1, result.output
-    assert "-1" not in result.output
+    assert "record -1" not in result.output
     assert "checkpoint" in result.output
     assert f"{len(records)} records" in result.output  # what the checkpoint vouched for
 
@@ -161,7 +161,7 @@ def test_a_deleted_last_record_is_named_not_minus_one(app, client, mailbox, sms)
 
     result = verify(app, "consent")
     assert result.exit_code == 1, result.output
-    assert "-1" not in result.output
+    assert "record -1" not in result.output
     assert f"record {last.id}" in result.output and "missing" in result.output
 
 
