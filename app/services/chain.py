@@ -123,7 +123,8 @@ class ChainKeeper:
     def ledger(self) -> Ledger:
         return self._ledger
 
-    def _seal_mac(self, seq: int, prev_mac: str, hashes: list[tuple[int, str]]) -> str:
+    def _seal_mac(self, seq: int, prev_mac: str, hashes: list[list[Any]]) -> str:
+        """``hashes``: [row id, row hash] for each row the seal lists."""
         return keyed_hash(
             self._key,
             {"chain": self._ledger.name, "seal": seq, "prev": prev_mac, "rows": hashes},
@@ -165,14 +166,14 @@ class ChainKeeper:
             return None
         seq = (last.seq if last else 0) + 1
         prev = last.mac if last else GENESIS_HASH
-        hashes = [(row.id, row.hash) for row in pending]
+        hashes: list[list[Any]] = [[row.id, row.hash] for row in pending]
         seal = ChainSeal(
             chain=self._ledger.name,
             seq=seq,
             sealed_at=self._clock.now(),
             row_ids=[row_id for row_id, _ in hashes],
             prev_mac=prev,
-            mac=self._seal_mac(seq, prev, [list(h) for h in hashes]),  # type: ignore[misc]
+            mac=self._seal_mac(seq, prev, hashes),
         )
         self._db.add(seal)
         self._db.flush()
@@ -263,8 +264,10 @@ class ChainKeeper:
                 )
             if twice:
                 verdict.add(f"{ledger.rows_named(twice)}: sealed twice (again in seal {seal.seq})")
-            hashes = [[i, by_id[i].hash if i in by_id else ""] for i in seal.row_ids]
-            if not missing and self._seal_mac(seal.seq, seal.prev_mac, hashes) != seal.mac:  # type: ignore[arg-type]
+            hashes: list[list[Any]] = [
+                [i, by_id[i].hash if i in by_id else ""] for i in seal.row_ids
+            ]
+            if not missing and self._seal_mac(seal.seq, seal.prev_mac, hashes) != seal.mac:
                 verdict.add(
                     f"seal {seal.seq}: the {ledger.plural} it lists "
                     f"({ledger.rows_named(seal.row_ids)}) no longer match it"
