@@ -277,3 +277,42 @@ def test_writes_on_distinct_accounts_do_not_wait_for_each_other(app, client, mai
     assert outcome == {"login": 200, "grant": 200}
     assert verify(app, "consent").exit_code == 0
     assert verify(app, "audit").exit_code == 0
+
+
+def test_the_sealer_will_not_extend_a_chain_cut_back_behind_its_checkpoint(
+    app, client, mailbox, sms, runtime
+):
+    from pathlib import Path
+
+    two_accounts(client, mailbox, sms)
+    runner = app.test_cli_runner()
+    sealed = runner.invoke(args=["chain-seal"])
+    assert sealed.exit_code == 0 and "sealed" in sealed.output, sealed.output
+    folder = Path(runtime.settings.chain_checkpoint_dir)
+    before = {p.name: p.read_text() for p in folder.iterdir()}
+    with tamper_connection(app) as connection:
+        connection.execute(text("DELETE FROM audit_events"))
+        wipe_chain_state(connection, "audit_events", last_hash="0" * 64)
+    register(client, mailbox, sms)  # new rows arrive after the tampering
+
+    refused = runner.invoke(args=["chain-seal"])
+    assert refused.exit_code != 0
+    assert "no longer matches its checkpoint" in refused.output
+    # Nothing was sealed over the gap, so no new checkpoint vouches for it.
+    assert (folder / "audit.jwsl").read_text() == before["audit.jwsl"]
+    assert verify(app, "audit").exit_code == 1
+
+
+def test_a_checkpoint_line_we_did_not_sign_is_refused(app, client, mailbox, sms, runtime):
+    from pathlib import Path
+
+    two_accounts(client, mailbox, sms)
+    assert verify(app, "consent").exit_code == 0
+    path = Path(runtime.settings.chain_checkpoint_dir) / "consent.jwsl"
+    header, payload, _ = path.read_text().splitlines()[-1].split(".")
+    with path.open("a") as handle:
+        handle.write(f"{header}.{payload}.{base64.urlsafe_b64encode(b'x' * 64).decode()}\n")
+
+    result = verify(app, "consent")
+    assert result.exit_code == 1
+    assert "is not ours" in result.output

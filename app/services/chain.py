@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.models import ChainSeal
-from app.services.checkpoints import Checkpoint, CheckpointStore
+from app.services.checkpoints import Checkpoint, CheckpointStore, CheckpointUnreadable
 
 GENESIS_HASH = "0" * 64
 # At most this many rows go into one seal (the seal lists their ids).
@@ -188,7 +188,10 @@ class ChainKeeper:
         return Sealed(self._ledger.name, seq, seal.mac, len(ids), int(records), max(ids))
 
     def _check_base(self, last: ChainSeal | None) -> None:
-        checkpoint = self._checkpoints.latest(self._ledger.name)
+        try:
+            checkpoint = self._checkpoints.latest(self._ledger.name)
+        except CheckpointUnreadable as unreadable:
+            raise ChainTampered(str(unreadable)) from None
         if checkpoint is None:
             return
         at = self._db.execute(
@@ -278,7 +281,11 @@ class ChainKeeper:
 
     def _check_checkpoint(self, seals: list[ChainSeal], verdict: Verdict) -> None:
         ledger = self._ledger
-        checkpoint = self._checkpoints.latest(ledger.name)
+        try:
+            checkpoint = self._checkpoints.latest(ledger.name)
+        except CheckpointUnreadable as unreadable:
+            verdict.add(str(unreadable))
+            return
         verdict.checkpoint = checkpoint
         if checkpoint is None:
             if seals:
