@@ -48,12 +48,7 @@ def register_cli(app: Flask) -> None:
                     sealed = seal_committed(svc, keeper)
                 except ChainTampered as refused:
                     raise click.ClickException(str(refused)) from None
-                name = keeper.ledger.name
-                click.echo(
-                    f"{name}: sealed {sealed.rows} {keeper.ledger.plural} in seal {sealed.seq}"
-                    if sealed
-                    else f"{name}: nothing new to seal"
-                )
+                click.echo(f"{keeper.ledger.name}: {describe_seals(sealed, keeper.ledger.plural)}")
 
     @app.cli.command("policy-publish")
     @click.option("--version", "version", required=True)
@@ -151,16 +146,29 @@ def verify_and_seal(svc: Services, verdict: Verdict, keeper: ChainKeeper, title:
     click.echo(f"{title} intact: {verdict.rows} {plural} in {verdict.seals} seals, {checked}")
     sealed = seal_committed(svc, keeper)
     if sealed:
-        click.echo(f"sealed {sealed.rows} new {plural} in seal {sealed.seq}; checkpoint written")
+        click.echo(f"{describe_seals(sealed, plural)}; checkpoint written")
 
 
-def seal_committed(svc: Services, keeper: ChainKeeper) -> Sealed | None:
-    """Seal, commit, then append the checkpoint: never one naming an uncommitted seal."""
-    sealed = keeper.seal()
-    svc.db.commit()
-    if sealed:
+def seal_committed(svc: Services, keeper: ChainKeeper) -> list[Sealed]:
+    """Seal batch after batch, committing each, then appending its checkpoint:
+    a checkpoint never names a seal that a rollback could take away."""
+    done: list[Sealed] = []
+    while sealed := keeper.seal():
+        svc.db.commit()
         keeper.write_checkpoint(sealed)
-    return sealed
+        done.append(sealed)
+    svc.db.commit()
+    return done
+
+
+def describe_seals(sealed: list[Sealed], plural: str) -> str:
+    if not sealed:
+        return "nothing new to seal"
+    count = sum(s.rows for s in sealed)
+    numbers = (
+        f"seal {sealed[0].seq}" if len(sealed) == 1 else f"seals {sealed[0].seq}–{sealed[-1].seq}"
+    )
+    return f"sealed {count} new {plural} in {numbers}"
 
 
 @contextmanager

@@ -316,3 +316,17 @@ def test_a_checkpoint_line_we_did_not_sign_is_refused(app, client, mailbox, sms,
     result = verify(app, "consent")
     assert result.exit_code == 1
     assert "is not ours" in result.output
+
+
+def test_a_backlog_is_sealed_in_batches_each_checkpointed(app, client, mailbox, sms, monkeypatch):
+    import app.services.chain as chain
+
+    monkeypatch.setattr(chain, "SEAL_BATCH", 5)
+    two_accounts(client, mailbox, sms)
+    count = len(rows(app, ConsentRecord))
+    first = verify(app, "consent")
+    assert first.exit_code == 0, first.output
+    seals = -(-count // 5)
+    assert f"sealed {count} new records in seals 1–{seals}" in first.output
+    again = verify(app, "consent")
+    assert again.exit_code == 0 and f"{count} records in {seals} seals" in again.output
