@@ -27,6 +27,7 @@ from app.security.envelope import KeyRing
 from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
 from app.security.tokens import CodeHasher, derive_key
+from app.services.checkpoints import CheckpointStore
 from app.services.consent import SECURITY_PURPOSE, Removal, WithdrawalEffects
 from app.services.container import Runtime
 from app.services.devices import (
@@ -89,6 +90,7 @@ def build_runtime(
     email_sender: EmailSender | None = None,
     sms_sender: SmsSender | None = None,
 ) -> Runtime:
+    signer = Signer(settings.signing_key_id, settings.signing_key_bytes)
     return Runtime(
         settings=settings,
         clock=clock or SystemClock(),
@@ -105,7 +107,8 @@ def build_runtime(
         catalogue=load_catalogue(
             Path(settings.purposes_file) if settings.purposes_file else DEFAULT_CATALOGUE
         ),
-        signer=Signer(settings.signing_key_id, settings.signing_key_bytes),
+        signer=signer,
+        checkpoints=CheckpointStore(Path(settings.chain_checkpoint_dir), signer),
         withdrawal_effects=built_in_withdrawal_effects(),
         replay_cache=_sync_storage(settings.ratelimit_storage_uri),
         dpop_verifier=DpopVerifier(

@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
 from app.resources import resource_dir
-from app.services.chain import ChainBreak
+from app.services.chain import ChainKeeper, ChainTampered, Sealed, Verdict
 from app.services.container import Services
 from app.services.policies import NewPolicy
 from app.settings import Settings
@@ -33,9 +33,23 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("audit-verify")
     def audit_verify_command() -> None:
-        """Check the audit trail's hash chain; exit 1 naming the first bad event."""
+        """Check the audit trail against its keyed chain and its last signed
+        checkpoint; exit 1 naming what does not fit. When intact, seal what is
+        new and write a checkpoint."""
         with unit_of_work() as svc:
-            report_chain(svc.audit.verify(), "audit chain", "event")
+            verify_and_seal(svc, svc.audit.verify(), svc.audit.chain(), "audit chain")
+
+    @app.cli.command("chain-seal")
+    def chain_seal_command() -> None:
+        """Seal new consent records and audit events into their chains and write
+        signed checkpoints (run from cron, e.g. every minute)."""
+        with unit_of_work() as svc:
+            for keeper in (svc.consent.chain(), svc.audit.chain()):
+                try:
+                    sealed = seal_committed(svc, keeper)
+                except ChainTampered as refused:
+                    raise click.ClickException(str(refused)) from None
+                click.echo(f"{keeper.ledger.name}: {describe_seals(sealed, keeper.ledger.plural)}")
 
     @app.cli.command("policy-publish")
     @click.option("--version", "version", required=True)
@@ -75,9 +89,11 @@ def register_cli(app: Flask) -> None:
 
     @app.cli.command("consent-verify")
     def consent_verify_command() -> None:
-        """Check the consent ledger's hash chain; exit 1 naming the first bad record."""
+        """Check the consent ledger against its keyed chains and its last signed
+        checkpoint; exit 1 naming what does not fit. When intact, seal what is
+        new and write a checkpoint."""
         with unit_of_work() as svc:
-            report_chain(svc.consent.verify_chain(), "consent ledger", "record")
+            verify_and_seal(svc, svc.consent.verify_chain(), svc.consent.chain(), "consent ledger")
 
     @app.cli.command("retention-run")
     def retention_run_command() -> None:
@@ -117,13 +133,43 @@ def register_cli(app: Flask) -> None:
         click.echo("operator role granted")
 
 
-def report_chain(broken: ChainBreak | None, chain: str, row: str) -> None:
-    """Say whether a hash chain is whole; exit 1 naming the first row that is not."""
-    if broken is None:
-        click.echo(f"{chain} intact")
-        return
-    click.echo(f"{chain} broken at {row} {broken.row_id}: {broken.reason}", err=True)
-    sys.exit(1)
+def verify_and_seal(svc: Services, verdict: Verdict, keeper: ChainKeeper, title: str) -> None:
+    """Report a verdict; exit 1 listing the problems (nothing is sealed over
+    them), else seal what is new and checkpoint it."""
+    plural = verdict.ledger.plural
+    if not verdict.intact:
+        click.echo(f"{title} broken:", err=True)
+        for problem in verdict.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    last = verdict.checkpoint
+    checked = f"checked against the checkpoint of {last.at}" if last else "no checkpoint yet"
+    click.echo(f"{title} intact: {verdict.rows} {plural} in {verdict.seals} seals, {checked}")
+    sealed = seal_committed(svc, keeper)
+    if sealed:
+        click.echo(f"{describe_seals(sealed, plural)}; checkpoint written")
+
+
+def seal_committed(svc: Services, keeper: ChainKeeper) -> list[Sealed]:
+    """Seal batch after batch, committing each, then appending its checkpoint:
+    a checkpoint never names a seal that a rollback could take away."""
+    done: list[Sealed] = []
+    while sealed := keeper.seal():
+        svc.db.commit()
+        keeper.write_checkpoint(sealed)
+        done.append(sealed)
+    svc.db.commit()
+    return done
+
+
+def describe_seals(sealed: list[Sealed], plural: str) -> str:
+    if not sealed:
+        return "nothing new to seal"
+    count = sum(s.rows for s in sealed)
+    numbers = (
+        f"seal {sealed[0].seq}" if len(sealed) == 1 else f"seals {sealed[0].seq}–{sealed[-1].seq}"
+    )
+    return f"sealed {count} new {plural} in {numbers}"
 
 
 @contextmanager

@@ -14,6 +14,8 @@ from functools import cached_property
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.security.tokens import derive_key
+
 # Development-only key material. Anyone can read it here, so production refuses it.
 DEV_SECRET_KEY = base64.b64encode(b"privid-development-secret-key-00").decode()
 DEV_BLIND_INDEX_KEY = base64.b64encode(b"privid-development-blind-index-0").decode()
@@ -41,6 +43,11 @@ def decode_key(value: str, setting: str) -> bytes:
     return key
 
 
+def derive_chain_key(secret_key: bytes) -> bytes:
+    """The chain key when PRIVID_CHAIN_KEY is not set: a sub-key of its own."""
+    return derive_key(secret_key, "ledger-chain")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRIVID_", extra="ignore", frozen=True)
 
@@ -60,6 +67,13 @@ class Settings(BaseSettings):
     # Signs consent receipts (ES256); the key id is published in the JWKS.
     signing_key: str = DEV_SIGNING_KEY
     signing_key_id: str = "dev-signing-1"
+    # Keys the hashes of the consent ledger and the audit trail (HMAC-SHA256), so
+    # someone who can write the database cannot forge them. Empty: derived from
+    # PRIVID_SECRET_KEY; set its own key so rotating that one leaves the ledger be.
+    chain_key: str = ""
+    # Signed chain checkpoints are appended here, one file per chain. Put it
+    # where the database's users cannot write (another host, WORM storage).
+    chain_checkpoint_dir: str = "instance/chain-checkpoints"
 
     # Consent and privacy rights.
     purposes_file: str = ""  # empty: the catalogue shipped in config/purposes.toml
@@ -193,13 +207,19 @@ class Settings(BaseSettings):
         return decode_key(self.signing_key, "PRIVID_SIGNING_KEY")
 
     @cached_property
+    def chain_key_bytes(self) -> bytes:
+        if self.chain_key:
+            return decode_key(self.chain_key, "PRIVID_CHAIN_KEY")
+        return derive_chain_key(self.secret_key_bytes)
+
+    @cached_property
     def blind_index_key_bytes(self) -> bytes:
         return decode_key(self.blind_index_key, "PRIVID_BLIND_INDEX_KEY")
 
     def check(self) -> None:
         """Validate keys, and in production refuse development values."""
         _ = self.key_ring, self.secret_key_bytes, self.blind_index_key_bytes
-        _ = self.signing_key_bytes
+        _ = self.signing_key_bytes, self.chain_key_bytes
         if not self.is_production:
             return
         problems = []
@@ -211,6 +231,11 @@ class Settings(BaseSettings):
             )
         if self.signing_key == DEV_SIGNING_KEY:
             problems.append("PRIVID_SIGNING_KEY is the development key; set a random 32-byte key")
+        if self.chain_key_bytes == derive_chain_key(decode_key(DEV_SECRET_KEY, "dev")):
+            problems.append(
+                "the chain key is the development key: set PRIVID_CHAIN_KEY (a random "
+                "32-byte key) or a production PRIVID_SECRET_KEY"
+            )
         dev_material = DEV_KEY_ENCRYPTION_KEYS.partition(":")[2]
         if any(key == base64.b64decode(dev_material) for key in self.key_ring.values()):
             problems.append("PRIVID_KEY_ENCRYPTION_KEYS contains the development key; set your own")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, text
 
 from app.services.purposes import load_catalogue
 from tests.fakes import Mailbox, SmsOutbox
@@ -152,3 +155,31 @@ def emails_to(runtime: Any, mailbox: Mailbox, address: str, subject_prefix: str)
     """Mail delivered to ``address`` whose subject starts so, once deliveries finished."""
     runtime.dispatcher.drain()
     return [m for m in mailbox.to(address) if str(m["Subject"]).startswith(subject_prefix)]
+
+
+@contextmanager
+def tamper_connection(app: Flask) -> Iterator[Connection]:
+    """A connection of someone who can write the database but holds no key. On
+    PostgreSQL they are a superuser who switches user triggers off for their
+    session (session_replication_role), as the service itself never does."""
+    with app.extensions["privid.engine"].begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+        yield connection
+
+
+def wipe_chain_state(connection: Connection, table: str, last_hash: str) -> None:
+    """Everything the database keeps about a chain's state, made to agree with
+    a tampered table: heads reset to ``last_hash``, seals dropped."""
+    chain = {"consent_records": "consent", "audit_events": "audit"}[table]
+    present = set(inspect(connection).get_table_names())
+    if "chain_heads" in present:
+        connection.execute(
+            text("UPDATE chain_heads SET last_hash = :h WHERE name = :n"),
+            {"h": last_hash, "n": chain},
+        )
+        connection.execute(
+            text("DELETE FROM chain_heads WHERE name LIKE :prefix"), {"prefix": f"{chain}:%"}
+        )
+    if "chain_seals" in present:
+        connection.execute(text("DELETE FROM chain_seals WHERE chain = :n"), {"n": chain})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -11,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.models import AuditEvent
 from tests.conftest import PG_URL
-from tests.helpers import bearer, login, register
+from tests.helpers import baseline_consent, bearer, login, register
 
 
 def _events(app):
@@ -19,7 +18,7 @@ def _events(app):
         return db.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
 
 
-def test_flows_leave_chained_events_without_personal_data(app, client, mailbox, sms):
+def test_flows_leave_sealed_events_without_personal_data(app, client, mailbox, sms):
     person, session = register(client, mailbox, sms)
     assert login(client, person.email, "wrong-password-here").status_code == 401
     assert login(client, person.email, person.password).status_code == 200
@@ -29,8 +28,11 @@ def test_flows_leave_chained_events_without_personal_data(app, client, mailbox, 
     kinds = [e.event_type for e in events]
     for expected in ("registration.completed", "login.failed", "login.succeeded", "logout"):
         assert expected in kinds
-    for prev, event in itertools.pairwise(events):
-        assert event.prev_hash == prev.hash
+    assert len({e.hash for e in events}) == len(events)
+    assert all(e.seal is None for e in events)  # not sealed yet
+    result = app.test_cli_runner().invoke(args=["audit-verify"])
+    assert result.exit_code == 0 and f"sealed {len(events)} new events in seal 1" in result.output
+    assert {e.seal for e in _events(app)} == {1}
     dump = json.dumps(
         [[e.event_type, e.details, e.ip_prefix, e.user_id] for e in events], ensure_ascii=False
     )
@@ -63,3 +65,29 @@ def test_cli_names_the_first_tampered_event(app, client, mailbox, sms):
     result = app.test_cli_runner().invoke(args=["audit-verify"])
     assert result.exit_code == 1
     assert f"event {victim.id}" in result.output
+
+
+def test_events_after_security_is_withdrawn_carry_no_network_prefix(app, client, mailbox, sms):
+    """The network prefix is security data: once the purpose is withdrawn, the
+    trail stops recording it for that account, as sessions do."""
+    client.environ_base["REMOTE_ADDR"] = "198.51.100.23"
+    person, session = register(client, mailbox, sms, consent=baseline_consent(security="granted"))
+    assert login(client, person.email, person.password).status_code == 200
+    withdrawn = client.post(
+        "/api/v1/me/consent/security/withdraw", headers=bearer(session["token"])
+    )
+    assert withdrawn.status_code == 200
+    after_withdrawal = _events(app)[-1].id
+    assert login(client, person.email, "wrong-password-here").status_code == 401
+    signed_in = login(client, person.email, person.password)
+    assert signed_in.status_code == 200
+    client.post("/api/v1/logout", headers=bearer(signed_in.json["token"]))
+
+    events = _events(app)
+    before = [e for e in events if e.id <= after_withdrawal and e.event_type == "login.succeeded"]
+    assert before and before[0].ip_prefix == "198.51.100.0/24"  # granted then
+    later = [e for e in events if e.id > after_withdrawal]
+    kinds = {e.event_type for e in later}
+    assert {"login.failed", "login.succeeded", "logout"} <= kinds
+    assert [e.ip_prefix for e in later if e.ip_prefix not in (None, "withheld")] == []
+    assert "198.51.100" not in json.dumps([[e.ip_prefix, e.details] for e in later])

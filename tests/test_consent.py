@@ -193,7 +193,7 @@ def test_registration_records_one_decision_per_purpose_and_signs_in_fully(
         assert record.ip_prefix == "203.0.113.0/24"
         assert record.user_agent_hash == ua_hash_expected
         assert len(record.hash) == 64
-    assert records[0].prev_hash == "0" * 64
+    # The account's own chain: each record follows the one before it.
     for before, after in itertools.pairwise(records):
         assert after.prev_hash == before.hash
 
@@ -738,6 +738,7 @@ def test_withdrawing_consent_runs_its_effects_and_keeps_history(app, client, run
     token = session["token"]
     user_id = client.get("/api/v1/me", headers=bearer(token)).json["user_id"]
     earlier = ledger_rows(app)
+    newest = ledger(app)[-1]
 
     response = client.post("/api/v1/me/consent/analytics/withdraw", headers=bearer(token))
     assert response.status_code == 200, response.json
@@ -748,7 +749,7 @@ def test_withdrawing_consent_runs_its_effects_and_keeps_history(app, client, run
         "settings",
     )
     assert record["policy_version"] == POLICY_VERSION
-    assert record["prev_hash"] == earlier[-1][-1]  # the hash column closes each row
+    assert record["prev_hash"] == newest.hash  # it follows the account's newest record
     assert calls == [("a", user_id)]
 
     after = ledger_rows(app)
@@ -894,20 +895,24 @@ def test_nobody_gets_a_receipt_for_someone_elses_record(app, client, mailbox, sm
 # -- the ledger ---------------------------------------------------------------------------
 
 
-def test_ledger_is_one_chain_across_users(app, client, mailbox, sms):
+def test_ledger_chains_each_account_and_seals_them_together(app, client, mailbox, sms):
     register(client, mailbox, sms)
     _, bob = register_without_consent(client, mailbox, sms)
     decide(client, bob["token"], baseline_consent()["decisions"])
     records = ledger(app)
     assert len(records) == 2 * len(AT_SIGN_IN)
-    assert len({r.user_id for r in records}) == 2
-    assert records[0].prev_hash == "0" * 64
-    for before, after in itertools.pairwise(records):
-        assert after.prev_hash == before.hash
+    by_user = [[r for r in records if r.user_id == u] for u in {r.user_id for r in records}]
+    assert len(by_user) == 2
+    for chain in by_user:
+        for before, after in itertools.pairwise(chain):
+            assert after.prev_hash == before.hash
+    assert by_user[0][0].prev_hash != by_user[1][0].prev_hash  # each starts on its own
     assert len({r.hash for r in records}) == len(records)
     result = app.test_cli_runner().invoke(args=["consent-verify"])
     assert result.exit_code == 0, result.output
     assert "intact" in result.output
+    assert f"sealed {len(records)} new records in seal 1" in result.output
+    assert {r.seal for r in ledger(app)} == {1}
 
 
 def test_consent_verify_names_the_first_tampered_record(app, client, mailbox, sms):

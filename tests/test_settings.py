@@ -44,6 +44,11 @@ def test_complete_production_settings_pass():
         ({"secret_key": Settings().secret_key}, "PRIVID_SECRET_KEY"),
         ({"blind_index_key": Settings().blind_index_key}, "PRIVID_BLIND_INDEX_KEY"),
         ({"signing_key": Settings().signing_key}, "PRIVID_SIGNING_KEY"),
+        # The ledger's chain key, set to what development derives: anyone could forge rows.
+        (
+            {"chain_key": base64.b64encode(Settings().chain_key_bytes).decode()},
+            "PRIVID_CHAIN_KEY",
+        ),
         (
             {"key_encryption_keys": Settings().key_encryption_keys, "active_key_id": "dev1"},
             "PRIVID_KEY_ENCRYPTION_KEYS",

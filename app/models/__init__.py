@@ -1,6 +1,6 @@
 """All models, so Alembic and the export walk see every table."""
 
-from .audit import AuditEvent, ChainHead
+from .audit import AuditEvent, ChainHead, ChainSeal
 from .base import Base
 from .codes import CodePurpose, OneTimeCode
 from .consent import Channel, ConsentRecord, Decision, PolicyVersion
@@ -24,6 +24,7 @@ __all__ = [
     "Base",
     "BindingMethod",
     "ChainHead",
+    "ChainSeal",
     "Channel",
     "CodePurpose",
     "ConsentRecord",

@@ -1,4 +1,6 @@
-"""Append-only, hash-chained audit trail. No secrets and no clear personal data."""
+"""Append-only audit trail with keyed hashes, the seals that chain both ledgers
+(audit trail and consent records) in batches, and per-chain heads. No secrets
+and no clear personal data."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from sqlalchemy import JSON, BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base
+from .identifying import identifies_user
 
 
 class AuditEvent(Base):
@@ -23,14 +26,34 @@ class AuditEvent(Base):
     actor_id: Mapped[str | None] = mapped_column(String(36))
     ip_prefix: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, object]] = mapped_column(JSON)
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 under the chain key over the fields and the id.
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The seal that took this event into the chain; NULL until the sealer runs.
+    seal: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class ChainHead(Base):
-    """The newest hash of a chain; its row lock serialises appends across workers."""
+    """The newest hash of one chain (today: one consent chain per account, named
+    ``consent:<user id>``). Its row lock serialises appends to that chain only;
+    verification never trusts it."""
 
     __tablename__ = "chain_heads"
 
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(
+        String(64), primary_key=True, info=identifies_user("consent:<user id> heads a user's chain")
+    )
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ChainSeal(Base):
+    """A batch of rows of one ledger taken into its chain: the ids it covers and
+    an HMAC over their hashes and the seal before it. Append-only."""
+
+    __tablename__ = "chain_seals"
+
+    chain: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    sealed_at: Mapped[datetime]
+    row_ids: Mapped[list[int]] = mapped_column(JSON)
+    prev_mac: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64))

@@ -44,8 +44,9 @@ class PolicyVersion(Base):
 
 
 class ConsentRecord(Base):
-    """One decision about one purpose. Append-only and hash-chained; on
-    PostgreSQL a trigger refuses UPDATE and DELETE."""
+    """One decision about one purpose. Append-only: on PostgreSQL a trigger
+    refuses UPDATE (but setting ``seal`` once), DELETE and TRUNCATE. Each record
+    links to the account's previous one (``prev_hash``) by a keyed hash."""
 
     __tablename__ = "consent_records"
 
@@ -63,4 +64,7 @@ class ConsentRecord(Base):
     ip_prefix: Mapped[str] = mapped_column(String(64))
     user_agent_hash: Mapped[str] = mapped_column(String(64))
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # HMAC-SHA256 under the chain key over the fields and prev_hash.
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The seal that took this record into the ledger's chain; NULL until sealed.
+    seal: Mapped[int | None] = mapped_column(Integer, index=True)

@@ -1,5 +1,11 @@
-"""The consent ledger: one hash-chained record per decision, what is still owed
-under the current policy, withdrawal and its effects, signed receipts."""
+"""The consent ledger: one record per decision, what is still owed under the
+current policy, withdrawal and its effects, signed receipts.
+
+Each account's records form their own chain: a record's keyed hash covers its
+fields and the account's previous record's hash (``prev_hash``), and appends
+lock only that account's head (``chain_heads`` row ``consent:<user id>``), so
+decisions of different accounts never wait for one another. The whole ledger
+is sealed into one chain in batches and checkpointed (app/services/chain.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +17,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import insert_if_absent
 from app.errors import FieldError, ServiceError, not_found
-from app.models import Channel, ConsentRecord, Decision, PolicyVersion, Session, User
+from app.models import ChainHead, Channel, ConsentRecord, Decision, PolicyVersion, Session, User
 from app.security.signing import Signer
-from app.services.chain import ChainBreak, HashChain
+from app.services.chain import ChainKeeper, Ledger, Verdict, keyed_hash
+from app.services.checkpoints import CheckpointStore
 from app.services.context import RequestContext
+from app.services.device_details import SECURITY_PURPOSE as SECURITY_PURPOSE
 from app.services.policies import PolicyService, changed_after, touches
 from app.services.purposes import Catalogue, Purpose
 from app.services.safeguards import Protection, Safeguards
 
 CONSENT_CHAIN = "consent"
 REQUIRED_REFUSED = "required-purpose-refused"
-SECURITY_PURPOSE = "security"
 
 # What withdrawing a purpose must stop, registered by the features that depend
 # on it (device binding, partner sharing, analytics). Each gets the user id.
@@ -86,6 +94,47 @@ def sealed_fields(record: ConsentRecord) -> dict[str, Any]:
     }
 
 
+def hashed_fields(record: ConsentRecord) -> dict[str, Any]:
+    return {**sealed_fields(record), "prev_hash": record.prev_hash}
+
+
+CONSENT_LEDGER = Ledger(CONSENT_CHAIN, ConsentRecord, "record", "records", hashed_fields)
+
+
+def account_genesis(key: bytes, user_id: str) -> str:
+    """Where an account's chain starts: keyed, so it cannot be made up either."""
+    return keyed_hash(key, {"chain": CONSENT_CHAIN, "genesis": user_id})
+
+
+def head_name(user_id: str) -> str:
+    return f"{CONSENT_CHAIN}:{user_id}"
+
+
+def account_links(key: bytes) -> Callable[[Sequence[ConsentRecord]], list[str]]:
+    """The consent ledger's own check: each account's records follow one another."""
+
+    def check(rows: Sequence[ConsentRecord]) -> list[str]:
+        problems: list[str] = []
+        last: dict[str, ConsentRecord] = {}
+        for row in rows:
+            before = last.get(row.user_id)
+            expected = before.hash if before else account_genesis(key, row.user_id)
+            if row.prev_hash != expected:
+                problems.append(
+                    f"record {row.id}: does not follow "
+                    + (
+                        f"record {before.id}, the account's previous one"
+                        if before
+                        else "the start of its account's chain"
+                    )
+                    + ": records between are missing or were moved"
+                )
+            last[row.user_id] = row
+        return problems
+
+    return check
+
+
 def required_refused(purposes: list[Purpose]) -> ServiceError:
     names = ", ".join(p.title.en for p in purposes)
     return ServiceError(
@@ -108,12 +157,15 @@ class ConsentService:
         policies: PolicyService,
         signer: Signer,
         effects: WithdrawalEffects,
+        chain_key: bytes,
+        checkpoints: CheckpointStore,
         safeguards: Safeguards,
     ) -> None:
         self._db, self._clock, self._catalogue = db, clock, catalogue
         self._policies, self._signer, self._effects = policies, signer, effects
+        self._key, self._checkpoints = chain_key, checkpoints
+        self._heads: dict[str, ChainHead] = {}
         self._safeguards = safeguards
-        self._chain = HashChain(db, CONSENT_CHAIN, sealed_fields)
 
     @property
     def catalogue(self) -> Catalogue:
@@ -234,8 +286,9 @@ class ConsentService:
     ) -> list[ConsentRecord]:
         """Record a batch; refuses a batch that changes nothing (a replay)."""
         policy = self.validate(policy_version, decisions)
-        # Serialise decisions: two identical batches must not both pass as changes.
-        self._chain.lock()
+        # Serialise this account's decisions: two identical batches must not both
+        # pass as changes. Other accounts' decisions do not wait.
+        self._lock(user_id)
         latest = self.current(user_id)
         owed = {p.code for p in self.pending(user_id)}
         changes = [
@@ -286,7 +339,7 @@ class ConsentService:
                 f"{purpose.title.en} rests on {purpose.legal_basis.value.replace('_', ' ')}, not "
                 "on consent. To end it, cancel your account (POST /api/v1/me/cancellation).",
             )
-        self._chain.lock()
+        self._lock(user_id)
         if not self.is_granted(user_id, purpose.code):
             raise ServiceError(
                 "not-granted", 409, "Nothing to withdraw", f"{purpose.title.en} is not granted."
@@ -321,6 +374,28 @@ class ConsentService:
             context,
         )[0]
 
+    def _lock(self, user_id: str) -> ChainHead:
+        """Lock the account's chain head (made on first use) for this transaction."""
+        head = self._heads.get(user_id)
+        if head is not None:
+            return head
+        query = select(ChainHead).where(ChainHead.name == head_name(user_id)).with_for_update()
+        head = self._db.execute(query).scalar_one_or_none()
+        if head is None:
+            newest = self._db.execute(
+                select(ConsentRecord.hash)
+                .where(ConsentRecord.user_id == user_id)
+                .order_by(ConsentRecord.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            start = newest or account_genesis(self._key, user_id)
+            insert_if_absent(
+                self._db, ChainHead, {"name": head_name(user_id), "last_hash": start}, ["name"]
+            )
+            head = self._db.execute(query).scalar_one()
+        self._heads[user_id] = head
+        return head
+
     def _purpose(self, code: str) -> Purpose:
         purpose = self._catalogue.get(code)
         if purpose is None:
@@ -349,7 +424,12 @@ class ConsentService:
             ip_prefix=context.ip_prefix,
             user_agent_hash=context.user_agent_hash,
         )
-        self._chain.seal(record)
+        head = self._lock(user_id)
+        record.prev_hash = head.last_hash
+        record.hash = CONSENT_LEDGER.row_hash(self._key, record)
+        head.last_hash = record.hash
+        self._db.add(record)
+        self._db.flush()
         return record
 
     # -- proof -------------------------------------------------------------------
@@ -369,9 +449,47 @@ class ConsentService:
             }
         )
 
-    def verify_chain(self) -> ChainBreak | None:
-        rows = self._db.execute(select(ConsentRecord).order_by(ConsentRecord.id)).scalars()
-        return self._chain.verify(rows)
+    def chain(self) -> ChainKeeper:
+        """Seals and verifies the ledger as a whole."""
+        return ChainKeeper(
+            self._db,
+            CONSENT_LEDGER,
+            self._key,
+            self._checkpoints,
+            self._clock,
+            row_check=account_links(self._key),
+        )
+
+    def verify_chain(self) -> Verdict:
+        verdict = self.chain().verify()
+        for problem in self._head_problems():
+            verdict.add(problem)
+        return verdict
+
+    def _head_problems(self) -> list[str]:
+        """Accounts whose head names a later record than their newest one: their
+        latest records were removed. (Heads are a tripwire, not the proof: the
+        seals and the signed checkpoint are.)"""
+        problems = []
+        heads = self._db.execute(
+            select(ChainHead).where(ChainHead.name.startswith(f"{CONSENT_CHAIN}:"))
+        ).scalars()
+        for head in heads:
+            user_id = head.name.partition(":")[2]
+            newest = self._db.execute(
+                select(ConsentRecord)
+                .where(ConsentRecord.user_id == user_id)
+                .order_by(ConsentRecord.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            if newest is None and head.last_hash != account_genesis(self._key, user_id):
+                problems.append(f"account {user_id}: every record is missing")
+            elif newest is not None and newest.hash != head.last_hash:
+                problems.append(
+                    f"account {user_id}: the records after record {newest.id} are missing "
+                    "(its chain head names a later one)"
+                )
+        return problems
 
 
 def decisions_from(items: list[Any]) -> list[DecisionInput]:

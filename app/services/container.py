@@ -22,6 +22,7 @@ from app.services.account import AccountService
 from app.services.audit import AuditTrail
 from app.services.cancellation import CancellationService
 from app.services.challenges import ChallengeStore
+from app.services.checkpoints import CheckpointStore
 from app.services.codes import CodeRules, CodeService
 from app.services.consent import ConsentService, WithdrawalEffects
 from app.services.devices import DeviceService
@@ -73,6 +74,8 @@ class Runtime:
     # DPoP jti replay cache: the rate-limit storage, shared by every worker.
     replay_cache: Storage
     dpop_verifier: DpopVerifier
+    # Signed checkpoints of the ledgers' chains, outside the database.
+    checkpoints: CheckpointStore
     # No push provider is integrated yet; the incident API refuses the push
     # channel in production while this stand-in is in place.
     push_sender: PushSender = field(default_factory=LoggingPushSender)
@@ -88,7 +91,8 @@ class Services:
 
     @cached_property
     def audit(self) -> AuditTrail:
-        return AuditTrail(self.db, self.runtime.clock)
+        rt = self.runtime
+        return AuditTrail(self.db, rt.clock, rt.settings.chain_key_bytes, rt.checkpoints)
 
     @cached_property
     def notifier(self) -> Notifier:
@@ -136,6 +140,8 @@ class Services:
             self.policies,
             rt.signer,
             rt.withdrawal_effects,
+            rt.settings.chain_key_bytes,
+            rt.checkpoints,
             self.safeguards,
         )
 

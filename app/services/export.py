@@ -218,6 +218,10 @@ NOT_EXPORTED: dict[str, str] = {
         "created_by names the operator who recorded an incident: their work record, "
         "not data about them as a user; the incident's notice to affected users is exported"
     ),
+    "chain_heads": (
+        "ledger bookkeeping: the newest hash of the user's consent chain, named after the "
+        "user id; the consent records it vouches for are exported"
+    ),
     "policy_versions": (
         "published_by names the operator who published a policy version; the act is in "
         "audit_events with the operator as actor, which the export covers"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.errors import ServiceError
-from app.models import Channel, Decision, PolicyVersion, Session, User
+from app.models import Channel, PolicyVersion, Session, User
 from app.services.consent import (
     REQUIRED_REFUSED,
     SECURITY_PURPOSE,
@@ -16,6 +16,7 @@ from app.services.consent import (
     DecisionInput,
 )
 from app.services.context import RequestContext
+from app.services.device_details import allowed_by
 from app.services.devices import DeviceService
 from app.services.policies import PolicyService
 from app.services.purposes import Purpose
@@ -62,8 +63,7 @@ class SignInCompleter:
         previous_sign_in = self._sessions.last_sign_in(user.id)
         # Device model and network address are security data: kept only with consent.
         current = self._consent.current(user.id)
-        security = current.get((SECURITY_PURPOSE, None))
-        security_granted = security is not None and security.decision == Decision.GRANTED
+        security_granted = allowed_by(current.get((SECURITY_PURPOSE, None)))
         if not security_granted:
             context = context.without_device_details()
         issued = self._sessions.issue(user, transport=transport, amr=amr, acr=acr, context=context)
