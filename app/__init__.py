@@ -29,7 +29,6 @@ from app.security.tokens import CodeHasher, derive_key
 from app.services.consent import SECURITY_PURPOSE, WithdrawalEffects
 from app.services.container import Runtime
 from app.services.devices import forget_devices, unbind_passkeys_of
-from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.sessions import erase_device_details
 from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials
@@ -94,7 +93,6 @@ def build_runtime(
         password_policy=PasswordPolicy(settings.password_min_length, settings.password_max_length),
         email_sender=email_sender or build_email_sender(settings),
         sms_sender=sms_sender or build_sms_sender(settings),
-        dispatcher=Dispatcher(),
         catalogue=load_catalogue(
             Path(settings.purposes_file) if settings.purposes_file else DEFAULT_CATALOGUE
         ),

@@ -69,8 +69,13 @@ class Settings(BaseSettings):
     max_exports_per_day: int = 3
     operator_max_auth_age_seconds: int = 15 * 60
     cancellation_max_auth_age_seconds: int = 5 * 60
-    # Security-incident notices: tries per message before it is abandoned.
+    # The outbox (every message sent): tries per message before it is abandoned;
+    # how long a worker's claim on a message lasts (longer than a send can take:
+    # a worker that dies mid-send leaves the message to another after this); how
+    # long an idle worker waits before looking again.
     outbox_max_attempts: int = 8
+    outbox_claim_seconds: float = Field(default=60.0, gt=0)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Passwords: argon2id parameters (OWASP minimum: m=19 MiB, t=2, p=1).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
