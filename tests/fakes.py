@@ -61,6 +61,10 @@ class Mailbox:
     def to(self, address: str) -> list[Message]:
         if self.deliver is not None:
             self.deliver()
+        return self.received(address)
+
+    def received(self, address: str) -> list[Message]:
+        """What the server holds for ``address`` now, without running the worker."""
         with self.lock:
             return [m for m in self.messages if address in m["X-Envelope-To"]]
 
@@ -103,6 +107,10 @@ class SmsOutbox:
     def to(self, number: str) -> list[dict[str, str]]:
         if self.deliver is not None:
             self.deliver()
+        return self.received(number)
+
+    def received(self, number: str) -> list[dict[str, str]]:
+        """What the gateway holds for ``number`` now, without running the worker."""
         with self.lock:
             return [m for m in self.messages if m["to"] == number]
 
