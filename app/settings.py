@@ -227,6 +227,14 @@ class Settings(BaseSettings):
             problems.append("PRIVID_EMAIL_BACKEND must be 'smtp' in production")
         if self.sms_backend == "console":
             problems.append("PRIVID_SMS_BACKEND must be 'http' in production")
+        # smtplib's timeout is per step (connect, greeting, each command): a
+        # send that outlives its claim could be sent again by another worker.
+        slowest_send = 3 * max(self.smtp_timeout_seconds, self.sms_http_timeout_seconds)
+        if self.outbox_claim_seconds < slowest_send:
+            problems.append(
+                f"PRIVID_OUTBOX_CLAIM_SECONDS must be at least {slowest_send:g} "
+                "(3 x the SMTP and SMS timeouts)"
+            )
         if self.sms_backend == "http" and not self.sms_http_url:
             problems.append("PRIVID_SMS_HTTP_URL is missing")
         if self.email_backend == "smtp" and self.smtp_username and not self.smtp_starttls:
