@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import requests
 from sqlalchemy import event, select
 
 from app.adapters.smtp import SmtpEmailSender
@@ -310,3 +311,36 @@ def test_a_request_does_the_same_work_whether_or_not_a_message_results(
     inbox = mailbox if kind == "email" else sms
     assert len(inbox.to(getattr(person, kind))) == 2  # registration's code, then this one
     assert inbox.to(getattr(stranger, kind)) == []
+
+
+def test_privid_serve_sends_with_a_worker_of_its_own(settings, mailbox, sms, tmp_path):
+    port = free_port()
+    env = privid_env(settings, DATABASE_URL=f"sqlite:///{tmp_path}/serve.db")
+    env["PRIVID_OUTBOX_POLL_SECONDS"] = "0.1"
+    with (tmp_path / "serve.log").open("wb") as log:
+        serve = subprocess.Popen(
+            [privid_command(), "serve", "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.1)
+        else:
+            raise AssertionError((tmp_path / "serve.log").read_text())
+        person = new_person()
+        started = requests.post(
+            f"{base}/api/v1/registration",
+            json={"email": person.email, "phone": person.phone,
+                  "full_name": person.full_name, "password": person.password},
+            timeout=10,
+        )  # fmt: skip
+        assert started.status_code == 202, started.text
+        assert mailbox.last_code(person.email) and sms.last_code(person.phone)
+    finally:
+        stop_process(serve)
