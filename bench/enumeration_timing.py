@@ -4,7 +4,8 @@
 
 Runs the service as in production: gunicorn (one sync worker, so every sample
 meets the same process) with the production argon2 parameters, and a separate
-`privid worker` sending the outbox. SQLite by default; PostgreSQL with
+`privid worker` sending the outbox to a real SMTP server and SMS gateway on
+loopback (the test suite's, tests/fakes.py). SQLite by default; PostgreSQL with
 PRIVID_BENCH_DATABASE_URL. For each endpoint it interleaves requests about a
 registered and an unregistered address (the order alternates each round, and
 each round uses fresh addresses on both sides, so neither side is a repeat),
@@ -28,6 +29,7 @@ import requests
 
 from app.migrate import upgrade
 from bench.common import bench_settings, gunicorn, privid_worker, register_people
+from tests.fakes import SmsGateway, SmtpServer
 
 PASSWORD = "velvet-orbit-canyon-42"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,6 +115,15 @@ def summarise(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str,
     return out
 
 
+def peers(smtp: SmtpServer, gateway: SmsGateway) -> dict[str, object]:
+    """Settings that send to the loopback SMTP server and SMS gateway."""
+    return {
+        "email_backend": "smtp", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+        "sms_backend": "http", "sms_http_url": gateway.url,
+        "sms_http_token": gateway.outbox.token,
+    }  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=150)
@@ -123,15 +134,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = database or f"sqlite:///{tmp}/bench.db"
         upgrade(url)
+        smtp, gateway = SmtpServer().start(), SmsGateway().start()
         # No back-off here: it would make the known account's failures 429s.
         settings = bench_settings(url, ratelimit).model_copy(
-            update={"login_free_attempts": 10**6, "outbox_poll_seconds": 0.2}
+            update={
+                "login_free_attempts": 10**6,
+                **peers(smtp, gateway),
+                "outbox_poll_seconds": 0.2,
+            }
         )
         total = args.rounds + args.warm_up
         people = register_people(settings, total, PASSWORD)
         with gunicorn(settings, workers=1) as base, privid_worker(settings):
             measure(base, people[: args.warm_up], 0)  # warm-up, not counted
             samples = measure(base, people[args.warm_up :], args.warm_up)
+        smtp.stop()
+        gateway.stop()
 
     figures = summarise(samples)
     result: dict[str, object] = {
