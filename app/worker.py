@@ -28,11 +28,12 @@ class OutboxWorker:
     def for_app(cls, app: Flask) -> OutboxWorker:
         return cls(app.extensions["privid.session_factory"], app.extensions["privid.runtime"])
 
-    def run_once(self, limit: int = BATCH) -> DeliveryReport:
-        """One pass over the messages that are due, up to ``limit`` of them."""
+    def run_once(self, limit: int = BATCH, stop: threading.Event | None = None) -> DeliveryReport:
+        """One pass over the messages that are due, up to ``limit`` of them; a
+        set ``stop`` ends it after the message in hand."""
         svc = Services(self._session_factory(), self._runtime)
         try:
-            return svc.outbox.deliver_due(limit)
+            return svc.outbox.deliver_due(limit, stop.is_set if stop else None)
         finally:
             svc.db.rollback()
             svc.db.close()
@@ -43,7 +44,7 @@ class OutboxWorker:
         poll = self._runtime.settings.outbox_poll_seconds
         while not stop.is_set():
             try:
-                report = self.run_once()
+                report = self.run_once(stop=stop)
             except Exception as exc:  # the database may be away for a while
                 log.error("outbox pass failed: %s", type(exc).__name__)
                 stop.wait(poll)

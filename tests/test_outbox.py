@@ -184,6 +184,8 @@ def test_a_worker_killed_before_sending_loses_nothing(
     )
     try:
         reset_mail = mailbox.wait_for(person.email)
+        following.terminate()  # SIGTERM: the worker stops cleanly
+        assert following.wait(timeout=15) == 0
     finally:
         stop_process(following)
     assert "reset your password" in reset_mail.get_payload(decode=True).decode()

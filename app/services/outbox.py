@@ -20,6 +20,7 @@ abandoned: the outbox keeps no copy of an address or a code it no longer needs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -108,14 +109,19 @@ class OutboxService:
         self._max_attempts = max(1, max_attempts)
         self._claim = timedelta(seconds=claim_seconds)
 
-    def deliver_due(self, limit: int = 100) -> DeliveryReport:
-        """Try the messages that are due, up to ``limit`` of them. A channel that
-        fails PAUSE_AFTER_FAILURES times in a row is left alone for the rest of
-        the pass; its messages stay due, untouched, for the next one."""
+    def deliver_due(
+        self, limit: int = 100, stop: Callable[[], bool] | None = None
+    ) -> DeliveryReport:
+        """Try the messages that are due, up to ``limit`` of them, until ``stop()``
+        says to stop. A channel that fails PAUSE_AFTER_FAILURES times in a row is
+        left alone for the rest of the pass; its messages stay due, untouched,
+        for the next one."""
         report = DeliveryReport()
         failures_in_a_row: dict[str, int] = {}
         paused: set[str] = set()
         for _ in range(max(0, limit)):
+            if stop is not None and stop():
+                break
             step = self._deliver_next(paused)
             if step is None:
                 break
