@@ -35,6 +35,7 @@ def _owner(message_id: str) -> str:
 
 def seal(key_ring: KeyRing, message_id: str, message: Outgoing | None) -> Sealed:
     """Seal ``message``; None seals a row the worker discards unsent."""
+    data: dict[str, str | bool]
     if isinstance(message, OutgoingEmail):
         data = {"to": message.to, "subject": message.subject, "body": message.body}
     elif isinstance(message, OutgoingSms):
