@@ -197,54 +197,69 @@ def test_a_worker_killed_before_sending_loses_nothing(
 # -- retries --------------------------------------------------------------------
 
 
-@pytest.fixture
-def clock(frozen_clock):
-    return frozen_clock
+class TestOnAFrozenClock:
+    @pytest.fixture
+    def clock(self, frozen_clock):
+        return frozen_clock
 
+    def test_a_mail_server_that_is_down_gets_the_code_later(
+        self, app, client, settings, runtime, clock, manual
+    ):
+        mailbox, sms = manual
+        person = new_person()
+        assert start_registration(client, person).status_code == 202
+        down = SmtpEmailSender(
+            host="127.0.0.1", port=free_port(), sender=settings.mail_from, timeout=2
+        )
 
-def test_a_mail_server_that_is_down_gets_the_code_later(
-    app, client, settings, runtime, clock, manual
-):
-    mailbox, sms = manual
-    person = new_person()
-    assert start_registration(client, person).status_code == 202
-    down = SmtpEmailSender(host="127.0.0.1", port=free_port(), sender=settings.mail_from, timeout=2)
+        def run_with(email_sender) -> None:
+            with app.app_context(), unit_of_work() as svc:
+                OutboxService(
+                    svc.db, clock, svc.vault, runtime.key_ring, email_sender, runtime.sms_sender,
+                    runtime.push_sender, max_attempts=3, claim_seconds=60,
+                ).deliver_due(10)  # fmt: skip
 
-    def run_with(email_sender) -> None:
-        with app.app_context(), unit_of_work() as svc:
-            OutboxService(
-                svc.db, clock, svc.vault, runtime.key_ring, email_sender, runtime.sms_sender,
-                runtime.push_sender, max_attempts=3, claim_seconds=60,
-            ).deliver_due(10)  # fmt: skip
-
-    run_with(down)
-    assert len(sms.to(person.phone)) == 1  # SMS is up
-    [mail] = pending(app)
-    assert mail.channel == "email" and mail.attempts == 1
-    assert mail.last_error_class == "DeliveryError"
-    assert mail.next_attempt_at == clock.now() + backoff(1)
-
-    run_with(runtime.email_sender)  # back up, but the back-off has not ended
-    assert mailbox.to(person.email) == []
-    clock.advance(seconds=backoff(1).total_seconds() + 1)
-    run_with(down)
-    clock.advance(seconds=backoff(2).total_seconds() + 1)
-    run_with(runtime.email_sender)
-    assert len(mailbox.to(person.email)) == 1
-    [mail] = [m for m in outbox(app) if m.channel == "email"]
-    assert mail.sent_at is not None and mail.attempts == 3 and mail.payload_encrypted is None
-
-    # A message whose tries run out is abandoned, and its payload erased.
-    other = new_person()
-    assert start_registration(client, other).status_code == 202
-    for _ in range(3):
         run_with(down)
-        clock.advance(hours=7)
-    run_with(runtime.email_sender)
-    assert mailbox.to(other.email) == []
-    [lost] = [m for m in outbox(app) if m.channel == "email" and m.sent_at is None]
-    assert lost.abandoned_at is not None and lost.attempts == 3
-    assert lost.payload_encrypted is None and lost.wrapped_key is None
+        assert len(sms.to(person.phone)) == 1  # SMS is up
+        [mail] = pending(app)
+        assert mail.channel == "email" and mail.attempts == 1
+        assert mail.last_error_class == "DeliveryError"
+        assert mail.next_attempt_at == clock.now() + backoff(1)
+
+        run_with(runtime.email_sender)  # back up, but the back-off has not ended
+        assert mailbox.to(person.email) == []
+        clock.advance(seconds=backoff(1).total_seconds() + 1)
+        run_with(down)
+        clock.advance(seconds=backoff(2).total_seconds() + 1)
+        run_with(runtime.email_sender)
+        assert len(mailbox.to(person.email)) == 1
+        [mail] = [m for m in outbox(app) if m.channel == "email"]
+        assert mail.sent_at is not None and mail.attempts == 3 and mail.payload_encrypted is None
+
+        # A message whose tries run out is abandoned, and its payload erased.
+        other = new_person()
+        assert start_registration(client, other).status_code == 202
+        for attempt in (1, 2, 3):  # inside the code's ten minutes
+            run_with(down)
+            clock.advance(seconds=backoff(attempt).total_seconds() + 1)
+        run_with(runtime.email_sender)
+        assert mailbox.to(other.email) == []
+        [lost] = [m for m in outbox(app) if m.channel == "email" and m.sent_at is None]
+        assert lost.abandoned_at is not None and lost.attempts == 3
+        assert lost.payload_encrypted is None and lost.wrapped_key is None
+
+    def test_a_code_that_would_arrive_expired_is_not_sent(
+        self, app, client, settings, clock, manual
+    ):
+        mailbox, sms = manual
+        person = new_person()
+        assert start_registration(client, person).status_code == 202
+        clock.advance(seconds=settings.code_ttl_seconds + 1)  # say, every worker was down
+        report = deliver_outbox(app)
+        assert (report.sent, report.abandoned) == (0, 2)
+        assert mailbox.to(person.email) == [] and sms.to(person.phone) == []
+        for message in outbox(app):
+            assert message.last_error_class == "Expired" and message.payload_encrypted is None
 
 
 # -- nothing in clear ----------------------------------------------------------------

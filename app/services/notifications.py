@@ -6,7 +6,7 @@ loses nothing, and a request never waits for, or shows the timing of, a send.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session as DbSession
 
@@ -34,10 +34,14 @@ class Notifier:
     def __init__(self, db: DbSession, clock: Clock, key_ring: KeyRing) -> None:
         self._db, self._clock, self._key_ring = db, clock, key_ring
 
-    def _queue(self, channel: OutboxChannel, message: Outgoing | None) -> None:
+    def _queue(
+        self, channel: OutboxChannel, message: Outgoing | None, valid_minutes: int | None = None
+    ) -> None:
         message_id = new_id()
-        sealed = seal(self._key_ring, message_id, message)
         now = self._clock.now()
+        # A code that would arrive expired is not sent at all.
+        not_after = now + timedelta(minutes=valid_minutes) if valid_minutes else None
+        sealed = seal(self._key_ring, message_id, message, not_after)
         self._db.add(
             OutboxMessage(
                 id=message_id,
@@ -52,11 +56,11 @@ class Notifier:
             )
         )
 
-    def _email_later(self, message: OutgoingEmail) -> None:
-        self._queue(OutboxChannel.EMAIL, message)
+    def _email_later(self, message: OutgoingEmail, valid_minutes: int | None = None) -> None:
+        self._queue(OutboxChannel.EMAIL, message, valid_minutes)
 
-    def _sms_later(self, message: OutgoingSms) -> None:
-        self._queue(OutboxChannel.SMS, message)
+    def _sms_later(self, message: OutgoingSms, valid_minutes: int | None = None) -> None:
+        self._queue(OutboxChannel.SMS, message, valid_minutes)
 
     def nothing_by_email(self) -> None:
         """A row the worker discards: a request that has nobody to write to does
@@ -77,13 +81,15 @@ class Notifier:
                     f"Use the code {code} to {action}. It expires in {minutes} minutes.\n\n"
                     "If you did not ask for it, ignore this message; nothing changes."
                 ),
-            )
+            ),
+            minutes,
         )
 
     def code_by_sms(self, to: str, code: str, purpose: str, minutes: int) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
         self._sms_later(
-            OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min).")
+            OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min)."),
+            minutes,
         )
 
     def registration_attempt_by_email(self, to: str) -> None:

@@ -46,6 +46,7 @@ PAUSE_AFTER_FAILURES = 3
 GONE = "AccountGone"
 UNRENDERABLE = "Unrenderable"
 NOTHING = "NothingToSend"
+EXPIRED = "Expired"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -77,6 +78,10 @@ class _Unrenderable(Exception):
 
 class _NothingToSend(Exception):
     """The row stands in for a message that does not exist."""
+
+
+class _Expired(Exception):
+    """Too late: what the message carries (a code) has expired."""
 
 
 Prepared = OutgoingEmail | OutgoingSms | OutgoingPush
@@ -167,6 +172,9 @@ class OutboxService:
             message.last_error_class = GONE if isinstance(reason, _AccountGone) else NOTHING
             self._finish(message, abandoned_at=now)
             return _Step(channel, "skipped")
+        except _Expired:
+            message.last_error_class = EXPIRED
+            return _Step(channel, self._finish(message, abandoned_at=now))
         except _Unrenderable:
             # Nothing to render it from (an unknown kind, a missing incident):
             # it can never be sent, and must not block the queue.
@@ -221,9 +229,11 @@ class OutboxService:
             opened = open_sealed(self._key_ring, message.id, sealed)
         except (DecryptionError, ValueError, KeyError):
             raise _Unrenderable from None
-        if opened is None:
+        if opened.message is None:
             raise _NothingToSend
-        return opened
+        if opened.not_after is not None and opened.not_after <= self._clock.now():
+            raise _Expired
+        return opened.message
 
     def _render_incident(self, message: OutboxMessage) -> Prepared:
         """An incident notice: address decrypted, text rendered, now."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from app.adapters.messages import OutgoingEmail, OutgoingSms
 from app.security.envelope import FieldCipher, KeyRing, WrappedKey
@@ -33,7 +34,18 @@ def _owner(message_id: str) -> str:
     return f"outbox:{message_id}"
 
 
-def seal(key_ring: KeyRing, message_id: str, message: Outgoing | None) -> Sealed:
+@dataclass(frozen=True)
+class Opened:
+    message: Outgoing | None  # None: the row carries nothing to send
+    not_after: datetime | None  # sending later is pointless (the code has expired)
+
+
+def seal(
+    key_ring: KeyRing,
+    message_id: str,
+    message: Outgoing | None,
+    not_after: datetime | None = None,
+) -> Sealed:
     """Seal ``message``; None seals a row the worker discards unsent."""
     data: dict[str, str | bool]
     if isinstance(message, OutgoingEmail):
@@ -42,6 +54,8 @@ def seal(key_ring: KeyRing, message_id: str, message: Outgoing | None) -> Sealed
         data = {"to": message.to, "text": message.text}
     else:
         data = {"nothing": True}
+    if not_after is not None:
+        data["not_after"] = not_after.isoformat()
     text = json.dumps(data, ensure_ascii=False)
     text += " " * (-len(text.encode()) % PAD_TO)
     data_key, wrapped = key_ring.new_data_key(_owner(message_id))
@@ -49,14 +63,17 @@ def seal(key_ring: KeyRing, message_id: str, message: Outgoing | None) -> Sealed
     return Sealed(wrapped.key_id, wrapped.wrapped, payload)
 
 
-def open_sealed(key_ring: KeyRing, message_id: str, sealed: Sealed) -> Outgoing | None:
-    """The message, or None when the row carries nothing to send. Raises
-    envelope.DecryptionError when the key or the payload is not right."""
+def open_sealed(key_ring: KeyRing, message_id: str, sealed: Sealed) -> Opened:
+    """Raises envelope.DecryptionError when the key or the payload is not right."""
     owner = _owner(message_id)
     data_key = key_ring.unwrap(WrappedKey(sealed.key_id, sealed.wrapped_key), owner)
     data = json.loads(FieldCipher(data_key, owner).decrypt(FIELD, sealed.payload))
+    not_after = datetime.fromisoformat(data["not_after"]) if "not_after" in data else None
+    message: Outgoing | None
     if data.get("nothing"):
-        return None
-    if "subject" in data:
-        return OutgoingEmail(to=data["to"], subject=data["subject"], body=data["body"])
-    return OutgoingSms(to=data["to"], text=data["text"])
+        message = None
+    elif "subject" in data:
+        message = OutgoingEmail(to=data["to"], subject=data["subject"], body=data["body"])
+    else:
+        message = OutgoingSms(to=data["to"], text=data["text"])
+    return Opened(message, not_after)
