@@ -14,10 +14,12 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Integer, LargeBinary, String, UniqueConstraint
+from sqlalchemy import Index, Integer, LargeBinary, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id
+
+PENDING = "sent_at IS NULL AND abandoned_at IS NULL"
 
 
 class OutboxChannel(StrEnum):
@@ -33,9 +35,19 @@ class OutboxKind(StrEnum):
 
 class OutboxMessage(Base):
     __tablename__ = "outbox_messages"
-    # Queuing the same incident notice twice is impossible, so a retried request
-    # cannot double it (sealed messages have no reference: NULLs never collide).
-    __table_args__ = (UniqueConstraint("kind", "reference_id", "user_id", "channel"),)
+    __table_args__ = (
+        # Queuing the same incident notice twice is impossible, so a retried request
+        # cannot double it (sealed messages have no reference: NULLs never collide).
+        UniqueConstraint("kind", "reference_id", "user_id", "channel"),
+        # Workers look for due messages among the pending ones only; finished
+        # rows are kept for a year and must not be walked at every claim.
+        Index(
+            "ix_outbox_messages_due",
+            "next_attempt_at",
+            postgresql_where=text(PENDING),
+            sqlite_where=text(PENDING),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     # No foreign key: a cancelled user's message stays, marked abandoned, so the
@@ -54,7 +66,7 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # When a worker may take it: due now, after a back-off, or when the claim of
     # a worker that died mid-send runs out.
-    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     # The exception class only: an error's text can quote the recipient.
     last_error_class: Mapped[str | None] = mapped_column(String(64))

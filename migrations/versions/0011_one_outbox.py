@@ -15,6 +15,8 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+PENDING = "sent_at IS NULL AND abandoned_at IS NULL"
+
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
@@ -23,12 +25,25 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("key_id", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("wrapped_key", sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column("payload_encrypted", sa.LargeBinary(), nullable=True))
+        # Claims look among pending messages only, not a year of finished ones.
+        batch_op.drop_index("ix_outbox_messages_next_attempt_at")
+        batch_op.create_index(
+            "ix_outbox_messages_due",
+            ["next_attempt_at"],
+            unique=False,
+            postgresql_where=sa.text(PENDING),
+            sqlite_where=sa.text(PENDING),
+        )
 
 
 def downgrade() -> None:
     # Sealed messages cannot live in the old shape (no user, no reference).
     op.execute("DELETE FROM outbox_messages WHERE kind <> 'incident'")
     with op.batch_alter_table("outbox_messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_messages_due")
+        batch_op.create_index(
+            "ix_outbox_messages_next_attempt_at", ["next_attempt_at"], unique=False
+        )
         batch_op.drop_column("payload_encrypted")
         batch_op.drop_column("wrapped_key")
         batch_op.drop_column("key_id")
