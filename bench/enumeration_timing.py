@@ -1,6 +1,6 @@
 """Does the response time tell whether an address has an account?
 
-    .venv/bin/python -m bench.enumeration_timing [--rounds 150]
+    .venv/bin/python -m bench.enumeration_timing [--rounds 300]
 
 Runs the service as in production: gunicorn (one sync worker, so every sample
 meets the same process) with the production argon2 parameters, and a separate
@@ -126,7 +126,7 @@ def peers(smtp: SmtpServer, gateway: SmsGateway) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--warm-up", type=int, default=10)
     args = parser.parse_args()
     database = os.environ.get("PRIVID_BENCH_DATABASE_URL", "")
