@@ -36,7 +36,6 @@ from app.services.devices import (
     holds_passkey_binding,
     unbind_passkeys_of,
 )
-from app.services.notifications import Dispatcher
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS
 from app.services.sessions import erase_device_details
@@ -103,7 +102,6 @@ def build_runtime(
         password_policy=PasswordPolicy(settings.password_min_length, settings.password_max_length),
         email_sender=email_sender or build_email_sender(settings),
         sms_sender=sms_sender or build_sms_sender(settings),
-        dispatcher=Dispatcher(),
         catalogue=load_catalogue(
             Path(settings.purposes_file) if settings.purposes_file else DEFAULT_CATALOGUE
         ),

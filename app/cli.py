@@ -1,4 +1,5 @@
-"""Command line: ``privid serve`` for development, ``flask`` commands for operators."""
+"""Command line: ``privid serve`` for development, ``privid worker`` to send the
+outbox, ``flask`` commands for operators."""
 
 from __future__ import annotations
 
@@ -106,12 +107,15 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("outbox-deliver")
     @click.option("--limit", default=500, show_default=True, type=click.IntRange(min=1))
     def outbox_deliver_command(limit: int) -> None:
-        """Send the queued messages that are due (security notices); prints counts (cron-safe)."""
+        """One pass of the outbox worker (`privid worker` runs them in a loop): send
+        the messages that are due; prints counts (cron-safe)."""
         from dataclasses import asdict
 
-        with unit_of_work() as svc:
-            report = svc.outbox.deliver_due(limit)
-            if report.total:  # a quiet run every minute would flood the trail
+        from app.worker import OutboxWorker
+
+        report = OutboxWorker.for_app(current_app).run_once(limit)
+        if report.total:  # a quiet run every minute would flood the trail
+            with unit_of_work() as svc:
                 svc.audit.record("outbox.delivered", via="cli", **asdict(report))
         click.echo(
             f"sent {report.sent}, retrying {report.retrying}, "
@@ -180,7 +184,6 @@ def unit_of_work() -> Iterator[Services]:
     try:
         yield svc
         svc.db.commit()
-        svc.notifier.flush()
     except BaseException:
         svc.db.rollback()
         raise
@@ -208,13 +211,19 @@ def publish_development_policy(app: Flask) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="privid")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="migrate the database and run the development server")
+    serve = sub.add_parser(
+        "serve", help="migrate the database and run the development server (and a worker)"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
     sub.add_parser("migrate", help="bring the database to the latest migration")
+    sub.add_parser("worker", help="send the outbox's messages until stopped (SIGTERM)")
     args = parser.parse_args(argv)
 
     settings = Settings()
+    if args.command == "worker":
+        run_worker(settings)
+        return
     from app.migrate import upgrade
 
     upgrade(settings.database_url)
@@ -223,10 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from app import create_app
+    from app.worker import OutboxWorker
 
     app = create_app(settings)
     if not settings.is_production:
         publish_development_policy(app)
+    # Development: one worker on a thread sends what requests queue.
+    OutboxWorker.for_app(app).start()
     print(
         f"privid ({settings.env}) serving on http://{args.host}:{args.port} "
         f"with {make_url(settings.database_url).render_as_string(hide_password=True)}; "
@@ -238,3 +250,27 @@ def main(argv: list[str] | None = None) -> None:
     app.run(
         host=args.host, port=args.port, threaded=True, request_handler=AddresslessRequestHandler
     )
+
+
+def run_worker(settings: Settings) -> None:
+    """`privid worker`: the outbox worker as a process; SIGTERM or Ctrl-C ends it
+    after the message in hand."""
+    import logging
+    import signal
+    import threading
+
+    from app import create_app
+    from app.worker import OutboxWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"privid worker ({settings.env}) polling every {settings.outbox_poll_seconds}s",
+          flush=True)  # fmt: skip
+    try:
+        OutboxWorker.for_app(app).run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.extensions["privid.engine"].dispose()

@@ -83,8 +83,13 @@ class Settings(BaseSettings):
     max_exports_per_day: int = 3
     operator_max_auth_age_seconds: int = 15 * 60
     cancellation_max_auth_age_seconds: int = 5 * 60
-    # Security-incident notices: tries per message before it is abandoned.
+    # The outbox (every message sent): tries per message before it is abandoned;
+    # how long a worker's claim on a message lasts (longer than a send can take:
+    # a worker that dies mid-send leaves the message to another after this); how
+    # long an idle worker waits before looking again.
     outbox_max_attempts: int = 8
+    outbox_claim_seconds: float = Field(default=60.0, gt=0)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
 
     # Passwords: argon2id parameters (OWASP minimum: m=19 MiB, t=2, p=1).
     argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
@@ -249,6 +254,14 @@ class Settings(BaseSettings):
             problems.append("PRIVID_EMAIL_BACKEND must be 'smtp' in production")
         if self.sms_backend == "console":
             problems.append("PRIVID_SMS_BACKEND must be 'http' in production")
+        # smtplib's timeout is per step (connect, greeting, each command): a
+        # send that outlives its claim could be sent again by another worker.
+        slowest_send = 3 * max(self.smtp_timeout_seconds, self.sms_http_timeout_seconds)
+        if self.outbox_claim_seconds < slowest_send:
+            problems.append(
+                f"PRIVID_OUTBOX_CLAIM_SECONDS must be at least {slowest_send:g} "
+                "(3 x the SMTP and SMS timeouts)"
+            )
         if self.sms_backend == "http" and not self.sms_http_url:
             problems.append("PRIVID_SMS_HTTP_URL is missing")
         if self.email_backend == "smtp" and self.smtp_username and not self.smtp_starttls:

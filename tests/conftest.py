@@ -22,6 +22,7 @@ from app.migrate import upgrade
 from app.models import Base
 from app.services.container import Runtime
 from app.settings import Environment, Settings
+from app.worker import OutboxWorker
 from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer
 
 PG_URL = os.environ.get("PRIVID_TEST_DATABASE_URL", "")
@@ -145,15 +146,31 @@ POLICY_VERSION = "2026-06"
 POLICY_EFFECTIVE = datetime(2026, 6, 11, tzinfo=UTC)
 
 
+class _Drain:
+    """``runtime.dispatcher.drain()``, for tests written when messages were sent
+    from threads: now one pass of the outbox worker."""
+
+    def __init__(self, worker: OutboxWorker) -> None:
+        self._worker = worker
+
+    def drain(self, timeout: float = 10.0) -> None:
+        self._worker.run_once()
+
+
 @pytest.fixture
-def app(runtime: Runtime) -> Iterator[Flask]:
+def app(runtime: Runtime, smtp_server: SmtpServer, sms_gateway: SmsGateway) -> Iterator[Flask]:
     app = create_app(runtime=runtime)
     app.config["TESTING"] = True
     with app.app_context():
         limiter.reset()
         publish_test_policy(app)
+    # Messages go out through the same worker code as in production: one pass
+    # each time a test looks at the mailbox or the SMS gateway (tests/fakes.py).
+    worker = OutboxWorker.for_app(app)
+    smtp_server.mailbox.deliver = sms_gateway.outbox.deliver = worker.run_once
+    runtime.dispatcher = _Drain(worker)  # type: ignore[attr-defined]
     yield app
-    runtime.dispatcher.drain()
+    smtp_server.mailbox.deliver = sms_gateway.outbox.deliver = None
     app.extensions["privid.engine"].dispose()
 
 

@@ -1,4 +1,10 @@
-"""Real network peers on 127.0.0.1 for the tests: an SMTP server and an SMS gateway."""
+"""Real network peers on 127.0.0.1 for the tests: an SMTP server and an SMS gateway.
+
+Messages reach them only through the outbox worker. While a test's app is up,
+its fixture sets ``deliver`` on both: every look at the mailbox or the SMS
+gateway first runs one worker pass, so a test sees what its requests queued
+(and an assertion that nothing arrived is checked after delivery, not before).
+A test that wants to run the worker itself sets ``deliver`` to None."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -18,6 +25,7 @@ from aiosmtpd.smtp import SMTP
 
 CODE_RE = re.compile(r"\b(\d{6})\b")
 ANGLE_ADDR_RE = re.compile(r"<([^>]*)>")
+Deliver = Callable[[], object]
 WAIT_SECONDS = 10.0
 
 
@@ -43,6 +51,7 @@ class Mailbox:
 
     messages: list[Message] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    deliver: Deliver | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
@@ -52,6 +61,12 @@ class Mailbox:
         return "250 OK"
 
     def to(self, address: str) -> list[Message]:
+        if self.deliver is not None:
+            self.deliver()
+        return self.received(address)
+
+    def received(self, address: str) -> list[Message]:
+        """What the server holds for ``address`` now, without running the worker."""
         with self.lock:
             return [m for m in self.messages if address in m["X-Envelope-To"]]
 
@@ -109,8 +124,15 @@ class SmsOutbox:
     messages: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     fail_next: int = 0
+    deliver: Deliver | None = None
 
     def to(self, number: str) -> list[dict[str, str]]:
+        if self.deliver is not None:
+            self.deliver()
+        return self.received(number)
+
+    def received(self, number: str) -> list[dict[str, str]]:
+        """What the gateway holds for ``number`` now, without running the worker."""
         with self.lock:
             return [m for m in self.messages if m["to"] == number]
 
@@ -185,3 +207,32 @@ class SmsGateway:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class HangingSmtpServer:
+    """Accepts connections and never answers: a send to it blocks in the greeting."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
+        self.connected = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self._held.append(connection)
+            self.connected.set()
+
+    def start(self) -> HangingSmtpServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._socket.close()
+        for connection in self._held:
+            connection.close()

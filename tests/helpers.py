@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, inspect, text
 
+from app.services.outbox import DeliveryReport
 from app.services.purposes import load_catalogue
+from app.settings import Settings
+from app.worker import OutboxWorker
 from tests.fakes import Mailbox, SmsOutbox
 
 _serial = itertools.count(1)
@@ -183,3 +190,47 @@ def wipe_chain_state(connection: Connection, table: str, last_hash: str) -> None
         )
     if "chain_seals" in present:
         connection.execute(text("DELETE FROM chain_seals WHERE chain = :n"), {"n": chain})
+
+
+# -- the outbox and the processes that run the service ---------------------------
+
+
+def deliver_outbox(app: Flask) -> DeliveryReport:
+    """One pass of the outbox worker, as `flask outbox-deliver` runs it."""
+    return OutboxWorker.for_app(app).run_once()
+
+
+def privid_env(settings: Settings, **overrides: str) -> dict[str, str]:
+    """The environment for a `privid`/gunicorn process sharing the test's
+    database, rate-limit storage, mail server and SMS gateway."""
+    env = {
+        **os.environ,
+        "PRIVID_ENV": "test",
+        "PRIVID_DATABASE_URL": settings.database_url,
+        "PRIVID_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
+        "PRIVID_EMAIL_BACKEND": "smtp",
+        "PRIVID_SMTP_HOST": "127.0.0.1",
+        "PRIVID_SMTP_PORT": str(settings.smtp_port),
+        "PRIVID_SMS_BACKEND": "http",
+        "PRIVID_SMS_HTTP_URL": settings.sms_http_url,
+        "PRIVID_SMS_HTTP_TOKEN": settings.sms_http_token,
+        "PRIVID_ARGON2_MEMORY_KIB": str(settings.argon2_memory_kib),
+        "PRIVID_ARGON2_TIME_COST": str(settings.argon2_time_cost),
+    }
+    env.update({f"PRIVID_{name}": value for name, value in overrides.items()})
+    return env
+
+
+def privid_command() -> str:
+    """The installed `privid` command of this environment."""
+    return str(Path(sys.executable).with_name("privid"))
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

@@ -1,9 +1,9 @@
-"""Registration and sign-in through gunicorn with three workers: any request can
-land on any worker, so no flow may depend on one process's memory."""
+"""Registration and sign-in through gunicorn with three workers and a `privid
+worker` process sending the codes: any request can land on any worker, so no
+flow may depend on one process's memory."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +15,13 @@ import pytest
 import requests
 
 from tests.fakes import free_port
-from tests.helpers import baseline_consent, new_person
+from tests.helpers import (
+    baseline_consent,
+    new_person,
+    privid_command,
+    privid_env,
+    stop_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUEST_TIMEOUT = 10
@@ -25,20 +31,7 @@ REQUEST_TIMEOUT = 10
 def gunicorn(app, settings, tmp_path):
     # `app` resets the shared rate-limit storage, so earlier runs do not count here.
     port = free_port()
-    env = {
-        **os.environ,
-        "PRIVID_ENV": "test",
-        "PRIVID_DATABASE_URL": settings.database_url,
-        "PRIVID_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
-        "PRIVID_EMAIL_BACKEND": "smtp",
-        "PRIVID_SMTP_HOST": "127.0.0.1",
-        "PRIVID_SMTP_PORT": str(settings.smtp_port),
-        "PRIVID_SMS_BACKEND": "http",
-        "PRIVID_SMS_HTTP_URL": settings.sms_http_url,
-        "PRIVID_SMS_HTTP_TOKEN": settings.sms_http_token,
-        "PRIVID_ARGON2_MEMORY_KIB": str(settings.argon2_memory_kib),
-        "PRIVID_ARGON2_TIME_COST": str(settings.argon2_time_cost),
-    }
+    env = privid_env(settings)
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -62,15 +55,27 @@ def gunicorn(app, settings, tmp_path):
             raise AssertionError("gunicorn did not become ready:\n" + log_path.read_text())
         yield base, log_path
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
-def test_flows_work_across_three_workers(gunicorn, mailbox, sms):
+@pytest.fixture
+def worker(app, settings, tmp_path, mailbox, sms):
+    """`privid worker` in its own process sends what the web workers queue (the
+    test's own worker passes are off, so only this process delivers)."""
+    mailbox.deliver = sms.deliver = None
+    with (tmp_path / "worker.log").open("wb") as log:
+        process = subprocess.Popen(
+            [privid_command(), "worker"],
+            env=privid_env(settings, OUTBOX_POLL_SECONDS="0.1"),
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        stop_process(process)
+
+
+def test_flows_work_across_three_workers(gunicorn, worker, mailbox, sms):
     base, log_path = gunicorn
     person = new_person("Ada Lovelace")
 

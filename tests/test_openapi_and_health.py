@@ -298,5 +298,4 @@ def test_readyz_is_a_503_problem_when_the_database_is_unreachable(settings):
         # Liveness does not depend on the database.
         assert client.get("/healthz").status_code == 200
     finally:
-        runtime.dispatcher.drain()
         app.extensions["privid.engine"].dispose()

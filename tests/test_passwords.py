@@ -487,7 +487,6 @@ def stronger_client(settings: Settings) -> Iterator[tuple[Flask, FlaskClient]]:
     client = app.test_client()
     client.environ_base["wsgi.url_scheme"] = "https"
     yield app, client
-    runtime.dispatcher.drain()
     app.extensions["privid.engine"].dispose()
 
 

@@ -59,6 +59,8 @@ def test_complete_production_settings_pass():
         ({"sms_backend": "console"}, "PRIVID_SMS_BACKEND"),
         ({"sms_http_url": ""}, "PRIVID_SMS_HTTP_URL"),
         ({"public_url": "http://id.example.com"}, "PRIVID_PUBLIC_URL"),
+        # A send that outlives its claim could be sent again by another worker.
+        ({"outbox_claim_seconds": 20}, "PRIVID_OUTBOX_CLAIM_SECONDS"),
     ],
 )
 def test_production_refuses_development_values(override, named):

@@ -18,7 +18,8 @@ from cryptography.x509.oid import NameOID
 
 from app.adapters.messages import DeliveryError, OutgoingEmail
 from app.adapters.smtp import SmtpEmailSender
-from app.services.notifications import Dispatcher, Notifier
+from app.cli import unit_of_work
+from app.services.outbox import OutboxService
 from tests.fakes import Mailbox, free_port
 
 USER, PASSWORD = "relay-user", "relay-secret"
@@ -125,14 +126,16 @@ def test_wrong_credentials_fail_without_quoting_the_recipient(tls_relay):
     assert mailbox.to("ada@example.com") == []
 
 
-def test_a_down_mail_server_is_logged_without_personal_data(caplog):
+def test_a_down_mail_server_is_logged_without_personal_data(app, runtime, caplog):
+    with app.app_context(), unit_of_work() as svc:
+        svc.notifier.code_by_email("grace@example.com", "654321", "login_sms", 10)
     port = free_port()  # nothing listens here
-    dispatcher = Dispatcher()
     sender = SmtpEmailSender(host="127.0.0.1", port=port, sender="x@example.com", timeout=2)
-    notifier = Notifier(sender, sender, dispatcher)  # type: ignore[arg-type]
-    with caplog.at_level(logging.WARNING):
-        notifier.code_by_email("grace@example.com", "654321", "login_sms", 10)
-        notifier.flush()
-        dispatcher.drain()
-    assert "delivery failed" in caplog.text
+    with caplog.at_level(logging.WARNING), app.app_context(), unit_of_work() as svc:
+        report = OutboxService(
+            svc.db, runtime.clock, svc.vault, runtime.key_ring, sender, runtime.sms_sender,
+            runtime.push_sender, max_attempts=3, claim_seconds=60,
+        ).deliver_due(10)  # fmt: skip
+    assert report.retrying == 1
+    assert "not delivered: DeliveryError" in caplog.text
     assert "grace@example.com" not in caplog.text and "654321" not in caplog.text

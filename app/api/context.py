@@ -277,8 +277,9 @@ def clear_session_cookie(response: Response) -> None:
 
 
 def install_unit_of_work(app: Flask) -> None:
-    """Commit after a successful request (or a failure that must count), then send
-    the messages it queued; otherwise roll everything back and send nothing."""
+    """Commit after a successful request (or a failure that must count), with the
+    outbox rows of the messages it queued; otherwise roll everything back, and
+    with it every message."""
 
     @app.before_request
     def _start() -> None:
@@ -292,10 +293,8 @@ def install_unit_of_work(app: Flask) -> None:
         try:
             if response.status_code < 400 or g.get("keep_changes"):
                 svc.db.commit()
-                svc.notifier.flush()
             else:
                 svc.db.rollback()
-                svc.notifier.discard()
         finally:
             svc.db.close()
         return response
@@ -305,5 +304,4 @@ def install_unit_of_work(app: Flask) -> None:
         svc: Services | None = g.pop("privid_services", None)
         if svc is not None:
             svc.db.rollback()
-            svc.notifier.discard()
             svc.db.close()

@@ -27,7 +27,7 @@ from app.services.incidents import ByActivity, ByUserIds, DeliveryCounts, Incide
 
 bp = Blueprint("incidents", __name__, url_prefix="/api/v1")
 TAG = "incidents"
-# One pass from the API stays short; cron (`flask outbox-deliver`) does the bulk.
+# One pass from the API stays short; `privid worker` sends continuously.
 API_DELIVERY_BATCH = 100
 # Room for the five texts and up to 10 000 user ids.
 MAX_INCIDENT_BODY = 1024 * 1024
@@ -131,7 +131,7 @@ def get_incident(incident_id: str) -> ResponseReturnValue:
 
 @bp.post("/admin/outbox/deliver")
 @operation(
-    "Run one delivery pass over the outbox now (cron runs `flask outbox-deliver`)",
+    "Run one delivery pass over the outbox now (`privid worker` runs them continuously)",
     tag=TAG,
     responses={200: ("What the pass did", DeliveryReportOut)},
     auth=True,

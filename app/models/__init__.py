@@ -5,8 +5,9 @@ from .base import Base
 from .codes import CodePurpose, OneTimeCode
 from .consent import Channel, ConsentRecord, Decision, PolicyVersion
 from .device import BindingMethod, Device, TrustState
-from .incident import Incident, IncidentRecipient, OutboxChannel, OutboxKind, OutboxMessage
+from .incident import Incident, IncidentRecipient
 from .mfa import RecoveryCode, TotpFactor
+from .outbox import OutboxChannel, OutboxKind, OutboxMessage
 from .registration import RegistrationFlow
 from .rights import (
     DataSubjectRequest,

@@ -61,6 +61,9 @@ class KeyRing:
         kek = self._keys[self.active_key_id]
         return WrappedKey(self.active_key_id, _seal(kek, data_key, b"dek:" + owner.encode()))
 
+    def knows(self, key_id: str) -> bool:
+        return key_id in self._keys
+
     def unwrap(self, wrapped: WrappedKey, owner: str) -> bytes:
         kek = self._keys.get(wrapped.key_id)
         if kek is None:

@@ -107,7 +107,12 @@ class AccountService:
             CodePurpose.PASSWORD_RESET, ident.index, ident.index, user_id=user.id if user else None
         )
         if user is None or not user.is_active:
-            return  # same work, same answer; nothing is sent
+            # Same work, same answer: an outbox row the worker discards.
+            if ident.kind == EMAIL:
+                self._notifier.nothing_by_email()
+            else:
+                self._notifier.nothing_by_sms()
+            return
         self._send_code(ident, code, CodePurpose.PASSWORD_RESET)
 
     def finish_reset(

@@ -61,6 +61,8 @@ class CodeService:
                 "id": new_id(),
                 "purpose": purpose,
                 "subject": subject,
+                # Set here too, so a known and an unknown address write the same columns.
+                "user_id": user_id,
                 "code_hash": "",
                 "destination_index": destination_index,
                 "sent_at": now - timedelta(days=1),

@@ -31,7 +31,7 @@ from app.services.dpop import DpopService
 from app.services.export import ExportService
 from app.services.incidents import IncidentService
 from app.services.login import LoginService
-from app.services.notifications import Dispatcher, Notifier
+from app.services.notifications import Notifier
 from app.services.outbox import OutboxService
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
@@ -55,7 +55,8 @@ SECOND_FACTOR_TICKET_SECONDS = 300
 
 @dataclass
 class Runtime:
-    """Built once per app: keys, hashers, senders, clock."""
+    """Built once per app: keys, hashers, senders (used by the outbox worker
+    only), clock."""
 
     settings: Settings
     clock: Clock
@@ -66,7 +67,6 @@ class Runtime:
     password_policy: PasswordPolicy
     email_sender: EmailSender
     sms_sender: SmsSender
-    dispatcher: Dispatcher
     catalogue: Catalogue
     signer: Signer
     withdrawal_effects: WithdrawalEffects
@@ -96,8 +96,7 @@ class Services:
 
     @cached_property
     def notifier(self) -> Notifier:
-        rt = self.runtime
-        return Notifier(rt.email_sender, rt.sms_sender, rt.dispatcher)
+        return Notifier(self.db, self.runtime.clock, self.runtime.key_ring)
 
     @cached_property
     def directory(self) -> Directory:
@@ -226,9 +225,12 @@ class Services:
             self.db,
             rt.clock,
             self.vault,
+            rt.key_ring,
             rt.email_sender,
+            rt.sms_sender,
             rt.push_sender,
             max_attempts=rt.settings.outbox_max_attempts,
+            claim_seconds=rt.settings.outbox_claim_seconds,
         )
 
     @cached_property

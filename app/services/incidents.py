@@ -323,7 +323,8 @@ def _messages_section(ctx: ExportContext) -> list[dict[str, Any]]:
         .where(OutboxMessage.user_id == ctx.user.id)
         .order_by(OutboxMessage.created_at, OutboxMessage.id)
     ).scalars()
-    return [plain(m) for m in rows]
+    # A payload (sealed, and erased once sent) is the message itself, not data about the user.
+    return [plain(m, leave_out=("key_id", "wrapped_key", "payload_encrypted")) for m in rows]
 
 
 register_section(Section("security_notices", ("incident_recipients",), _notices_section))

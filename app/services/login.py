@@ -95,7 +95,8 @@ class LoginService:
     def send_sms_code(self, phone: str, context: RequestContext) -> None:
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
-        # A code row exists either way, so both paths do the same work.
+        # A code row and an outbox row exist either way, so both paths do the
+        # same work; only the worker, off the request, knows nothing goes out.
         code = self._codes.issue(
             CodePurpose.LOGIN_SMS, ident.index, ident.index, user_id=user.id if user else None
         )
@@ -103,6 +104,8 @@ class LoginService:
             self._notifier.code_by_sms(
                 ident.value, code, CodePurpose.LOGIN_SMS, self._codes.ttl_minutes
             )
+        else:
+            self._notifier.nothing_by_sms()
 
     def with_sms_code(
         self, phone: str, code: str, *, transport: Transport, context: RequestContext

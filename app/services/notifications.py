@@ -1,26 +1,21 @@
-"""What the service tells people, and handing it to the senders off the request path.
-
-Sending happens on a small worker pool after the request's transaction commits,
-so a response never waits for (or reveals the timing of) a mail server.
+"""What the service tells people. Every message becomes an outbox row in the
+transaction of the change that causes it (app/models/outbox.py); a worker sends
+it (app/worker.py). So a rolled-back change sends nothing, a dead web worker
+loses nothing, and a request never waits for, or shows the timing of, a send.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from app.adapters.messages import (
-    DeliveryError,
-    EmailSender,
-    OutgoingEmail,
-    OutgoingSms,
-    SmsSender,
-)
+from sqlalchemy.orm import Session as DbSession
 
-log = logging.getLogger(__name__)
+from app.adapters.messages import OutgoingEmail, OutgoingSms
+from app.clock import Clock
+from app.models import OutboxChannel, OutboxKind, OutboxMessage
+from app.models.base import new_id
+from app.security.envelope import KeyRing
+from app.services.sealed_messages import Outgoing, seal
 
 CODE_PURPOSE_TEXT = {
     "register_email": "confirm your email address for your new account",
@@ -33,61 +28,48 @@ CODE_PURPOSE_TEXT = {
 }
 
 
-class Dispatcher:
-    """Runs deliveries on background threads; ``drain`` waits for them (tests, shutdown)."""
-
-    def __init__(self, workers: int = 2) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="privid-send")
-        self._pending: set[Future[None]] = set()
-        self._lock = threading.Lock()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        future = self._pool.submit(_run_logged, job)
-        with self._lock:
-            self._pending.add(future)
-        future.add_done_callback(self._forget)
-
-    def _forget(self, future: Future[None]) -> None:
-        with self._lock:
-            self._pending.discard(future)
-
-    def drain(self, timeout: float = 10.0) -> None:
-        with self._lock:
-            pending = list(self._pending)
-        for future in pending:
-            future.result(timeout=timeout)
-
-
-def _run_logged(job: Callable[[], None]) -> None:
-    try:
-        job()
-    except DeliveryError as exc:
-        log.warning("message delivery failed: %s", exc)
-    except Exception as exc:  # an adapter bug must not vanish, nor leak an address
-        log.error("message delivery failed: %s", type(exc).__name__)
-
-
 class Notifier:
-    """Composes messages; queues them to be sent once the request has committed."""
+    """Composes messages and queues them in the outbox of the current unit of work."""
 
-    def __init__(self, email: EmailSender, sms: SmsSender, dispatcher: Dispatcher) -> None:
-        self._email, self._sms, self._dispatcher = email, sms, dispatcher
-        self._queued: list[Callable[[], None]] = []
+    def __init__(self, db: DbSession, clock: Clock, key_ring: KeyRing) -> None:
+        self._db, self._clock, self._key_ring = db, clock, key_ring
 
-    def flush(self) -> None:
-        """Hand queued messages to the dispatcher (called after commit)."""
-        queued, self._queued = self._queued, []
-        for job in queued:
-            self._dispatcher.submit(job)
+    def _queue(
+        self, channel: OutboxChannel, message: Outgoing | None, valid_minutes: int | None = None
+    ) -> None:
+        message_id = new_id()
+        now = self._clock.now()
+        # A code that would arrive expired is not sent at all.
+        not_after = now + timedelta(minutes=valid_minutes) if valid_minutes else None
+        sealed = seal(self._key_ring, message_id, message, not_after)
+        self._db.add(
+            OutboxMessage(
+                id=message_id,
+                channel=channel,
+                kind=OutboxKind.SEALED,
+                key_id=sealed.key_id,
+                wrapped_key=sealed.wrapped_key,
+                payload_encrypted=sealed.payload,
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
 
-    def discard(self) -> None:
-        self._queued.clear()
+    def _email_later(self, message: OutgoingEmail, valid_minutes: int | None = None) -> None:
+        self._queue(OutboxChannel.EMAIL, message, valid_minutes)
 
-    def _email_later(self, message: OutgoingEmail) -> None:
-        self._queued.append(lambda: self._email.send(message))
+    def _sms_later(self, message: OutgoingSms, valid_minutes: int | None = None) -> None:
+        self._queue(OutboxChannel.SMS, message, valid_minutes)
 
-    def _sms_later(self, message: OutgoingSms) -> None:
-        self._queued.append(lambda: self._sms.send(message))
+    def nothing_by_email(self) -> None:
+        """A row the worker discards: a request that has nobody to write to does
+        the same work as one that does, so its timing shows nothing."""
+        self._queue(OutboxChannel.EMAIL, None)
+
+    def nothing_by_sms(self) -> None:
+        """As nothing_by_email, for a text message."""
+        self._queue(OutboxChannel.SMS, None)
 
     def code_by_email(self, to: str, code: str, purpose: str, minutes: int) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
@@ -99,13 +81,15 @@ class Notifier:
                     f"Use the code {code} to {action}. It expires in {minutes} minutes.\n\n"
                     "If you did not ask for it, ignore this message; nothing changes."
                 ),
-            )
+            ),
+            minutes,
         )
 
     def code_by_sms(self, to: str, code: str, purpose: str, minutes: int) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
         self._sms_later(
-            OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min).")
+            OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min)."),
+            minutes,
         )
 
     def registration_attempt_by_email(self, to: str) -> None:

@@ -1,18 +1,26 @@
-"""Delivering queued messages: the address is decrypted and the text rendered at
-send time, failures are retried with exponential back-off, and nothing is lost
-while the mail server is down.
+"""Delivering the outbox: every message the service sends (codes, notices,
+incident notices) goes out from here, run by a worker (app/worker.py). Failures
+are retried with exponential back-off, and nothing is lost while a mail server
+or SMS gateway is down.
 
 Unlike the other services this one commits, once to claim a message and once
 to record what happened to it: sending is not part of any transaction, so a
 message that went out must be marked sent at once, and no database lock may be
 held while a mail server takes its time (SQLite's write lock would stop every
-other writer). A worker that dies after claiming leaves the message to be tried
-again when its back-off ends: delivery is at least once.
+other writer). A claim holds the message for ``claim_seconds``: a worker that
+dies after claiming leaves it to the next worker once the claim runs out, so
+delivery is at least once. Parallel workers claim with SELECT ... FOR UPDATE
+SKIP LOCKED on PostgreSQL and serialise on the write lock on SQLite; a claimed
+message is not due again until its claim runs out, so no two workers send it.
+
+A sealed message's payload and key are erased as soon as it is sent or
+abandoned: the outbox keeps no copy of an address or a code it no longer needs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -20,11 +28,13 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from app.adapters.messages import EmailSender, OutgoingEmail
+from app.adapters.messages import EmailSender, OutgoingEmail, OutgoingSms, SmsSender
 from app.adapters.push import OutgoingPush, PushSender
 from app.clock import Clock
 from app.models import Incident, OutboxChannel, OutboxKind, OutboxMessage, User, UserDataKey
+from app.security.envelope import DecryptionError, KeyRing
 from app.services.incidents import render_incident_email, render_incident_push
+from app.services.sealed_messages import Sealed, open_sealed
 from app.services.vault import PersonalDataVault
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,8 @@ MAX_BACKOFF = timedelta(hours=6)
 PAUSE_AFTER_FAILURES = 3
 GONE = "AccountGone"
 UNRENDERABLE = "Unrenderable"
+NOTHING = "NothingToSend"
+EXPIRED = "Expired"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -47,7 +59,9 @@ class DeliveryReport:
     sent: int = 0
     retrying: int = 0  # failed this time, tried again after the back-off
     abandoned: int = 0  # failed for the last allowed time
-    skipped: int = 0  # the account is gone (data key destroyed): never sent
+    # Never sent: the account is gone (data key destroyed), or the row carried
+    # nothing to send (a request for an unknown address, see Notifier.nothing_by_*).
+    skipped: int = 0
 
     @property
     def total(self) -> int:
@@ -59,10 +73,18 @@ class _AccountGone(Exception):
 
 
 class _Unrenderable(Exception):
-    """What the message is about cannot be found."""
+    """What the message is about cannot be found, or its payload cannot be opened."""
 
 
-Prepared = OutgoingEmail | OutgoingPush
+class _NothingToSend(Exception):
+    """The row stands in for a message that does not exist."""
+
+
+class _Expired(Exception):
+    """Too late: what the message carries (a code) has expired."""
+
+
+Prepared = OutgoingEmail | OutgoingSms | OutgoingPush
 Outcome = Literal["sent", "retrying", "abandoned", "skipped"]
 
 
@@ -79,22 +101,32 @@ class OutboxService:
         db: DbSession,
         clock: Clock,
         vault: PersonalDataVault,
+        key_ring: KeyRing,
         email: EmailSender,
+        sms: SmsSender,
         push: PushSender,
+        *,
         max_attempts: int,
+        claim_seconds: float,
     ) -> None:
-        self._db, self._clock, self._vault = db, clock, vault
-        self._email, self._push = email, push
+        self._db, self._clock, self._vault, self._key_ring = db, clock, vault, key_ring
+        self._email, self._sms, self._push = email, sms, push
         self._max_attempts = max(1, max_attempts)
+        self._claim = timedelta(seconds=claim_seconds)
 
-    def deliver_due(self, limit: int = 100) -> DeliveryReport:
-        """Try the messages that are due, up to ``limit`` of them. A channel that
-        fails PAUSE_AFTER_FAILURES times in a row is left alone for the rest of
-        the pass; its messages stay due, untouched, for the next one."""
+    def deliver_due(
+        self, limit: int = 100, stop: Callable[[], bool] | None = None
+    ) -> DeliveryReport:
+        """Try the messages that are due, up to ``limit`` of them, until ``stop()``
+        says to stop. A channel that fails PAUSE_AFTER_FAILURES times in a row is
+        left alone for the rest of the pass; its messages stay due, untouched,
+        for the next one."""
         report = DeliveryReport()
         failures_in_a_row: dict[str, int] = {}
         paused: set[str] = set()
         for _ in range(max(0, limit)):
+            if stop is not None and stop():
+                break
             step = self._deliver_next(paused)
             if step is None:
                 break
@@ -136,10 +168,13 @@ class OutboxService:
             return _Step(channel, self._finish(message, abandoned_at=now))
         try:
             prepared = self._prepare(message)
-        except _AccountGone:
-            message.last_error_class = GONE
+        except (_AccountGone, _NothingToSend) as reason:
+            message.last_error_class = GONE if isinstance(reason, _AccountGone) else NOTHING
             self._finish(message, abandoned_at=now)
             return _Step(channel, "skipped")
+        except _Expired:
+            message.last_error_class = EXPIRED
+            return _Step(channel, self._finish(message, abandoned_at=now))
         except _Unrenderable:
             # Nothing to render it from (an unknown kind, a missing incident):
             # it can never be sent, and must not block the queue.
@@ -148,9 +183,9 @@ class OutboxService:
             return _Step(channel, self._finish(message, abandoned_at=now))
 
         # Claim: should this run die while sending, the message is due again
-        # when the back-off ends, as if this attempt had failed.
+        # when the claim runs out, for the next worker.
         message.attempts += 1
-        message.next_attempt_at = now + backoff(message.attempts)
+        message.next_attempt_at = now + self._claim
         self._db.commit()
         try:
             self._send(prepared)
@@ -166,16 +201,44 @@ class OutboxService:
             return _Step(channel, "retrying", send_failed=True)
         message.sent_at = self._clock.now()
         message.last_error_class = None
+        _erase(message)
         self._db.commit()
         return _Step(channel, "sent")
 
     def _finish(self, message: OutboxMessage, *, abandoned_at: datetime) -> Outcome:
         message.abandoned_at = abandoned_at
+        _erase(message)
         self._db.commit()
         return "abandoned"
 
     def _prepare(self, message: OutboxMessage) -> Prepared:
-        """The message as it goes out: address decrypted, text rendered, now."""
+        """The message as it goes out."""
+        if message.kind == OutboxKind.SEALED:
+            return self._open(message)
+        return self._render_incident(message)
+
+    def _open(self, message: OutboxMessage) -> Prepared:
+        if message.key_id is None or message.wrapped_key is None or not message.payload_encrypted:
+            raise _Unrenderable
+        if not self._key_ring.knows(message.key_id):
+            # A missing key-encryption key is a configuration mistake: stop the
+            # run rather than abandon every message sealed under it.
+            raise DecryptionError(f"key-encryption key {message.key_id!r} is not configured")
+        sealed = Sealed(message.key_id, message.wrapped_key, message.payload_encrypted)
+        try:
+            opened = open_sealed(self._key_ring, message.id, sealed)
+        except (DecryptionError, ValueError, KeyError):
+            raise _Unrenderable from None
+        if opened.message is None:
+            raise _NothingToSend
+        if opened.not_after is not None and opened.not_after <= self._clock.now():
+            raise _Expired
+        return opened.message
+
+    def _render_incident(self, message: OutboxMessage) -> Prepared:
+        """An incident notice: address decrypted, text rendered, now."""
+        if message.user_id is None:
+            raise _Unrenderable
         user = self._db.get(User, message.user_id)
         if user is None or self._db.get(UserDataKey, message.user_id) is None:
             raise _AccountGone
@@ -199,5 +262,14 @@ class OutboxService:
     def _send(self, prepared: Prepared) -> None:
         if isinstance(prepared, OutgoingPush):
             self._push.send(prepared)
+        elif isinstance(prepared, OutgoingSms):
+            self._sms.send(prepared)
         else:
             self._email.send(prepared)
+
+
+def _erase(message: OutboxMessage) -> None:
+    """A finished message needs its recipient and text no more."""
+    message.key_id = None
+    message.wrapped_key = None
+    message.payload_encrypted = None

@@ -1,7 +1,7 @@
 """one_time_codes.user_id: every code is bound to the account it was issued for
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0011
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | None = "0010"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

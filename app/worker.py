@@ -1,0 +1,65 @@
+"""The outbox worker: sends every queued message. `privid worker` runs it as a
+process of its own (as many as wanted: they never send a message twice);
+`privid serve` runs one on a thread for development; `flask outbox-deliver`
+runs one pass."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask
+from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm import sessionmaker
+
+from app.services.container import Runtime, Services
+from app.services.outbox import DeliveryReport
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+class OutboxWorker:
+    def __init__(self, session_factory: sessionmaker[DbSession], runtime: Runtime) -> None:
+        self._session_factory, self._runtime = session_factory, runtime
+
+    @classmethod
+    def for_app(cls, app: Flask) -> OutboxWorker:
+        return cls(app.extensions["privid.session_factory"], app.extensions["privid.runtime"])
+
+    def run_once(self, limit: int = BATCH, stop: threading.Event | None = None) -> DeliveryReport:
+        """One pass over the messages that are due, up to ``limit`` of them; a
+        set ``stop`` ends it after the message in hand."""
+        svc = Services(self._session_factory(), self._runtime)
+        try:
+            return svc.outbox.deliver_due(limit, stop.is_set if stop else None)
+        finally:
+            svc.db.rollback()
+            svc.db.close()
+
+    def run(self, stop: threading.Event) -> None:
+        """Pass after pass until ``stop`` is set; rests between passes that
+        sent nothing, so an idle outbox costs one query per poll interval."""
+        poll = self._runtime.settings.outbox_poll_seconds
+        while not stop.is_set():
+            try:
+                report = self.run_once(stop=stop)
+            except Exception as exc:  # the database may be away for a while
+                log.error("outbox pass failed: %s", type(exc).__name__)
+                stop.wait(poll)
+                continue
+            if report.total:
+                log.info(
+                    "outbox: sent %d, retrying %d, abandoned %d, skipped %d",
+                    report.sent, report.retrying, report.abandoned, report.skipped,
+                )  # fmt: skip
+            if not report.sent:
+                stop.wait(poll)
+
+    def start(self) -> tuple[threading.Thread, threading.Event]:
+        """Runs on a daemon thread (development server); set the event to stop."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(stop,), name="privid-outbox", daemon=True)
+        thread.start()
+        return thread, stop
