@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from flask.testing import FlaskClient
@@ -99,3 +101,46 @@ def login(client: FlaskClient, identifier: str, password: str, delivery: str = "
         "/api/v1/login/password",
         json={"identifier": identifier, "password": password, "token_delivery": delivery},
     )
+
+
+def https_client(app: Any, forwarded_for: str | None = None) -> FlaskClient:
+    """A client of its own (own cookie jar); with ``forwarded_for`` it talks
+    through the trusted proxy as that address (PRIVID_TRUSTED_PROXY_COUNT=1)."""
+    client: FlaskClient = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    if forwarded_for:
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return client
+
+
+def race(app: Any, count: int, attempt: Any) -> list[Any]:
+    """Runs ``attempt(index, client)`` in ``count`` threads, each with its own
+    test client (so its own database connection), released together by a barrier."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        own = https_client(app)
+        barrier.wait(timeout=30)
+        results[index] = attempt(index, own)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def enable_totp(client: FlaskClient, token: str, at: datetime) -> tuple[Any, list[str]]:
+    """Turns TOTP on for the session's account; returns the pyotp.TOTP and the recovery codes."""
+    import pyotp
+
+    enrolled = client.post("/api/v1/me/mfa/totp", headers=bearer(token))
+    assert enrolled.status_code == 201, enrolled.json
+    totp = pyotp.TOTP(enrolled.json["secret"])
+    confirmed = client.post(
+        "/api/v1/me/mfa/totp/confirm", json={"code": totp.at(at)}, headers=bearer(token)
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    return totp, confirmed.json["recovery_codes"]

@@ -16,6 +16,7 @@ from .rights import (
 )
 from .session import Session
 from .throttle import LoginThrottle
+from .ticket import SpentTicket
 from .user import Role, User, UserDataKey, UserStatus
 from .webauthn import WebAuthnChallenge, WebAuthnCredential
 
@@ -45,6 +46,7 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Session",
+    "SpentTicket",
     "TotpFactor",
     "TrustState",
     "User",
