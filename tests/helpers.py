@@ -144,3 +144,15 @@ def enable_totp(client: FlaskClient, token: str, at: datetime) -> tuple[Any, lis
     )
     assert confirmed.status_code == 200, confirmed.json
     return totp, confirmed.json["recovery_codes"]
+
+
+def reset_password(client: FlaskClient, mailbox: Mailbox, email: str, new_password: str) -> Any:
+    """The whole emailed password reset; returns the confirmation's answer."""
+    before = len(mailbox.to(email))
+    started = client.post("/api/v1/password-reset", json={"identifier": email})
+    assert started.status_code == 202, started.json
+    code = mailbox.last_code(email, count=before + 1)
+    body = {"identifier": email, "code": code, "new_password": new_password}
+    if "flow" in started.json:
+        body["flow"] = started.json["flow"]
+    return client.post("/api/v1/password-reset/confirm", json=body)

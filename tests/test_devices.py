@@ -632,9 +632,9 @@ def test_a_password_sign_in_from_an_unbound_device_needs_an_email_code(
     [current] = [d for d in listed(laptop, bearer(done.json["token"])) if d["current"]]
     assert (current["label"], current["trust_state"]) == ("Firefox on Windows", "recognised")
     assert notices(runtime, mailbox, person.email) == 1
-    # The code was used up.
+    # The ticket (and the code) were used up.
     replay = laptop.post(SECOND_FACTOR, json={"ticket": ticket, "email_code": code})
-    assert_problem(replay, 400, "invalid-code")
+    assert_problem(replay, 401, "mfa-ticket-invalid")
 
 
 def test_the_bound_key_signs_in_without_a_second_factor(app, runtime, client, mailbox, sms, clock):

@@ -24,6 +24,7 @@ from app.services.cancellation import CancellationService
 from app.services.challenges import ChallengeStore
 from app.services.codes import CodeRules, CodeService
 from app.services.consent import ConsentService, WithdrawalEffects
+from app.services.credentials import CredentialState
 from app.services.devices import DeviceService
 from app.services.directory import Directory
 from app.services.dpop import DpopService
@@ -38,6 +39,7 @@ from app.services.registration import RegistrationService
 from app.services.retention import RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.sessions import SessionRules, SessionService
+from app.services.sign_in_tickets import SignInTickets
 from app.services.signin import SignInCompleter
 from app.services.stepup import StepUpService
 from app.services.throttle import AccountThrottle, ThrottleRules
@@ -274,11 +276,18 @@ class Services:
             totp=self.totp,
             devices=self.devices,
             vault=self.vault,
-            tickets=Tickets(
-                derive_key(rt.settings.secret_key_bytes, "second-factor-ticket"),
-                "second-factor",
-                SECOND_FACTOR_TICKET_SECONDS,
+            tickets=SignInTickets(
+                self.db,
                 rt.clock,
+                Tickets(
+                    derive_key(rt.settings.secret_key_bytes, "second-factor-ticket"),
+                    "second-factor",
+                    SECOND_FACTOR_TICKET_SECONDS,
+                    rt.clock,
+                ),
+                CredentialState(
+                    self.db, derive_key(rt.settings.secret_key_bytes, "credential-state")
+                ),
             ),
         )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
@@ -11,7 +10,6 @@ from app.clock import Clock
 from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_field
 from app.models import CodePurpose, User
 from app.security.passwords import Argon2Passwords
-from app.security.tickets import TicketInvalid, Tickets
 from app.services.audit import AuditTrail
 from app.services.codes import CodeService
 from app.services.context import RequestContext
@@ -19,6 +17,7 @@ from app.services.devices import DeviceService
 from app.services.directory import Directory
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
+from app.services.sign_in_tickets import SignInTickets, ticket_invalid
 from app.services.signin import SignInCompleter, SignInResult
 from app.services.throttle import AccountThrottle, identifier_key, keys_of, second_factor_key
 from app.services.totp import TotpService
@@ -39,15 +38,6 @@ class SecondFactorRequired:
     expires_in: int
 
 
-def ticket_invalid() -> ServiceError:
-    return ServiceError(
-        "mfa-ticket-invalid",
-        401,
-        "Sign in again",
-        "The sign-in step has expired or is not valid. Start again.",
-    )
-
-
 class LoginService:
     def __init__(
         self,
@@ -64,7 +54,7 @@ class LoginService:
         totp: TotpService,
         devices: DeviceService,
         vault: PersonalDataVault,
-        tickets: Tickets,
+        tickets: SignInTickets,
     ) -> None:
         self._db, self._clock, self._directory = db, clock, directory
         self._passwords, self._throttle, self._codes = passwords, throttle, codes
@@ -122,7 +112,7 @@ class LoginService:
 
     def send_email_code(self, ticket: str) -> None:
         """The second proof for an unbound device: a code to the account's email."""
-        user, claims = self._open_ticket(ticket)
+        user, claims = self._tickets.open(ticket)
         if "email_code" not in claims.get("methods", TOTP_METHODS):
             raise invalid_field("#/ticket", "This sign-in does not use an email code.")
         code = self._codes.issue(CodePurpose.LOGIN_EMAIL, user.id, user.email_index)
@@ -140,7 +130,9 @@ class LoginService:
         email_code: str | None,
         context: RequestContext,
     ) -> SignInResult:
-        user, claims = self._open_ticket(ticket)
+        # The user row stays locked to the end: a second finish of this ticket,
+        # or a password reset, waits for this one and then sees it.
+        user, claims = self._tickets.open(ticket)
         # The same client must finish: a key-bound sign-in needs the same key.
         if claims.get("jkt") != context.device.dpop_jkt:
             raise ticket_invalid()
@@ -170,6 +162,7 @@ class LoginService:
             self._fail(user, context, "invalid_second_factor", attempted)
             raise
         self._throttle.clear(key)
+        self._tickets.spend(claims)
         return self._succeed(
             user,
             Transport(claims["transport"]),
@@ -178,16 +171,6 @@ class LoginService:
             acr=acr,
             device_confirmed=True,
         )
-
-    def _open_ticket(self, ticket: str) -> tuple[User, dict[str, Any]]:
-        try:
-            claims = self._tickets.open(ticket)
-        except TicketInvalid:
-            raise ticket_invalid() from None
-        user = self._db.get(User, str(claims.get("uid")))
-        if user is None or not user.is_active:
-            raise invalid_credentials()
-        return user, claims
 
     def _succeed(
         self,
@@ -208,13 +191,13 @@ class LoginService:
                 offered=methods,
             )
             ticket = self._tickets.issue(
+                user,
                 {
-                    "uid": user.id,
                     "amr": amr,
                     "transport": transport,
                     "methods": methods,
                     "jkt": context.device.dpop_jkt,
-                }
+                },
             )
             return SecondFactorRequired(ticket, methods, self._tickets.max_age_seconds)
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
