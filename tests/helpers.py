@@ -146,13 +146,37 @@ def enable_totp(client: FlaskClient, token: str, at: datetime) -> tuple[Any, lis
     return totp, confirmed.json["recovery_codes"]
 
 
+def start_reset(client: FlaskClient, identifier: str) -> Any:
+    started = client.post("/api/v1/password-reset", json={"identifier": identifier})
+    assert started.status_code == 202, started.json
+    return started
+
+
+def finish_reset(client: FlaskClient, started: Any, identifier: str, code: str, new: str) -> Any:
+    """Confirms the reset that ``started`` (the reset request's answer) began."""
+    body = {
+        "identifier": identifier,
+        "flow": started.json["flow"],
+        "code": code,
+        "new_password": new,
+    }
+    return client.post("/api/v1/password-reset/confirm", json=body)
+
+
 def reset_password(client: FlaskClient, mailbox: Mailbox, email: str, new_password: str) -> Any:
     """The whole emailed password reset; returns the confirmation's answer."""
     before = len(mailbox.to(email))
-    started = client.post("/api/v1/password-reset", json={"identifier": email})
-    assert started.status_code == 202, started.json
+    started = start_reset(client, email)
     code = mailbox.last_code(email, count=before + 1)
-    body = {"identifier": email, "code": code, "new_password": new_password}
-    if "flow" in started.json:
-        body["flow"] = started.json["flow"]
-    return client.post("/api/v1/password-reset/confirm", json=body)
+    return finish_reset(client, started, email, code, new_password)
+
+
+def request_sms_code(client: FlaskClient, phone: str) -> Any:
+    """Asks for a sign-in code; returns the answer (202, with the flow handle)."""
+    return client.post("/api/v1/login/sms/code", json={"phone": phone})
+
+
+def sms_sign_in(client: FlaskClient, started: Any, phone: str, code: str) -> Any:
+    """Finishes the SMS sign-in that ``started`` (the code request's answer) began."""
+    body = {"phone": phone, "flow": started.json["flow"], "code": code, "token_delivery": "bearer"}
+    return client.post("/api/v1/login/sms", json=body)

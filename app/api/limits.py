@@ -47,6 +47,31 @@ def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
     return key
 
 
+def source_key() -> str:
+    """Where the request comes from, for limits per (identifier, source): the
+    device cookie it shows (its hash), else a keyed hash of its network. A
+    recognised device thus keeps its own budget however busy its network is;
+    a made-up cookie only buys what the database back-off still counts."""
+    from app.api.context import request_context
+
+    hints = request_context()
+    if hints.device.cookie_hash:
+        return f"device:{hints.device.cookie_hash}"
+    return f"net:{hints.source}"
+
+
+def identifier_source_key(field: str, kind: str = "identifier") -> Callable[[], str]:
+    """Per identifier typed and source: one network's guesses cannot use up
+    the owner's requests (NIST SP 800-63B-4 §3.2.2)."""
+    identifier = body_field_key(field, kind)
+
+    def key() -> str:
+        combined = f"{identifier()}|{source_key()}"
+        return f"{field}-source:{hashlib.sha256(combined.encode()).hexdigest()}"
+
+    return key
+
+
 def flow_destination_key() -> str:
     """A registration resend counts against the address it goes to, not the flow:
     opening more flows must not buy more messages to one person."""

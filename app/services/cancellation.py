@@ -28,7 +28,7 @@ from app.security.envelope import FieldCipher, KeyRing
 from app.services.audit import AuditTrail
 from app.services.purposes import Catalogue
 from app.services.rights import RightsService
-from app.services.throttle import keys_of
+from app.services.throttle import rows_of as throttle_rows_of
 from app.services.vault import PersonalDataVault
 
 LEGAL_ARCHIVE = "legal_archive"
@@ -74,7 +74,7 @@ class CancellationService:
         self._db.execute(delete(UserDataKey).where(UserDataKey.user_id == user_id))
         self._db.execute(delete(Session).where(Session.user_id == user_id))
         self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == user_id))
-        self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys_of(user))))
+        self._db.execute(delete(LoginThrottle).where(throttle_rows_of(user)))
         self._db.delete(user)
         self._db.flush()
         self._rights.complete(

@@ -115,7 +115,8 @@ class Services:
     def throttle(self) -> AccountThrottle:
         s = self.runtime.settings
         rules = ThrottleRules(s.login_free_attempts, s.login_max_delay_seconds)
-        return AccountThrottle(self.db, self.runtime.clock, rules)
+        account_rules = ThrottleRules(s.login_account_free_attempts, s.login_max_delay_seconds)
+        return AccountThrottle(self.db, self.runtime.clock, rules, account_rules)
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -11,7 +11,7 @@ from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_
 from app.models import CodePurpose, User
 from app.security.passwords import Argon2Passwords
 from app.services.audit import AuditTrail
-from app.services.codes import CodeService
+from app.services.codes import CodeService, flow_subject, new_flow
 from app.services.context import RequestContext
 from app.services.devices import DeviceService
 from app.services.directory import Directory
@@ -19,7 +19,7 @@ from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
 from app.services.sign_in_tickets import SignInTickets, ticket_invalid
 from app.services.signin import SignInCompleter, SignInResult
-from app.services.throttle import AccountThrottle, identifier_key, keys_of, second_factor_key
+from app.services.throttle import AccountThrottle, device, network, second_factor_key
 from app.services.totp import TotpService
 from app.services.vault import PersonalDataVault
 
@@ -67,9 +67,9 @@ class LoginService:
     ) -> SignInResult | SecondFactorRequired:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        key = identifier_key(ident.index)
+        source = self._source(user, context)
         try:
-            self._throttle.reserve_attempt(key)
+            self._throttle.reserve_password_attempt(ident.index, source)
         except ServiceError:
             self._fail(user, context, "throttled", "pwd")
             raise
@@ -77,28 +77,42 @@ class LoginService:
         if user is None or not password_ok or not user.is_active:
             self._fail(user, context, "invalid_credentials", "pwd")
             raise invalid_credentials()
-        self._throttle.clear(*keys_of(user))
+        self._throttle.ownership_proven(user, source)
         if self._passwords.needs_rehash(user.password_hash):
             user.password_hash = self._passwords.hash(password)
         return self._succeed(user, transport, context, amr=["pwd"])
 
-    def send_sms_code(self, phone: str, context: RequestContext) -> None:
+    def send_sms_code(self, phone: str, context: RequestContext) -> str:
+        """Sends a code if the number has an account; returns the flow handle
+        that must come back with the code. The handle and the work are the same
+        either way, so the answer tells nobody whether the number is registered."""
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
-        # A code row exists either way, so both paths do the same work.
-        code = self._codes.issue(CodePurpose.LOGIN_SMS, ident.index, ident.index)
+        flow = new_flow()
+        code = self._codes.issue(CodePurpose.LOGIN_SMS, flow_subject(flow), ident.index)
         if user is not None and user.is_active:
             self._notifier.code_by_sms(
                 ident.value, code, CodePurpose.LOGIN_SMS, self._codes.ttl_minutes
             )
+        return flow
 
     def with_sms_code(
-        self, phone: str, code: str, *, transport: Transport, context: RequestContext
+        self,
+        phone: str,
+        flow: str,
+        code: str,
+        *,
+        transport: Transport,
+        context: RequestContext,
     ) -> SignInResult | SecondFactorRequired:
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         try:
-            row = self._codes.check(CodePurpose.LOGIN_SMS, ident.index, code)
+            # The code's tries belong to the flow that asked for it: someone
+            # typing junk codes for this phone cannot spend the owner's.
+            row = self._codes.check_flow(
+                CodePurpose.LOGIN_SMS, flow_subject(flow), ident.index, code
+            )
         except ServiceError:
             self._fail(user, context, "invalid_code", "sms")
             raise
@@ -106,8 +120,8 @@ class LoginService:
             self._fail(user, context, "invalid_code", "sms")
             raise invalid_code()
         self._codes.consume(row)
-        # Proving the phone is proving ownership: lift any password back-off.
-        self._throttle.clear(*keys_of(user))
+        # Proving the phone is proving ownership: the run of password failures ends.
+        self._throttle.ownership_proven(user, self._source(user, context))
         return self._succeed(user, transport, context, amr=["sms"])
 
     def send_email_code(self, ticket: str) -> None:
@@ -224,6 +238,12 @@ class LoginService:
         if not device_confirmed and self._devices.requires_step_up(user.id, context.device):
             return DEVICE_METHODS
         return []
+
+    def _source(self, user: User | None, context: RequestContext) -> str:
+        """Where an attempt comes from: the account's recognised device it shows
+        (device cookie or DPoP key), else its network."""
+        found = self._devices.identify(user.id, context.device) if user is not None else None
+        return device(found.id) if found is not None else network(context.source)
 
     def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
         self._audit.record(
