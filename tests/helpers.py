@@ -171,9 +171,9 @@ def reset_password(client: FlaskClient, mailbox: Mailbox, email: str, new_passwo
     return finish_reset(client, started, email, code, new_password)
 
 
-def request_sms_code(client: FlaskClient, phone: str) -> Any:
+def request_sms_code(client: FlaskClient, phone: str, **kw: Any) -> Any:
     """Asks for a sign-in code; returns the answer (202, with the flow handle)."""
-    return client.post("/api/v1/login/sms/code", json={"phone": phone})
+    return client.post("/api/v1/login/sms/code", json={"phone": phone}, **kw)
 
 
 def sms_sign_in(client: FlaskClient, started: Any, phone: str, code: str) -> Any:

@@ -682,9 +682,11 @@ def test_an_sms_sign_in_from_an_unbound_device_is_stepped_up(
     person, _, _ = bound_account(client, mailbox, sms, clock)
     laptop = new_client(app, WINDOWS_FIREFOX)
     sessions_before = count(app, "sessions")
-    assert laptop.post("/api/v1/login/sms/code", json={"phone": person.phone}).status_code == 202
+    started = laptop.post("/api/v1/login/sms/code", json={"phone": person.phone})
+    assert started.status_code == 202
     code = sms.last_code(person.phone, count=2)
-    body = {"phone": person.phone, "code": code, "token_delivery": "bearer"}
+    body = {"phone": person.phone, "flow": started.json["flow"], "code": code,
+            "token_delivery": "bearer"}  # fmt: skip
     first = laptop.post("/api/v1/login/sms", json=body)
     assert first.status_code == 202, first.json
     assert first.json["methods"] == ["email_code"]

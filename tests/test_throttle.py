@@ -1,5 +1,6 @@
-"""Per-account back-off: parallel guesses cannot get around it, and the owner
-is never locked out for good."""
+"""Password back-off per (identifier, source) and account-wide: parallel guesses
+cannot get around it, one network's guesses do not hold up another, and the
+owner is never locked out for good."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import threading
 import pytest
 
 from app.clock import FrozenClock
-from tests.helpers import login, register
+from tests.helpers import https_client, login, register, request_sms_code, sms_sign_in
 
 FREE_ATTEMPTS = 5
+ACCOUNT_FREE_ATTEMPTS = 12
 
 
 @pytest.fixture
@@ -18,7 +20,9 @@ def settings_overrides():
     # flask-limiter's own per-account limit is lifted so only the back-off acts.
     return {
         "login_free_attempts": FREE_ATTEMPTS,
+        "login_account_free_attempts": ACCOUNT_FREE_ATTEMPTS,
         "login_max_delay_seconds": 900,
+        "trusted_proxy_count": 1,
         "limit_login_per_account": "1000/minute",
         "limit_login_per_ip": "1000/minute",
     }
@@ -83,15 +87,48 @@ def test_back_off_is_capped_so_the_owner_always_gets_back_in(
     assert login(client, person.phone, person.password).status_code == 200
 
 
-def test_sms_code_sign_in_lifts_the_back_off(client, mailbox, sms, clock: FrozenClock):
+def test_sms_code_sign_in_lifts_the_back_off(app, client, mailbox, sms, clock: FrozenClock):
     person, _ = register(client, mailbox, sms)
     for n in range(FREE_ATTEMPTS + 1):
         login(client, person.email, f"typo-number-{n}-zz")
     assert login(client, person.email, person.password).status_code == 429
-    client.post("/api/v1/login/sms/code", json={"phone": person.phone})
-    code = sms.last_code(person.phone, count=2)
-    signed_in = client.post(
-        "/api/v1/login/sms", json={"phone": person.phone, "code": code, "token_delivery": "bearer"}
-    )
+    started = request_sms_code(client, person.phone)
+    signed_in = sms_sign_in(client, started, person.phone, sms.last_code(person.phone, count=2))
     assert signed_in.status_code == 200
     assert login(client, person.email, person.password).status_code == 200
+
+
+def test_guesses_from_one_network_do_not_hold_up_another(app, mailbox, sms, clock: FrozenClock):
+    person, _ = register(https_client(app), mailbox, sms)
+    attacker = https_client(app, "198.51.100.9")
+    for n in range(FREE_ATTEMPTS + 3):
+        login(attacker, person.email, f"guess-{n}-abcdef")
+    assert login(attacker, person.email, person.password).status_code == 429
+    # The same /24 is the same source; another network is not held up.
+    neighbour = https_client(app, "198.51.100.200")
+    assert login(neighbour, person.email, person.password).status_code == 429
+    owner = https_client(app, "192.0.2.44")
+    assert login(owner, person.email, person.password).status_code == 200
+
+
+def test_guesses_spread_over_networks_meet_the_account_wide_back_off(
+    app, mailbox, sms, clock: FrozenClock
+):
+    person, _ = register(https_client(app), mailbox, sms)
+    statuses = [
+        login(https_client(app, f"198.51.{n}.9"), person.phone, f"guess-{n}-abcdef").status_code
+        for n in range(ACCOUNT_FREE_ATTEMPTS + 3)
+    ]
+    # Each network is within its own free attempts; the account-wide bucket is not.
+    assert statuses[:ACCOUNT_FREE_ATTEMPTS] == [401] * ACCOUNT_FREE_ATTEMPTS
+    assert set(statuses[ACCOUNT_FREE_ATTEMPTS:]) == {429}
+    # It holds the right password from a new network too, until the wait is over...
+    fresh = https_client(app, "192.0.2.44")
+    refused = login(fresh, person.phone, person.password)
+    assert refused.status_code == 429
+    clock.advance(seconds=int(refused.headers["Retry-After"]))
+    assert login(fresh, person.phone, person.password).status_code == 200
+    # ...and it counts per identifier typed: the email was not touched.
+    assert (
+        login(https_client(app, "192.0.2.45"), person.email, "wrong-one-abcdef").status_code == 401
+    )
