@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # from recognised devices) has its own, larger number of free attempts.
     login_free_attempts: int = 5
     login_account_free_attempts: int = 20
+    # Then a bucket takes no more password guesses for a day (per identifier:
+    # an account has two, so at most 100 in a row, NIST SP 800-63B-4 §3.2.2).
+    login_account_max_failures: int = Field(default=50, ge=1)
     login_max_delay_seconds: int = 15 * 60
 
     # Rate limits (flask-limiter syntax).

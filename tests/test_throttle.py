@@ -5,6 +5,7 @@ owner is never locked out for good."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -13,6 +14,7 @@ from tests.helpers import https_client, login, register, request_sms_code, sms_s
 
 FREE_ATTEMPTS = 5
 ACCOUNT_FREE_ATTEMPTS = 12
+MAX_FAILURES = 30
 
 
 @pytest.fixture
@@ -21,6 +23,7 @@ def settings_overrides():
     return {
         "login_free_attempts": FREE_ATTEMPTS,
         "login_account_free_attempts": ACCOUNT_FREE_ATTEMPTS,
+        "login_account_max_failures": MAX_FAILURES,
         "login_max_delay_seconds": 900,
         "trusted_proxy_count": 1,
         "limit_login_per_account": "1000/minute",
@@ -132,3 +135,31 @@ def test_guesses_spread_over_networks_meet_the_account_wide_back_off(
     assert (
         login(https_client(app, "192.0.2.45"), person.email, "wrong-one-abcdef").status_code == 401
     )
+
+
+def test_a_day_of_distributed_guessing_meets_a_hard_cap_and_a_code_still_gets_in(
+    app, mailbox, sms, clock: FrozenClock
+):
+    person, _ = register(https_client(app), mailbox, sms)
+    start, checked, n = clock.now(), 0, 0
+    # The attacker comes back the moment each wait is over, from ever new networks.
+    while clock.now() - start < timedelta(hours=23):
+        guess = login(https_client(app, f"198.51.{n % 250}.9"), person.phone, f"guess-{n}-xyz")
+        n += 1
+        if guess.status_code == 401:
+            checked += 1
+            continue
+        assert guess.status_code == 429
+        wait = int(guess.headers["Retry-After"])
+        if wait > 20 * 3600:
+            break  # the hard stop: nothing more until tomorrow
+        clock.advance(seconds=wait)
+    assert checked == MAX_FAILURES
+    assert clock.now() - start < timedelta(hours=23)
+    # Password guesses from networks are over for the day; the owner's code is not.
+    owner = https_client(app, "192.0.2.44")
+    assert login(owner, person.phone, person.password).status_code == 429
+    started = request_sms_code(owner, person.phone)
+    code = sms.last_code(person.phone, count=2)
+    assert sms_sign_in(owner, started, person.phone, code).status_code == 200
+    assert login(owner, person.phone, person.password).status_code == 200

@@ -114,8 +114,9 @@ class Services:
     @cached_property
     def throttle(self) -> AccountThrottle:
         s = self.runtime.settings
-        rules = ThrottleRules(s.login_free_attempts, s.login_max_delay_seconds)
-        account_rules = ThrottleRules(s.login_account_free_attempts, s.login_max_delay_seconds)
+        cap = s.login_account_max_failures
+        rules = ThrottleRules(s.login_free_attempts, s.login_max_delay_seconds, cap)
+        account_rules = ThrottleRules(s.login_account_free_attempts, s.login_max_delay_seconds, cap)
         return AccountThrottle(self.db, self.runtime.clock, rules, account_rules)
 
     @cached_property

@@ -8,7 +8,9 @@ owner, so password failures are counted in two kinds of bucket:
   of its /24 or /64). Guesses from one place slow down that place only;
 - per identifier, account-wide, with more free attempts: it bounds guesses
   spread over many networks, and applies only to attempts from a network, so
-  the owner's recognised device is never held up by it.
+  the owner's recognised device is never held up by it. After
+  ``login_account_max_failures`` in a row it takes no more guesses for a day
+  (NIST: at most 100 consecutive failures per account; two identifiers).
 
 Only password guesses are counted. A one-time code (SMS sign-in, reset) is
 bound to the flow that asked for it, has its own few tries, and is never
@@ -44,8 +46,13 @@ TOO_MANY = (
 class ThrottleRules:
     free_attempts: int
     max_delay_seconds: int
+    # After this many failures in a row the bucket stops taking attempts until
+    # its failures are forgotten (or the owner proves it another way).
+    max_failures: int | None = None
 
     def delay_after(self, failures: int) -> timedelta:
+        if self.max_failures is not None and failures >= self.max_failures:
+            return FAILURE_MEMORY + timedelta(seconds=1)
         excess = failures - self.free_attempts
         if excess < 0:
             return timedelta(0)
