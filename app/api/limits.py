@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from flask import request
 
-from app.api.context import runtime
+from app.api.context import request_context, runtime
 from app.errors import ServiceError
 from app.extensions import current_settings
 from app.services.directory import Directory
@@ -52,8 +52,6 @@ def source_key() -> str:
     device cookie it shows (its hash), else a keyed hash of its network. A
     recognised device thus keeps its own budget however busy its network is;
     a made-up cookie only buys what the database back-off still counts."""
-    from app.api.context import request_context
-
     hints = request_context()
     if hints.device.cookie_hash:
         return f"device:{hints.device.cookie_hash}"
