@@ -70,6 +70,33 @@ def identifier_source_key(field: str, kind: str = "identifier") -> Callable[[], 
     return key
 
 
+def owner_device_shown(field: str, kind: str = "identifier") -> Callable[[], bool]:
+    """For ``exempt_when``: the request carries the device cookie of a device
+    the account behind the typed address has recognised. A per-destination
+    limit protects the owner from floods; strangers can fill it, so it must
+    not stop the owner asking from their own browser for their own code."""
+
+    def exempt() -> bool:
+        from app.api.context import services
+
+        hints = request_context().device
+        data = json_body()
+        raw = data.get(field) if isinstance(data, dict) else None
+        if not hints.cookie_hash or not isinstance(raw, str):
+            return False
+        svc = services()
+        parse = {"email": svc.directory.email, "phone": svc.directory.phone}.get(
+            kind, svc.directory.identifier
+        )
+        try:
+            user = svc.directory.find(parse(raw))
+        except (ServiceError, UnicodeError):
+            return False
+        return user is not None and svc.devices.identify(user.id, hints) is not None
+
+    return exempt
+
+
 def flow_destination_key() -> str:
     """A registration resend counts against the address it goes to, not the flow:
     opening more flows must not buy more messages to one person."""
