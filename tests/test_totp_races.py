@@ -78,6 +78,10 @@ def test_a_time_step_is_accepted_once_under_twenty_concurrent_submissions(
             body = {"ticket": tickets[i], "totp_code": code}
             return own.post("/api/v1/login/second-factor", json=body)
     else:
+        # A typo first, so the throttle rows the step-ups queue on already exist.
+        typo = {"password": "not-my-password-x", "totp_code": code}
+        refused = client.post("/api/v1/me/step-up", json=typo, headers=bearer(tokens[0]))
+        assert refused.status_code == 422, refused.json
 
         def submit(i, own):
             body = {"password": person.password, "totp_code": code}
