@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from app.clock import FrozenClock
 from tests.helpers import https_client, login, register, request_sms_code, sms_sign_in
@@ -163,3 +164,20 @@ def test_a_day_of_distributed_guessing_meets_a_hard_cap_and_a_code_still_gets_in
     code = sms.last_code(person.phone, count=2)
     assert sms_sign_in(owner, started, person.phone, code).status_code == 200
     assert login(owner, person.phone, person.password).status_code == 200
+
+
+def test_cancelling_the_account_removes_its_failure_counts(app, mailbox, sms, clock: FrozenClock):
+    person, session = register(https_client(app), mailbox, sms)
+    for n, address in enumerate(["198.51.100.9", "203.0.113.9"]):
+        login(https_client(app, address), person.email, f"guess-{n}-abcdef")
+        login(https_client(app, address), person.phone, f"guess-{n}-abcdef")
+    with app.extensions["privid.engine"].connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM login_throttles")).scalar() == 6
+    cancelled = https_client(app).post(
+        "/api/v1/me/cancellation",
+        json={"confirm": "cancel my account"},
+        headers={"Authorization": f"Bearer {session['token']}"},
+    )
+    assert cancelled.status_code == 200, cancelled.json
+    with app.extensions["privid.engine"].connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM login_throttles")).scalar() == 0
