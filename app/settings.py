@@ -109,12 +109,19 @@ class Settings(BaseSettings):
     session_absolute_timeout_seconds: int = 12 * 3600
     session_cookie_name: str = "__Host-privid_session"
 
-    # Per-account sign-in throttle: free attempts, then doubling delays up to a cap.
+    # Password back-off: free attempts per (identifier, source), then doubling
+    # delays up to a cap; the account-wide bucket (attempts from networks, not
+    # from recognised devices) has its own, larger number of free attempts.
     login_free_attempts: int = 5
+    login_account_free_attempts: int = 20
+    # Then a bucket takes no more password guesses for a day (per identifier:
+    # an account has two, so at most 100 in a row, NIST SP 800-63B-4 §3.2.2).
+    login_account_max_failures: int = Field(default=50, ge=1)
     login_max_delay_seconds: int = 15 * 60
 
     # Rate limits (flask-limiter syntax).
     limit_login_per_ip: str = "30/minute"
+    # Per identifier typed *and* source (network, or the device cookie shown).
     limit_login_per_account: str = "10/minute"
     limit_code_send_per_destination: str = "5/hour"
     limit_code_send_per_ip: str = "20/hour"

@@ -205,10 +205,15 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         "token_delivery": "bearer",
     },
     ("post", "/api/v1/login/sms/code"): lambda w: {"phone": w.person.phone},
-    ("post", "/api/v1/login/sms"): lambda w: {"phone": w.person.phone, "code": "000000"},
+    ("post", "/api/v1/login/sms"): lambda w: {
+        "phone": w.person.phone,
+        "flow": "a-flow-handle-that-was-never-issued",
+        "code": "000000",
+    },
     ("post", "/api/v1/password-reset"): lambda w: {"identifier": w.person.email},
     ("post", "/api/v1/password-reset/confirm"): lambda w: {
         "identifier": w.person.email,
+        "flow": "a-flow-handle-that-was-never-issued",
         "code": "000000",
         "new_password": "amber-quartz-meadow-77",
     },

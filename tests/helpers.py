@@ -6,9 +6,11 @@ import itertools
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,82 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+def https_client(app: Any, forwarded_for: str | None = None) -> FlaskClient:
+    """A client of its own (own cookie jar); with ``forwarded_for`` it talks
+    through the trusted proxy as that address (PRIVID_TRUSTED_PROXY_COUNT=1)."""
+    client: FlaskClient = app.test_client()
+    client.environ_base["wsgi.url_scheme"] = "https"
+    if forwarded_for:
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+    return client
+
+
+def race(app: Any, count: int, attempt: Any) -> list[Any]:
+    """Runs ``attempt(index, client)`` in ``count`` threads, each with its own
+    test client (so its own database connection), released together by a barrier."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(index: int) -> None:
+        own = https_client(app)
+        barrier.wait(timeout=30)
+        results[index] = attempt(index, own)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def enable_totp(client: FlaskClient, token: str, at: datetime) -> tuple[Any, list[str]]:
+    """Turns TOTP on for the session's account; returns the pyotp.TOTP and the recovery codes."""
+    import pyotp
+
+    enrolled = client.post("/api/v1/me/mfa/totp", headers=bearer(token))
+    assert enrolled.status_code == 201, enrolled.json
+    totp = pyotp.TOTP(enrolled.json["secret"])
+    confirmed = client.post(
+        "/api/v1/me/mfa/totp/confirm", json={"code": totp.at(at)}, headers=bearer(token)
+    )
+    assert confirmed.status_code == 200, confirmed.json
+    return totp, confirmed.json["recovery_codes"]
+
+
+def start_reset(client: FlaskClient, identifier: str) -> Any:
+    started = client.post("/api/v1/password-reset", json={"identifier": identifier})
+    assert started.status_code == 202, started.json
+    return started
+
+
+def finish_reset(client: FlaskClient, started: Any, identifier: str, code: str, new: str) -> Any:
+    """Confirms the reset that ``started`` (the reset request's answer) began."""
+    body = {
+        "identifier": identifier,
+        "flow": started.json["flow"],
+        "code": code,
+        "new_password": new,
+    }
+    return client.post("/api/v1/password-reset/confirm", json=body)
+
+
+def reset_password(client: FlaskClient, mailbox: Mailbox, email: str, new_password: str) -> Any:
+    """The whole emailed password reset; returns the confirmation's answer."""
+    before = len(mailbox.to(email))
+    started = start_reset(client, email)
+    code = mailbox.last_code(email, count=before + 1)
+    return finish_reset(client, started, email, code, new_password)
+
+
+def request_sms_code(client: FlaskClient, phone: str, **kw: Any) -> Any:
+    """Asks for a sign-in code; returns the answer (202, with the flow handle)."""
+    return client.post("/api/v1/login/sms/code", json={"phone": phone}, **kw)
+
+
+def sms_sign_in(client: FlaskClient, started: Any, phone: str, code: str) -> Any:
+    """Finishes the SMS sign-in that ``started`` (the code request's answer) began."""
+    body = {"phone": phone, "flow": started.json["flow"], "code": code, "token_delivery": "bearer"}
+    return client.post("/api/v1/login/sms", json=body)

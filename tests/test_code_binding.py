@@ -7,7 +7,17 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from tests.api_support import assert_problem
-from tests.helpers import Person, bearer, login, new_person, register
+from tests.helpers import (
+    Person,
+    bearer,
+    finish_reset,
+    login,
+    new_person,
+    register,
+    request_sms_code,
+    sms_sign_in,
+    start_reset,
+)
 
 NEW_PASSWORD = "lantern-quartz-meadow-77"
 
@@ -33,8 +43,7 @@ def test_a_reset_code_from_before_cancellation_does_not_work_on_the_new_account(
 ):
     person, session = register(client, mailbox, sms)
     mailbox.clear()
-    asked = client.post("/api/v1/password-reset", json={"identifier": person.email})
-    assert asked.status_code == 202
+    asked = start_reset(client, person.email)
     old_code = mailbox.last_code(person.email)
 
     _cancel(client, session["token"])
@@ -44,10 +53,7 @@ def test_a_reset_code_from_before_cancellation_does_not_work_on_the_new_account(
     mailbox.clear()
     sms.clear()
     newcomer, _ = register(client, mailbox, sms, _same_address(person))
-    used = client.post(
-        "/api/v1/password-reset/confirm",
-        json={"identifier": person.email, "code": old_code, "new_password": NEW_PASSWORD},
-    )
+    used = finish_reset(client, asked, person.email, old_code, NEW_PASSWORD)
     assert_problem(used, 400, "invalid-code")
     # The new owner's password is untouched.
     assert login(client, newcomer.email, NEW_PASSWORD).status_code == 401
@@ -59,7 +65,8 @@ def test_an_sms_sign_in_code_from_before_cancellation_does_not_sign_in_the_new_a
 ):
     person, session = register(client, mailbox, sms)
     sms.clear()
-    assert client.post("/api/v1/login/sms/code", json={"phone": person.phone}).status_code == 202
+    asked = request_sms_code(client, person.phone)
+    assert asked.status_code == 202
     old_code = sms.last_code(person.phone)
 
     _cancel(client, session["token"])
@@ -67,10 +74,7 @@ def test_an_sms_sign_in_code_from_before_cancellation_does_not_sign_in_the_new_a
     mailbox.clear()
     sms.clear()
     register(client, mailbox, sms, _same_address(person))
-    used = client.post(
-        "/api/v1/login/sms",
-        json={"phone": person.phone, "code": old_code, "token_delivery": "bearer"},
-    )
+    used = sms_sign_in(client, asked, person.phone, old_code)
     assert_problem(used, 400, "invalid-code")
 
 
@@ -82,9 +86,7 @@ def test_a_reset_code_stays_with_its_account_when_the_address_moves_on(
     # but it was issued for the first account and must not reset the second.
     first, session = register(client, mailbox, sms)
     mailbox.clear()
-    assert (
-        client.post("/api/v1/password-reset", json={"identifier": first.email}).status_code == 202
-    )
+    reset_asked = start_reset(client, first.email)
     old_code = mailbox.last_code(first.email)
 
     moved_to = new_person().email
@@ -106,10 +108,7 @@ def test_a_reset_code_stays_with_its_account_when_the_address_moves_on(
     second = new_person()
     second.email = first.email
     register(client, mailbox, sms, second)
-    used = client.post(
-        "/api/v1/password-reset/confirm",
-        json={"identifier": first.email, "code": old_code, "new_password": NEW_PASSWORD},
-    )
+    used = finish_reset(client, reset_asked, first.email, old_code, NEW_PASSWORD)
     assert_problem(used, 400, "invalid-code")
     assert login(client, second.email, second.password).status_code == 200
 
@@ -117,13 +116,8 @@ def test_a_reset_code_stays_with_its_account_when_the_address_moves_on(
 def test_a_reset_code_works_for_the_account_it_was_sent_to(client, mailbox, sms):
     person, _ = register(client, mailbox, sms)
     mailbox.clear()
-    assert (
-        client.post("/api/v1/password-reset", json={"identifier": person.email}).status_code == 202
-    )
+    asked = start_reset(client, person.email)
     code = mailbox.last_code(person.email)
-    done = client.post(
-        "/api/v1/password-reset/confirm",
-        json={"identifier": person.email, "code": code, "new_password": NEW_PASSWORD},
-    )
+    done = finish_reset(client, asked, person.email, code, NEW_PASSWORD)
     assert done.status_code == 204, done.json
     assert login(client, person.email, NEW_PASSWORD).status_code == 200

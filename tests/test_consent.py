@@ -38,6 +38,8 @@ from tests.helpers import (
     login,
     new_person,
     register,
+    request_sms_code,
+    sms_sign_in,
     start_registration,
 )
 
@@ -349,12 +351,9 @@ def test_every_sign_in_asks_until_every_purpose_is_decided(app, client, mailbox,
     assert pending_codes(by_password.json) == AT_SIGN_IN
     assert by_password.json["token"]
 
-    assert client.post("/api/v1/login/sms/code", json={"phone": person.phone}).status_code == 202
-    code = sms.last_code(person.phone, count=2)
-    by_sms = client.post(
-        "/api/v1/login/sms",
-        json={"phone": person.phone, "code": code, "token_delivery": "bearer"},
-    )
+    started = request_sms_code(client, person.phone)
+    assert started.status_code == 202
+    by_sms = sms_sign_in(client, started, person.phone, sms.last_code(person.phone, count=2))
     assert by_sms.status_code == 200
     assert by_sms.json["status"] == "consent_required"
     assert pending_codes(by_sms.json) == AT_SIGN_IN

@@ -632,9 +632,9 @@ def test_a_password_sign_in_from_an_unbound_device_needs_an_email_code(
     [current] = [d for d in listed(laptop, bearer(done.json["token"])) if d["current"]]
     assert (current["label"], current["trust_state"]) == ("Firefox on Windows", "recognised")
     assert notices(runtime, mailbox, person.email) == 1
-    # The code was used up.
+    # The ticket (and the code) were used up.
     replay = laptop.post(SECOND_FACTOR, json={"ticket": ticket, "email_code": code})
-    assert_problem(replay, 400, "invalid-code")
+    assert_problem(replay, 401, "mfa-ticket-invalid")
 
 
 def test_the_bound_key_signs_in_without_a_second_factor(app, runtime, client, mailbox, sms, clock):
@@ -682,9 +682,11 @@ def test_an_sms_sign_in_from_an_unbound_device_is_stepped_up(
     person, _, _ = bound_account(client, mailbox, sms, clock)
     laptop = new_client(app, WINDOWS_FIREFOX)
     sessions_before = count(app, "sessions")
-    assert laptop.post("/api/v1/login/sms/code", json={"phone": person.phone}).status_code == 202
+    started = laptop.post("/api/v1/login/sms/code", json={"phone": person.phone})
+    assert started.status_code == 202
     code = sms.last_code(person.phone, count=2)
-    body = {"phone": person.phone, "code": code, "token_delivery": "bearer"}
+    body = {"phone": person.phone, "flow": started.json["flow"], "code": code,
+            "token_delivery": "bearer"}  # fmt: skip
     first = laptop.post("/api/v1/login/sms", json=body)
     assert first.status_code == 202, first.json
     assert first.json["methods"] == ["email_code"]

@@ -1,4 +1,5 @@
-"""flask-limiter: 429 problem documents with Retry-After, keyed per account, IP and destination."""
+"""flask-limiter: 429 problem documents with Retry-After, keyed per IP, per
+destination, and per (identifier, source) for password sign-in."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.api_support import assert_problem, nothing_changes, sent_messages
-from tests.helpers import login, new_person, register
+from tests.helpers import login, new_person, register, request_sms_code
 
 PER_ACCOUNT = 3
 PER_IP = 6
@@ -58,8 +59,10 @@ def test_sign_in_is_limited_per_account_however_it_is_typed(client, spellings):
         assert_problem(password_attempt(client, spelling), 401, "invalid-credentials")
     limited = password_attempt(client, spellings[PER_ACCOUNT])
     assert_rate_limited(limited, 60)
-    # The key is the account, not the address the guesses come from.
-    assert_rate_limited(password_attempt(client, spellings[0], environ_overrides=OTHER_IP), 60)
+    # The key is the identifier *and* where the guesses come from: one address
+    # using up its requests does not hold up the owner elsewhere.
+    elsewhere = password_attempt(client, spellings[0], environ_overrides=OTHER_IP)
+    assert_problem(elsewhere, 401, "invalid-credentials")
     # Another account from the same address is not held up.
     assert_problem(password_attempt(client, "someone-else@example.com"), 401, "invalid-credentials")
 
@@ -87,13 +90,20 @@ def test_sign_in_is_limited_per_ip(client):
     assert_problem(other, 401, "invalid-credentials")
 
 
-def test_sms_sign_in_is_limited_per_account(client):
-    spellings = ["+8613900000077", "13900000077", "+86 139 0000 0077", "139 0000 0077"]
-    for spelling in spellings[:PER_ACCOUNT]:
-        response = client.post("/api/v1/login/sms", json={"phone": spelling, "code": "123456"})
-        assert_problem(response, 400, "invalid-code")
-    limited = client.post("/api/v1/login/sms", json={"phone": spellings[-1], "code": "123456"})
-    assert_rate_limited(limited, 60)
+def test_junk_sms_codes_for_a_number_do_not_limit_its_owner(client, mailbox, sms):
+    person, _ = register(client, mailbox, sms)
+    spellings = [person.phone, person.phone.removeprefix("+86"), "+86 " + person.phone[3:]]
+    for n in range(PER_IP):
+        junk = {"phone": spellings[n % 3], "flow": f"made-up-flow-{n:06d}", "code": "123456"}
+        assert_problem(client.post("/api/v1/login/sms", json=junk), 400, "invalid-code")
+    # The junk sender meets the per-address limit...
+    assert_rate_limited(client.post("/api/v1/login/sms", json=junk), 60)
+    # ...while the owner, elsewhere, asks for a code and signs in with it.
+    started = request_sms_code(client, person.phone, environ_overrides=OTHER_IP)
+    code = sms.last_code(person.phone, count=2)
+    body = {"phone": person.phone, "flow": started.json["flow"], "code": code}
+    signed_in = client.post("/api/v1/login/sms", json=body, environ_overrides=OTHER_IP)
+    assert signed_in.status_code == 200, signed_in.json
 
 
 def test_sms_codes_are_limited_per_destination(app, client, mailbox, sms, runtime):

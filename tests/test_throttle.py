@@ -1,16 +1,21 @@
-"""Per-account back-off: parallel guesses cannot get around it, and the owner
-is never locked out for good."""
+"""Password back-off per (identifier, source) and account-wide: parallel guesses
+cannot get around it, one network's guesses do not hold up another, and the
+owner is never locked out for good."""
 
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from app.clock import FrozenClock
-from tests.helpers import login, register
+from tests.helpers import https_client, login, register, request_sms_code, sms_sign_in
 
 FREE_ATTEMPTS = 5
+ACCOUNT_FREE_ATTEMPTS = 12
+MAX_FAILURES = 30
 
 
 @pytest.fixture
@@ -18,7 +23,10 @@ def settings_overrides():
     # flask-limiter's own per-account limit is lifted so only the back-off acts.
     return {
         "login_free_attempts": FREE_ATTEMPTS,
+        "login_account_free_attempts": ACCOUNT_FREE_ATTEMPTS,
+        "login_account_max_failures": MAX_FAILURES,
         "login_max_delay_seconds": 900,
+        "trusted_proxy_count": 1,
         "limit_login_per_account": "1000/minute",
         "limit_login_per_ip": "1000/minute",
     }
@@ -83,15 +91,93 @@ def test_back_off_is_capped_so_the_owner_always_gets_back_in(
     assert login(client, person.phone, person.password).status_code == 200
 
 
-def test_sms_code_sign_in_lifts_the_back_off(client, mailbox, sms, clock: FrozenClock):
+def test_sms_code_sign_in_lifts_the_back_off(app, client, mailbox, sms, clock: FrozenClock):
     person, _ = register(client, mailbox, sms)
     for n in range(FREE_ATTEMPTS + 1):
         login(client, person.email, f"typo-number-{n}-zz")
     assert login(client, person.email, person.password).status_code == 429
-    client.post("/api/v1/login/sms/code", json={"phone": person.phone})
-    code = sms.last_code(person.phone, count=2)
-    signed_in = client.post(
-        "/api/v1/login/sms", json={"phone": person.phone, "code": code, "token_delivery": "bearer"}
-    )
+    started = request_sms_code(client, person.phone)
+    signed_in = sms_sign_in(client, started, person.phone, sms.last_code(person.phone, count=2))
     assert signed_in.status_code == 200
     assert login(client, person.email, person.password).status_code == 200
+
+
+def test_guesses_from_one_network_do_not_hold_up_another(app, mailbox, sms, clock: FrozenClock):
+    person, _ = register(https_client(app), mailbox, sms)
+    attacker = https_client(app, "198.51.100.9")
+    for n in range(FREE_ATTEMPTS + 3):
+        login(attacker, person.email, f"guess-{n}-abcdef")
+    assert login(attacker, person.email, person.password).status_code == 429
+    # The same /24 is the same source; another network is not held up.
+    neighbour = https_client(app, "198.51.100.200")
+    assert login(neighbour, person.email, person.password).status_code == 429
+    owner = https_client(app, "192.0.2.44")
+    assert login(owner, person.email, person.password).status_code == 200
+
+
+def test_guesses_spread_over_networks_meet_the_account_wide_back_off(
+    app, mailbox, sms, clock: FrozenClock
+):
+    person, _ = register(https_client(app), mailbox, sms)
+    statuses = [
+        login(https_client(app, f"198.51.{n}.9"), person.phone, f"guess-{n}-abcdef").status_code
+        for n in range(ACCOUNT_FREE_ATTEMPTS + 3)
+    ]
+    # Each network is within its own free attempts; the account-wide bucket is not.
+    assert statuses[:ACCOUNT_FREE_ATTEMPTS] == [401] * ACCOUNT_FREE_ATTEMPTS
+    assert set(statuses[ACCOUNT_FREE_ATTEMPTS:]) == {429}
+    # It holds the right password from a new network too, until the wait is over...
+    fresh = https_client(app, "192.0.2.44")
+    refused = login(fresh, person.phone, person.password)
+    assert refused.status_code == 429
+    clock.advance(seconds=int(refused.headers["Retry-After"]))
+    assert login(fresh, person.phone, person.password).status_code == 200
+    # ...and it counts per identifier typed: the email was not touched.
+    assert (
+        login(https_client(app, "192.0.2.45"), person.email, "wrong-one-abcdef").status_code == 401
+    )
+
+
+def test_a_day_of_distributed_guessing_meets_a_hard_cap_and_a_code_still_gets_in(
+    app, mailbox, sms, clock: FrozenClock
+):
+    person, _ = register(https_client(app), mailbox, sms)
+    start, checked, n = clock.now(), 0, 0
+    # The attacker comes back the moment each wait is over, from ever new networks.
+    while clock.now() - start < timedelta(hours=23):
+        guess = login(https_client(app, f"198.51.{n % 250}.9"), person.phone, f"guess-{n}-xyz")
+        n += 1
+        if guess.status_code == 401:
+            checked += 1
+            continue
+        assert guess.status_code == 429
+        wait = int(guess.headers["Retry-After"])
+        if wait > 20 * 3600:
+            break  # the hard stop: nothing more until tomorrow
+        clock.advance(seconds=wait)
+    assert checked == MAX_FAILURES
+    assert clock.now() - start < timedelta(hours=23)
+    # Password guesses from networks are over for the day; the owner's code is not.
+    owner = https_client(app, "192.0.2.44")
+    assert login(owner, person.phone, person.password).status_code == 429
+    started = request_sms_code(owner, person.phone)
+    code = sms.last_code(person.phone, count=2)
+    assert sms_sign_in(owner, started, person.phone, code).status_code == 200
+    assert login(owner, person.phone, person.password).status_code == 200
+
+
+def test_cancelling_the_account_removes_its_failure_counts(app, mailbox, sms, clock: FrozenClock):
+    person, session = register(https_client(app), mailbox, sms)
+    for n, address in enumerate(["198.51.100.9", "203.0.113.9"]):
+        login(https_client(app, address), person.email, f"guess-{n}-abcdef")
+        login(https_client(app, address), person.phone, f"guess-{n}-abcdef")
+    with app.extensions["privid.engine"].connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM login_throttles")).scalar() == 6
+    cancelled = https_client(app).post(
+        "/api/v1/me/cancellation",
+        json={"confirm": "cancel my account"},
+        headers={"Authorization": f"Bearer {session['token']}"},
+    )
+    assert cancelled.status_code == 200, cancelled.json
+    with app.extensions["privid.engine"].connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM login_throttles")).scalar() == 0

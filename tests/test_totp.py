@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.clock import FrozenClock
-from tests.helpers import bearer, login, register
+from tests.helpers import bearer, login, register, reset_password
 
 START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)  # 10 s into a 30 s step
 
@@ -99,12 +99,7 @@ def test_a_forged_or_expired_ticket_signs_nobody_in(client, mailbox, sms, clock)
 def test_password_reset_does_not_bypass_the_second_factor(client, mailbox, sms, clock):
     person, session = register(client, mailbox, sms)
     enable_totp(client, session)
-    client.post("/api/v1/password-reset", json={"identifier": person.email})
-    code = mailbox.last_code(person.email, count=2)
-    reset = client.post(
-        "/api/v1/password-reset/confirm",
-        json={"identifier": person.email, "code": code, "new_password": "fresh-lilac-harbor-9"},
-    )
+    reset = reset_password(client, mailbox, person.email, "fresh-lilac-harbor-9")
     assert reset.status_code == 204
     after = login(client, person.email, "fresh-lilac-harbor-9")
     assert after.status_code == 202 and after.json["status"] == "second_factor_required"

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flask import request
 
-from app.api.context import runtime
+from app.api.context import request_context, runtime
 from app.errors import ServiceError
 from app.extensions import current_settings, limiter_hash_key
 from app.services.directory import Directory
@@ -57,6 +57,56 @@ def caller_key() -> str:
     from app.api.context import current_caller
 
     return f"account:{current_caller().user.id}"
+
+
+def source_key() -> str:
+    """Where the request comes from, for limits per (identifier, source): the
+    device cookie it shows (its hash), else a keyed hash of its network. A
+    recognised device thus keeps its own budget however busy its network is;
+    a made-up cookie only buys what the database back-off still counts."""
+    hints = request_context()
+    if hints.device.cookie_hash:
+        return f"device:{hints.device.cookie_hash}"
+    return f"net:{hints.source}"
+
+
+def identifier_source_key(field: str, kind: str = "identifier") -> Callable[[], str]:
+    """Per identifier typed and source: one network's guesses cannot use up
+    the owner's requests (NIST SP 800-63B-4 §3.2.2)."""
+    identifier = body_field_key(field, kind)
+
+    def key() -> str:
+        combined = f"{identifier()}|{source_key()}"
+        return f"{field}-source:{hashlib.sha256(combined.encode()).hexdigest()}"
+
+    return key
+
+
+def owner_device_shown(field: str, kind: str = "identifier") -> Callable[[], bool]:
+    """For ``exempt_when``: the request carries the device cookie of a device
+    the account behind the typed address has recognised. A per-destination
+    limit protects the owner from floods; strangers can fill it, so it must
+    not stop the owner asking from their own browser for their own code."""
+
+    def exempt() -> bool:
+        from app.api.context import services
+
+        hints = request_context().device
+        data = json_body()
+        raw = data.get(field) if isinstance(data, dict) else None
+        if not hints.cookie_hash or not isinstance(raw, str):
+            return False
+        svc = services()
+        parse = {"email": svc.directory.email, "phone": svc.directory.phone}.get(
+            kind, svc.directory.identifier
+        )
+        try:
+            user = svc.directory.find(parse(raw))
+        except (ServiceError, UnicodeError):
+            return False
+        return user is not None and svc.devices.identify(user.id, hints) is not None
+
+    return exempt
 
 
 def flow_destination_key() -> str:

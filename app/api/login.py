@@ -12,11 +12,17 @@ from app.api.context import (
     services,
     sign_in_context,
 )
-from app.api.limits import body_field_key, setting
+from app.api.limits import (
+    body_field_key,
+    identifier_source_key,
+    owner_device_shown,
+    setting,
+)
 from app.api.operations import operation
 from app.api.render import signed_in_response
 from app.api.schemas import (
     Accepted,
+    CodeFlow,
     PasswordLogin,
     ResetFinish,
     ResetStart,
@@ -37,7 +43,7 @@ CODE_SENT = "If an account uses this address, a code is on its way."
 
 @bp.post("/login/password")
 @limiter.limit(setting("limit_login_per_ip"))
-@limiter.limit(setting("limit_login_per_account"), key_func=body_field_key("identifier"))
+@limiter.limit(setting("limit_login_per_account"), key_func=identifier_source_key("identifier"))
 @operation(
     "Sign in with email or phone and password",
     tag=TAG,
@@ -58,24 +64,31 @@ def password_login(body: PasswordLogin) -> ResponseReturnValue:
 @bp.post("/login/sms/code")
 @limiter.limit(setting("limit_code_send_per_ip"))
 @limiter.limit(
-    setting("limit_code_send_per_destination"), key_func=body_field_key("phone", "phone")
+    setting("limit_code_send_per_destination"),
+    key_func=body_field_key("phone", "phone"),
+    exempt_when=owner_device_shown("phone", "phone"),
 )
 @operation(
     "Send a sign-in code by SMS",
     tag=TAG,
     body=SmsCodeRequest,
     responses={
-        202: ("Accepted (the same answer whether or not the number has an account)", Accepted)
+        202: (
+            "Accepted (the same answer whether or not the number has an account); "
+            "send `flow` back with the code",
+            CodeFlow,
+        )
     },
 )
 def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
-    services().login.send_sms_code(body.phone, request_context())
-    return jsonify(Accepted(detail=CODE_SENT).model_dump()), 202
+    flow = services().login.send_sms_code(body.phone, request_context())
+    return jsonify(CodeFlow(detail=CODE_SENT, flow=flow).model_dump()), 202
 
 
+# No per-phone limit here: the code is bound to the flow that asked for it and
+# has its own few tries, so junk sent for someone's phone cannot lock them out.
 @bp.post("/login/sms")
 @limiter.limit(setting("limit_login_per_ip"))
-@limiter.limit(setting("limit_login_per_account"), key_func=body_field_key("phone", "phone"))
 @operation(
     "Sign in with phone and SMS code",
     tag=TAG,
@@ -88,7 +101,7 @@ def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
 def sms_login(body: SmsLogin) -> ResponseReturnValue:
     transport = Transport(body.token_delivery)
     result = services().login.with_sms_code(
-        body.phone, body.code, transport=transport, context=sign_in_context(transport)
+        body.phone, body.flow, body.code, transport=transport, context=sign_in_context(transport)
     )
     return signed_in_response(result)
 
@@ -152,21 +165,31 @@ def logout() -> ResponseReturnValue:
 
 @bp.post("/password-reset")
 @limiter.limit(setting("limit_reset_per_ip"))
-@limiter.limit(setting("limit_code_send_per_destination"), key_func=body_field_key("identifier"))
+@limiter.limit(
+    setting("limit_code_send_per_destination"),
+    key_func=body_field_key("identifier"),
+    exempt_when=owner_device_shown("identifier"),
+)
 @operation(
     "Send a password-reset code to an email or phone",
     tag=TAG,
     body=ResetStart,
-    responses={202: ("Accepted (the same answer whether or not an account exists)", Accepted)},
+    responses={
+        202: (
+            "Accepted (the same answer whether or not an account exists); "
+            "send `flow` back with the code",
+            CodeFlow,
+        )
+    },
 )
 def reset_start(body: ResetStart) -> ResponseReturnValue:
-    services().account.start_reset(body.identifier, request_context())
-    return jsonify(Accepted(detail=CODE_SENT).model_dump()), 202
+    flow = services().account.start_reset(body.identifier, request_context())
+    return jsonify(CodeFlow(detail=CODE_SENT, flow=flow).model_dump()), 202
 
 
+# As for SMS sign-in: the code is bound to its flow, so no per-identifier limit.
 @bp.post("/password-reset/confirm")
 @limiter.limit(setting("limit_login_per_ip"))
-@limiter.limit(setting("limit_login_per_account"), key_func=body_field_key("identifier"))
 @operation(
     "Set a new password with the reset code; every session ends",
     tag=TAG,
@@ -175,6 +198,6 @@ def reset_start(body: ResetStart) -> ResponseReturnValue:
 )
 def reset_finish(body: ResetFinish) -> ResponseReturnValue:
     services().account.finish_reset(
-        body.identifier, body.code, body.new_password, request_context()
+        body.identifier, body.flow, body.code, body.new_password, request_context()
     )
     return "", 204

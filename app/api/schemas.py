@@ -86,8 +86,13 @@ class SmsCodeRequest(Body):
     phone: str = PhoneField
 
 
+# The handle a code request returns; the code is checked against it.
+FlowHandle = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
 class SmsLogin(Body):
     phone: str = PhoneField
+    flow: str = FlowHandle
     code: str = CodeField
     token_delivery: TokenDelivery = "cookie"
 
@@ -98,6 +103,7 @@ class ResetStart(Body):
 
 class ResetFinish(Body):
     identifier: str = Field(min_length=1, max_length=320)
+    flow: str = FlowHandle
     code: str = CodeField
     new_password: str = PasswordField
 
@@ -127,6 +133,12 @@ class CodeConfirm(Body):
 class Accepted(BaseModel):
     status: Literal["accepted"] = "accepted"
     detail: str
+
+
+class CodeFlow(Accepted):
+    """A code request's answer: send ``flow`` back with the code."""
+
+    flow: str
 
 
 class FlowOut(BaseModel):

@@ -17,6 +17,7 @@ from .rights import (
 )
 from .session import Session
 from .throttle import LoginThrottle
+from .ticket import SpentTicket
 from .user import Role, User, UserDataKey, UserStatus
 from .webauthn import WebAuthnChallenge, WebAuthnCredential
 
@@ -47,6 +48,7 @@ __all__ = [
     "RequestStatus",
     "Role",
     "Session",
+    "SpentTicket",
     "TotpFactor",
     "TrustState",
     "User",

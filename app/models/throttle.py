@@ -14,9 +14,15 @@ from .identifying import identifies_user
 class LoginThrottle(Base):
     __tablename__ = "login_throttles"
 
-    # Blind index of the identifier typed, so unknown identifiers throttle alike.
+    # What is counted: an identifier typed (its blind index) or an account,
+    # possibly per source; see app/services/throttle.py for the key shapes.
     key: Mapped[str] = mapped_column(
         String(80), primary_key=True, info=identifies_user("made of a user id or blind index")
+    )
+    # The blind index or user id the key is about, so every row of an account
+    # can be found (cancellation, export) even when the key is a hash.
+    subject: Mapped[str | None] = mapped_column(
+        String(80), index=True, info=identifies_user("a user id or blind index")
     )
     failures: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]

@@ -1,9 +1,11 @@
 """Short-lived signed tickets between two steps of one sign-in (password, then
-the second factor). Stateless: the second step still needs its own proof, so a
-stolen ticket alone signs nobody in."""
+the second factor). The second step still needs its own proof, so a stolen
+ticket alone signs nobody in. Each ticket has a random ``jti`` so that the
+service can spend it once (app/services/sign_in_tickets.py)."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
@@ -23,7 +25,8 @@ class Tickets:
 
     def issue(self, claims: dict[str, Any]) -> str:
         expires = self._clock.now().timestamp() + self.max_age_seconds
-        return str(self._serializer.dumps({**claims, "exp": expires}))
+        jti = secrets.token_urlsafe(18)
+        return str(self._serializer.dumps({**claims, "jti": jti, "exp": expires}))
 
     def open(self, ticket: str) -> dict[str, Any]:
         try:
@@ -31,5 +34,7 @@ class Tickets:
         except BadData:
             raise TicketInvalid from None
         if not isinstance(claims, dict) or claims.get("exp", 0) < self._clock.now().timestamp():
+            raise TicketInvalid
+        if not isinstance(claims.get("jti"), str):
             raise TicketInvalid
         return claims

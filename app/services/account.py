@@ -12,14 +12,14 @@ from app.errors import ServiceError, invalid_code, invalid_field
 from app.models import CodePurpose, Session, User
 from app.security.passwords import Argon2Passwords, PasswordPolicy, PersonalData
 from app.services.audit import AuditTrail
-from app.services.codes import CodeService
+from app.services.codes import CodeService, flow_subject, new_flow
 from app.services.context import RequestContext
 from app.services.directory import EMAIL, Directory, Identifier
 from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
 from app.services.registration import check_password
 from app.services.sessions import SessionService
-from app.services.throttle import AccountThrottle, account_key, keys_of
+from app.services.throttle import AccountThrottle, account_key
 from app.services.vault import PersonalDataVault, Profile
 
 CHANGE_PURPOSE = {EMAIL: CodePurpose.CHANGE_EMAIL, "phone": CodePurpose.CHANGE_PHONE}
@@ -100,11 +100,17 @@ class AccountService:
 
     # -- password reset -----------------------------------------------------
 
-    def start_reset(self, identifier: str, context: RequestContext) -> None:
+    def start_reset(self, identifier: str, context: RequestContext) -> str:
+        """Sends a reset code if the identifier has an account; returns the flow
+        handle the confirmation must bring, the same either way."""
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
+        flow = new_flow()
         code = self._codes.issue(
-            CodePurpose.PASSWORD_RESET, ident.index, ident.index, user_id=user.id if user else None
+            CodePurpose.PASSWORD_RESET,
+            flow_subject(flow),
+            ident.index,
+            user_id=user.id if user else None,
         )
         if user is None or not user.is_active:
             # Same work, same answer: an outbox row the worker discards.
@@ -112,16 +118,23 @@ class AccountService:
                 self._notifier.nothing_by_email()
             else:
                 self._notifier.nothing_by_sms()
-            return
+            return flow
         self._send_code(ident, code, CodePurpose.PASSWORD_RESET)
+        return flow
 
     def finish_reset(
-        self, identifier: str, code: str, new_password: str, context: RequestContext
+        self, identifier: str, flow: str, code: str, new_password: str, context: RequestContext
     ) -> None:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        row = self._codes.check(
-            CodePurpose.PASSWORD_RESET, ident.index, code, user_id=user.id if user else None
+        # Only the requester's flow can spend this code's tries, and only for
+        # the account it was issued for.
+        row = self._codes.check_flow(
+            CodePurpose.PASSWORD_RESET,
+            flow_subject(flow),
+            ident.index,
+            code,
+            user_id=user.id if user else None,
         )
         if user is None or not user.is_active:
             raise invalid_code()
@@ -129,7 +142,8 @@ class AccountService:
         profile = self._set_password(user, new_password)
         self._codes.consume(row)
         ended = self._sessions.revoke_all(user.id, "password_reset")
-        self._throttle.clear(*keys_of(user))
+        # The guessed-at password is gone: every failure count goes with it.
+        self._throttle.forget_account(user)
         self._audit.record(
             "password.reset", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )

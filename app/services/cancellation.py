@@ -29,7 +29,7 @@ from app.security.envelope import FieldCipher, KeyRing
 from app.services.audit import AuditTrail
 from app.services.purposes import Catalogue
 from app.services.rights import RightsService
-from app.services.throttle import keys_of
+from app.services.throttle import rows_of as throttle_rows_of
 from app.services.vault import PersonalDataVault
 
 LEGAL_ARCHIVE = "legal_archive"
@@ -74,10 +74,11 @@ class CancellationService:
         # encrypted fields is noise. The rest of the account goes with it.
         self._db.execute(delete(UserDataKey).where(UserDataKey.user_id == user_id))
         self._db.execute(delete(Session).where(Session.user_id == user_id))
-        # Every code issued for the account, including those keyed by its email
-        # or phone (reset, SMS sign-in), which would otherwise outlive it.
+        # Every code issued for the account, including those keyed by its email,
+        # phone or a flow (reset, SMS sign-in), which would otherwise outlive it.
         self._db.execute(delete(OneTimeCode).where(OneTimeCode.user_id == user_id))
-        self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys_of(user))))
+        self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == user_id))
+        self._db.execute(delete(LoginThrottle).where(throttle_rows_of(user)))
         self._db.delete(user)
         self._db.flush()
         scrub_after_commit(self._db)

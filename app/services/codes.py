@@ -13,7 +13,19 @@ from app.db import insert_if_absent
 from app.errors import invalid_code, too_many_attempts
 from app.models import OneTimeCode
 from app.models.base import new_id
-from app.security.tokens import CodeHasher, new_code
+from app.security.tokens import CodeHasher, hash_token, new_code, new_token
+
+
+def new_flow() -> str:
+    """A handle for one code request, returned to the requester: the code is
+    checked against the flow, so only whoever asked for it can spend its tries."""
+    return new_token()
+
+
+def flow_subject(flow: str) -> str:
+    # Stored hashed, like a session token: a database leak must not let anyone
+    # guess at a live code.
+    return f"flow:{hash_token(flow)}"
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,24 @@ class CodeService:
         ):
             raise invalid_code()
         if not self._hasher.matches(f"{purpose}:{subject}", code, row.code_hash):
+            row.failed_attempts += 1
+            self._db.flush()
+            raise invalid_code()
+        return row
+
+    def check_flow(
+        self,
+        purpose: str,
+        subject: str,
+        destination_index: str,
+        code: str,
+        *,
+        user_id: str | None,
+    ) -> OneTimeCode:
+        """``check`` for a flow-bound code, which must also have gone to the
+        address typed now; a mismatch counts as a wrong guess."""
+        row = self.check(purpose, subject, code, user_id=user_id)
+        if row.destination_index != destination_index:
             row.failed_attempts += 1
             self._db.flush()
             raise invalid_code()

@@ -25,6 +25,7 @@ from app.services.challenges import ChallengeStore
 from app.services.checkpoints import CheckpointStore
 from app.services.codes import CodeRules, CodeService
 from app.services.consent import ConsentService, WithdrawalEffects
+from app.services.credentials import CredentialState
 from app.services.devices import DeviceService
 from app.services.directory import Directory
 from app.services.dpop import DpopService
@@ -40,6 +41,7 @@ from app.services.retention import RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.safeguards import Safeguards
 from app.services.sessions import SessionRules, SessionService
+from app.services.sign_in_tickets import SignInTickets
 from app.services.signin import SignInCompleter
 from app.services.stepup import StepUpService
 from app.services.throttle import AccountThrottle, ThrottleRules
@@ -116,8 +118,10 @@ class Services:
     @cached_property
     def throttle(self) -> AccountThrottle:
         s = self.runtime.settings
-        rules = ThrottleRules(s.login_free_attempts, s.login_max_delay_seconds)
-        return AccountThrottle(self.db, self.runtime.clock, rules)
+        cap = s.login_account_max_failures
+        rules = ThrottleRules(s.login_free_attempts, s.login_max_delay_seconds, cap)
+        account_rules = ThrottleRules(s.login_account_free_attempts, s.login_max_delay_seconds, cap)
+        return AccountThrottle(self.db, self.runtime.clock, rules, account_rules)
 
     @cached_property
     def sessions(self) -> SessionService:
@@ -295,11 +299,18 @@ class Services:
             totp=self.totp,
             devices=self.devices,
             vault=self.vault,
-            tickets=Tickets(
-                derive_key(rt.settings.secret_key_bytes, "second-factor-ticket"),
-                "second-factor",
-                SECOND_FACTOR_TICKET_SECONDS,
+            tickets=SignInTickets(
+                self.db,
                 rt.clock,
+                Tickets(
+                    derive_key(rt.settings.secret_key_bytes, "second-factor-ticket"),
+                    "second-factor",
+                    SECOND_FACTOR_TICKET_SECONDS,
+                    rt.clock,
+                ),
+                CredentialState(
+                    self.db, derive_key(rt.settings.secret_key_bytes, "credential-state")
+                ),
             ),
         )
 

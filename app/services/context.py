@@ -11,6 +11,10 @@ from app.services.user_agents import UNKNOWN_DEVICE, summarise
 
 IPV4_PREFIX = 24
 IPV6_PREFIX = 48
+# Where an attempt comes from, for counting failures per source: one IPv4 /24
+# or one IPv6 /64 (what one customer line usually holds).
+SOURCE_IPV4_PREFIX = 24
+SOURCE_IPV6_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,8 @@ class RequestContext:
     device_summary: str  # e.g. "Chrome on Android"; never the raw user agent
     user_agent_hash: str
     device: DeviceHints = DeviceHints()
+    # A keyed hash of the client's network (see network_source); never the address.
+    source: str = "unknown"
 
     @classmethod
     def from_raw(
@@ -48,6 +54,7 @@ class RequestContext:
                 key, ua.encode("utf-8", "replace"), hashlib.sha256
             ).hexdigest(),
             device=device or DeviceHints(),
+            source=network_source(remote_addr, key),
         )
 
     def without_device_details(self) -> RequestContext:
@@ -57,6 +64,19 @@ class RequestContext:
 
 
 WITHHELD = "withheld"
+
+
+def network_source(address: str | None, key: bytes) -> str:
+    """The client's network as a keyed hash: what failures are counted per
+    (app/services/throttle.py) and what per-network rate limits are keyed on.
+    Keyed, so a stored value cannot be matched against a list of networks."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return "unknown"
+    prefix = SOURCE_IPV4_PREFIX if ip.version == 4 else SOURCE_IPV6_PREFIX
+    network = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+    return hmac.new(key, b"network:" + network.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def truncate_ip(address: str | None) -> str:

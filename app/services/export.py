@@ -27,6 +27,7 @@ from app.models import (
     Session,
     User,
 )
+from app.services.throttle import rows_of as throttle_rows_of
 from app.services.vault import PersonalDataVault
 
 
@@ -158,15 +159,9 @@ def _codes(ctx: ExportContext) -> list[dict[str, Any]]:
 
 
 def user_throttles(ctx: ExportContext) -> list[LoginThrottle]:
-    """Sign-in throttle rows about the user: their keys embed the user id or
-    one of the user's blind indexes."""
-    user = ctx.user
-    about = or_(
-        *(
-            LoginThrottle.key.contains(part)
-            for part in (user.id, user.email_index, user.phone_index)
-        )
-    )
+    """Sign-in throttle rows about the user (the throttle says which: per-source
+    keys are hashes, so rows carry their subject)."""
+    about = throttle_rows_of(ctx.user)
     return list(
         ctx.db.execute(select(LoginThrottle).where(about).order_by(LoginThrottle.key)).scalars()
     )
@@ -175,9 +170,10 @@ def user_throttles(ctx: ExportContext) -> list[LoginThrottle]:
 def _throttles(ctx: ExportContext) -> list[dict[str, Any]]:
     out = []
     for row in user_throttles(ctx):
-        if ctx.user.email_index in row.key:
+        about = f"{row.subject or ''} {row.key}"
+        if ctx.user.email_index in about:
             applies_to = "your email address"
-        elif ctx.user.phone_index in row.key:
+        elif ctx.user.phone_index in about:
             applies_to = "your phone number"
         else:
             applies_to = "your account"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
@@ -11,16 +10,16 @@ from app.clock import Clock
 from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_field
 from app.models import CodePurpose, User
 from app.security.passwords import Argon2Passwords
-from app.security.tickets import TicketInvalid, Tickets
 from app.services.audit import AuditTrail
-from app.services.codes import CodeService
+from app.services.codes import CodeService, flow_subject, new_flow
 from app.services.context import RequestContext
 from app.services.devices import DeviceService
 from app.services.directory import Directory
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
+from app.services.sign_in_tickets import SignInTickets, ticket_invalid
 from app.services.signin import SignInCompleter, SignInResult
-from app.services.throttle import AccountThrottle, identifier_key, keys_of, second_factor_key
+from app.services.throttle import AccountThrottle, device, network, second_factor_key
 from app.services.totp import TotpService
 from app.services.vault import PersonalDataVault
 
@@ -39,15 +38,6 @@ class SecondFactorRequired:
     expires_in: int
 
 
-def ticket_invalid() -> ServiceError:
-    return ServiceError(
-        "mfa-ticket-invalid",
-        401,
-        "Sign in again",
-        "The sign-in step has expired or is not valid. Start again.",
-    )
-
-
 class LoginService:
     def __init__(
         self,
@@ -64,7 +54,7 @@ class LoginService:
         totp: TotpService,
         devices: DeviceService,
         vault: PersonalDataVault,
-        tickets: Tickets,
+        tickets: SignInTickets,
     ) -> None:
         self._db, self._clock, self._directory = db, clock, directory
         self._passwords, self._throttle, self._codes = passwords, throttle, codes
@@ -77,9 +67,9 @@ class LoginService:
     ) -> SignInResult | SecondFactorRequired:
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        key = identifier_key(ident.index)
+        source = self._source(user, context)
         try:
-            self._throttle.reserve_attempt(key)
+            self._throttle.reserve_password_attempt(ident.index, source)
         except ServiceError:
             self._fail(user, context, "throttled", "pwd")
             raise
@@ -87,18 +77,25 @@ class LoginService:
         if user is None or not password_ok or not user.is_active:
             self._fail(user, context, "invalid_credentials", "pwd")
             raise invalid_credentials()
-        self._throttle.clear(*keys_of(user))
+        self._throttle.ownership_proven(user, source)
         if self._passwords.needs_rehash(user.password_hash):
             user.password_hash = self._passwords.hash(password)
         return self._succeed(user, transport, context, amr=["pwd"])
 
-    def send_sms_code(self, phone: str, context: RequestContext) -> None:
+    def send_sms_code(self, phone: str, context: RequestContext) -> str:
+        """Sends a code if the number has an account; returns the flow handle
+        that must come back with the code. The handle and the work are the same
+        either way, so the answer tells nobody whether the number is registered."""
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         # A code row and an outbox row exist either way, so both paths do the
         # same work; only the worker, off the request, knows nothing goes out.
+        flow = new_flow()
         code = self._codes.issue(
-            CodePurpose.LOGIN_SMS, ident.index, ident.index, user_id=user.id if user else None
+            CodePurpose.LOGIN_SMS,
+            flow_subject(flow),
+            ident.index,
+            user_id=user.id if user else None,
         )
         if user is not None and user.is_active:
             self._notifier.code_by_sms(
@@ -106,15 +103,28 @@ class LoginService:
             )
         else:
             self._notifier.nothing_by_sms()
+        return flow
 
     def with_sms_code(
-        self, phone: str, code: str, *, transport: Transport, context: RequestContext
+        self,
+        phone: str,
+        flow: str,
+        code: str,
+        *,
+        transport: Transport,
+        context: RequestContext,
     ) -> SignInResult | SecondFactorRequired:
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         try:
-            row = self._codes.check(
-                CodePurpose.LOGIN_SMS, ident.index, code, user_id=user.id if user else None
+            # The code's tries belong to the flow that asked for it: someone
+            # typing junk codes for this phone cannot spend the owner's.
+            row = self._codes.check_flow(
+                CodePurpose.LOGIN_SMS,
+                flow_subject(flow),
+                ident.index,
+                code,
+                user_id=user.id if user else None,
             )
         except ServiceError:
             self._fail(user, context, "invalid_code", "sms")
@@ -123,13 +133,13 @@ class LoginService:
             self._fail(user, context, "invalid_code", "sms")
             raise invalid_code()
         self._codes.consume(row)
-        # Proving the phone is proving ownership: lift any password back-off.
-        self._throttle.clear(*keys_of(user))
+        # Proving the phone is proving ownership: the run of password failures ends.
+        self._throttle.ownership_proven(user, self._source(user, context))
         return self._succeed(user, transport, context, amr=["sms"])
 
     def send_email_code(self, ticket: str) -> None:
         """The second proof for an unbound device: a code to the account's email."""
-        user, claims = self._open_ticket(ticket)
+        user, claims = self._tickets.open(ticket)
         if "email_code" not in claims.get("methods", TOTP_METHODS):
             raise invalid_field("#/ticket", "This sign-in does not use an email code.")
         code = self._codes.issue(
@@ -149,7 +159,9 @@ class LoginService:
         email_code: str | None,
         context: RequestContext,
     ) -> SignInResult | SecondFactorRequired:
-        user, claims = self._open_ticket(ticket)
+        # The user row stays locked to the end: a second finish of this ticket,
+        # or a password reset, waits for this one and then sees it.
+        user, claims = self._tickets.open(ticket)
         # The same client must finish: a key-bound sign-in needs the same key.
         if claims.get("jkt") != context.device.dpop_jkt:
             raise ticket_invalid()
@@ -181,6 +193,7 @@ class LoginService:
             self._fail(user, context, "invalid_second_factor", attempted)
             raise
         self._throttle.clear(key)
+        self._tickets.spend(claims)
         return self._succeed(
             user,
             Transport(claims["transport"]),
@@ -189,16 +202,6 @@ class LoginService:
             acr=acr,
             device_confirmed=True,
         )
-
-    def _open_ticket(self, ticket: str) -> tuple[User, dict[str, Any]]:
-        try:
-            claims = self._tickets.open(ticket)
-        except TicketInvalid:
-            raise ticket_invalid() from None
-        user = self._db.get(User, str(claims.get("uid")))
-        if user is None or not user.is_active:
-            raise invalid_credentials()
-        return user, claims
 
     def _succeed(
         self,
@@ -219,13 +222,13 @@ class LoginService:
                 offered=methods,
             )
             ticket = self._tickets.issue(
+                user,
                 {
-                    "uid": user.id,
                     "amr": amr,
                     "transport": transport,
                     "methods": methods,
                     "jkt": context.device.dpop_jkt,
-                }
+                },
             )
             return SecondFactorRequired(ticket, methods, self._tickets.max_age_seconds)
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
@@ -252,6 +255,12 @@ class LoginService:
         if not device_confirmed and self._devices.requires_step_up(user.id, context.device):
             return DEVICE_METHODS
         return []
+
+    def _source(self, user: User | None, context: RequestContext) -> str:
+        """Where an attempt comes from: the account's recognised device it shows
+        (device cookie or DPoP key), else its network."""
+        found = self._devices.identify(user.id, context.device) if user is not None else None
+        return device(found.id) if found is not None else network(context.source)
 
     def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
         self._audit.record(

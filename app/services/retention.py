@@ -19,6 +19,7 @@ from app.models import (
     OutboxMessage,
     RegistrationFlow,
     Session,
+    SpentTicket,
     WebAuthnChallenge,
 )
 from app.services.throttle import FAILURE_MEMORY
@@ -61,6 +62,7 @@ class RetentionService:
                     OutboxMessage.abandoned_at < now - FINISHED_MESSAGE_KEPT,
                 ),
             ),
+            "spent_tickets": self._delete(SpentTicket, SpentTicket.expires_at < now),
             "webauthn_challenges": self._delete(
                 WebAuthnChallenge, WebAuthnChallenge.expires_at < now
             ),

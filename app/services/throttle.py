@@ -1,17 +1,32 @@
-"""Per-account sign-in throttle with exponential back-off.
+"""Failed sign-ins, counted in the database, with exponential back-off.
 
-An attempt is counted *before* the password is checked, under a row lock, so
-parallel guesses cannot slip past the count. The delay is capped, and any
-successful proof of ownership (password, SMS code, reset) clears it, so the
-real owner is never locked out for good.
+Following NIST SP 800-63B-4 §3.2.2, a stranger must not be able to deny the
+owner, so password failures are counted in two kinds of bucket:
+
+- per (identifier, source): the source is the recognised device the attempt
+  proves (its device cookie or key) or else the client's network (a keyed hash
+  of its /24 or /64). Guesses from one place slow down that place only;
+- per identifier, account-wide, with more free attempts: it bounds guesses
+  spread over many networks, and applies only to attempts from a network, so
+  the owner's recognised device is never held up by it. After
+  ``login_account_max_failures`` in a row it takes no more guesses for a day
+  (NIST: at most 100 consecutive failures per account; two identifiers).
+
+Only password guesses are counted. A one-time code (SMS sign-in, reset) is
+bound to the flow that asked for it, has its own few tries, and is never
+refused because of password guesses; a proof of ownership ends the run of
+failures. An attempt is counted *before* the password is checked, under a row
+lock, so parallel guesses cannot slip past the count; every bucket an attempt
+touches is locked in key order, so two requests never deadlock.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -21,24 +36,54 @@ from app.models import LoginThrottle, User
 
 # Failures older than this are forgotten.
 FAILURE_MEMORY = timedelta(hours=24)
+TOO_MANY = (
+    "Too many failed sign-ins. Try again later, sign in from a device you have used "
+    "before, sign in with a code, or reset your password."
+)
 
 
 @dataclass(frozen=True)
 class ThrottleRules:
     free_attempts: int
     max_delay_seconds: int
+    # After this many failures in a row the bucket stops taking attempts until
+    # its failures are forgotten (or the owner proves it another way).
+    max_failures: int | None = None
 
     def delay_after(self, failures: int) -> timedelta:
+        if self.max_failures is not None and failures >= self.max_failures:
+            return FAILURE_MEMORY + timedelta(seconds=1)
         excess = failures - self.free_attempts
         if excess < 0:
             return timedelta(0)
         return timedelta(seconds=min(2**excess, self.max_delay_seconds))
 
 
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    subject: str  # the blind index or user id the bucket is about
+    rules: ThrottleRules
+
+
 def identifier_key(index: str) -> str:
-    """Sign-in attempts count per identifier typed (email or phone): keyed by
-    account, an email's failures would show on the phone and link the two."""
+    """Password guesses at one identifier (email or phone) from anywhere: keyed
+    by identifier, not account, so an email's failures do not show on the phone."""
     return f"id:{index}"
+
+
+def source_key(index: str, source: str) -> str:
+    """Password guesses at one identifier from one source (``net:<hash>`` or
+    ``device:<id>``); hashed to fit the key column."""
+    return "src:" + hashlib.sha256(f"{index}|{source}".encode()).hexdigest()
+
+
+def network(source_hash: str) -> str:
+    return f"net:{source_hash}"
+
+
+def device(device_id: str) -> str:
+    return f"device:{device_id}"
 
 
 def account_key(user_id: str) -> str:
@@ -57,47 +102,109 @@ def passkey_key(user_id: str) -> str:
 
 
 def keys_of(user: User) -> list[str]:
-    """Every key that a proof of ownership clears."""
+    """The fixed-name buckets of an account (source buckets are found by subject)."""
     return [
         identifier_key(user.email_index),
         identifier_key(user.phone_index),
         account_key(user.id),
+        second_factor_key(user.id),
+        passkey_key(user.id),
     ]
 
 
+def rows_of(user: User) -> ColumnElement[bool]:
+    """Every throttle row about this account, for cancellation and export."""
+    subjects = [user.email_index, user.phone_index, user.id]
+    return or_(LoginThrottle.subject.in_(subjects), LoginThrottle.key.in_(keys_of(user)))
+
+
 class AccountThrottle:
-    def __init__(self, db: DbSession, clock: Clock, rules: ThrottleRules) -> None:
+    def __init__(
+        self,
+        db: DbSession,
+        clock: Clock,
+        rules: ThrottleRules,
+        account_rules: ThrottleRules | None = None,
+    ) -> None:
         self._db, self._clock, self._rules = db, clock, rules
+        self._account_rules = account_rules or rules
 
-    def _locked_row(self, key: str, now: datetime) -> LoginThrottle:
-        insert_if_absent(
-            self._db,
-            LoginThrottle,
-            {"key": key, "failures": 0, "next_attempt_at": now, "updated_at": now},
-            ["key"],
-        )
-        return self._db.execute(
-            select(LoginThrottle).where(LoginThrottle.key == key).with_for_update()
-        ).scalar_one()
+    # -- password sign-in ---------------------------------------------------------
 
-    def reserve_attempt(self, key: str) -> None:
-        """Count one attempt now, or refuse while the account is backing off."""
+    def password_buckets(self, index: str, source: str) -> list[Bucket]:
+        """Where a password attempt at ``index`` from ``source`` counts: its
+        source's bucket, and the account-wide one unless a recognised device
+        made the attempt."""
+        buckets = [Bucket(source_key(index, source), index, self._rules)]
+        if not source.startswith("device:"):
+            buckets.append(Bucket(identifier_key(index), index, self._account_rules))
+        return buckets
+
+    def reserve_password_attempt(self, index: str, source: str) -> None:
+        self.reserve(self.password_buckets(index, source))
+
+    def ownership_proven(self, user: User, source: str) -> None:
+        """The owner proved it (right password, SMS code): the run of failures
+        ends, account-wide and from this source, for both identifiers."""
+        keys = [identifier_key(user.email_index), identifier_key(user.phone_index)]
+        keys += [source_key(index, source) for index in (user.email_index, user.phone_index)]
+        self.clear(*keys)
+
+    def forget_account(self, user: User) -> None:
+        """A new password makes every earlier guess moot: all buckets go."""
+        keys = self._db.execute(
+            select(LoginThrottle.key).where(rows_of(user)).order_by(LoginThrottle.key)
+        ).scalars()
+        self.clear(*keys)
+
+    # -- single buckets (own password checks, second factors, passkeys) ---------
+
+    def reserve_attempt(self, key: str, subject: str | None = None) -> None:
+        """Count one attempt now, or refuse while the bucket is backing off.
+        Keys look like ``kind:subject``."""
+        self.reserve([Bucket(key, subject or key.partition(":")[2], self._rules)])
+
+    def reserve(self, buckets: list[Bucket]) -> None:
+        """One attempt in every bucket, or none if any of them is backing off."""
         now = self._clock.now()
-        row = self._locked_row(key, now)
-        if now - row.updated_at > FAILURE_MEMORY:
-            row.failures = 0
-        if row.next_attempt_at > now:
-            wait = int((row.next_attempt_at - now).total_seconds()) + 1
-            raise too_many_attempts(
-                wait,
-                "Too many failed sign-ins for this account. Try again later, or sign in "
-                "with a code or reset your password.",
-            )
-        row.failures += 1
-        row.next_attempt_at = now + self._rules.delay_after(row.failures)
-        row.updated_at = now
+        rows = [(self._locked_row(b, now), b) for b in sorted(buckets, key=lambda b: b.key)]
+        for row, _ in rows:
+            if now - row.updated_at > FAILURE_MEMORY:
+                row.failures = 0
+        waiting = [row.next_attempt_at - now for row, _ in rows if row.next_attempt_at > now]
+        if waiting:
+            self._db.flush()
+            raise too_many_attempts(int(max(waiting).total_seconds()) + 1, TOO_MANY)
+        for row, bucket in rows:
+            row.failures += 1
+            row.next_attempt_at = now + bucket.rules.delay_after(row.failures)
+            row.updated_at = now
         self._db.flush()
 
     def clear(self, *keys: str) -> None:
-        self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(keys)))
-        self._db.flush()
+        if keys:
+            self._db.execute(delete(LoginThrottle).where(LoginThrottle.key.in_(sorted(keys))))
+            self._db.flush()
+
+    def _locked_row(self, bucket: Bucket, now: datetime) -> LoginThrottle:
+        values = {
+            "key": bucket.key,
+            "subject": bucket.subject,
+            "failures": 0,
+            "next_attempt_at": now,
+            "updated_at": now,
+        }
+        query = (
+            select(LoginThrottle)
+            .where(LoginThrottle.key == bucket.key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        # A success may delete the row while we wait for its lock; then it is
+        # simply created again.
+        for _ in range(5):
+            insert_if_absent(self._db, LoginThrottle, values, ["key"])
+            row = self._db.execute(query).scalar_one_or_none()
+            if row is not None:
+                return row
+        raise RuntimeError("throttle row keeps disappearing")  # pragma: no cover

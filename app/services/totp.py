@@ -10,6 +10,7 @@ import hmac
 import io
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pyotp
 import segno
@@ -28,6 +29,9 @@ ISSUER = "privid"
 DRIFT_STEPS = 1  # RFC 6238 §5.2: accept one step either side
 RECOVERY_CODES = 10
 SECRET_FIELD = "totp_secret"
+# A pending enrolment younger than this is not replaced: a double click (or a
+# second tab) must not hand out a secret that stops working a moment later.
+ENROLMENT_IN_PROGRESS = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,27 @@ class TotpService:
         return factor is not None and factor.confirmed_at is not None
 
     def enrol(self, user: User) -> Enrolment:
-        if self.is_enabled(user.id):
+        # The user row is the lock: there may be no factor row to lock yet, and
+        # parallel enrolments must queue instead of colliding on the primary key.
+        self._db.execute(select(User.id).where(User.id == user.id).with_for_update()).scalar_one()
+        existing = self._locked_factor(user.id)
+        now = self._clock.now()
+        if existing is not None and existing.confirmed_at is not None:
             raise ServiceError(
                 "totp-already-enabled", 409, "Already enabled", "Disable TOTP first to replace it."
             )
+        if existing is not None and now - existing.created_at < ENROLMENT_IN_PROGRESS:
+            wait = ENROLMENT_IN_PROGRESS - (now - existing.created_at)
+            raise ServiceError(
+                "totp-enrolment-in-progress",
+                409,
+                "Enrolment already started",
+                "A TOTP enrolment was started a moment ago: scan the code it showed and confirm "
+                "it, or start again in a few seconds.",
+                headers={"Retry-After": str(int(wait.total_seconds()) + 1)},
+            )
         secret = pyotp.random_base32()
         cipher = self._vault.cipher_for(user.id)
-        existing = self._db.get(TotpFactor, user.id)
         if existing is not None:
             self._db.delete(existing)
             self._db.flush()
@@ -75,7 +93,7 @@ class TotpService:
             TotpFactor(
                 user_id=user.id,
                 secret_encrypted=cipher.encrypt(SECRET_FIELD, secret),
-                created_at=self._clock.now(),
+                created_at=now,
                 last_used_step=0,
             )
         )
@@ -88,8 +106,10 @@ class TotpService:
         return Enrolment(secret, uri, buffer.getvalue().decode())
 
     def confirm(self, user: User, code: str) -> list[str]:
-        """The first valid code turns TOTP on; the recovery codes come back once."""
-        factor = self._db.get(TotpFactor, user.id)
+        """The first valid code turns TOTP on; the recovery codes come back once.
+        The factor row is locked, so a double submission gets one set of codes
+        and a 409, not two sets of which only the last works."""
+        factor = self._locked_factor(user.id)
         if factor is None or factor.confirmed_at is not None:
             raise ServiceError(
                 "totp-not-pending", 409, "Nothing to confirm", "Start TOTP enrolment first."
@@ -101,9 +121,7 @@ class TotpService:
         return codes
 
     def verify(self, user_id: str, code: str) -> None:
-        factor = self._db.execute(
-            select(TotpFactor).where(TotpFactor.user_id == user_id).with_for_update()
-        ).scalar_one_or_none()
+        factor = self._locked_factor(user_id)
         if factor is None or factor.confirmed_at is None:
             raise invalid_code()
         self._accept(factor, code)
@@ -124,7 +142,8 @@ class TotpService:
         raise invalid_code()
 
     def regenerate_recovery_codes(self, user_id: str) -> list[str]:
-        if not self.is_enabled(user_id):
+        factor = self._locked_factor(user_id)  # two regenerations queue: one set survives
+        if factor is None or factor.confirmed_at is None:
             raise ServiceError("totp-not-enabled", 409, "TOTP is off", "Enable TOTP first.")
         codes = self._new_recovery_codes(user_id)
         self._audit.record("mfa.recovery_codes_regenerated", user_id=user_id)
@@ -146,6 +165,17 @@ class TotpService:
         )
 
     # -- internals -------------------------------------------------------------
+
+    def _locked_factor(self, user_id: str) -> TotpFactor | None:
+        """The factor row under a row lock, read fresh: an object loaded earlier
+        in this unit of work (is_enabled) must not hide a step another worker
+        has just used."""
+        return self._db.execute(
+            select(TotpFactor)
+            .where(TotpFactor.user_id == user_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
 
     def _accept(self, factor: TotpFactor, code: str) -> None:
         secret = self._vault.cipher_for(factor.user_id).decrypt(
