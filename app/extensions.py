@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_limiter import Limiter
 
-from app.security.addresses import address_key, network_key
+from app.security.addresses import address_key
 from app.security.tokens import derive_key
 from app.settings import Settings
 
@@ -24,11 +24,6 @@ def client_address_key() -> str:
     """Per-client limits: a keyed hash of the address, so the limiter's storage
     (Redis) never holds one."""
     return address_key(limiter_hash_key(), request.remote_addr)
-
-
-def client_network_key() -> str:
-    """For limits per network: a keyed hash of the /24 or /48 prefix."""
-    return network_key(limiter_hash_key(), request.remote_addr)
 
 
 limiter = Limiter(client_address_key, headers_enabled=True, key_prefix="privid")

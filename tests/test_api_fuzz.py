@@ -30,9 +30,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from tests.api_support import HIGH_LIMITS, PATH_VALUES, World, make_world
 from tests.fakes import Mailbox, SmsOutbox
-from tests.helpers import baseline_consent
+from tests.helpers import HIGH_LIMITS, PATH_VALUES, World, baseline_consent, make_world
 
 EXAMPLES = 20  # generated requests per operation and pass
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]

@@ -17,7 +17,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from app.services.audit import AuditTrail
-from tests.api_support import (
+from tests.helpers import (
     HIGH_LIMITS,
     VALID_BODIES,
     Endpoint,
@@ -25,13 +25,13 @@ from tests.api_support import (
     assert_problem,
     body_endpoints,
     make_world,
+    new_person,
     nothing_changes,
     pointers,
     row_counts,
     sent_messages,
     table_rows,
 )
-from tests.helpers import new_person
 
 MARK = "__privid_test_marker__"
 FUZZ = hypothesis_settings(
@@ -96,7 +96,7 @@ def with_raw_value(body: dict[str, Any], field: str, raw_json: str) -> str:
 def test_every_documented_body_endpoint_is_exercised(endpoints):
     documented = {(e.method, e.path) for e in endpoints}
     assert documented == set(VALID_BODIES), (
-        "tests/api_support.VALID_BODIES must list exactly the documented endpoints with a body"
+        "tests/helpers.VALID_BODIES must list exactly the documented endpoints with a body"
     )
 
 

@@ -16,9 +16,8 @@ import pytest
 import requests
 
 from app.extensions import limiter
-from tests.api_support import assert_problem
 from tests.fakes import free_port
-from tests.helpers import login, new_person, register, start_registration
+from tests.helpers import assert_problem, login, new_person, register, start_registration
 
 ROOT = Path(__file__).resolve().parent.parent
 IPV4 = "203.0.113.77"

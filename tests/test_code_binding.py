@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from tests.api_support import assert_problem
 from tests.helpers import (
     Person,
+    assert_problem,
     bearer,
     finish_reset,
     login,

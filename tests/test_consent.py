@@ -20,23 +20,21 @@ from sqlalchemy.exc import DBAPIError
 
 from app.models import AuditEvent, ConsentRecord
 from app.models import Session as SessionRow
-from tests.api_support import (
-    ANDROID_CHROME,
-    HIGH_LIMITS,
-    assert_invalid_token,
-    assert_problem,
-    nothing_changes,
-    pointers,
-)
 from tests.conftest import PG_URL
 from tests.helpers import (
+    ANDROID_CHROME,
     CATALOGUE,
+    HIGH_LIMITS,
     POLICY_VERSION,
     Person,
+    assert_invalid_token,
+    assert_problem,
     baseline_consent,
     bearer,
     login,
     new_person,
+    nothing_changes,
+    pointers,
     register,
     request_sms_code,
     sms_sign_in,

@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 
 from app.services.audit import AuditTrail
-from tests.api_support import (
+from tests.helpers import (
     assert_problem,
+    bearer,
+    login,
+    new_person,
     nothing_changes,
+    register,
 )
-from tests.helpers import bearer, login, new_person, register
 
 COOKIE = "__Host-privid_session"
 ME = "/api/v1/me"

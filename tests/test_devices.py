@@ -14,18 +14,25 @@ from sqlalchemy import text
 
 from app.clock import FrozenClock
 from app.security.tokens import hash_token
-from tests.api_support import (
+from tests.dpop_client import DpopKey
+from tests.helpers import (
     ANDROID_CHROME,
     HIGH_LIMITS,
     IPHONE_SAFARI,
+    PASSKEY_AUTH_OPTIONS,
+    PASSKEY_AUTH_VERIFY,
+    PASSKEY_REG_OPTIONS,
     WINDOWS_FIREFOX,
     assert_problem,
+    baseline_consent,
+    bearer,
+    enable_totp,
+    enrol,
+    login,
+    passkey_sign_in,
+    register,
 )
-from tests.dpop_client import DpopKey
-from tests.helpers import baseline_consent, bearer, login, register
 from tests.soft_authenticator import SoftAuthenticator, b64url, from_b64url
-from tests.test_totp import enable_totp
-from tests.test_webauthn import AUTH_OPTIONS, AUTH_VERIFY, REG_OPTIONS, enrol, passkey_sign_in
 
 ME = "/api/v1/me"
 DEVICES = "/api/v1/me/devices"
@@ -34,7 +41,7 @@ BIND = "/api/v1/me/devices/app-key"
 LOGIN = "/api/v1/login/password"
 SECOND_FACTOR = "/api/v1/login/second-factor"
 SECOND_FACTOR_EMAIL = "/api/v1/login/second-factor/email"
-REG_VERIFY = "/api/v1/webauthn/registration/verify"
+PASSKEY_REG_VERIFY = "/api/v1/webauthn/registration/verify"
 DEVICE_COOKIE = "__Host-privid_device"
 NEW_SIGN_IN = "New sign-in to your privid account"
 CODE_SUBJECT = "Your privid code: "
@@ -200,18 +207,18 @@ def tampered(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def passkey_attempt(client, authenticator: SoftAuthenticator, *, tamper: bool = False):
-    options = client.post(AUTH_OPTIONS)
+    options = client.post(PASSKEY_AUTH_OPTIONS)
     assert options.status_code == 200, options.json
     answer = authenticator.get(options.json)
     if tamper:
         answer = tampered(answer)
     body = {**answer, "challenge_id": options.json["challenge_id"], "token_delivery": "bearer"}
-    return client.post(AUTH_VERIFY, json=body)
+    return client.post(PASSKEY_AUTH_VERIFY, json=body)
 
 
 def enrol_roaming(client, token: str, authenticator: SoftAuthenticator) -> dict[str, Any]:
     """A security key: its credential says cross-platform, so it binds no device."""
-    options = client.post(REG_OPTIONS, headers=bearer(token))
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(token))
     assert options.status_code == 200, options.json
     answer = authenticator.create(options.json)
     body = {
@@ -219,7 +226,7 @@ def enrol_roaming(client, token: str, authenticator: SoftAuthenticator) -> dict[
         "authenticatorAttachment": "cross-platform",
         "challenge_id": options.json["challenge_id"],
     }
-    response = client.post(REG_VERIFY, json=body, headers=bearer(token))
+    response = client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(token))
     assert response.status_code == 201, response.json
     return dict(response.json)
 
@@ -1051,7 +1058,7 @@ def test_withdrawing_security_with_bound_devices_needs_a_recent_sign_in_and_tell
 def test_adding_a_passkey_needs_a_recent_sign_in(app, client, mailbox, sms, clock):
     _, session = sign_up(client, mailbox, sms, device_biometrics="granted")
     clock.advance(seconds=16 * 60)
-    late = client.post(REG_OPTIONS, headers=bearer(session["token"]))
+    late = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"]))
     assert_problem(late, 401, "insufficient-user-authentication")
 
 

@@ -25,9 +25,15 @@ from app.security.dpop import (
     DpopVerifier,
     access_token_hash,
 )
-from tests.api_support import assert_problem, nothing_changes, www_authenticate
 from tests.dpop_client import BASE, DpopKey
-from tests.helpers import Person, bearer, register
+from tests.helpers import (
+    Person,
+    assert_problem,
+    bearer,
+    nothing_changes,
+    register,
+    www_authenticate,
+)
 
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 MAX_AGE, SKEW = 300, 30  # the settings' defaults

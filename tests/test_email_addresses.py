@@ -8,8 +8,14 @@ import pytest
 
 from app.adapters.messages import OutgoingEmail
 from app.adapters.smtp import SmtpEmailSender
-from tests.api_support import assert_problem, nothing_changes
-from tests.helpers import bearer, new_person, register, start_registration
+from tests.helpers import (
+    assert_problem,
+    bearer,
+    new_person,
+    nothing_changes,
+    register,
+    start_registration,
+)
 
 # Python's email library reads each of these as alice@example.com (or alice's
 # mailbox under another charset), though the text differs from it.

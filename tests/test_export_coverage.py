@@ -12,8 +12,7 @@ from sqlalchemy import Column, ForeignKey, MetaData, String, Table, select
 from app.models import Base, User
 from app.models.identifying import identifies_user, identifying_columns
 from app.services.export import NOT_EXPORTED, SECTIONS
-from tests.api_support import HIGH_LIMITS, table_rows
-from tests.helpers import baseline_consent, bearer, login, register
+from tests.helpers import HIGH_LIMITS, baseline_consent, bearer, login, register, table_rows
 
 NEW_PHONE = "+8613700001234"
 

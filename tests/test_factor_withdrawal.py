@@ -10,13 +10,11 @@ import pyotp
 import pytest
 
 from app.clock import FrozenClock
-from tests.api_support import (
+from tests.helpers import (
     ANDROID_CHROME,
     HIGH_LIMITS,
     WINDOWS_FIREFOX,
     assert_problem,
-)
-from tests.helpers import (
     baseline_consent,
     bearer,
     emails_to,

@@ -22,9 +22,18 @@ from app.clock import FrozenClock
 from app.models import AuditEvent, Incident, IncidentRecipient, OutboxKind, OutboxMessage
 from app.services.outbox import OutboxService, backoff
 from app.settings import Environment
-from tests.api_support import HIGH_LIMITS, assert_problem, nothing_changes, pointers, table_rows
 from tests.fakes import Mailbox, free_port
-from tests.helpers import Person, bearer, login, register
+from tests.helpers import (
+    HIGH_LIMITS,
+    Person,
+    assert_problem,
+    bearer,
+    login,
+    nothing_changes,
+    pointers,
+    register,
+    table_rows,
+)
 
 NOTICE_SUBJECT = "privid security notice"
 PARTS = {

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from app import build_runtime, create_app
-from tests.api_support import (
+from tests.fakes import free_port
+from tests.helpers import (
     HIGH_LIMITS,
     VALID_BODIES,
     Endpoint,
@@ -24,7 +25,6 @@ from tests.api_support import (
     pointers,
     resolve_ref,
 )
-from tests.fakes import free_port
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 FLASK_PARAM = re.compile(r"<(?:[^<>:]+:)?([A-Za-z_][A-Za-z0-9_]*)>")

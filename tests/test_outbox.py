@@ -21,9 +21,9 @@ from app.cli import unit_of_work
 from app.models import OutboxMessage
 from app.services.outbox import OutboxService, backoff
 from app.worker import OutboxWorker
-from tests.api_support import HIGH_LIMITS, table_rows
 from tests.fakes import HangingSmtpServer, free_port
 from tests.helpers import (
+    HIGH_LIMITS,
     deliver_outbox,
     new_person,
     privid_command,
@@ -31,6 +31,7 @@ from tests.helpers import (
     register,
     start_registration,
     stop_process,
+    table_rows,
 )
 
 PG = os.environ.get("PRIVID_TEST_DATABASE_URL", "").startswith("postgresql")

@@ -15,23 +15,21 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import text
 
-from tests.api_support import (
+from tests.helpers import (
     ANDROID_CHROME,
     HIGH_LIMITS,
     WINDOWS_FIREFOX,
     assert_problem,
-)
-from tests.helpers import (
     baseline_consent,
     bearer,
     emails_to,
     login,
     other_browser,
     passkey_options,
+    passkey_sign_in,
     register,
     register_passkey,
     row_count,
-    sign_in_with_passkey,
 )
 from tests.soft_authenticator import (
     InvalidStateError,
@@ -96,7 +94,7 @@ def test_a_synced_platform_passkey_neither_binds_nor_identifies_the_phone(
 
     # The same passkey, synced to a laptop, signs in there: that is the laptop.
     laptop = other_browser(app, WINDOWS_FIREFOX)
-    signed_in = sign_in_with_passkey(laptop, synced)
+    signed_in = passkey_sign_in(laptop, synced)[0]
     assert signed_in.status_code == 200, signed_in.json
     mine = devices(laptop, signed_in.json["token"])
     [current] = [d for d in mine if d["current"]]
@@ -116,7 +114,7 @@ def test_a_device_bound_platform_passkey_still_binds_and_identifies(
     [phone] = devices(client, session["token"])
     assert phone["trust_state"] == "bound"
     # A fresh browser on that phone (no cookie): the passkey says which device it is.
-    again = sign_in_with_passkey(other_browser(app, ANDROID_CHROME), phone_key)
+    again = passkey_sign_in(other_browser(app, ANDROID_CHROME), phone_key)[0]
     assert again.status_code == 200, again.json
     [current] = [d for d in devices(client, again.json["token"]) if d["current"]]
     assert current["id"] == phone["id"]
@@ -127,10 +125,10 @@ def test_a_device_bound_platform_passkey_still_binds_and_identifies(
 
 
 def flag_as_cloned(client, authenticator: SoftAuthenticator) -> None:
-    assert sign_in_with_passkey(client, authenticator).status_code == 200
+    assert passkey_sign_in(client, authenticator)[0].status_code == 200
     stored = authenticator.credentials[0]
     stored.sign_count -= 1  # a copy whose counter lags behind
-    assert_problem(sign_in_with_passkey(client, authenticator), 401, "passkey-possibly-cloned")
+    assert_problem(passkey_sign_in(client, authenticator)[0], 401, "passkey-possibly-cloned")
 
 
 def test_excluded_are_only_active_passkeys(app, client, mailbox, sms):
@@ -196,7 +194,7 @@ def test_a_security_key_without_resident_keys_stores_nothing(app, client, mailbo
         answer = no_storage.create(options)
         # Had the browser let it through, the passkey could never sign in:
         register_passkey(client, session["token"], answer, options["challenge_id"])
-        sign_in_with_passkey(other_browser(app), no_storage)
+        passkey_sign_in(other_browser(app), no_storage)[0]
     assert row_count(app, "webauthn_credentials") == 0
 
 

@@ -11,15 +11,18 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, ConsentRecord, PolicyVersion
-from tests.api_support import HIGH_LIMITS, assert_problem, nothing_changes, pointers
 from tests.conftest import POLICY_EFFECTIVE
 from tests.helpers import (
     CATALOGUE,
+    HIGH_LIMITS,
     POLICY_VERSION,
+    assert_problem,
     baseline_consent,
     bearer,
     login,
     new_person,
+    nothing_changes,
+    pointers,
     register,
     start_registration,
 )

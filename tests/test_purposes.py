@@ -8,9 +8,10 @@ import pytest
 from app import create_app
 from app.services.purposes import CatalogueError, load_catalogue
 from app.settings import Settings
-from tests.api_support import HIGH_LIMITS, assert_problem
 from tests.helpers import (
+    HIGH_LIMITS,
     POLICY_VERSION,
+    assert_problem,
     baseline_consent,
     bearer,
     new_person,

@@ -7,8 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import assert_problem, nothing_changes, sent_messages
-from tests.helpers import login, new_person, register, request_sms_code
+from tests.helpers import (
+    assert_problem,
+    login,
+    new_person,
+    nothing_changes,
+    register,
+    request_sms_code,
+    sent_messages,
+)
 
 PER_ACCOUNT = 3
 PER_IP = 6

@@ -17,8 +17,7 @@ from flask.testing import FlaskClient
 from limits import parse as parse_limit
 from werkzeug.test import TestResponse
 
-from tests.api_support import assert_problem
-from tests.helpers import bearer, new_person, register
+from tests.helpers import assert_problem, bearer, new_person, register
 
 CAP = 3
 

@@ -12,8 +12,16 @@ import pytest
 from sqlalchemy import text
 
 from app.clock import FrozenClock
-from tests.api_support import HIGH_LIMITS, assert_problem
-from tests.helpers import bearer, enable_totp, login, race, register, reset_password
+from tests.helpers import (
+    HIGH_LIMITS,
+    assert_problem,
+    bearer,
+    enable_totp,
+    login,
+    race,
+    register,
+    reset_password,
+)
 
 START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)
 SECOND_FACTOR = "/api/v1/login/second-factor"
@@ -37,7 +45,7 @@ def sessions_of(app: Any, user_id: str) -> int:
 
 def with_totp(client, mailbox, sms, clock):
     person, session = register(client, mailbox, sms)
-    totp, codes = enable_totp(client, session["token"], clock.now())
+    totp, codes = enable_totp(client, session, clock.now())
     return person, session, totp, codes
 
 

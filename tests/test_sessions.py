@@ -10,17 +10,21 @@ import pytest
 from sqlalchemy import text
 
 from app.clock import FrozenClock
-from tests.api_support import (
+from tests.helpers import (
     ANDROID_CHROME,
     IPHONE_SAFARI,
     WINDOWS_FIREFOX,
     assert_invalid_token,
     assert_problem,
+    baseline_consent,
+    bearer,
     database_text,
+    login,
+    new_person,
+    register,
     sent_messages,
     table_rows,
 )
-from tests.helpers import baseline_consent, bearer, login, new_person, register
 
 COOKIE = "__Host-privid_session"
 ME = "/api/v1/me"

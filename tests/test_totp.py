@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.clock import FrozenClock
-from tests.helpers import bearer, login, register, reset_password
+from tests.helpers import bearer, enable_totp, login, register, reset_password
 
 START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)  # 10 s into a 30 s step
 
@@ -21,20 +21,6 @@ def code_at(totp: pyotp.TOTP, moment: datetime, steps: int = 0) -> str:
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)
-
-
-def enable_totp(client, session, at: datetime = START) -> tuple[pyotp.TOTP, list[str]]:
-    auth = bearer(session["token"])
-    enrolled = client.post("/api/v1/me/mfa/totp", headers=auth)
-    assert enrolled.status_code == 201, enrolled.json
-    assert enrolled.json["otpauth_uri"].startswith("otpauth://totp/privid:")
-    assert enrolled.json["qr_svg"].lstrip().startswith("<?xml")
-    totp = pyotp.TOTP(enrolled.json["secret"])
-    confirmed = client.post("/api/v1/me/mfa/totp/confirm", json={"code": totp.at(at)}, headers=auth)
-    assert confirmed.status_code == 200, confirmed.json
-    codes = confirmed.json["recovery_codes"]
-    assert len(codes) == 10 and len(set(codes)) == 10
-    return totp, codes
 
 
 def second_factor(client, ticket, **proof):

@@ -13,8 +13,7 @@ import pyotp
 import pytest
 
 from app.clock import FrozenClock
-from tests.api_support import HIGH_LIMITS
-from tests.helpers import bearer, enable_totp, login, race, register
+from tests.helpers import HIGH_LIMITS, bearer, enable_totp, login, race, register
 
 START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)  # 10 s into a 30 s step
 
@@ -68,7 +67,7 @@ def test_a_time_step_is_accepted_once_under_twenty_concurrent_submissions(
     person, session = register(client, mailbox, sms)
     # Sessions opened before TOTP was turned on, for the step-up case.
     tokens = [login(client, person.phone, person.password).json["token"] for _ in range(20)]
-    totp, _ = enable_totp(client, session["token"], clock.now())
+    totp, _ = enable_totp(client, session, clock.now())
     clock.advance(seconds=60)
     code = totp.at(clock.now())
     if where == "sign-in":

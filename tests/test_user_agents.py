@@ -8,8 +8,15 @@ import json
 
 import pytest
 
-from tests.api_support import HIGH_LIMITS, IPHONE_SAFARI, database_text
-from tests.helpers import baseline_consent, bearer, login, register
+from tests.helpers import (
+    HIGH_LIMITS,
+    IPHONE_SAFARI,
+    baseline_consent,
+    bearer,
+    database_text,
+    login,
+    register,
+)
 
 NAME, PHONE = "ZhangWei", "13812345678"
 # An unknown client that is nothing but personal data, and a real-looking

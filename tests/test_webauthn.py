@@ -11,15 +11,23 @@ from sqlalchemy import inspect, text
 
 from app.clock import FrozenClock
 from app.models import WebAuthnChallenge, WebAuthnCredential
-from tests.api_support import assert_problem, nothing_changes
-from tests.helpers import baseline_consent, bearer, register
+from tests.helpers import (
+    PASSKEY_AUTH_OPTIONS,
+    PASSKEY_AUTH_VERIFY,
+    PASSKEY_REG_OPTIONS,
+    PASSKEY_REG_VERIFY,
+    assert_problem,
+    baseline_consent,
+    bearer,
+    enrol,
+    nothing_changes,
+    passkey_sign_in,
+    register,
+    registration,
+)
 from tests.soft_authenticator import SoftAuthenticator, b64url
 
 START = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-REG_OPTIONS = "/api/v1/webauthn/registration/options"
-REG_VERIFY = "/api/v1/webauthn/registration/verify"
-AUTH_OPTIONS = "/api/v1/webauthn/authentication/options"
-AUTH_VERIFY = "/api/v1/webauthn/authentication/verify"
 STEP_OPTIONS = "/api/v1/me/step-up/webauthn/options"
 STEP_VERIFY = "/api/v1/me/step-up/webauthn/verify"
 PHISHING_RESISTANT = "urn:privid:acr:phishing-resistant"
@@ -44,28 +52,6 @@ def enrolled_user(client, mailbox, sms) -> dict[str, Any]:
     return session
 
 
-def registration(client, token: str, authenticator: SoftAuthenticator, **create: Any):
-    options = client.post(REG_OPTIONS, headers=bearer(token))
-    assert options.status_code == 200, options.json
-    answer = authenticator.create(options.json, **create)
-    body = {**answer, "challenge_id": options.json["challenge_id"]}
-    return client.post(REG_VERIFY, json=body, headers=bearer(token)), body
-
-
-def enrol(client, token: str, authenticator: SoftAuthenticator) -> dict[str, Any]:
-    response, _ = registration(client, token, authenticator)
-    assert response.status_code == 201, response.json
-    return response.json
-
-
-def passkey_sign_in(client, authenticator: SoftAuthenticator, **get: Any):
-    options = client.post(AUTH_OPTIONS)
-    assert options.status_code == 200, options.json
-    answer = authenticator.get(options.json, **get)
-    body = {**answer, "challenge_id": options.json["challenge_id"], "token_delivery": "bearer"}
-    return client.post(AUTH_VERIFY, json=body), body
-
-
 def step_up(client, token: str, authenticator: SoftAuthenticator, **get: Any):
     options = client.post(STEP_OPTIONS, headers=bearer(token))
     assert options.status_code == 200, options.json
@@ -82,7 +68,7 @@ def step_up(client, token: str, authenticator: SoftAuthenticator, **get: Any):
 def test_enrol_then_sign_in_without_a_username(app, client, mailbox, sms, alg, attestation):
     session = enrolled_user(client, mailbox, sms)
     authenticator = SoftAuthenticator(alg=alg, attestation=attestation)
-    options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"])).json
     # The shape parseCreationOptionsFromJSON takes, plus our challenge id.
     assert {"rp", "user", "challenge", "pubKeyCredParams", "challenge_id"} <= set(options)
     assert options["authenticatorSelection"]["residentKey"] == "required"
@@ -108,7 +94,7 @@ def test_enrol_then_sign_in_without_a_username(app, client, mailbox, sms, alg, a
 
 
 def test_request_options_are_username_less(client):
-    options = client.post(AUTH_OPTIONS).json
+    options = client.post(PASSKEY_AUTH_OPTIONS).json
     assert options["allowCredentials"] == []
     assert options["rpId"] == "localhost" and options["challenge_id"]
 
@@ -138,7 +124,7 @@ def test_an_authenticator_without_a_counter_is_fine(client, mailbox, sms):
 
 def test_enrolment_needs_the_device_biometrics_purpose(app, client, mailbox, sms):
     _, session = register(client, mailbox, sms)  # device_biometrics refused
-    response = client.post(REG_OPTIONS, headers=bearer(session["token"]))
+    response = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"]))
     assert_problem(response, 403, "purpose-not-granted")
     assert count(app, "webauthn_challenges") == 0
 
@@ -178,7 +164,7 @@ def test_registration_refusals_store_nothing(app, client, mailbox, sms, create, 
     response, body = registration(client, session["token"], SoftAuthenticator(), **create)
     assert_nothing_registered(app, response, 400, slug)
     # The challenge was spent by the attempt: a second try is refused too.
-    again = client.post(REG_VERIFY, json=body, headers=bearer(session["token"]))
+    again = client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(session["token"]))
     assert_nothing_registered(app, again, 400, "webauthn-challenge-invalid")
 
 
@@ -186,18 +172,18 @@ def test_a_registration_challenge_is_single_use(app, client, mailbox, sms):
     session = enrolled_user(client, mailbox, sms)
     response, body = registration(client, session["token"], SoftAuthenticator())
     assert response.status_code == 201
-    replay = client.post(REG_VERIFY, json=body, headers=bearer(session["token"]))
+    replay = client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(session["token"]))
     assert_problem(replay, 400, "webauthn-challenge-invalid")
     assert count(app, "webauthn_credentials") == 1
 
 
 def test_an_expired_registration_challenge_is_refused(app, client, mailbox, sms, clock):
     session = enrolled_user(client, mailbox, sms)
-    options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"])).json
     answer = SoftAuthenticator().create(options)
     clock.advance(seconds=301)
     response = client.post(
-        REG_VERIFY,
+        PASSKEY_REG_VERIFY,
         json={**answer, "challenge_id": options["challenge_id"]},
         headers=bearer(session["token"]),
     )
@@ -207,17 +193,17 @@ def test_an_expired_registration_challenge_is_refused(app, client, mailbox, sms,
 def test_a_challenge_issued_to_another_user_is_refused(app, client, mailbox, sms):
     alice = enrolled_user(client, mailbox, sms)
     bob = enrolled_user(client, mailbox, sms)
-    options = client.post(REG_OPTIONS, headers=bearer(alice["token"])).json
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(alice["token"])).json
     answer = SoftAuthenticator().create(options)
     stolen = client.post(
-        REG_VERIFY,
+        PASSKEY_REG_VERIFY,
         json={**answer, "challenge_id": options["challenge_id"]},
         headers=bearer(bob["token"]),
     )
     assert_nothing_registered(app, stolen, 400, "webauthn-challenge-invalid")
     # Not spent by Bob's try: Alice can still finish.
     mine = client.post(
-        REG_VERIFY,
+        PASSKEY_REG_VERIFY,
         json={**answer, "challenge_id": options["challenge_id"]},
         headers=bearer(alice["token"]),
     )
@@ -226,11 +212,11 @@ def test_a_challenge_issued_to_another_user_is_refused(app, client, mailbox, sms
 
 def test_a_sign_in_challenge_cannot_register(app, client, mailbox, sms):
     session = enrolled_user(client, mailbox, sms)
-    sign_in_options = client.post(AUTH_OPTIONS).json
-    options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
+    sign_in_options = client.post(PASSKEY_AUTH_OPTIONS).json
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"])).json
     answer = SoftAuthenticator().create(options)
     response = client.post(
-        REG_VERIFY,
+        PASSKEY_REG_VERIFY,
         json={**answer, "challenge_id": sign_in_options["challenge_id"]},
         headers=bearer(session["token"]),
     )
@@ -239,18 +225,18 @@ def test_a_sign_in_challenge_cannot_register(app, client, mailbox, sms):
 
 def test_malformed_base64url_changes_nothing(app, runtime, client, mailbox, sms):
     session = enrolled_user(client, mailbox, sms)
-    options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"])).json
     answer = SoftAuthenticator().create(options)
     for field, value in (("rawId", "not+base64/url="), ("id", "a b")):
         body = {**answer, field: value, "challenge_id": options["challenge_id"]}
         with nothing_changes(app, runtime, mailbox, sms, field):
-            response = client.post(REG_VERIFY, json=body, headers=bearer(session["token"]))
+            response = client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(session["token"]))
             problem = assert_problem(response, 422, "validation-error")
         assert {e["pointer"] for e in problem["errors"]} == {f"#/{field}"}
     inner = {**answer["response"], "attestationObject": "o2NmbXRk!!"}
     body = {**answer, "response": inner, "challenge_id": options["challenge_id"]}
     with nothing_changes(app, runtime, mailbox, sms, "attestationObject"):
-        response = client.post(REG_VERIFY, json=body, headers=bearer(session["token"]))
+        response = client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(session["token"]))
         assert_problem(response, 422, "validation-error")
 
 
@@ -265,7 +251,7 @@ def test_malformed_base64url_changes_nothing(app, runtime, client, mailbox, sms)
 )
 def test_biometric_fields_are_refused(app, runtime, client, mailbox, sms, extra):
     session = enrolled_user(client, mailbox, sms)
-    options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
+    options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"])).json
     answer = SoftAuthenticator().create(options)
     name = next(iter(extra))
     for body, pointer in (
@@ -278,7 +264,7 @@ def test_biometric_fields_are_refused(app, runtime, client, mailbox, sms, extra)
     ):
         body["challenge_id"] = options["challenge_id"]
         with nothing_changes(app, runtime, mailbox, sms, pointer):
-            response = client.post(REG_VERIFY, json=body, headers=bearer(session["token"]))
+            response = client.post(PASSKEY_REG_VERIFY, json=body, headers=bearer(session["token"]))
             problem = assert_problem(response, 422, "validation-error")
         assert {e["pointer"] for e in problem["errors"]} == {pointer}
 
@@ -316,17 +302,19 @@ def test_a_sign_in_challenge_is_single_use(app, client, enrolled):
     response, body = passkey_sign_in(client, authenticator)
     assert response.status_code == 200
     before = sessions_count(app)
-    assert_problem(client.post(AUTH_VERIFY, json=body), 400, "webauthn-challenge-invalid")
+    assert_problem(client.post(PASSKEY_AUTH_VERIFY, json=body), 400, "webauthn-challenge-invalid")
     assert sessions_count(app) == before
 
 
 def test_an_expired_sign_in_challenge_is_refused(app, client, enrolled, clock):
     _, authenticator = enrolled
-    options = client.post(AUTH_OPTIONS).json
+    options = client.post(PASSKEY_AUTH_OPTIONS).json
     answer = authenticator.get(options)
     clock.advance(seconds=301)
     before = sessions_count(app)
-    response = client.post(AUTH_VERIFY, json={**answer, "challenge_id": options["challenge_id"]})
+    response = client.post(
+        PASSKEY_AUTH_VERIFY, json={**answer, "challenge_id": options["challenge_id"]}
+    )
     assert_problem(response, 400, "webauthn-challenge-invalid")
     assert sessions_count(app) == before
 
@@ -367,11 +355,13 @@ def test_a_removed_credential_is_refused(app, client, enrolled):
 
 def test_malformed_authenticator_data_is_refused(app, client, enrolled):
     _, authenticator = enrolled
-    options = client.post(AUTH_OPTIONS).json
+    options = client.post(PASSKEY_AUTH_OPTIONS).json
     answer = authenticator.get(options)
     answer["response"]["authenticatorData"] = b64url(b"\xa1short")
     before = sessions_count(app)
-    response = client.post(AUTH_VERIFY, json={**answer, "challenge_id": options["challenge_id"]})
+    response = client.post(
+        PASSKEY_AUTH_VERIFY, json={**answer, "challenge_id": options["challenge_id"]}
+    )
     assert_problem(response, 401, "invalid-credentials")
     assert sessions_count(app) == before
 
@@ -448,7 +438,7 @@ def test_a_step_up_challenge_belongs_to_its_session(app, client, mailbox, sms):
         "webauthn-challenge-invalid",
     )
     # Nor can a step-up challenge sign anybody in.
-    assert_problem(client.post(AUTH_VERIFY, json=body), 400, "webauthn-challenge-invalid")
+    assert_problem(client.post(PASSKEY_AUTH_VERIFY, json=body), 400, "webauthn-challenge-invalid")
 
 
 def test_step_up_without_a_passkey_is_a_conflict(client, mailbox, sms):
@@ -519,7 +509,7 @@ class TestAttestationRequired:
         self, app, client, mailbox, sms
     ):
         session = enrolled_user(client, mailbox, sms)
-        options = client.post(REG_OPTIONS, headers=bearer(session["token"])).json
+        options = client.post(PASSKEY_REG_OPTIONS, headers=bearer(session["token"])).json
         assert options["attestation"] == "direct"
         none, _ = registration(client, session["token"], SoftAuthenticator(aaguid=AAGUID))
         assert_nothing_registered(app, none, 400, "webauthn-registration-refused")

@@ -11,11 +11,12 @@ import hashlib
 import hmac
 import ipaddress
 
-# One IPv6 host usually holds a whole /64, so that is its "address"; networks
-# are the prefixes the service already truncates to (/24, /48).
+# One IPv6 host usually holds a whole /64, so that is its "address". A source
+# (what sign-in failures are counted per) is the /24 an IPv4 client sits in, or
+# its /64: one subscriber's line, without letting one host rotate addresses.
 IPV6_HOST_PREFIX = 64
-IPV4_NETWORK_PREFIX = 24
-IPV6_NETWORK_PREFIX = 48
+IPV4_SOURCE_PREFIX = 24
+IPV6_SOURCE_PREFIX = 64
 
 
 def _parse(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -45,10 +46,12 @@ def address_key(key: bytes, address: str | None) -> str:
     return "addr:" + _digest(key, "addr", value)
 
 
-def network_key(key: bytes, address: str | None) -> str:
-    """Per-network key: the /24 (IPv4) or /48 (IPv6) the address lies in."""
+def network_source(key: bytes, address: str | None) -> str:
+    """The client's network as a keyed hash (the /24, or the IPv6 /64): sign-in
+    failures are counted per source (app/services/throttle.py), and stored
+    values cannot be matched against a list of networks."""
     ip = _parse(address)
     if ip is None:
-        return "net:unknown"
-    prefix = IPV4_NETWORK_PREFIX if ip.version == 4 else IPV6_NETWORK_PREFIX
-    return "net:" + _digest(key, "net", str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False)))
+        return "unknown"
+    prefix = IPV4_SOURCE_PREFIX if ip.version == 4 else IPV6_SOURCE_PREFIX
+    return _digest(key, "network", str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False)))

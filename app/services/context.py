@@ -7,14 +7,11 @@ import hmac
 import ipaddress
 from dataclasses import dataclass, replace
 
+from app.security.addresses import network_source
 from app.services.user_agents import UNKNOWN_DEVICE, summarise
 
 IPV4_PREFIX = 24
 IPV6_PREFIX = 48
-# Where an attempt comes from, for counting failures per source: one IPv4 /24
-# or one IPv6 /64 (what one customer line usually holds).
-SOURCE_IPV4_PREFIX = 24
-SOURCE_IPV6_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ class RequestContext:
     device_summary: str  # e.g. "Chrome on Android"; never the raw user agent
     user_agent_hash: str
     device: DeviceHints = DeviceHints()
-    # A keyed hash of the client's network (see network_source); never the address.
+    # A keyed hash of the client's network (app/security/addresses.py); never the address.
     source: str = "unknown"
 
     @classmethod
@@ -54,7 +51,7 @@ class RequestContext:
                 key, ua.encode("utf-8", "replace"), hashlib.sha256
             ).hexdigest(),
             device=device or DeviceHints(),
-            source=network_source(remote_addr, key),
+            source=network_source(key, remote_addr),
         )
 
     def without_device_details(self) -> RequestContext:
@@ -64,19 +61,6 @@ class RequestContext:
 
 
 WITHHELD = "withheld"
-
-
-def network_source(address: str | None, key: bytes) -> str:
-    """The client's network as a keyed hash: what failures are counted per
-    (app/services/throttle.py) and what per-network rate limits are keyed on.
-    Keyed, so a stored value cannot be matched against a list of networks."""
-    try:
-        ip = ipaddress.ip_address((address or "").strip())
-    except ValueError:
-        return "unknown"
-    prefix = SOURCE_IPV4_PREFIX if ip.version == 4 else SOURCE_IPV6_PREFIX
-    network = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-    return hmac.new(key, b"network:" + network.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def truncate_ip(address: str | None) -> str:
