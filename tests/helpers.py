@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, inspect, select, text
@@ -246,6 +248,23 @@ def privid_env(settings: Settings, **overrides: str) -> dict[str, str]:
 def privid_command() -> str:
     """The installed `privid` command of this environment."""
     return str(Path(sys.executable).with_name("privid"))
+
+
+def wait_until_ready(
+    base: str, process: subprocess.Popen[bytes], log: Path, what: str = "the server"
+) -> None:
+    """Polls ``base``/readyz until it answers 200; fails with the process's log
+    if it exits or takes longer than 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{what} exited:\n{log.read_text(errors='replace')}"
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not become ready:\n{log.read_text(errors='replace')}")
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -5,7 +5,6 @@ only the /24 or /48 prefix, and only with the security purpose (tested elsewhere
 from __future__ import annotations
 
 import http.client
-import os
 import subprocess
 import sys
 import time
@@ -13,11 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from app.extensions import limiter
 from tests.fakes import free_port
-from tests.helpers import assert_problem, login, new_person, register, start_registration
+from tests.helpers import (
+    assert_problem,
+    login,
+    new_person,
+    privid_env,
+    register,
+    start_registration,
+    stop_process,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 IPV4 = "203.0.113.77"
@@ -73,22 +80,9 @@ def test_rate_limit_keys_hold_no_client_address(app, client, mailbox, sms, setti
 
 
 def _process_env(settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PRIVID_ENV": "test",
-        "PRIVID_DATABASE_URL": settings.database_url,
-        "PRIVID_RATELIMIT_STORAGE_URI": settings.ratelimit_storage_uri,
-        "PRIVID_EMAIL_BACKEND": "smtp",
-        "PRIVID_SMTP_HOST": "127.0.0.1",
-        "PRIVID_SMTP_PORT": str(settings.smtp_port),
-        "PRIVID_SMS_BACKEND": "http",
-        "PRIVID_SMS_HTTP_URL": settings.sms_http_url,
-        "PRIVID_SMS_HTTP_TOKEN": settings.sms_http_token,
-        "PRIVID_ARGON2_MEMORY_KIB": str(settings.argon2_memory_kib),
-        "PRIVID_ARGON2_TIME_COST": str(settings.argon2_time_cost),
-        "PRIVID_LIMIT_LOGIN_PER_IP": "2/minute",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = privid_env(settings, LIMIT_LOGIN_PER_IP="2/minute")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def _request(port: int, method: str, path: str, body: bytes | None = None) -> int:
@@ -117,16 +111,7 @@ def _exercise_and_read_log(command: list[str], env: dict[str, str], log_path: Pa
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise AssertionError("the server did not start:\n" + log_path.read_text())
-            time.sleep(0.2)
+        wait_until_ready(f"http://127.0.0.1:{port}", process, log_path)
         assert _request(port, "GET", "/readyz?who=me") == 200
         assert _request(port, "GET", "/no-such-page") == 404
         login = b'{"identifier": "nobody@example.com", "password": "x", "token_delivery": "bearer"}'
@@ -135,12 +120,7 @@ def _exercise_and_read_log(command: list[str], env: dict[str, str], log_path: Pa
         _malformed_request(port)
         time.sleep(0.5)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
     return log_path.read_text(errors="replace")
 
 

@@ -21,6 +21,7 @@ from tests.helpers import (
     privid_command,
     privid_env,
     stop_process,
+    wait_until_ready,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,15 +45,7 @@ def gunicorn(app, settings, tmp_path):
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("gunicorn did not become ready:\n" + log_path.read_text())
+        wait_until_ready(base, process, log_path, "gunicorn")
         yield base, log_path
     finally:
         stop_process(process)

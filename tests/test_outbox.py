@@ -32,6 +32,7 @@ from tests.helpers import (
     start_registration,
     stop_process,
     table_rows,
+    wait_until_ready,
 )
 
 PG = os.environ.get("PRIVID_TEST_DATABASE_URL", "").startswith("postgresql")
@@ -342,15 +343,7 @@ def test_privid_serve_sends_with_a_worker_of_its_own(settings, mailbox, sms, tmp
         )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise AssertionError((tmp_path / "serve.log").read_text())
+        wait_until_ready(base, serve, tmp_path / "serve.log", "privid serve")
         person = new_person()
         started = requests.post(
             f"{base}/api/v1/registration",

@@ -32,6 +32,7 @@ import requests
 
 from app.settings import Settings
 from tests.fakes import free_port
+from tests.helpers import stop_process, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
@@ -79,19 +80,6 @@ def _readyz_took(base: str) -> float:
     return time.monotonic() - started
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{what} exited:\n{log.read_text()}"
-        try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not become ready:\n{log.read_text()}")
-
-
 @contextmanager
 def _running(command: list[str], log: Path, **kwargs: object) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
@@ -99,12 +87,7 @@ def _running(command: list[str], log: Path, **kwargs: object) -> Iterator[subpro
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop_process(process)
 
 
 @pytest.fixture
@@ -126,7 +109,7 @@ def gunicorn(app, settings: Settings, tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "gunicorn.log"
     with _running(command, log, cwd=ROOT, env=env) as process:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, process, log, "gunicorn")
+        wait_until_ready(base, process, log, "gunicorn")
         yield base
 
 
@@ -178,7 +161,7 @@ http {{
     log = tmp_path / "nginx.log"
     with _running([nginx, "-c", str(conf), "-p", str(temp)], log) as process:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, process, log, "nginx")
+        wait_until_ready(base, process, log, "nginx")
         yield base
 
 

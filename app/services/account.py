@@ -12,7 +12,7 @@ from app.errors import ServiceError, invalid_code, invalid_field
 from app.models import CodePurpose, Session, User
 from app.security.passwords import Argon2Passwords, PasswordPolicy, PersonalData
 from app.services.audit import AuditTrail
-from app.services.codes import CodeService, flow_subject, new_flow
+from app.services.codes import CodeService, flow_subject
 from app.services.context import RequestContext
 from app.services.directory import EMAIL, Directory, Identifier
 from app.services.identifiers import normalise_full_name
@@ -105,12 +105,8 @@ class AccountService:
         handle the confirmation must bring, the same either way."""
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
-        flow = new_flow()
-        code = self._codes.issue(
-            CodePurpose.PASSWORD_RESET,
-            flow_subject(flow),
-            ident.index,
-            user_id=user.id if user else None,
+        flow, code = self._codes.issue_for_flow(
+            CodePurpose.PASSWORD_RESET, ident.index, user_id=user.id if user else None
         )
         if user is None or not user.is_active:
             # Same work, same answer: an outbox row the worker discards.

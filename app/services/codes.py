@@ -127,6 +127,16 @@ class CodeService:
             raise invalid_code()
         return row
 
+    def issue_for_flow(
+        self, purpose: str, destination_index: str, *, user_id: str | None
+    ) -> tuple[str, str]:
+        """A code bound to a new flow handle: (flow, code). The handle goes back
+        to the requester and must come back with the code, so nobody else can
+        spend the code's tries; it is issued whether or not an account exists."""
+        flow = new_flow()
+        code = self.issue(purpose, flow_subject(flow), destination_index, user_id=user_id)
+        return flow, code
+
     def check_flow(
         self,
         purpose: str,

@@ -11,7 +11,7 @@ from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_
 from app.models import CodePurpose, User
 from app.security.passwords import Argon2Passwords
 from app.services.audit import AuditTrail
-from app.services.codes import CodeService, flow_subject, new_flow
+from app.services.codes import CodeService, flow_subject
 from app.services.context import RequestContext
 from app.services.devices import DeviceService
 from app.services.directory import Directory
@@ -90,12 +90,8 @@ class LoginService:
         user = self._directory.find(ident)
         # A code row and an outbox row exist either way, so both paths do the
         # same work; only the worker, off the request, knows nothing goes out.
-        flow = new_flow()
-        code = self._codes.issue(
-            CodePurpose.LOGIN_SMS,
-            flow_subject(flow),
-            ident.index,
-            user_id=user.id if user else None,
+        flow, code = self._codes.issue_for_flow(
+            CodePurpose.LOGIN_SMS, ident.index, user_id=user.id if user else None
         )
         if user is not None and user.is_active:
             self._notifier.code_by_sms(
