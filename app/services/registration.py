@@ -228,15 +228,28 @@ class RegistrationService:
         index = flow.email_index if channel == EMAIL else flow.phone_index
         code = self._codes.issue(CHANNEL_PURPOSE[channel], flow.id, index, user_id=None)
         minutes = self._codes.ttl_minutes
-        if channel == EMAIL:
-            if taken:
-                self._notifier.registration_attempt_by_email(address)
+        # A taken address belongs to an account, and so does the notice to it.
+        # Looked up on both paths, so a taken address costs the same time.
+        holder = self._directory.find_by_index(channel, index)
+        if taken and holder is not None:
+            if channel == EMAIL:
+                self._notifier.registration_attempt_by_email(address, user_id=holder.id)
             else:
-                self._notifier.code_by_email(address, code, CodePurpose.REGISTER_EMAIL, minutes)
+                self._notifier.registration_attempt_by_sms(address, user_id=holder.id)
         elif taken:
-            self._notifier.registration_attempt_by_sms(address)
+            # The holder left since the flow began: nobody to tell.
+            if channel == EMAIL:
+                self._notifier.nothing_by_email()
+            else:
+                self._notifier.nothing_by_sms()
+        elif channel == EMAIL:
+            self._notifier.code_by_email(
+                address, code, CodePurpose.REGISTER_EMAIL, minutes, user_id=None
+            )
         else:
-            self._notifier.code_by_sms(address, code, CodePurpose.REGISTER_PHONE, minutes)
+            self._notifier.code_by_sms(
+                address, code, CodePurpose.REGISTER_PHONE, minutes, user_id=None
+            )
 
     def _live_flow(self, flow_id: str) -> RegistrationFlow:
         flow = self._db.execute(
