@@ -197,6 +197,10 @@ class AccountService:
         try:
             # The unique index settles a race with another account claiming it.
             with self._db.begin_nested():
+                # The old address's failed sign-ins are about nobody from now on.
+                self._throttle.forget_identifier(
+                    user.email_index if kind == EMAIL else user.phone_index
+                )
                 if kind == EMAIL:
                     user.email_encrypted = cipher.encrypt("email", new_value)
                     user.email_index = row.destination_index
