@@ -128,7 +128,7 @@ def test_wrong_credentials_fail_without_quoting_the_recipient(tls_relay):
 
 def test_a_down_mail_server_is_logged_without_personal_data(app, runtime, caplog):
     with app.app_context(), unit_of_work() as svc:
-        svc.notifier.code_by_email("grace@example.com", "654321", "login_sms", 10)
+        svc.notifier.code_by_email("grace@example.com", "654321", "login_sms", 10, user_id=None)
     port = free_port()  # nothing listens here
     sender = SmtpEmailSender(host="127.0.0.1", port=port, sender="x@example.com", timeout=2)
     with caplog.at_level(logging.WARNING), app.app_context(), unit_of_work() as svc:

@@ -6,7 +6,8 @@ A one-off message (a code, a notice) is stored rendered, sealed under a data key
 of its own that is wrapped by the key-encryption key: the address and the code
 are never in clear here. Payload and key are erased once the message is sent or
 abandoned. An incident notice holds no payload: it is rendered from the incident
-and the user's record at send time.
+and the user's record at send time. Every row but a registration code's names
+the account it concerns (user_id).
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ class OutboxMessage(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    # No foreign key: a cancelled user's message stays, marked abandoned, so the
-    # incident's counts still add up. Sealed messages name no user.
+    # The account the message concerns (every message but a registration's code,
+    # sent before the account exists): cancellation abandons and erases its
+    # pending messages by it, the export lists them by it. No foreign key: a
+    # cancelled user's messages stay, marked abandoned, so an incident's counts
+    # still add up.
     user_id: Mapped[str | None] = mapped_column(String(36), index=True)
     channel: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))

@@ -87,7 +87,7 @@ class AccountService:
         self._audit.record(
             "password.changed", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )
-        self._notifier.password_changed(profile.email)
+        self._notifier.password_changed(profile.email, user_id=user.id)
         return ended
 
     def change_full_name(self, user: User, new_name: str, current_password: str) -> None:
@@ -115,7 +115,7 @@ class AccountService:
             else:
                 self._notifier.nothing_by_sms()
             return flow
-        self._send_code(ident, code, CodePurpose.PASSWORD_RESET)
+        self._send_code(ident, code, CodePurpose.PASSWORD_RESET, user.id)
         return flow
 
     def finish_reset(
@@ -143,7 +143,7 @@ class AccountService:
         self._audit.record(
             "password.reset", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )
-        self._notifier.password_changed(profile.email)
+        self._notifier.password_changed(profile.email, user_id=user.id)
 
     # -- changing email or phone ---------------------------------------------
 
@@ -168,14 +168,15 @@ class AccountService:
             pending_value_encrypted=cipher.encrypt(f"pending_{kind}", ident.value),
             user_id=user.id,
         )
-        if self._directory.find(ident) is not None:
-            # Taken by another account: tell that address, not this user.
+        holder = self._directory.find(ident)
+        if holder is not None:
+            # Taken by another account: tell that address (its account's), not this user.
             if kind == EMAIL:
-                self._notifier.address_in_use_by_email(ident.value)
+                self._notifier.address_in_use_by_email(ident.value, user_id=holder.id)
             else:
-                self._notifier.address_in_use_by_sms(ident.value)
+                self._notifier.address_in_use_by_sms(ident.value, user_id=holder.id)
             return
-        self._send_code(ident, code, CHANGE_PURPOSE[kind])
+        self._send_code(ident, code, CHANGE_PURPOSE[kind], user.id)
 
     def finish_contact_change(
         self, user: User, kind: str, code: str, context: RequestContext
@@ -196,6 +197,10 @@ class AccountService:
         try:
             # The unique index settles a race with another account claiming it.
             with self._db.begin_nested():
+                # The old address's failed sign-ins are about nobody from now on.
+                self._throttle.forget_identifier(
+                    user.email_index if kind == EMAIL else user.phone_index
+                )
                 if kind == EMAIL:
                     user.email_encrypted = cipher.encrypt("email", new_value)
                     user.email_index = row.destination_index
@@ -211,13 +216,15 @@ class AccountService:
         self._audit.record(f"{kind}.changed", user_id=user.id, ip_prefix=context.ip_prefix)
         # The old address hears of it: a takeover does not go unseen.
         if kind == EMAIL:
-            self._notifier.contact_changed_by_email(previous.email, "email address")
+            self._notifier.contact_changed_by_email(
+                previous.email, "email address", user_id=user.id
+            )
         else:
-            self._notifier.contact_changed_by_sms(previous.phone)
+            self._notifier.contact_changed_by_sms(previous.phone, user_id=user.id)
 
-    def _send_code(self, ident: Identifier, code: str, purpose: str) -> None:
+    def _send_code(self, ident: Identifier, code: str, purpose: str, user_id: str) -> None:
         minutes = self._codes.ttl_minutes
         if ident.kind == EMAIL:
-            self._notifier.code_by_email(ident.value, code, purpose, minutes)
+            self._notifier.code_by_email(ident.value, code, purpose, minutes, user_id=user_id)
         else:
-            self._notifier.code_by_sms(ident.value, code, purpose, minutes)
+            self._notifier.code_by_sms(ident.value, code, purpose, minutes, user_id=user_id)

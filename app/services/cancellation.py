@@ -27,6 +27,7 @@ from app.models import (
 from app.models.base import new_id
 from app.security.envelope import FieldCipher, KeyRing
 from app.services.audit import AuditTrail
+from app.services.outbox import abandon_pending
 from app.services.purposes import Catalogue
 from app.services.rights import RightsService
 from app.services.throttle import rows_of as throttle_rows_of
@@ -79,6 +80,12 @@ class CancellationService:
         self._db.execute(delete(OneTimeCode).where(OneTimeCode.user_id == user_id))
         self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == user_id))
         self._db.execute(delete(LoginThrottle).where(throttle_rows_of(user)))
+        # Messages still queued for the account go unsent and are erased. The
+        # cancellation sends none of its own: the answer to the request is the
+        # confirmation, and a notice would keep the address openable after the
+        # data key is gone.
+        self._db.flush()
+        abandon_pending(self._db, user_id, self._clock.now())
         self._db.delete(user)
         self._db.flush()
         scrub_after_commit(self._db)

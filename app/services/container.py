@@ -253,6 +253,7 @@ class Services:
             consent=self.consent,
             audit=self.audit,
             notifier=self.notifier,
+            throttle=self.throttle,
             flow_ttl_seconds=rt.settings.registration_flow_ttl_seconds,
         )
 

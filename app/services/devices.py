@@ -159,7 +159,11 @@ class DeviceService:
             )  # fmt: skip
             if known_elsewhere:
                 self._notifier.new_device_sign_in(
-                    self._vault.profile(user).email, device.label, context.ip_prefix, now
+                    self._vault.profile(user).email,
+                    device.label,
+                    context.ip_prefix,
+                    now,
+                    user_id=user.id,
                 )
         else:
             device.last_seen_at = now

@@ -46,5 +46,9 @@ class Directory:
         return self.email(raw, pointer) if looks_like_email(raw) else self.phone(raw, pointer)
 
     def find(self, identifier: Identifier) -> User | None:
-        column = User.email_index if identifier.kind == EMAIL else User.phone_index
-        return self._db.execute(select(User).where(column == identifier.index)).scalar_one_or_none()
+        return self.find_by_index(identifier.kind, identifier.index)
+
+    def find_by_index(self, kind: str, index: str) -> User | None:
+        """The account whose email (``kind`` EMAIL) or phone has this blind index."""
+        column = User.email_index if kind == EMAIL else User.phone_index
+        return self._db.execute(select(User).where(column == index)).scalar_one_or_none()

@@ -24,6 +24,7 @@ from app.models import (
     DataSubjectRequest,
     LoginThrottle,
     OneTimeCode,
+    OutboxMessage,
     Session,
     User,
 )
@@ -190,6 +191,42 @@ def _throttles(ctx: ExportContext) -> list[dict[str, Any]]:
     return out
 
 
+def _message_status(row: OutboxMessage) -> str:
+    if row.sent_at is not None:
+        return "sent"
+    if row.abandoned_at is not None:
+        return "abandoned"
+    return "pending"
+
+
+def _messages(ctx: ExportContext) -> list[dict[str, Any]]:
+    """Every message about the account, waiting or done (Notifier stores whom a
+    message concerns). What it says stays sealed: the export is not a way to
+    read a code, and a sent message's text is erased anyway."""
+    rows = ctx.db.execute(
+        select(OutboxMessage)
+        .where(OutboxMessage.user_id == ctx.user.id)
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+    ).scalars()
+    return [
+        {
+            "id": row.id,
+            "channel": row.channel,
+            "kind": row.kind,
+            # An incident notice names its incident (see security_notices).
+            "incident_id": row.reference_id,
+            "status": _message_status(row),
+            "created_at": row.created_at.isoformat(),
+            "attempts": row.attempts,
+            "next_attempt_at": row.next_attempt_at.isoformat(),
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+            "abandoned_at": row.abandoned_at.isoformat() if row.abandoned_at else None,
+            "last_error_class": row.last_error_class,
+        }
+        for row in rows
+    ]
+
+
 SECTIONS: list[Section] = [
     Section("profile", ("users", "user_data_keys"), _profile),
     Section("sessions", ("sessions",), _sessions),
@@ -198,6 +235,7 @@ SECTIONS: list[Section] = [
     Section("audit_events", ("audit_events",), _audit),
     Section("one_time_codes", ("one_time_codes",), _codes),
     Section("sign_in_throttles", ("login_throttles",), _throttles),
+    Section("messages", ("outbox_messages",), _messages),
 ]
 
 # Tables that can identify a user but are not in the export, and why.

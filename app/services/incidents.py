@@ -317,15 +317,4 @@ def _notices_section(ctx: ExportContext) -> list[dict[str, Any]]:
     return [plain(i, leave_out=("created_by",)) for i in rows]
 
 
-def _messages_section(ctx: ExportContext) -> list[dict[str, Any]]:
-    rows = ctx.db.execute(
-        select(OutboxMessage)
-        .where(OutboxMessage.user_id == ctx.user.id)
-        .order_by(OutboxMessage.created_at, OutboxMessage.id)
-    ).scalars()
-    # A payload (sealed, and erased once sent) is the message itself, not data about the user.
-    return [plain(m, leave_out=("key_id", "wrapped_key", "payload_encrypted")) for m in rows]
-
-
 register_section(Section("security_notices", ("incident_recipients",), _notices_section))
-register_section(Section("messages", ("outbox_messages",), _messages_section))

@@ -95,7 +95,7 @@ class LoginService:
         )
         if user is not None and user.is_active:
             self._notifier.code_by_sms(
-                ident.value, code, CodePurpose.LOGIN_SMS, self._codes.ttl_minutes
+                ident.value, code, CodePurpose.LOGIN_SMS, self._codes.ttl_minutes, user_id=user.id
             )
         else:
             self._notifier.nothing_by_sms()
@@ -143,7 +143,7 @@ class LoginService:
         )
         self._notifier.code_by_email(
             self._vault.profile(user).email, code, CodePurpose.LOGIN_EMAIL,
-            self._codes.ttl_minutes,
+            self._codes.ttl_minutes, user_id=user.id,
         )  # fmt: skip
 
     def with_second_factor(

@@ -29,14 +29,25 @@ CODE_PURPOSE_TEXT = {
 
 
 class Notifier:
-    """Composes messages and queues them in the outbox of the current unit of work."""
+    """Composes messages and queues them in the outbox of the current unit of work.
+
+    Every message names the account it concerns (``user_id``, keyword-only and
+    without a default, so no caller can forget it); only a code for a
+    registration, which has no account yet, names none."""
 
     def __init__(self, db: DbSession, clock: Clock, key_ring: KeyRing) -> None:
         self._db, self._clock, self._key_ring = db, clock, key_ring
 
     def _queue(
-        self, channel: OutboxChannel, message: Outgoing | None, valid_minutes: int | None = None
+        self,
+        channel: OutboxChannel,
+        message: Outgoing | None,
+        user_id: str | None,
+        valid_minutes: int | None = None,
     ) -> None:
+        """``user_id`` is the account the message concerns (None only when there is
+        none yet, or nobody): cancellation abandons and erases the account's
+        pending messages by it, and the export lists them by it."""
         message_id = new_id()
         now = self._clock.now()
         # A code that would arrive expired is not sent at all.
@@ -45,6 +56,7 @@ class Notifier:
         self._db.add(
             OutboxMessage(
                 id=message_id,
+                user_id=user_id,
                 channel=channel,
                 kind=OutboxKind.SEALED,
                 key_id=sealed.key_id,
@@ -56,22 +68,28 @@ class Notifier:
             )
         )
 
-    def _email_later(self, message: OutgoingEmail, valid_minutes: int | None = None) -> None:
-        self._queue(OutboxChannel.EMAIL, message, valid_minutes)
+    def _email_later(
+        self, message: OutgoingEmail, user_id: str | None, valid_minutes: int | None = None
+    ) -> None:
+        self._queue(OutboxChannel.EMAIL, message, user_id, valid_minutes)
 
-    def _sms_later(self, message: OutgoingSms, valid_minutes: int | None = None) -> None:
-        self._queue(OutboxChannel.SMS, message, valid_minutes)
+    def _sms_later(
+        self, message: OutgoingSms, user_id: str | None, valid_minutes: int | None = None
+    ) -> None:
+        self._queue(OutboxChannel.SMS, message, user_id, valid_minutes)
 
     def nothing_by_email(self) -> None:
         """A row the worker discards: a request that has nobody to write to does
         the same work as one that does, so its timing shows nothing."""
-        self._queue(OutboxChannel.EMAIL, None)
+        self._queue(OutboxChannel.EMAIL, None, None)
 
     def nothing_by_sms(self) -> None:
         """As nothing_by_email, for a text message."""
-        self._queue(OutboxChannel.SMS, None)
+        self._queue(OutboxChannel.SMS, None, None)
 
-    def code_by_email(self, to: str, code: str, purpose: str, minutes: int) -> None:
+    def code_by_email(
+        self, to: str, code: str, purpose: str, minutes: int, *, user_id: str | None
+    ) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
         self._email_later(
             OutgoingEmail(
@@ -82,17 +100,21 @@ class Notifier:
                     "If you did not ask for it, ignore this message; nothing changes."
                 ),
             ),
+            user_id,
             minutes,
         )
 
-    def code_by_sms(self, to: str, code: str, purpose: str, minutes: int) -> None:
+    def code_by_sms(
+        self, to: str, code: str, purpose: str, minutes: int, *, user_id: str | None
+    ) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
         self._sms_later(
             OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min)."),
+            user_id,
             minutes,
         )
 
-    def registration_attempt_by_email(self, to: str) -> None:
+    def registration_attempt_by_email(self, to: str, *, user_id: str) -> None:
         self._email_later(
             OutgoingEmail(
                 to=to,
@@ -102,10 +124,11 @@ class Notifier:
                     "which already has an account. If it was you, sign in or reset your "
                     "password instead. If not, you can ignore this message."
                 ),
-            )
+            ),
+            user_id,
         )
 
-    def registration_attempt_by_sms(self, to: str) -> None:
+    def registration_attempt_by_sms(self, to: str, *, user_id: str) -> None:
         self._sms_later(
             OutgoingSms(
                 to=to,
@@ -113,10 +136,11 @@ class Notifier:
                     "[privid] Someone tried to register with this number, which already "
                     "has an account. If it was you, sign in instead."
                 ),
-            )
+            ),
+            user_id,
         )
 
-    def address_in_use_by_email(self, to: str) -> None:
+    def address_in_use_by_email(self, to: str, *, user_id: str) -> None:
         self._email_later(
             OutgoingEmail(
                 to=to,
@@ -125,19 +149,21 @@ class Notifier:
                     "Someone tried to move this email address onto another privid account. "
                     "It stays with your account. If this was you, sign in with it instead."
                 ),
-            )
+            ),
+            user_id,
         )
 
-    def address_in_use_by_sms(self, to: str) -> None:
+    def address_in_use_by_sms(self, to: str, *, user_id: str) -> None:
         self._sms_later(
             OutgoingSms(
                 to=to,
                 text="[privid] Someone tried to add this number to another account. "
                 "It stays with yours.",
-            )
+            ),
+            user_id,
         )
 
-    def contact_changed_by_email(self, to: str, what: str) -> None:
+    def contact_changed_by_email(self, to: str, what: str, *, user_id: str) -> None:
         self._email_later(
             OutgoingEmail(
                 to=to,
@@ -147,19 +173,21 @@ class Notifier:
                     "no longer signs in. If this was not you, reset your password with your "
                     "phone number and contact us."
                 ),
-            )
+            ),
+            user_id,
         )
 
-    def contact_changed_by_sms(self, to: str) -> None:
+    def contact_changed_by_sms(self, to: str, *, user_id: str) -> None:
         self._sms_later(
             OutgoingSms(
                 to=to,
                 text="[privid] The phone number of your account was changed. "
                 "If this was not you, reset your password by email.",
-            )
+            ),
+            user_id,
         )
 
-    def password_changed(self, to: str) -> None:
+    def password_changed(self, to: str, *, user_id: str) -> None:
         self._email_later(
             OutgoingEmail(
                 to=to,
@@ -168,10 +196,13 @@ class Notifier:
                     "The password of your privid account was just changed and your other "
                     "sessions were signed out. If this was not you, reset your password now."
                 ),
-            )
+            ),
+            user_id,
         )
 
-    def new_device_sign_in(self, to: str, device: str, network: str, when: datetime) -> None:
+    def new_device_sign_in(
+        self, to: str, device: str, network: str, when: datetime, *, user_id: str | None
+    ) -> None:
         self._email_later(
             OutgoingEmail(
                 to=to,
@@ -182,11 +213,12 @@ class Notifier:
                     "this was you, there is nothing to do. If not, change your password and "
                     "revoke the device under your account's devices."
                 ),
-            )
+            ),
+            user_id,
         )
 
     def sign_in_protection_removed(
-        self, to: str, removed: list[str], how: str, when: datetime
+        self, to: str, removed: list[str], how: str, when: datetime, *, user_id: str | None
     ) -> None:
         """A passkey or a device binding was taken away, directly or by a
         consent withdrawal: the account is easier to get into than before."""
@@ -200,5 +232,6 @@ class Notifier:
                     "If this was not you, change your password, review your devices and "
                     "passkeys, and contact us."
                 ),
-            )
+            ),
+            user_id,
         )

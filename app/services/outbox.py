@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.adapters.messages import EmailSender, OutgoingEmail, OutgoingSms, SmsSender
@@ -268,8 +268,30 @@ class OutboxService:
             self._email.send(prepared)
 
 
+# What a finished message no longer needs: its recipient and text, and the key to them.
+_ERASED: dict[str, None] = {"key_id": None, "wrapped_key": None, "payload_encrypted": None}
+
+
 def _erase(message: OutboxMessage) -> None:
     """A finished message needs its recipient and text no more."""
-    message.key_id = None
-    message.wrapped_key = None
-    message.payload_encrypted = None
+    for column, value in _ERASED.items():
+        setattr(message, column, value)
+
+
+def abandon_pending(db: DbSession, user_id: str, now: datetime) -> int:
+    """The account is gone (cancellation): every message about it still waiting
+    is abandoned and erased in the caller's transaction, so no worker sends it
+    afterwards and nothing in the outbox opens to the person's address. Returns
+    how many. A message a worker is sending at this very moment may still go
+    out (delivery is at least once); it is recorded as sent and abandoned."""
+    result = db.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.user_id == user_id,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.abandoned_at.is_(None),
+        )
+        .values(abandoned_at=now, last_error_class=GONE, **_ERASED)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

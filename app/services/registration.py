@@ -35,6 +35,7 @@ from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
 from app.services.signin import SignInCompleter, SignInResult
+from app.services.throttle import AccountThrottle
 from app.services.vault import PersonalDataVault
 
 CHANNEL_PURPOSE = {EMAIL: CodePurpose.REGISTER_EMAIL, PHONE: CodePurpose.REGISTER_PHONE}
@@ -71,13 +72,14 @@ class RegistrationService:
         consent: ConsentService,
         audit: AuditTrail,
         notifier: Notifier,
+        throttle: AccountThrottle,
         flow_ttl_seconds: int,
     ) -> None:
         self._db, self._clock, self._key_ring = db, clock, key_ring
         self._directory, self._passwords, self._policy = directory, passwords, policy
         self._codes, self._vault = codes, vault
         self._signin, self._consent = signin, consent
-        self._audit, self._notifier = audit, notifier
+        self._audit, self._notifier, self._throttle = audit, notifier, throttle
         self._flow_ttl = timedelta(seconds=flow_ttl_seconds)
 
     def start(
@@ -228,15 +230,28 @@ class RegistrationService:
         index = flow.email_index if channel == EMAIL else flow.phone_index
         code = self._codes.issue(CHANNEL_PURPOSE[channel], flow.id, index, user_id=None)
         minutes = self._codes.ttl_minutes
-        if channel == EMAIL:
-            if taken:
-                self._notifier.registration_attempt_by_email(address)
+        # A taken address belongs to an account, and so does the notice to it.
+        # Looked up on both paths, so a taken address costs the same time.
+        holder = self._directory.find_by_index(channel, index)
+        if taken and holder is not None:
+            if channel == EMAIL:
+                self._notifier.registration_attempt_by_email(address, user_id=holder.id)
             else:
-                self._notifier.code_by_email(address, code, CodePurpose.REGISTER_EMAIL, minutes)
+                self._notifier.registration_attempt_by_sms(address, user_id=holder.id)
         elif taken:
-            self._notifier.registration_attempt_by_sms(address)
+            # The holder left since the flow began: nobody to tell.
+            if channel == EMAIL:
+                self._notifier.nothing_by_email()
+            else:
+                self._notifier.nothing_by_sms()
+        elif channel == EMAIL:
+            self._notifier.code_by_email(
+                address, code, CodePurpose.REGISTER_EMAIL, minutes, user_id=None
+            )
         else:
-            self._notifier.code_by_sms(address, code, CodePurpose.REGISTER_PHONE, minutes)
+            self._notifier.code_by_sms(
+                address, code, CodePurpose.REGISTER_PHONE, minutes, user_id=None
+            )
 
     def _live_flow(self, flow_id: str) -> RegistrationFlow:
         flow = self._db.execute(
@@ -287,6 +302,11 @@ class RegistrationService:
             ) from None
         # The flow held personal data; it has done its job.
         self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == flow.id))
+        # Guesses at these addresses before they had an account were aimed at no
+        # password: the new account starts with none of them (and its export
+        # shows nobody else's).
+        for index in (user.email_index, user.phone_index):
+            self._throttle.forget_identifier(index)
         self._db.delete(flow)
         self._db.flush()
         return user

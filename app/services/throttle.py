@@ -157,6 +157,26 @@ class AccountThrottle:
         ).scalars()
         self.clear(*keys)
 
+    def forget_identifier(self, index: str) -> None:
+        """An email or phone left its account: every count of guesses at it goes.
+
+        Deleted rather than moved to the new address: the guesses were aimed at
+        an address that no longer leads to the account, the new address starts
+        unknown to whoever made them, and per-source keys are hashes that cannot
+        be re-keyed. Only the signed-in owner, with the password and a code sent
+        to the new address, can make this happen, so no stranger can use it to
+        reset a count. Kept, the rows would be about nobody: missing from the
+        account's export and cancellation, and shown to (and holding back) the
+        next person who registers the address."""
+        keys = self._db.execute(
+            select(LoginThrottle.key)
+            .where(or_(LoginThrottle.subject == index, LoginThrottle.key == identifier_key(index)))
+            .order_by(LoginThrottle.key)
+            # Locked in key order, as reserve() does, so the two never deadlock.
+            .with_for_update()
+        ).scalars()
+        self.clear(*keys)
+
     # -- single buckets (own password checks, second factors, passkeys) ---------
 
     def reserve_attempt(self, key: str, subject: str | None = None) -> None:
