@@ -352,7 +352,7 @@ def withdraw_analytics_after_the_seal(app, client, mailbox, sms) -> tuple[Consen
 
 
 def test_an_unsealed_withdrawal_deleted_with_its_head_reset_is_caught(app, client, mailbox, sms):
-    withdrawal, token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    withdrawal, _token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
     with tamper_connection(app) as connection:
         connection.execute(
             text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
@@ -370,7 +370,7 @@ def test_an_unsealed_withdrawal_deleted_with_its_head_reset_is_caught(app, clien
 
 
 def test_an_unsealed_withdrawal_deleted_with_its_head_row_is_caught(app, client, mailbox, sms):
-    withdrawal, token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    withdrawal, _token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
     with tamper_connection(app) as connection:
         connection.execute(
             text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
@@ -390,7 +390,7 @@ def test_the_sealer_will_not_seal_over_a_deleted_unsealed_record(
 ):
     from pathlib import Path
 
-    withdrawal, token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    withdrawal, _token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
     path = Path(runtime.settings.chain_checkpoint_dir) / "consent.jwsl"
     before = path.read_text()
     with tamper_connection(app) as connection:

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session as DbSession
@@ -99,9 +99,21 @@ class ChainTampered(Exception):
     """The sealer will not extend a chain that no longer matches its checkpoint."""
 
 
-# Extra checks a ledger adds to the common ones (the consent ledger's links
-# between an account's records): rows in id order -> problems.
-RowCheck = Callable[[Sequence[Any]], Iterable[str]]
+class LedgerRules(Protocol):
+    """What a ledger checks beyond each row's own MAC (the consent ledger: the
+    links between an account's records, and its keyed chain heads)."""
+
+    def row_problems(self, rows: Sequence[Any]) -> Iterable[str]:
+        """Problems among ``rows`` (in id order): every row the check needs."""
+        ...
+
+    def rows_behind(self, db: DbSession, pending: Sequence[Any]) -> Sequence[Any]:
+        """The rows (in id order) that ``row_problems`` needs to check ``pending``."""
+        ...
+
+    def state_problems(self, db: DbSession) -> Iterable[str]:
+        """Problems in the ledger's state outside its rows (e.g. its heads)."""
+        ...
 
 
 class ChainKeeper:
@@ -114,10 +126,10 @@ class ChainKeeper:
         key: bytes,
         checkpoints: CheckpointStore,
         clock: Clock,
-        row_check: RowCheck | None = None,
+        rules: LedgerRules | None = None,
     ) -> None:
         self._db, self._ledger, self._key = db, ledger, key
-        self._checkpoints, self._clock, self._row_check = checkpoints, clock, row_check
+        self._checkpoints, self._clock, self._rules = checkpoints, clock, rules
 
     @property
     def ledger(self) -> Ledger:
@@ -156,14 +168,12 @@ class ChainKeeper:
         model = self._ledger.model
         pending = list(
             self._db.execute(
-                select(model.id, model.hash)
-                .where(model.seal.is_(None))
-                .order_by(model.id)
-                .limit(SEAL_BATCH)
-            )
+                select(model).where(model.seal.is_(None)).order_by(model.id).limit(SEAL_BATCH)
+            ).scalars()
         )
         if not pending:
             return None
+        self._check_pending(pending)
         seq = (last.seq if last else 0) + 1
         prev = last.mac if last else GENESIS_HASH
         hashes: list[list[Any]] = [[row.id, row.hash] for row in pending]
@@ -186,6 +196,25 @@ class ChainKeeper:
             select(func.count()).select_from(model).where(model.seal.is_not(None))
         ).scalar_one()
         return Sealed(self._ledger.name, seq, seal.mac, len(ids), int(records), max(ids))
+
+    def _check_pending(self, pending: Sequence[Any]) -> None:
+        """A seal vouches for its rows: never seal over a gap that the keyed
+        checks can see (the verify commands' checks, on the rows to be sealed
+        and what they depend on)."""
+        problems = [
+            f"{self._ledger.noun} {row.id}: its content does not match its keyed hash"
+            for row in pending
+            if self._ledger.row_hash(self._key, row) != row.hash
+        ]
+        if self._rules is not None:
+            problems += self._rules.row_problems(self._rules.rows_behind(self._db, pending))
+            problems += self._rules.state_problems(self._db)
+        if problems:
+            listed = "; ".join(problems[:MAX_PROBLEMS])
+            raise ChainTampered(
+                f"the {self._ledger.name} chain is not sealed over what no longer fits: "
+                f"{listed}; run the verify command"
+            )
 
     def _check_base(self, last: ChainSeal | None) -> None:
         try:
@@ -232,8 +261,10 @@ class ChainKeeper:
                     f"{ledger.noun} {row.id}: its content does not match its keyed hash "
                     "(rewritten, or written without the key)"
                 )
-        if self._row_check is not None:
-            for problem in self._row_check(rows):
+        if self._rules is not None:
+            for problem in self._rules.row_problems(rows):
+                verdict.add(problem)
+            for problem in self._rules.state_problems(self._db):
                 verdict.add(problem)
         seals = self._seals()
         verdict.seals = len(seals)
