@@ -478,3 +478,58 @@ def test_the_worker_seals_new_rows_within_seconds(app, client, mailbox, sms, set
     result = verify(app, "audit")
     assert result.exit_code == 1, result.output
     assert "missing" in result.output
+
+
+@on_postgres
+def test_sealing_while_accounts_decide_never_sees_a_false_gap(app, client, mailbox, sms):
+    """The worker seals every few seconds while requests append: its checks
+    read heads and records in one snapshot, so an append that commits halfway
+    through never looks like a gap. Races on PostgreSQL (SQLite has one writer
+    at a time, so nothing interleaves there)."""
+    from app.cli import unit_of_work
+    from app.sealer import LedgerSealer
+    from app.services.context import RequestContext
+
+    people = [register(client, mailbox, sms)[1] for _ in range(4)]
+    with app.extensions["privid.session_factory"]() as db:
+        user_ids = [db.get(SessionRow, s["session_id"]).user_id for s in people]
+    stop = threading.Event()
+    barrier = threading.Barrier(len(user_ids) + 1)
+    refusals: list[str] = []
+    errors: list[BaseException] = []
+    seals_while_deciding: list[int] = []
+
+    def decide(user_id: str) -> None:
+        context = RequestContext.from_raw("198.51.100.7", "test", b"k" * 32)
+        barrier.wait(20)
+        try:
+            for _ in range(8):
+                with app.app_context(), unit_of_work() as svc:
+                    svc.consent.grant(user_id, "analytics", POLICY_VERSION, context)
+                with app.app_context(), unit_of_work() as svc:
+                    svc.consent.withdraw(user_id, "analytics", context)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def seal() -> None:
+        sealer = LedgerSealer.for_app(app)
+        barrier.wait(20)
+        while not stop.is_set():
+            report = sealer.run_once()
+            refusals.extend(report.refused.values())
+            seals_while_deciding.extend(s.seq for s in report.sealed.get("consent", []))
+
+    threads = [threading.Thread(target=decide, args=(u,)) for u in user_ids]
+    sealing = threading.Thread(target=seal)
+    for thread in (*threads, sealing):
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    stop.set()
+    sealing.join(60)
+    assert errors == [] and refusals == []
+    assert len(seals_while_deciding) >= 2, "the sealer never ran among the decisions"
+    final = LedgerSealer.for_app(app).run_once()
+    assert final.refused == {}
+    assert all(r.seal is not None for r in rows(app, ConsentRecord))
+    assert verify(app, "consent").exit_code == 0
