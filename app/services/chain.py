@@ -2,10 +2,11 @@
 
 Every row carries an HMAC-SHA256 under the chain key, which lives in settings,
 never in the database: without it a row can be neither rewritten nor forged.
-Writers take no shared lock. A sealer (`flask chain-seal` from cron, and the
-verify commands) takes the rows not yet sealed into the ledger's chain in
-batches: a seal lists their ids and carries an HMAC over their hashes and the
-seal before it. After each seal a signed checkpoint (chain, seal, its MAC, the
+Writers take no shared lock. A sealer (`privid worker` every few seconds,
+`flask chain-seal`, the verify commands) takes the rows not yet sealed into the
+ledger's chain in batches, after checking them as verify does (it never seals
+over a gap): a seal lists their ids and carries an HMAC over their hashes and
+the seal before it. After each seal a signed checkpoint (chain, seal, its MAC, the
 number of rows sealed so far, time) is appended to a file outside the database,
 so cutting the chain back, emptying it or rebuilding it shows against that file.
 """
