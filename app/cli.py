@@ -161,6 +161,9 @@ def verify_and_seal(svc: Services, verdict: Verdict, keeper: ChainKeeper, title:
         sys.exit(1)
     if sealed:
         click.echo(f"{describe_seals(sealed, plural)}; checkpoint written")
+    if keeper.held_back:  # changed since it was verified
+        click.echo(f"{title}: not sealed: {'; '.join(keeper.held_back)}", err=True)
+        sys.exit(1)
 
 
 def describe_seals(sealed: list[Sealed], plural: str) -> str:

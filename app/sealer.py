@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class SealReport:
     sealed: dict[str, list[Sealed]] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)  # chain -> why
+    # chain -> what it would not seal over: the whole chain (its checkpoint no
+    # longer fits) or the accounts named (the rest was sealed)
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def seal_committed(db: DbSession, keeper: ChainKeeper) -> list[Sealed]:
@@ -56,18 +58,22 @@ class LedgerSealer:
             try:
                 keeper = svc.consent.chain() if chain == "consent" else svc.audit.chain()
                 report.sealed[chain] = seal_committed(svc.db, keeper)
-                self._last_refusal.pop(chain, None)
+                refusal = "; ".join(keeper.held_back)
             except ChainTampered as refused:
                 svc.db.rollback()
-                report.refused[chain] = str(refused)
-                if self._last_refusal.get(chain) != str(refused):  # once, not every pass
+                refusal = str(refused)
+            finally:
+                svc.db.rollback()
+                svc.db.close()
+            if not refusal:
+                self._last_refusal.pop(chain, None)
+            else:
+                report.refused[chain] = refusal
+                if self._last_refusal.get(chain) != refusal:  # once, not every pass
                     # What does not fit names accounts: the verify command says it.
                     log.error(
                         "%s chain not sealed: it shows a gap or a rewrite; run flask %s-verify",
                         chain, chain,
                     )  # fmt: skip
-                    self._last_refusal[chain] = str(refused)
-            finally:
-                svc.db.rollback()
-                svc.db.close()
+                    self._last_refusal[chain] = refusal
         return report

@@ -388,11 +388,21 @@ def test_an_unsealed_withdrawal_deleted_with_its_head_row_is_caught(app, client,
 def test_the_sealer_will_not_seal_over_a_deleted_unsealed_record(
     app, client, mailbox, sms, runtime
 ):
+    """The account that shows a gap stays unsealed and is named; the other
+    accounts' new records are still sealed, so one broken chain cannot stop
+    the seals (and keep everyone else's records deletable)."""
     from pathlib import Path
 
-    withdrawal, _token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    withdrawal, token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    # The owner's next decision waits unsealed, the one before it is deleted.
+    granted = client.post(
+        "/api/v1/me/consent/analytics/grant",
+        json={"policy_version": POLICY_VERSION},
+        headers=bearer(token),
+    )
+    assert granted.status_code == 200, granted.json
     path = Path(runtime.settings.chain_checkpoint_dir) / "consent.jwsl"
-    before = path.read_text()
+    before = path.read_text().splitlines()
     with tamper_connection(app) as connection:
         connection.execute(
             text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
@@ -401,13 +411,17 @@ def test_the_sealer_will_not_seal_over_a_deleted_unsealed_record(
             text("DELETE FROM chain_heads WHERE name = :n"),
             {"n": f"consent:{withdrawal.user_id}"},
         )
-    register(client, mailbox, sms)  # new records arrive after the tampering
+    register(client, mailbox, sms)  # another account's records arrive afterwards
 
     refused = app.test_cli_runner().invoke(args=["chain-seal"])
-    assert refused.exit_code != 0, refused.output
+    assert refused.exit_code == 1, refused.output
     assert f"account {withdrawal.user_id}" in refused.output
-    assert path.read_text() == before
-    assert all(r.seal is None for r in rows(app, ConsentRecord) if r.id > withdrawal.id)
+    later = [r for r in rows(app, ConsentRecord) if r.id > withdrawal.id]
+    assert {r.seal is None for r in later if r.user_id == withdrawal.user_id} == {True}
+    assert {r.seal is not None for r in later if r.user_id != withdrawal.user_id} == {True}
+    after = path.read_text().splitlines()
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert verify(app, "consent").exit_code == 1
 
 
 def test_a_head_the_key_did_not_vouch_for_is_not_extended(app, client, mailbox, sms):

@@ -100,11 +100,24 @@ class ChainTampered(Exception):
     """The sealer will not extend a chain that no longer matches its checkpoint."""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """Something that does not fit, and the group of rows (one account's) that
+    the sealer holds back because of it."""
+
+    text: str
+    group: str
+
+
 class LedgerRules(Protocol):
     """What a ledger checks beyond each row's own MAC (the consent ledger: the
     links between an account's records, and its keyed chain heads)."""
 
-    def row_problems(self, rows: Sequence[Any]) -> Iterable[str]:
+    def group_of(self, row: Any) -> str:
+        """The group (chain) a row belongs to: the unit the sealer holds back."""
+        ...
+
+    def row_problems(self, rows: Sequence[Any]) -> Iterable[Problem]:
         """Problems among ``rows`` (in id order): every row the check needs."""
         ...
 
@@ -112,7 +125,7 @@ class LedgerRules(Protocol):
         """The rows (in id order) that ``row_problems`` needs to check ``pending``."""
         ...
 
-    def state_problems(self, db: DbSession) -> Iterable[str]:
+    def state_problems(self, db: DbSession) -> Iterable[Problem]:
         """Problems in the ledger's state outside its rows (e.g. its heads)."""
         ...
 
@@ -131,6 +144,8 @@ class ChainKeeper:
     ) -> None:
         self._db, self._ledger, self._key = db, ledger, key
         self._checkpoints, self._clock, self._rules = checkpoints, clock, rules
+        # Why seal() left rows unsealed, since this keeper was made.
+        self.held_back: list[str] = []
 
     @property
     def ledger(self) -> Ledger:
@@ -151,7 +166,8 @@ class ChainKeeper:
 
     def seal(self) -> Sealed | None:
         """Take the rows not yet sealed into the chain (one batch); None when
-        there are none. Refuses when the chain no longer matches its checkpoint."""
+        there are none. Refuses when the chain no longer matches its checkpoint;
+        leaves out (``held_back``) the rows of a group that shows a gap."""
         if self._db.get_bind().dialect.name == "postgresql":
             # Sealers of one chain take turns; writers never take this lock.
             # (SQLite's BEGIN IMMEDIATE already serialises every writer.)
@@ -172,9 +188,9 @@ class ChainKeeper:
                 select(model).where(model.seal.is_(None)).order_by(model.id).limit(SEAL_BATCH)
             ).scalars()
         )
+        pending = self._sealable(pending)
         if not pending:
             return None
-        self._check_pending(pending)
         seq = (last.seq if last else 0) + 1
         prev = last.mac if last else GENESIS_HASH
         hashes: list[list[Any]] = [[row.id, row.hash] for row in pending]
@@ -198,24 +214,35 @@ class ChainKeeper:
         ).scalar_one()
         return Sealed(self._ledger.name, seq, seal.mac, len(ids), int(records), max(ids))
 
-    def _check_pending(self, pending: Sequence[Any]) -> None:
+    def _sealable(self, pending: Sequence[Any]) -> list[Any]:
         """A seal vouches for its rows: never seal over a gap that the keyed
-        checks can see (the verify commands' checks, on the rows to be sealed
-        and what they depend on)."""
-        problems = [
-            f"{self._ledger.noun} {row.id}: its content does not match its keyed hash"
-            for row in pending
-            if self._ledger.row_hash(self._key, row) != row.hash
-        ]
+        checks can see (verify's checks, on the rows to be sealed and what they
+        depend on). The group that shows one (an account's chain) stays out,
+        and only it: one broken account must not stop sealing everyone's."""
+        ledger, bad_ids, held = self._ledger, set(), set()
+        for row in pending:
+            if ledger.row_hash(self._key, row) != row.hash:
+                bad_ids.add(row.id)
+                self._hold(f"{ledger.noun} {row.id}: its content does not match its keyed hash")
         if self._rules is not None:
-            problems += self._rules.row_problems(self._rules.rows_behind(self._db, pending))
-            problems += self._rules.state_problems(self._db)
-        if problems:
-            listed = "; ".join(problems[:MAX_PROBLEMS])
-            raise ChainTampered(
-                f"the {self._ledger.name} chain is not sealed over what no longer fits: "
-                f"{listed}; run the verify command"
-            )
+            behind = self._rules.rows_behind(self._db, pending)
+            for problem in [
+                *self._rules.row_problems(behind),
+                *self._rules.state_problems(self._db),
+            ]:
+                held.add(problem.group)
+                self._hold(problem.text)
+            held.update(self._rules.group_of(row) for row in pending if row.id in bad_ids)
+        return [
+            row
+            for row in pending
+            if row.id not in bad_ids
+            and (self._rules is None or self._rules.group_of(row) not in held)
+        ]
+
+    def _hold(self, why: str) -> None:
+        if why not in self.held_back:
+            self.held_back.append(why)
 
     def _check_base(self, last: ChainSeal | None) -> None:
         try:
@@ -263,10 +290,8 @@ class ChainKeeper:
                     "(rewritten, or written without the key)"
                 )
         if self._rules is not None:
-            for problem in self._rules.row_problems(rows):
-                verdict.add(problem)
-            for problem in self._rules.state_problems(self._db):
-                verdict.add(problem)
+            for problem in [*self._rules.row_problems(rows), *self._rules.state_problems(self._db)]:
+                verdict.add(problem.text)
         seals = self._seals()
         verdict.seals = len(seals)
         covered = self._check_seals(seals, {row.id: row for row in rows}, verdict)

@@ -26,7 +26,7 @@ from app.db import insert_if_absent
 from app.errors import FieldError, ServiceError, not_found
 from app.models import ChainHead, Channel, ConsentRecord, Decision, PolicyVersion, Session, User
 from app.security.signing import Signer
-from app.services.chain import ChainKeeper, Ledger, Verdict, keyed_hash
+from app.services.chain import ChainKeeper, Ledger, Problem, Verdict, keyed_hash
 from app.services.checkpoints import CheckpointStore
 from app.services.context import RequestContext
 from app.services.device_details import SECURITY_PURPOSE as SECURITY_PURPOSE
@@ -126,22 +126,25 @@ def head_mac(key: bytes, user_id: str, records: int, last_hash: str) -> str:
     )
 
 
-def account_links(key: bytes, rows: Sequence[ConsentRecord]) -> list[str]:
+def account_links(key: bytes, rows: Sequence[ConsentRecord]) -> list[Problem]:
     """Each account's records follow one another, from its keyed start on."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     last: dict[str, ConsentRecord] = {}
     for row in rows:
         before = last.get(row.user_id)
         expected = before.hash if before else account_genesis(key, row.user_id)
         if row.prev_hash != expected:
+            follows = (
+                f"record {before.id}, the account's previous one"
+                if before
+                else "the start of its account's chain"
+            )
             problems.append(
-                f"record {row.id}: does not follow "
-                + (
-                    f"record {before.id}, the account's previous one"
-                    if before
-                    else "the start of its account's chain"
+                Problem(
+                    f"record {row.id}: does not follow {follows}: records between are "
+                    "missing or were moved",
+                    row.user_id,
                 )
-                + ": records between are missing or were moved"
             )
         last[row.user_id] = row
     return problems
@@ -154,7 +157,10 @@ class ConsentRules:
 
     key: bytes
 
-    def row_problems(self, rows: Sequence[ConsentRecord]) -> list[str]:
+    def group_of(self, row: ConsentRecord) -> str:
+        return row.user_id
+
+    def row_problems(self, rows: Sequence[ConsentRecord]) -> list[Problem]:
         return account_links(self.key, rows)
 
     def rows_behind(self, db: DbSession, pending: Sequence[ConsentRecord]) -> list[ConsentRecord]:
@@ -168,7 +174,7 @@ class ConsentRules:
             found += db.execute(query).scalars()
         return sorted(found, key=lambda row: row.id)
 
-    def state_problems(self, db: DbSession) -> list[str]:
+    def state_problems(self, db: DbSession) -> list[Problem]:
         """Every account's head against its records: the head's MAC, and the
         count and newest hash it vouches for. One statement, so it reads one
         snapshot while records are being appended."""
@@ -206,7 +212,7 @@ class ConsentRules:
         for user_id, parts in sorted(found.items()):
             problem = head_problem(self.key, user_id, parts.get("head"), parts.get("chain"))
             if problem:
-                problems.append(f"account {user_id}: {problem}")
+                problems.append(Problem(f"account {user_id}: {problem}", user_id))
         return problems
 
 
