@@ -266,7 +266,9 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"privid worker ({settings.env}) polling every {settings.outbox_poll_seconds}s",
+    sealing = settings.chain_seal_interval_seconds
+    print(f"privid worker ({settings.env}) polling every {settings.outbox_poll_seconds}s, "
+          + (f"sealing the ledgers every {sealing}s" if sealing else "not sealing"),
           flush=True)  # fmt: skip
     try:
         OutboxWorker.for_app(app).run(stop)

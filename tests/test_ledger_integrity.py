@@ -465,12 +465,7 @@ def test_the_worker_seals_new_rows_within_seconds(app, client, mailbox, sms, set
     assert failed.status_code == 401
     assert any(e.id >= first_new for e in rows(app, AuditEvent))
 
-    env = privid_env(
-        settings,
-        CHAIN_KEY=settings.chain_key,
-        CHAIN_CHECKPOINT_DIR=str(folder),
-        CHAIN_SEAL_INTERVAL_SECONDS="0.5",
-    )
+    env = privid_env(settings, CHAIN_SEAL_INTERVAL_SECONDS="0.5")
     log = tmp_path / "worker.log"
     worker = subprocess.Popen(
         [privid_command(), "worker"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
