@@ -125,8 +125,11 @@ class LedgerRules(Protocol):
         """The rows (in id order) that ``row_problems`` needs to check ``pending``."""
         ...
 
-    def state_problems(self, db: DbSession) -> Iterable[Problem]:
-        """Problems in the ledger's state outside its rows (e.g. its heads)."""
+    def state_problems(
+        self, db: DbSession, pending: Sequence[Any] | None = None
+    ) -> Iterable[Problem]:
+        """Problems in the ledger's state outside its rows (e.g. its heads): all
+        of it, or what sealing ``pending`` would vouch for."""
         ...
 
 
@@ -228,7 +231,7 @@ class ChainKeeper:
             behind = self._rules.rows_behind(self._db, pending)
             for problem in [
                 *self._rules.row_problems(behind),
-                *self._rules.state_problems(self._db),
+                *self._rules.state_problems(self._db, pending),
             ]:
                 held.add(problem.group)
                 self._hold(problem.text)

@@ -174,20 +174,28 @@ class ConsentRules:
             found += db.execute(query).scalars()
         return sorted(found, key=lambda row: row.id)
 
-    def state_problems(self, db: DbSession) -> list[Problem]:
-        """Every account's head against its records: the head's MAC, and the
-        count and newest hash it vouches for. One statement, so it reads one
-        snapshot while records are being appended."""
-        newest = (
-            select(
-                ConsentRecord.user_id.label("user_id"),
-                func.count().label("records"),
-                func.max(ConsentRecord.id).label("last_id"),
-            )
-            .group_by(ConsentRecord.user_id)
-            .subquery()
-        )
+    def state_problems(
+        self, db: DbSession, pending: Sequence[ConsentRecord] | None = None
+    ) -> list[Problem]:
+        """Each account's head against its records: the head's MAC, and the
+        count and newest hash it vouches for. Every account, or (before a seal)
+        those with ``pending`` records: what the seal would vouch for."""
+        if pending is None:
+            return self._head_problems(db, None)
+        accounts = sorted({row.user_id for row in pending})
+        problems: list[Problem] = []
+        for start in range(0, len(accounts), 500):
+            problems += self._head_problems(db, accounts[start : start + 500])
+        return problems
+
+    def _head_problems(self, db: DbSession, accounts: list[str] | None) -> list[Problem]:
+        """One statement, so it reads one snapshot while records are appended."""
         prefix = f"{CONSENT_CHAIN}:"
+        counted = select(
+            ConsentRecord.user_id.label("user_id"),
+            func.count().label("records"),
+            func.max(ConsentRecord.id).label("last_id"),
+        ).group_by(ConsentRecord.user_id)
         heads = select(
             literal("head").label("kind"),
             ChainHead.name.label("owner"),
@@ -195,7 +203,13 @@ class ConsentRules:
             ChainHead.last_hash.label("last_hash"),
             ChainHead.mac.label("mac"),
             literal(0).label("last_id"),
-        ).where(ChainHead.name.startswith(prefix))
+        )
+        if accounts is None:
+            heads = heads.where(ChainHead.name.startswith(prefix))
+        else:
+            heads = heads.where(ChainHead.name.in_([prefix + account for account in accounts]))
+            counted = counted.where(ConsentRecord.user_id.in_(accounts))
+        newest = counted.subquery()
         chains = select(
             literal("chain"),
             newest.c.user_id,
