@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from sqlalchemy.engine import make_url
 
 from app.resources import resource_dir
+from app.sealer import seal_committed
 from app.services.chain import ChainKeeper, ChainTampered, Sealed, Verdict
 from app.services.container import Services
 from app.services.policies import NewPolicy
@@ -43,14 +44,18 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("chain-seal")
     def chain_seal_command() -> None:
         """Seal new consent records and audit events into their chains and write
-        signed checkpoints (run from cron, e.g. every minute)."""
-        with unit_of_work() as svc:
-            for keeper in (svc.consent.chain(), svc.audit.chain()):
-                try:
-                    sealed = seal_committed(svc, keeper)
-                except ChainTampered as refused:
-                    raise click.ClickException(str(refused)) from None
-                click.echo(f"{keeper.ledger.name}: {describe_seals(sealed, keeper.ledger.plural)}")
+        signed checkpoints (`privid worker` does this every few seconds; run it
+        from cron where no worker seals). Exit 1 if a chain shows a gap."""
+        from app.sealer import LedgerSealer
+
+        report = LedgerSealer.for_app(current_app).run_once()
+        plurals = {"consent": "records", "audit": "events"}
+        for chain, sealed in report.sealed.items():
+            click.echo(f"{chain}: {describe_seals(sealed, plurals[chain])}")
+        for chain, why in report.refused.items():
+            click.echo(f"{chain}: not sealed: {why}", err=True)
+        if report.refused:
+            sys.exit(1)
 
     @app.cli.command("policy-publish")
     @click.option("--version", "version", required=True)
@@ -149,21 +154,16 @@ def verify_and_seal(svc: Services, verdict: Verdict, keeper: ChainKeeper, title:
     last = verdict.checkpoint
     checked = f"checked against the checkpoint of {last.at}" if last else "no checkpoint yet"
     click.echo(f"{title} intact: {verdict.rows} {plural} in {verdict.seals} seals, {checked}")
-    sealed = seal_committed(svc, keeper)
+    try:
+        sealed = seal_committed(svc.db, keeper)
+    except ChainTampered as refused:  # changed since it was verified
+        click.echo(f"{title} not sealed: {refused}", err=True)
+        sys.exit(1)
     if sealed:
         click.echo(f"{describe_seals(sealed, plural)}; checkpoint written")
-
-
-def seal_committed(svc: Services, keeper: ChainKeeper) -> list[Sealed]:
-    """Seal batch after batch, committing each, then appending its checkpoint:
-    a checkpoint never names a seal that a rollback could take away."""
-    done: list[Sealed] = []
-    while sealed := keeper.seal():
-        svc.db.commit()
-        keeper.write_checkpoint(sealed)
-        done.append(sealed)
-    svc.db.commit()
-    return done
+    if keeper.held_back:  # changed since it was verified
+        click.echo(f"{title}: not sealed: {'; '.join(keeper.held_back)}", err=True)
+        sys.exit(1)
 
 
 def describe_seals(sealed: list[Sealed], plural: str) -> str:
@@ -266,7 +266,9 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"privid worker ({settings.env}) polling every {settings.outbox_poll_seconds}s",
+    sealing = settings.chain_seal_interval_seconds
+    print(f"privid worker ({settings.env}) polling every {settings.outbox_poll_seconds}s, "
+          + (f"sealing the ledgers every {sealing}s" if sealing else "not sealing"),
           flush=True)  # fmt: skip
     try:
         OutboxWorker.for_app(app).run(stop)

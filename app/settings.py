@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # Signed chain checkpoints are appended here, one file per chain. Put it
     # where the database's users cannot write (another host, WORM storage).
     chain_checkpoint_dir: str = "instance/chain-checkpoints"
+    # `privid worker` (and the one `privid serve` runs) seals new ledger rows
+    # this often: rows are safe from undetected deletion from their seal on.
+    # 0: this worker does not seal (another one, or cron's chain-seal, does).
+    chain_seal_interval_seconds: float = Field(default=5.0, ge=0, le=3600)
 
     # Consent and privacy rights.
     purposes_file: str = ""  # empty: the catalogue shipped in config/purposes.toml

@@ -1,17 +1,21 @@
-"""The outbox worker: sends every queued message. `privid worker` runs it as a
-process of its own (as many as wanted: they never send a message twice);
+"""The outbox worker: sends every queued message and, every
+PRIVID_CHAIN_SEAL_INTERVAL_SECONDS, seals the ledgers' new rows
+(app/sealer.py). `privid worker` runs it as a process of its own (as many as
+wanted: they never send a message twice, and sealers take turns);
 `privid serve` runs one on a thread for development; `flask outbox-deliver`
-runs one pass."""
+runs one delivery pass."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from flask import Flask
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
+from app.sealer import LedgerSealer
 from app.services.container import Runtime, Services
 from app.services.outbox import DeliveryReport
 
@@ -23,6 +27,7 @@ BATCH = 100
 class OutboxWorker:
     def __init__(self, session_factory: sessionmaker[DbSession], runtime: Runtime) -> None:
         self._session_factory, self._runtime = session_factory, runtime
+        self._sealer = LedgerSealer(session_factory, runtime)
 
     @classmethod
     def for_app(cls, app: Flask) -> OutboxWorker:
@@ -40,9 +45,15 @@ class OutboxWorker:
 
     def run(self, stop: threading.Event) -> None:
         """Pass after pass until ``stop`` is set; rests between passes that
-        sent nothing, so an idle outbox costs one query per poll interval."""
+        sent nothing, so an idle outbox costs one query per poll interval.
+        Seals the ledgers whenever the seal interval has passed."""
         poll = self._runtime.settings.outbox_poll_seconds
+        seal_every = self._runtime.settings.chain_seal_interval_seconds
+        next_seal = time.monotonic()
         while not stop.is_set():
+            if seal_every and time.monotonic() >= next_seal:
+                self._seal()
+                next_seal = time.monotonic() + seal_every
             try:
                 report = self.run_once(stop=stop)
             except Exception as exc:  # the database may be away for a while
@@ -55,7 +66,18 @@ class OutboxWorker:
                     report.sent, report.retrying, report.abandoned, report.skipped,
                 )  # fmt: skip
             if not report.sent:
-                stop.wait(poll)
+                until_seal = next_seal - time.monotonic() if seal_every else poll
+                stop.wait(max(0.0, min(poll, until_seal)))
+
+    def _seal(self) -> None:
+        try:
+            report = self._sealer.run_once()
+        except Exception as exc:  # the database may be away for a while
+            log.error("sealing failed: %s", type(exc).__name__)
+            return
+        for chain, seals in report.sealed.items():
+            if seals:
+                log.info("%s: sealed %d rows", chain, sum(s.rows for s in seals))
 
     def start(self) -> tuple[threading.Thread, threading.Event]:
         """Runs on a daemon thread (development server); set the event to stop."""

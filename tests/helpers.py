@@ -240,6 +240,9 @@ def privid_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "PRIVID_SMS_HTTP_TOKEN": settings.sms_http_token,
         "PRIVID_ARGON2_MEMORY_KIB": str(settings.argon2_memory_kib),
         "PRIVID_ARGON2_TIME_COST": str(settings.argon2_time_cost),
+        # A worker seals the ledgers: the test's key and checkpoint folder.
+        "PRIVID_CHAIN_KEY": settings.chain_key,
+        "PRIVID_CHAIN_CHECKPOINT_DIR": settings.chain_checkpoint_dir,
     }
     env.update({f"PRIVID_{name}": value for name, value in overrides.items()})
     return env

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -330,3 +331,214 @@ def test_a_backlog_is_sealed_in_batches_each_checkpointed(app, client, mailbox, 
     assert f"sealed {count} new records in seals 1–{seals}" in first.output
     again = verify(app, "consent")
     assert again.exit_code == 0 and f"{count} records in {seals} seals" in again.output
+
+
+# -- rows written since the last seal ------------------------------------------------------
+
+
+def withdraw_analytics_after_the_seal(app, client, mailbox, sms) -> tuple[ConsentRecord, str]:
+    """Last night's verify sealed everything; today the second account withdraws
+    analytics. Returns the withdrawal, not yet sealed, and its owner's token."""
+    register(client, mailbox, sms)
+    _, session = register(client, mailbox, sms, consent=baseline_consent(analytics="granted"))
+    assert verify(app, "consent").exit_code == 0
+    withdrawn = client.post(
+        "/api/v1/me/consent/analytics/withdraw", headers=bearer(session["token"])
+    )
+    assert withdrawn.status_code == 200, withdrawn.json
+    withdrawal = rows(app, ConsentRecord)[-1]
+    assert withdrawal.decision == "withdrawn" and withdrawal.seal is None
+    return withdrawal, session["token"]
+
+
+def test_an_unsealed_withdrawal_deleted_with_its_head_reset_is_caught(app, client, mailbox, sms):
+    withdrawal, _token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    with tamper_connection(app) as connection:
+        connection.execute(
+            text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
+        )
+        connection.execute(
+            text("UPDATE chain_heads SET last_hash = :h WHERE name = :n"),
+            {"h": withdrawal.prev_hash, "n": f"consent:{withdrawal.user_id}"},
+        )
+
+    result = verify(app, "consent")
+    assert result.exit_code == 1, result.output
+    assert f"account {withdrawal.user_id}" in result.output
+    # Nothing was sealed over the gap.
+    assert all(r.seal is None for r in rows(app, ConsentRecord) if r.id > withdrawal.id)
+
+
+def test_an_unsealed_withdrawal_deleted_with_its_head_row_is_caught(app, client, mailbox, sms):
+    withdrawal, _token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    with tamper_connection(app) as connection:
+        connection.execute(
+            text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
+        )
+        connection.execute(
+            text("DELETE FROM chain_heads WHERE name = :n"),
+            {"n": f"consent:{withdrawal.user_id}"},
+        )
+
+    result = verify(app, "consent")
+    assert result.exit_code == 1, result.output
+    assert f"account {withdrawal.user_id}" in result.output
+
+
+def test_the_sealer_will_not_seal_over_a_deleted_unsealed_record(
+    app, client, mailbox, sms, runtime
+):
+    """The account that shows a gap stays unsealed and is named; the other
+    accounts' new records are still sealed, so one broken chain cannot stop
+    the seals (and keep everyone else's records deletable)."""
+    from pathlib import Path
+
+    withdrawal, token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    # The owner's next decision waits unsealed, the one before it is deleted.
+    granted = client.post(
+        "/api/v1/me/consent/analytics/grant",
+        json={"policy_version": POLICY_VERSION},
+        headers=bearer(token),
+    )
+    assert granted.status_code == 200, granted.json
+    path = Path(runtime.settings.chain_checkpoint_dir) / "consent.jwsl"
+    before = path.read_text().splitlines()
+    with tamper_connection(app) as connection:
+        connection.execute(
+            text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
+        )
+        connection.execute(
+            text("DELETE FROM chain_heads WHERE name = :n"),
+            {"n": f"consent:{withdrawal.user_id}"},
+        )
+    register(client, mailbox, sms)  # another account's records arrive afterwards
+
+    refused = app.test_cli_runner().invoke(args=["chain-seal"])
+    assert refused.exit_code == 1, refused.output
+    assert f"account {withdrawal.user_id}" in refused.output
+    later = [r for r in rows(app, ConsentRecord) if r.id > withdrawal.id]
+    assert {r.seal is None for r in later if r.user_id == withdrawal.user_id} == {True}
+    assert {r.seal is not None for r in later if r.user_id != withdrawal.user_id} == {True}
+    after = path.read_text().splitlines()
+    assert after[: len(before)] == before and len(after) == len(before) + 1
+    assert verify(app, "consent").exit_code == 1
+
+
+def test_a_head_the_key_did_not_vouch_for_is_not_extended(app, client, mailbox, sms):
+    """Resetting the head and letting the owner's next decision write over it
+    must not launder the gap: the service refuses to extend that chain."""
+    withdrawal, token = withdraw_analytics_after_the_seal(app, client, mailbox, sms)
+    with tamper_connection(app) as connection:
+        connection.execute(
+            text("DELETE FROM consent_records WHERE id = :id"), {"id": withdrawal.id}
+        )
+        connection.execute(
+            text("UPDATE chain_heads SET last_hash = :h WHERE name = :n"),
+            {"h": withdrawal.prev_hash, "n": f"consent:{withdrawal.user_id}"},
+        )
+    again = client.post(
+        "/api/v1/me/consent/analytics/grant",
+        json={"policy_version": POLICY_VERSION},
+        headers=bearer(token),
+    )
+    assert again.status_code == 503, again.json
+    assert again.json["type"].endswith("ledger-unavailable")
+    assert verify(app, "consent").exit_code == 1
+
+
+def test_the_worker_seals_new_rows_within_seconds(app, client, mailbox, sms, settings, tmp_path):
+    """`privid worker` seals what is new every PRIVID_CHAIN_SEAL_INTERVAL_SECONDS
+    and appends a checkpoint, so audit events (which carry no link keyless
+    checks could follow) are protected from deletion seconds after they are
+    written, not at the next cron run."""
+    import subprocess
+    from pathlib import Path
+
+    from tests.helpers import privid_command, privid_env, stop_process
+
+    person, _ = register(client, mailbox, sms)
+    assert verify(app, "audit").exit_code == 0
+    folder = Path(settings.chain_checkpoint_dir)
+    lines_before = len((folder / "audit.jwsl").read_text().splitlines())
+    first_new = max(e.id for e in rows(app, AuditEvent)) + 1
+    failed = login(client, person.email, "wrong-wrong-wrong")
+    assert failed.status_code == 401
+    assert any(e.id >= first_new for e in rows(app, AuditEvent))
+
+    env = privid_env(settings, CHAIN_SEAL_INTERVAL_SECONDS="0.5")
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [privid_command(), "worker"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if all(e.seal is not None for e in rows(app, AuditEvent)):
+                break
+            assert worker.poll() is None, log.read_text()
+            time.sleep(0.2)
+    finally:
+        stop_process(worker)
+    assert all(e.seal is not None for e in rows(app, AuditEvent)), log.read_text()
+    assert len((folder / "audit.jwsl").read_text().splitlines()) > lines_before
+
+    with tamper_connection(app) as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE id >= :id"), {"id": first_new})
+    result = verify(app, "audit")
+    assert result.exit_code == 1, result.output
+    assert "missing" in result.output
+
+
+@on_postgres
+def test_sealing_while_accounts_decide_never_sees_a_false_gap(app, client, mailbox, sms):
+    """The worker seals every few seconds while requests append: its checks
+    read heads and records in one snapshot, so an append that commits halfway
+    through never looks like a gap. Races on PostgreSQL (SQLite has one writer
+    at a time, so nothing interleaves there)."""
+    from app.cli import unit_of_work
+    from app.sealer import LedgerSealer
+    from app.services.context import RequestContext
+
+    people = [register(client, mailbox, sms)[1] for _ in range(4)]
+    with app.extensions["privid.session_factory"]() as db:
+        user_ids = [db.get(SessionRow, s["session_id"]).user_id for s in people]
+    stop = threading.Event()
+    barrier = threading.Barrier(len(user_ids) + 1)
+    refusals: list[str] = []
+    errors: list[BaseException] = []
+    seals_while_deciding: list[int] = []
+
+    def decide(user_id: str) -> None:
+        context = RequestContext.from_raw("198.51.100.7", "test", b"k" * 32)
+        barrier.wait(20)
+        try:
+            for _ in range(8):
+                with app.app_context(), unit_of_work() as svc:
+                    svc.consent.grant(user_id, "analytics", POLICY_VERSION, context)
+                with app.app_context(), unit_of_work() as svc:
+                    svc.consent.withdraw(user_id, "analytics", context)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def seal() -> None:
+        sealer = LedgerSealer.for_app(app)
+        barrier.wait(20)
+        while not stop.is_set():
+            report = sealer.run_once()
+            refusals.extend(report.refused.values())
+            seals_while_deciding.extend(s.seq for s in report.sealed.get("consent", []))
+
+    threads = [threading.Thread(target=decide, args=(u,)) for u in user_ids]
+    sealing = threading.Thread(target=seal)
+    for thread in (*threads, sealing):
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    stop.set()
+    sealing.join(60)
+    assert errors == [] and refusals == []
+    assert len(seals_while_deciding) >= 2, "the sealer never ran among the decisions"
+    final = LedgerSealer.for_app(app).run_once()
+    assert final.refused == {}
+    assert all(r.seal is not None for r in rows(app, ConsentRecord))
+    assert verify(app, "consent").exit_code == 0

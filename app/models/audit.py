@@ -34,8 +34,8 @@ class AuditEvent(Base):
 
 class ChainHead(Base):
     """The newest hash of one chain (today: one consent chain per account, named
-    ``consent:<user id>``). Its row lock serialises appends to that chain only;
-    verification never trusts it."""
+    ``consent:<user id>``) and how many records it holds, under a keyed MAC. Its
+    row lock serialises appends to that chain only."""
 
     __tablename__ = "chain_heads"
 
@@ -43,6 +43,9 @@ class ChainHead(Base):
         String(64), primary_key=True, info=identifies_user("consent:<user id> heads a user's chain")
     )
     last_hash: Mapped[str] = mapped_column(String(64))
+    records: Mapped[int] = mapped_column(Integer)
+    # HMAC-SHA256 under the chain key over the name, records and last_hash.
+    mac: Mapped[str] = mapped_column(String(64))
 
 
 class ChainSeal(Base):

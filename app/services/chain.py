@@ -2,10 +2,11 @@
 
 Every row carries an HMAC-SHA256 under the chain key, which lives in settings,
 never in the database: without it a row can be neither rewritten nor forged.
-Writers take no shared lock. A sealer (`flask chain-seal` from cron, and the
-verify commands) takes the rows not yet sealed into the ledger's chain in
-batches: a seal lists their ids and carries an HMAC over their hashes and the
-seal before it. After each seal a signed checkpoint (chain, seal, its MAC, the
+Writers take no shared lock. A sealer (`privid worker` every few seconds,
+`flask chain-seal`, the verify commands) takes the rows not yet sealed into the
+ledger's chain in batches, after checking them as verify does (it never seals
+over a gap): a seal lists their ids and carries an HMAC over their hashes and
+the seal before it. After each seal a signed checkpoint (chain, seal, its MAC, the
 number of rows sealed so far, time) is appended to a file outside the database,
 so cutting the chain back, emptying it or rebuilding it shows against that file.
 """
@@ -18,7 +19,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session as DbSession
@@ -99,9 +100,37 @@ class ChainTampered(Exception):
     """The sealer will not extend a chain that no longer matches its checkpoint."""
 
 
-# Extra checks a ledger adds to the common ones (the consent ledger's links
-# between an account's records): rows in id order -> problems.
-RowCheck = Callable[[Sequence[Any]], Iterable[str]]
+@dataclass(frozen=True)
+class Problem:
+    """Something that does not fit, and the group of rows (one account's) that
+    the sealer holds back because of it."""
+
+    text: str
+    group: str
+
+
+class LedgerRules(Protocol):
+    """What a ledger checks beyond each row's own MAC (the consent ledger: the
+    links between an account's records, and its keyed chain heads)."""
+
+    def group_of(self, row: Any) -> str:
+        """The group (chain) a row belongs to: the unit the sealer holds back."""
+        ...
+
+    def row_problems(self, rows: Sequence[Any]) -> Iterable[Problem]:
+        """Problems among ``rows`` (in id order): every row the check needs."""
+        ...
+
+    def rows_behind(self, db: DbSession, pending: Sequence[Any]) -> Sequence[Any]:
+        """The rows (in id order) that ``row_problems`` needs to check ``pending``."""
+        ...
+
+    def state_problems(
+        self, db: DbSession, pending: Sequence[Any] | None = None
+    ) -> Iterable[Problem]:
+        """Problems in the ledger's state outside its rows (e.g. its heads): all
+        of it, or what sealing ``pending`` would vouch for."""
+        ...
 
 
 class ChainKeeper:
@@ -114,10 +143,12 @@ class ChainKeeper:
         key: bytes,
         checkpoints: CheckpointStore,
         clock: Clock,
-        row_check: RowCheck | None = None,
+        rules: LedgerRules | None = None,
     ) -> None:
         self._db, self._ledger, self._key = db, ledger, key
-        self._checkpoints, self._clock, self._row_check = checkpoints, clock, row_check
+        self._checkpoints, self._clock, self._rules = checkpoints, clock, rules
+        # Why seal() left rows unsealed, since this keeper was made.
+        self.held_back: list[str] = []
 
     @property
     def ledger(self) -> Ledger:
@@ -138,7 +169,8 @@ class ChainKeeper:
 
     def seal(self) -> Sealed | None:
         """Take the rows not yet sealed into the chain (one batch); None when
-        there are none. Refuses when the chain no longer matches its checkpoint."""
+        there are none. Refuses when the chain no longer matches its checkpoint;
+        leaves out (``held_back``) the rows of a group that shows a gap."""
         if self._db.get_bind().dialect.name == "postgresql":
             # Sealers of one chain take turns; writers never take this lock.
             # (SQLite's BEGIN IMMEDIATE already serialises every writer.)
@@ -156,12 +188,10 @@ class ChainKeeper:
         model = self._ledger.model
         pending = list(
             self._db.execute(
-                select(model.id, model.hash)
-                .where(model.seal.is_(None))
-                .order_by(model.id)
-                .limit(SEAL_BATCH)
-            )
+                select(model).where(model.seal.is_(None)).order_by(model.id).limit(SEAL_BATCH)
+            ).scalars()
         )
+        pending = self._sealable(pending)
         if not pending:
             return None
         seq = (last.seq if last else 0) + 1
@@ -186,6 +216,36 @@ class ChainKeeper:
             select(func.count()).select_from(model).where(model.seal.is_not(None))
         ).scalar_one()
         return Sealed(self._ledger.name, seq, seal.mac, len(ids), int(records), max(ids))
+
+    def _sealable(self, pending: Sequence[Any]) -> list[Any]:
+        """A seal vouches for its rows: never seal over a gap that the keyed
+        checks can see (verify's checks, on the rows to be sealed and what they
+        depend on). The group that shows one (an account's chain) stays out,
+        and only it: one broken account must not stop sealing everyone's."""
+        ledger, bad_ids, held = self._ledger, set(), set()
+        for row in pending:
+            if ledger.row_hash(self._key, row) != row.hash:
+                bad_ids.add(row.id)
+                self._hold(f"{ledger.noun} {row.id}: its content does not match its keyed hash")
+        if self._rules is not None:
+            behind = self._rules.rows_behind(self._db, pending)
+            for problem in [
+                *self._rules.row_problems(behind),
+                *self._rules.state_problems(self._db, pending),
+            ]:
+                held.add(problem.group)
+                self._hold(problem.text)
+            held.update(self._rules.group_of(row) for row in pending if row.id in bad_ids)
+        return [
+            row
+            for row in pending
+            if row.id not in bad_ids
+            and (self._rules is None or self._rules.group_of(row) not in held)
+        ]
+
+    def _hold(self, why: str) -> None:
+        if why not in self.held_back:
+            self.held_back.append(why)
 
     def _check_base(self, last: ChainSeal | None) -> None:
         try:
@@ -232,9 +292,9 @@ class ChainKeeper:
                     f"{ledger.noun} {row.id}: its content does not match its keyed hash "
                     "(rewritten, or written without the key)"
                 )
-        if self._row_check is not None:
-            for problem in self._row_check(rows):
-                verdict.add(problem)
+        if self._rules is not None:
+            for problem in [*self._rules.row_problems(rows), *self._rules.state_problems(self._db)]:
+                verdict.add(problem.text)
         seals = self._seals()
         verdict.seals = len(seals)
         covered = self._check_seals(seals, {row.id: row for row in rows}, verdict)

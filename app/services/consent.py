@@ -4,16 +4,21 @@ current policy, withdrawal and its effects, signed receipts.
 Each account's records form their own chain: a record's keyed hash covers its
 fields and the account's previous record's hash (``prev_hash``), and appends
 lock only that account's head (``chain_heads`` row ``consent:<user id>``), so
-decisions of different accounts never wait for one another. The whole ledger
-is sealed into one chain in batches and checkpointed (app/services/chain.py)."""
+decisions of different accounts never wait for one another. The head carries a
+keyed MAC over the number of records and the newest hash: removing an
+account's newest records shows even before they are sealed, unless an older
+head row is put back with them (only the seals and checkpoints catch that).
+The whole ledger is sealed into one chain in batches and checkpointed
+(app/services/chain.py), every few seconds by `privid worker`."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -21,13 +26,15 @@ from app.db import insert_if_absent
 from app.errors import FieldError, ServiceError, not_found
 from app.models import ChainHead, Channel, ConsentRecord, Decision, PolicyVersion, Session, User
 from app.security.signing import Signer
-from app.services.chain import ChainKeeper, Ledger, Verdict, keyed_hash
+from app.services.chain import ChainKeeper, Ledger, Problem, Verdict, keyed_hash
 from app.services.checkpoints import CheckpointStore
 from app.services.context import RequestContext
 from app.services.device_details import SECURITY_PURPOSE as SECURITY_PURPOSE
 from app.services.policies import PolicyService, changed_after, touches
 from app.services.purposes import Catalogue, Purpose
 from app.services.safeguards import Protection, Safeguards
+
+log = logging.getLogger(__name__)
 
 CONSENT_CHAIN = "consent"
 REQUIRED_REFUSED = "required-purpose-refused"
@@ -110,29 +117,139 @@ def head_name(user_id: str) -> str:
     return f"{CONSENT_CHAIN}:{user_id}"
 
 
-def account_links(key: bytes) -> Callable[[Sequence[ConsentRecord]], list[str]]:
-    """The consent ledger's own check: each account's records follow one another."""
+def head_mac(key: bytes, user_id: str, records: int, last_hash: str) -> str:
+    """A head's keyed MAC: which account, how many records its chain holds and
+    the newest one's hash. Without the key a head can be neither moved back
+    (to hide the newest records) nor made up (after deleting it)."""
+    return keyed_hash(
+        key, {"chain": CONSENT_CHAIN, "head": user_id, "records": records, "last": last_hash}
+    )
 
-    def check(rows: Sequence[ConsentRecord]) -> list[str]:
-        problems: list[str] = []
-        last: dict[str, ConsentRecord] = {}
-        for row in rows:
-            before = last.get(row.user_id)
-            expected = before.hash if before else account_genesis(key, row.user_id)
-            if row.prev_hash != expected:
-                problems.append(
-                    f"record {row.id}: does not follow "
-                    + (
-                        f"record {before.id}, the account's previous one"
-                        if before
-                        else "the start of its account's chain"
-                    )
-                    + ": records between are missing or were moved"
+
+def account_links(key: bytes, rows: Sequence[ConsentRecord]) -> list[Problem]:
+    """Each account's records follow one another, from its keyed start on."""
+    problems: list[Problem] = []
+    last: dict[str, ConsentRecord] = {}
+    for row in rows:
+        before = last.get(row.user_id)
+        expected = before.hash if before else account_genesis(key, row.user_id)
+        if row.prev_hash != expected:
+            follows = (
+                f"record {before.id}, the account's previous one"
+                if before
+                else "the start of its account's chain"
+            )
+            problems.append(
+                Problem(
+                    f"record {row.id}: does not follow {follows}: records between are "
+                    "missing or were moved",
+                    row.user_id,
                 )
-            last[row.user_id] = row
+            )
+        last[row.user_id] = row
+    return problems
+
+
+@dataclass(frozen=True)
+class ConsentRules:
+    """The consent ledger's checks beyond each record's MAC (app/services/chain.py
+    runs them when verifying the ledger and before sealing it)."""
+
+    key: bytes
+
+    def group_of(self, row: ConsentRecord) -> str:
+        return row.user_id
+
+    def row_problems(self, rows: Sequence[ConsentRecord]) -> list[Problem]:
+        return account_links(self.key, rows)
+
+    def rows_behind(self, db: DbSession, pending: Sequence[ConsentRecord]) -> list[ConsentRecord]:
+        """Every record of the accounts with records to seal: their links."""
+        accounts = sorted({row.user_id for row in pending})
+        found: list[ConsentRecord] = []
+        for start in range(0, len(accounts), 500):
+            query = select(ConsentRecord).where(
+                ConsentRecord.user_id.in_(accounts[start : start + 500])
+            )
+            found += db.execute(query).scalars()
+        return sorted(found, key=lambda row: row.id)
+
+    def state_problems(
+        self, db: DbSession, pending: Sequence[ConsentRecord] | None = None
+    ) -> list[Problem]:
+        """Each account's head against its records: the head's MAC, and the
+        count and newest hash it vouches for. Every account, or (before a seal)
+        those with ``pending`` records: what the seal would vouch for."""
+        if pending is None:
+            return self._head_problems(db, None)
+        accounts = sorted({row.user_id for row in pending})
+        problems: list[Problem] = []
+        for start in range(0, len(accounts), 500):
+            problems += self._head_problems(db, accounts[start : start + 500])
         return problems
 
-    return check
+    def _head_problems(self, db: DbSession, accounts: list[str] | None) -> list[Problem]:
+        """One statement, so it reads one snapshot while records are appended."""
+        prefix = f"{CONSENT_CHAIN}:"
+        counted = select(
+            ConsentRecord.user_id.label("user_id"),
+            func.count().label("records"),
+            func.max(ConsentRecord.id).label("last_id"),
+        ).group_by(ConsentRecord.user_id)
+        heads = select(
+            literal("head").label("kind"),
+            ChainHead.name.label("owner"),
+            ChainHead.records.label("records"),
+            ChainHead.last_hash.label("last_hash"),
+            ChainHead.mac.label("mac"),
+            literal(0).label("last_id"),
+        )
+        if accounts is None:
+            heads = heads.where(ChainHead.name.startswith(prefix))
+        else:
+            heads = heads.where(ChainHead.name.in_([prefix + account for account in accounts]))
+            counted = counted.where(ConsentRecord.user_id.in_(accounts))
+        newest = counted.subquery()
+        chains = select(
+            literal("chain"),
+            newest.c.user_id,
+            newest.c.records,
+            ConsentRecord.hash,
+            literal(""),
+            newest.c.last_id,
+        ).join(ConsentRecord, ConsentRecord.id == newest.c.last_id)
+        found: dict[str, dict[str, Any]] = {}
+        for row in db.execute(union_all(heads, chains)):
+            user_id = row.owner.removeprefix(prefix) if row.kind == "head" else row.owner
+            found.setdefault(user_id, {})[row.kind] = row
+        problems = []
+        for user_id, parts in sorted(found.items()):
+            problem = head_problem(self.key, user_id, parts.get("head"), parts.get("chain"))
+            if problem:
+                problems.append(Problem(f"account {user_id}: {problem}", user_id))
+        return problems
+
+
+def head_problem(key: bytes, user_id: str, head: Any, chain: Any) -> str | None:
+    """What is wrong between an account's head and its records, if anything."""
+    if head is None:
+        return (
+            f"its chain head is missing, so whether records after record {chain.last_id} "
+            "were removed cannot be told"
+        )
+    if head_mac(key, user_id, head.records, head.last_hash) != head.mac:
+        return "its chain head does not match its keyed MAC (reset, or written without the key)"
+    held = chain.records if chain else 0
+    newest = chain.last_hash if chain else account_genesis(key, user_id)
+    if head.records > held:
+        return (
+            f"its chain head vouches for {head.records} records, but {held} are left: "
+            + (f"the records after record {chain.last_id} are missing" if chain else
+               "every record is missing")
+        )  # fmt: skip
+    if head.records != held or head.last_hash != newest:
+        return f"its chain head vouches for {head.records} records that are not these {held}"
+    return None
 
 
 def required_refused(purposes: list[Purpose]) -> ServiceError:
@@ -375,24 +492,34 @@ class ConsentService:
         )[0]
 
     def _lock(self, user_id: str) -> ChainHead:
-        """Lock the account's chain head (made on first use) for this transaction."""
+        """Lock the account's chain head (made with its first record) for this
+        transaction. A head the key does not vouch for is never extended: that
+        would seal a gap in with a fresh MAC."""
         head = self._heads.get(user_id)
         if head is not None:
             return head
         query = select(ChainHead).where(ChainHead.name == head_name(user_id)).with_for_update()
         head = self._db.execute(query).scalar_one_or_none()
         if head is None:
-            newest = self._db.execute(
-                select(ConsentRecord.hash)
-                .where(ConsentRecord.user_id == user_id)
-                .order_by(ConsentRecord.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            start = newest or account_genesis(self._key, user_id)
+            if self._db.execute(
+                select(ConsentRecord.id).where(ConsentRecord.user_id == user_id).limit(1)
+            ).first():
+                raise ledger_unavailable(user_id, "its chain head is missing")
+            genesis = account_genesis(self._key, user_id)
             insert_if_absent(
-                self._db, ChainHead, {"name": head_name(user_id), "last_hash": start}, ["name"]
+                self._db,
+                ChainHead,
+                {
+                    "name": head_name(user_id),
+                    "last_hash": genesis,
+                    "records": 0,
+                    "mac": head_mac(self._key, user_id, 0, genesis),
+                },
+                ["name"],
             )
             head = self._db.execute(query).scalar_one()
+        if head_mac(self._key, user_id, head.records, head.last_hash) != head.mac:
+            raise ledger_unavailable(user_id, "its chain head does not match its keyed MAC")
         self._heads[user_id] = head
         return head
 
@@ -427,7 +554,8 @@ class ConsentService:
         head = self._lock(user_id)
         record.prev_hash = head.last_hash
         record.hash = CONSENT_LEDGER.row_hash(self._key, record)
-        head.last_hash = record.hash
+        head.last_hash, head.records = record.hash, head.records + 1
+        head.mac = head_mac(self._key, user_id, head.records, head.last_hash)
         self._db.add(record)
         self._db.flush()
         return record
@@ -450,46 +578,31 @@ class ConsentService:
         )
 
     def chain(self) -> ChainKeeper:
-        """Seals and verifies the ledger as a whole."""
+        """Seals and verifies the ledger as a whole: each record's MAC, the links
+        of each account's chain and each account's keyed head."""
         return ChainKeeper(
             self._db,
             CONSENT_LEDGER,
             self._key,
             self._checkpoints,
             self._clock,
-            row_check=account_links(self._key),
+            rules=ConsentRules(self._key),
         )
 
     def verify_chain(self) -> Verdict:
-        verdict = self.chain().verify()
-        for problem in self._head_problems():
-            verdict.add(problem)
-        return verdict
+        return self.chain().verify()
 
-    def _head_problems(self) -> list[str]:
-        """Accounts whose head names a later record than their newest one: their
-        latest records were removed. (Heads are a tripwire, not the proof: the
-        seals and the signed checkpoint are.)"""
-        problems = []
-        heads = self._db.execute(
-            select(ChainHead).where(ChainHead.name.startswith(f"{CONSENT_CHAIN}:"))
-        ).scalars()
-        for head in heads:
-            user_id = head.name.partition(":")[2]
-            newest = self._db.execute(
-                select(ConsentRecord)
-                .where(ConsentRecord.user_id == user_id)
-                .order_by(ConsentRecord.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            if newest is None and head.last_hash != account_genesis(self._key, user_id):
-                problems.append(f"account {user_id}: every record is missing")
-            elif newest is not None and newest.hash != head.last_hash:
-                problems.append(
-                    f"account {user_id}: the records after record {newest.id} are missing "
-                    "(its chain head names a later one)"
-                )
-        return problems
+
+def ledger_unavailable(user_id: str, why: str) -> ServiceError:
+    # No account id in the log: `flask consent-verify` names the account.
+    log.error("a consent chain was not extended: %s; run flask consent-verify", why)
+    return ServiceError(
+        "ledger-unavailable",
+        503,
+        "Consent decisions cannot be recorded right now",
+        "Your consent record needs an operator's attention before it can take new "
+        "decisions. Nothing was changed; please try again later.",
+    )
 
 
 def decisions_from(items: list[Any]) -> list[DecisionInput]:

@@ -253,8 +253,9 @@ NOT_EXPORTED: dict[str, str] = {
         "not data about them as a user; the incident's notice to affected users is exported"
     ),
     "chain_heads": (
-        "ledger bookkeeping: the newest hash of the user's consent chain, named after the "
-        "user id; the consent records it vouches for are exported"
+        "ledger bookkeeping: the newest hash and the record count of the user's consent "
+        "chain under a keyed MAC, named after the user id; the consent records it vouches "
+        "for are exported"
     ),
     "policy_versions": (
         "published_by names the operator who published a policy version; the act is in "
