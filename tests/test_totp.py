@@ -177,7 +177,7 @@ def test_turning_totp_off_or_replacing_recovery_codes_needs_a_fresh_proof_and_te
     runtime, client, mailbox, sms, clock
 ):
     person, session = register(client, mailbox, sms)
-    totp, old_codes = enable_totp(client, session)
+    totp, _ = enable_totp(client, session)
     auth = bearer(session["token"])
     clock.advance(minutes=6)
     assert client.get("/api/v1/me", headers=auth).status_code == 200

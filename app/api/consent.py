@@ -112,7 +112,11 @@ def decide(body: ConsentDecisions) -> ResponseReturnValue:
         status="consent_required" if pending else "authenticated",
         pending=[purpose_out(p) for p in pending],
     )
-    return jsonify(result.model_dump(mode="json", by_alias=True))
+    response = jsonify(result.model_dump(mode="json", by_alias=True))
+    # Refusing security forgets the devices, as withdrawing it does.
+    if any(d.purpose == SECURITY_PURPOSE and d.decision != "granted" for d in body.decisions):
+        clear_device_cookie(response)
+    return response
 
 
 @bp.post("/api/v1/me/consent/<code:purpose>/grant")
