@@ -95,7 +95,8 @@ def overview() -> ResponseReturnValue:
 
 @bp.post("/api/v1/me/consent/decisions")
 @operation(
-    "Decide on purposes (the consent step of sign-in, or later)",
+    "Decide on purposes (the consent step of sign-in, or later); refusing a granted one "
+    "withdraws it and needs what the withdraw action needs",
     tag=TAG,
     body=ConsentDecisions,
     responses={200: ("Recorded; the session is full once nothing is owed", ConsentResult)},

@@ -94,8 +94,8 @@ def confirm(body: CodeConfirm) -> ResponseReturnValue:
 
 
 @bp.delete("/mfa/totp")
-@operation("Turn TOTP off (needs a fresh step-up)", tag=TAG, responses={204: ("Off", None)},
-           auth=True)  # fmt: skip
+@operation("Turn TOTP off (needs a fresh step-up; the owner is emailed)", tag=TAG,
+           responses={204: ("Off", None)}, auth=True)  # fmt: skip
 def disable() -> ResponseReturnValue:
     caller = current_caller()
     # The service asks for the proof removing a factor needs and tells the owner.
@@ -105,7 +105,7 @@ def disable() -> ResponseReturnValue:
 
 @bp.post("/mfa/recovery-codes")
 @operation(
-    "New recovery codes, the old ones stop working (needs a fresh step-up)",
+    "New recovery codes; the old ones stop working (fresh step-up needed, owner emailed)",
     tag=TAG,
     responses={200: ("Shown once", RecoveryCodes)},
     auth=True,
