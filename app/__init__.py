@@ -129,14 +129,16 @@ def built_in_withdrawal_effects() -> WithdrawalEffects:
         SECURITY_PURPOSE, forget_devices, removes=Removal(DEVICE_BINDINGS, holds_any_binding)
     )
     # device_biometrics is kept for 0 days after withdrawal: the passkeys go at
-    # once, and the devices they bound are bound no more.
+    # once, and the devices they bound are bound no more. Passkeys before
+    # devices: the order a passkey sign-in writes them in, so the two never
+    # wait for each other crosswise.
+    effects.register(
+        DEVICE_BIOMETRICS, delete_credentials, removes=Removal(PASSKEYS, holds_passkeys)
+    )
     effects.register(
         DEVICE_BIOMETRICS,
         unbind_passkeys_of,
         removes=Removal(DEVICE_BINDINGS, holds_passkey_binding),
-    )
-    effects.register(
-        DEVICE_BIOMETRICS, delete_credentials, removes=Removal(PASSKEYS, holds_passkeys)
     )
     return effects
 

@@ -10,7 +10,8 @@ from sqlalchemy.exc import DBAPIError
 
 from app.models import AuditEvent
 from tests.conftest import PG_URL
-from tests.helpers import baseline_consent, bearer, login, register
+from tests.helpers import baseline_consent, bearer, enrol, login, passkey_sign_in, register
+from tests.soft_authenticator import SoftAuthenticator
 
 
 def _events(app):
@@ -91,3 +92,29 @@ def test_events_after_security_is_withdrawn_carry_no_network_prefix(app, client,
     assert {"login.failed", "login.succeeded", "logout"} <= kinds
     assert [e.ip_prefix for e in later if e.ip_prefix not in (None, "withheld")] == []
     assert "198.51.100" not in json.dumps([[e.ip_prefix, e.details] for e in later])
+
+
+def test_a_failed_passkey_sign_in_after_security_is_withdrawn_carries_no_prefix(
+    app, client, mailbox, sms
+):
+    """The failure names the account whose passkey answered, so the account's
+    choice about network details applies to it as to every other event."""
+    consent = baseline_consent(security="granted", device_biometrics="granted")
+    _, session = register(client, mailbox, sms, consent=consent)
+    authenticator = SoftAuthenticator()
+    enrol(client, session["token"], authenticator)
+    withdrawn = client.post(
+        "/api/v1/me/consent/security/withdraw", headers=bearer(session["token"])
+    )
+    assert withdrawn.status_code == 200, withdrawn.json
+    after_withdrawal = _events(app)[-1].id
+    client.environ_base["REMOTE_ADDR"] = "203.0.113.77"
+    refused, _ = passkey_sign_in(client, authenticator, origin="https://evil.example")
+    assert refused.status_code == 401
+    [failed] = [
+        e for e in _events(app) if e.id > after_withdrawal and e.event_type == "login.failed"
+    ]
+    me = client.get("/api/v1/me", headers=bearer(session["token"])).json
+    assert failed.user_id == me["user_id"]
+    assert failed.ip_prefix in (None, "withheld")
+    assert "203.0.113" not in json.dumps([failed.ip_prefix, failed.details])

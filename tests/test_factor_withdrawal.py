@@ -154,3 +154,65 @@ def test_with_totp_the_withdrawal_needs_both_factors_as_removing_a_passkey_does(
     assert late.headers["WWW-Authenticate"] == direct.headers["WWW-Authenticate"]
     assert "multi-factor" in late.headers["WWW-Authenticate"]
     assert row_count(app, "webauthn_credentials", "revoked_at IS NULL") == 1
+
+
+def refuse(client, token: str, *purposes: str):
+    """The consent step's batch answer, refusing ``purposes``."""
+    body = {
+        "policy_version": baseline_consent()["policy_version"],
+        "decisions": [{"purpose": p, "decision": "refused"} for p in purposes],
+    }
+    return client.post("/api/v1/me/consent/decisions", json=body, headers=bearer(token))
+
+
+def test_refusing_a_granted_purpose_is_a_withdrawal_and_needs_the_same_proof(
+    app, runtime, client, mailbox, sms, clock
+):
+    person, session, _ = phone_with_passkey(client, mailbox, sms)
+    old_token = session["token"]
+    two_hours_of_use(client, clock, old_token)
+
+    late = refuse(client, old_token, "device_biometrics", "security")
+    assert_problem(late, 401, "insufficient-user-authentication")
+    # The same challenge the withdraw action gives.
+    withdraw = client.post(WITHDRAW_BIOMETRICS, headers=bearer(old_token))
+    assert late.headers["WWW-Authenticate"] == withdraw.headers["WWW-Authenticate"]
+    # Nothing changed: the ledger, the passkey, the binding; nobody was told.
+    consent = client.get("/api/v1/me/consent", headers=bearer(old_token)).json
+    decisions = {d["purpose"]: d["decision"] for d in consent["decisions"]}
+    assert decisions["device_biometrics"] == decisions["security"] == "granted"
+    assert row_count(app, "webauthn_credentials", "revoked_at IS NULL") == 1
+    assert len(bound_devices(client, old_token)) == 1
+    assert emails_to(runtime, mailbox, person.email, REMOVED_SUBJECT) == []
+    stranger = login(other_browser(app, WINDOWS_FIREFOX), person.email, person.password)
+    assert stranger.status_code == 202, stranger.json
+
+    fresh = client.post(
+        "/api/v1/me/step-up", json={"password": person.password}, headers=bearer(session["token"])
+    )
+    assert fresh.status_code == 200, fresh.json
+    token = fresh.json["token"]
+    done = refuse(client, token, "device_biometrics", "security")
+    assert done.status_code == 200, done.json
+    consent = client.get("/api/v1/me/consent", headers=bearer(token)).json
+    decisions = {d["purpose"]: d["decision"] for d in consent["decisions"]}
+    assert decisions["device_biometrics"] == decisions["security"] == "refused"
+    # What a withdrawal stops has stopped: the passkey and every device record.
+    assert row_count(app, "webauthn_credentials") == 0
+    assert client.get(DEVICES, headers=bearer(token)).json["devices"] == []
+    [notice] = emails_to(runtime, mailbox, person.email, REMOVED_SUBJECT)
+    body = notice.get_payload(decode=True).decode()
+    assert "passkey" in body and "bound" in body and "refused" in body
+    later = login(other_browser(app, WINDOWS_FIREFOX), person.email, person.password)
+    assert later.status_code == 200, later.json
+
+
+def test_refusing_a_purpose_that_holds_no_protection_needs_no_step_up(
+    app, runtime, client, mailbox, sms, clock
+):
+    consent = baseline_consent(security="granted", device_biometrics="refused")
+    person, session = register(client, mailbox, sms, consent=consent)
+    two_hours_of_use(client, clock, session["token"])
+    done = refuse(client, session["token"], "device_biometrics", "security")
+    assert done.status_code == 200, done.json
+    assert emails_to(runtime, mailbox, person.email, REMOVED_SUBJECT) == []

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from app.clock import FrozenClock
-from tests.helpers import bearer, enable_totp, login, register, reset_password
+from tests.helpers import bearer, emails_to, enable_totp, login, register, reset_password
 
 START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)  # 10 s into a 30 s step
 
@@ -168,3 +168,44 @@ def test_changing_what_signs_you_in_needs_a_recent_strong_enough_sign_in(
     assert strong.status_code == 200, strong.json
     done = client.post("/api/v1/me/password", json=change, headers=bearer(strong.json["token"]))
     assert done.status_code == 200, done.json
+
+
+REMOVED_SUBJECT = "A sign-in protection was removed"
+
+
+def test_turning_totp_off_or_replacing_recovery_codes_needs_a_fresh_proof_and_tells_the_owner(
+    runtime, client, mailbox, sms, clock
+):
+    person, session = register(client, mailbox, sms)
+    totp, _ = enable_totp(client, session)
+    auth = bearer(session["token"])
+    clock.advance(minutes=6)
+    assert client.get("/api/v1/me", headers=auth).status_code == 200
+    for stale in (
+        client.post("/api/v1/me/mfa/recovery-codes", headers=auth),
+        client.delete("/api/v1/me/mfa/totp", headers=auth),
+    ):
+        assert stale.status_code == 401
+        challenge = stale.headers["WWW-Authenticate"]
+        assert 'acr_values="urn:privid:acr:multi-factor"' in challenge
+        assert "max_age=300" in challenge
+    assert emails_to(runtime, mailbox, person.email, REMOVED_SUBJECT) == []
+
+    stepped = client.post(
+        "/api/v1/me/step-up",
+        json={"password": person.password, "totp_code": totp.at(clock.now())},
+        headers=auth,
+    )
+    assert stepped.status_code == 200, stepped.json
+    fresh = bearer(stepped.json["token"])
+    replaced = client.post("/api/v1/me/mfa/recovery-codes", headers=fresh)
+    assert replaced.status_code == 200, replaced.json
+    [notice] = emails_to(runtime, mailbox, person.email, REMOVED_SUBJECT)
+    assert "recovery codes" in notice.get_payload(decode=True).decode()
+
+    assert client.delete("/api/v1/me/mfa/totp", headers=fresh).status_code == 204
+    notices = emails_to(runtime, mailbox, person.email, REMOVED_SUBJECT)
+    assert len(notices) == 2
+    assert "authenticator app" in notices[1].get_payload(decode=True).decode()
+    # Off means off: the password alone signs in again.
+    assert login(client, person.email, person.password).status_code == 200

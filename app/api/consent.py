@@ -95,7 +95,8 @@ def overview() -> ResponseReturnValue:
 
 @bp.post("/api/v1/me/consent/decisions")
 @operation(
-    "Decide on purposes (the consent step of sign-in, or later)",
+    "Decide on purposes (the consent step of sign-in, or later); refusing a granted one "
+    "withdraws it and needs what the withdraw action needs",
     tag=TAG,
     body=ConsentDecisions,
     responses={200: ("Recorded; the session is full once nothing is owed", ConsentResult)},
@@ -112,7 +113,11 @@ def decide(body: ConsentDecisions) -> ResponseReturnValue:
         status="consent_required" if pending else "authenticated",
         pending=[purpose_out(p) for p in pending],
     )
-    return jsonify(result.model_dump(mode="json", by_alias=True))
+    response = jsonify(result.model_dump(mode="json", by_alias=True))
+    # Refusing security forgets the devices, as withdrawing it does.
+    if any(d.purpose == SECURITY_PURPOSE and d.decision != "granted" for d in body.decisions):
+        clear_device_cookie(response)
+    return response
 
 
 @bp.post("/api/v1/me/consent/<code:purpose>/grant")

@@ -8,7 +8,6 @@ from flask.typing import ResponseReturnValue
 from app.api.context import (
     attach_session_cookie,
     current_caller,
-    require_account_step_up,
     require_step_up,
     services,
     session_payload,
@@ -24,12 +23,11 @@ from app.api.schemas import (
     TotpEnrolment,
 )
 from app.extensions import limiter
+from app.services.safeguards import SECOND_FACTOR
 from app.services.sessions import Acr
 
 bp = Blueprint("mfa", __name__, url_prefix="/api/v1/me")
 TAG = "second factors"
-# Managing factors needs a proof from the last few minutes.
-MANAGE_FACTORS_MAX_AGE = 300
 
 
 @bp.post("/step-up")
@@ -71,7 +69,8 @@ def status() -> ResponseReturnValue:
     auth=True,
 )
 def enrol() -> ResponseReturnValue:
-    caller = require_step_up(Acr.SINGLE_FACTOR, MANAGE_FACTORS_MAX_AGE)
+    # Adding the factor needs as fresh a proof as removing it.
+    caller = require_step_up(Acr.SINGLE_FACTOR, SECOND_FACTOR.max_age_seconds)
     enrolment = services().totp.enrol(caller.user)
     body = TotpEnrolment(
         secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
@@ -95,22 +94,23 @@ def confirm(body: CodeConfirm) -> ResponseReturnValue:
 
 
 @bp.delete("/mfa/totp")
-@operation("Turn TOTP off (needs a fresh step-up)", tag=TAG, responses={204: ("Off", None)},
-           auth=True)  # fmt: skip
+@operation("Turn TOTP off (needs a fresh step-up; the owner is emailed)", tag=TAG,
+           responses={204: ("Off", None)}, auth=True)  # fmt: skip
 def disable() -> ResponseReturnValue:
-    caller = require_account_step_up(MANAGE_FACTORS_MAX_AGE)
-    services().totp.disable(caller.user.id)
+    caller = current_caller()
+    # The service asks for the proof removing a factor needs and tells the owner.
+    services().second_factor.turn_totp_off(caller.session, caller.user)
     return "", 204
 
 
 @bp.post("/mfa/recovery-codes")
 @operation(
-    "New recovery codes, the old ones stop working (needs a fresh step-up)",
+    "New recovery codes; the old ones stop working (fresh step-up needed, owner emailed)",
     tag=TAG,
     responses={200: ("Shown once", RecoveryCodes)},
     auth=True,
 )
 def regenerate() -> ResponseReturnValue:
-    caller = require_account_step_up(MANAGE_FACTORS_MAX_AGE)
-    codes = services().totp.regenerate_recovery_codes(caller.user.id)
+    caller = current_caller()
+    codes = services().second_factor.replace_recovery_codes(caller.session, caller.user)
     return jsonify(RecoveryCodes(recovery_codes=codes).model_dump())

@@ -400,11 +400,17 @@ class ConsentService:
         decisions: list[DecisionInput],
         channel: Channel,
         context: RequestContext,
+        *,
+        session: Session | None = None,
     ) -> list[ConsentRecord]:
-        """Record a batch; refuses a batch that changes nothing (a replay)."""
+        """Record a batch; refuses a batch that changes nothing (a replay).
+        Refusing a purpose that is granted is a withdrawal: it needs what
+        withdrawing it needs (from ``session``), and stops the same things."""
         policy = self.validate(policy_version, decisions)
-        # Serialise this account's decisions: two identical batches must not both
-        # pass as changes. Other accounts' decisions do not wait.
+        # The account's removal lock first (a refusal may remove protections),
+        # then its chain head: two identical batches must not both pass as
+        # changes. Other accounts' decisions do not wait.
+        self._safeguards.hold(user_id)
         self._lock(user_id)
         latest = self.current(user_id)
         owed = {p.code for p in self.pending(user_id)}
@@ -422,9 +428,18 @@ class ConsentService:
                 "Nothing to change",
                 "These decisions are already on record under the current policy.",
             )
+        ending = [
+            d.purpose
+            for d in changes
+            if d.decision != Decision.GRANTED
+            and (rec := latest.get((d.purpose, None))) is not None
+            and rec.decision == Decision.GRANTED
+        ]
+        removed = self._removable(user_id, ending, session)
         records = [
             self._append(user_id, d.purpose, d.decision, policy, channel, context) for d in changes
         ]
+        self._stop(user_id, ending, removed, "refused")
         refused = [
             p
             for d in changes
@@ -456,26 +471,45 @@ class ConsentService:
                 f"{purpose.title.en} rests on {purpose.legal_basis.value.replace('_', ' ')}, not "
                 "on consent. To end it, cancel your account (POST /api/v1/me/cancellation).",
             )
+        # The account's removal lock before its chain head, as everywhere.
+        self._safeguards.hold(user_id)
         self._lock(user_id)
         if not self.is_granted(user_id, purpose.code):
             raise ServiceError(
                 "not-granted", 409, "Nothing to withdraw", f"{purpose.title.en} is not granted."
             )
-        if session is not None and session.user_id != user_id:
-            raise ValueError("a session withdraws only its own user's consent")
-        removed = self._effects.removals(self._db, purpose.code, user_id)
-        self._safeguards.require(session, removed)
+        removed = self._removable(user_id, [purpose.code], session)
         policy = self._policies.require_current()
         record = self._append(
             user_id, purpose.code, Decision.WITHDRAWN, policy, Channel.SETTINGS, context
         )
-        # Stop what depends on it now; what was done before stays lawful.
-        self._effects.run(self._db, purpose.code, user_id)
+        self._stop(user_id, [purpose.code], removed, "withdrawn")
+        return record
+
+    # -- ending a grant (withdrawn, or refused when asked again) ------------------
+
+    def _removable(
+        self, user_id: str, purposes: Sequence[str], session: Session | None
+    ) -> list[Protection]:
+        """The sign-in protections ending these grants takes away; refused (RFC
+        9470 challenge) unless ``session`` may remove them. The account is held."""
+        if session is not None and session.user_id != user_id:
+            raise ValueError("a session ends only its own user's consent")
+        removed = [p for code in purposes for p in self._effects.removals(self._db, code, user_id)]
+        self._safeguards.require(session, removed)
+        return removed
+
+    def _stop(
+        self, user_id: str, purposes: Sequence[str], removed: Sequence[Protection], verb: str
+    ) -> None:
+        """Stop what depends on these grants now (what was done before stays
+        lawful) and tell the owner which protections went."""
+        for code in purposes:
+            self._effects.run(self._db, code, user_id)
         user = self._db.get(User, user_id)
         if removed and user is not None:
-            how = f"consent to '{purpose.code}' was withdrawn"
-            self._safeguards.tell_owner(user, removed, how)
-        return record
+            named = " and ".join(f"'{code}'" for code in purposes)
+            self._safeguards.tell_owner(user, removed, f"consent to {named} was {verb}")
 
     def grant(
         self, user_id: str, purpose_code: str, policy_version: str, context: RequestContext

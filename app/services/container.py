@@ -40,6 +40,7 @@ from app.services.registration import RegistrationService
 from app.services.retention import RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.safeguards import Safeguards
+from app.services.second_factor import SecondFactorChanges
 from app.services.sessions import SessionRules, SessionService
 from app.services.sign_in_tickets import SignInTickets
 from app.services.signin import SignInCompleter
@@ -150,7 +151,7 @@ class Services:
 
     @cached_property
     def safeguards(self) -> Safeguards:
-        return Safeguards(self.runtime.clock, self.totp, self.vault, self.notifier)
+        return Safeguards(self.db, self.runtime.clock, self.totp, self.vault, self.notifier)
 
     @cached_property
     def signin(self) -> SignInCompleter:
@@ -256,6 +257,10 @@ class Services:
             throttle=self.throttle,
             flow_ttl_seconds=rt.settings.registration_flow_ttl_seconds,
         )
+
+    @cached_property
+    def second_factor(self) -> SecondFactorChanges:
+        return SecondFactorChanges(self.totp, self.safeguards)
 
     @cached_property
     def totp(self) -> TotpService:

@@ -299,6 +299,8 @@ class DeviceService:
         phone must stop the phone signing in. Needs the recent sign-in that
         removing a binding (and that passkey) needs."""
         user_id = session.user_id
+        # The account's removal lock before the device row (see safeguards.py).
+        self._safeguards.hold(user_id)
         device = self._owned(user_id, device_ref, lock=True)
         removed: list[Protection] = []
         if device.trust_state == TrustState.BOUND:
@@ -380,7 +382,7 @@ class DeviceService:
         return device, cookie
 
     def _owned(self, user_id: str, device_ref: str, *, lock: bool = False) -> Device:
-        device = self._db.get(Device, device_ref, with_for_update=lock)
+        device = self._db.get(Device, device_ref, with_for_update=lock, populate_existing=lock)
         if device is None or device.user_id != user_id or device.revoked_at is not None:
             raise not_found("The device")
         return device

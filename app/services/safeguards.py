@@ -1,17 +1,27 @@
 """What taking away one of the account's sign-in protections needs.
 
-A protection is a passkey, or a device bound to the account. Removing one
-weakens the account however it happens: deleting the passkey, revoking the
-device, or withdrawing the consent it rests on. Each kind is declared here once,
-with the age of proof its removal needs; every path that removes one asks
-``Safeguards.require`` first and ``Safeguards.tell_owner`` after, so no side
-door needs less than the front door."""
+A protection is a passkey, a device bound to the account, the second factor
+(TOTP) or its recovery codes. Removing one weakens the account however it
+happens: deleting the passkey, revoking the device, turning TOTP off, replacing
+the recovery codes, or withdrawing (or refusing) the consent it rests on. Each
+kind is declared here once, with the age of proof its removal needs; every path
+that removes one asks ``Safeguards.require`` first and ``Safeguards.tell_owner``
+after, so no side door needs less than the front door.
+
+Removals of one account also queue on one lock, the account's ``users`` row
+(``Safeguards.hold``), taken before anything else they lock: the consent
+chain head, device and passkey rows. Concurrent removals then never deadlock,
+never act on a row another one has just changed, and each protection is
+removed, and reported to the owner, once."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import ServiceError
@@ -36,6 +46,13 @@ class Protection:
 
 PASSKEYS = Protection("passkeys", 300, "passkeys")
 DEVICE_BINDINGS = Protection("device_bindings", 900, "bound devices")
+SECOND_FACTOR = Protection(
+    "second_factor", 300, "the authenticator app (TOTP) and its recovery codes"
+)
+# New codes void the old ones: as fresh a proof as removing the factor.
+RECOVERY_CODES = Protection(
+    "recovery_codes", SECOND_FACTOR.max_age_seconds, "your earlier recovery codes"
+)
 
 
 def insufficient_authentication(level: Acr, max_age: int, *, dpop_bound: bool) -> ServiceError:
@@ -69,9 +86,22 @@ def require_authentication(session: Session, level: Acr, max_age: int, now: date
 
 class Safeguards:
     def __init__(
-        self, clock: Clock, totp: TotpService, vault: PersonalDataVault, notifier: Notifier
+        self,
+        db: DbSession,
+        clock: Clock,
+        totp: TotpService,
+        vault: PersonalDataVault,
+        notifier: Notifier,
     ) -> None:
-        self._clock, self._totp, self._vault, self._notifier = clock, totp, vault, notifier
+        self._db, self._clock, self._totp = db, clock, totp
+        self._vault, self._notifier = vault, notifier
+
+    def hold(self, user_id: str) -> None:
+        """Lock the account against other removals until the transaction ends.
+        Every removal path calls this before it reads what it will remove or
+        locks anything else; taking it again in the same transaction is free.
+        (SQLite's BEGIN IMMEDIATE already serialises every writer.)"""
+        self._db.execute(select(User.id).where(User.id == user_id).with_for_update()).first()
 
     def account_level(self, user_id: str) -> Acr:
         """Changing what protects an account needs every factor it has."""
@@ -80,12 +110,13 @@ class Safeguards:
     def require(self, session: Session | None, protections: Collection[Protection]) -> None:
         """Refuse (RFC 9470 challenge) unless ``session`` signed in recently
         enough to remove all of ``protections``: the strictest age wins. Without
-        a session nothing can be removed."""
+        a session nothing can be removed. Holds the account's lock (``hold``)."""
         if not protections:
             return
         max_age = min(p.max_age_seconds for p in protections)
         if session is None:
             raise insufficient_authentication(Acr.MULTI_FACTOR, max_age, dpop_bound=False)
+        self.hold(session.user_id)
         level = self.account_level(session.user_id)
         require_authentication(session, level, max_age, self._clock.now())
 

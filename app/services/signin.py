@@ -87,7 +87,9 @@ class SignInCompleter:
         Refusing a purpose the account cannot exist without ends every session."""
         channel = Channel.LOGIN if session.consent_pending else Channel.API
         try:
-            self._consent.decide(session.user_id, policy_version, decisions, channel, context)
+            self._consent.decide(
+                session.user_id, policy_version, decisions, channel, context, session=session
+            )
         except ServiceError as error:
             if error.slug == REQUIRED_REFUSED:
                 self._sessions.revoke_all(session.user_id, "required_purpose_refused")

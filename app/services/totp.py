@@ -149,11 +149,15 @@ class TotpService:
         self._audit.record("mfa.recovery_codes_regenerated", user_id=user_id)
         return codes
 
-    def disable(self, user_id: str) -> None:
+    def disable(self, user_id: str) -> bool:
+        """Turn TOTP off (a pending enrolment goes too); whether it was on."""
+        factor = self._locked_factor(user_id)
+        was_on = factor is not None and factor.confirmed_at is not None
         self._db.execute(delete(TotpFactor).where(TotpFactor.user_id == user_id))
         self._db.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
         self._db.flush()
         self._audit.record("mfa.totp_disabled", user_id=user_id)
+        return was_on
 
     def remaining_recovery_codes(self, user_id: str) -> int:
         return len(

@@ -381,7 +381,12 @@ class WebAuthnService:
         transport: Transport,
         context: RequestContext,
     ) -> SignInResult:
+        # The account whose passkey answered, once known: its failures are its
+        # events, kept under its choice about network details.
+        account: str | None = None
         try:
+            named = self._stored(credential)
+            account = named.user_id if named is not None else None
             row = self._consume(challenge_id, AUTHENTICATION, None, None)
             stored, user_verified = self._verify_assertion(row, credential, owner=None)
             user = self._db.get(User, stored.user_id)
@@ -402,6 +407,7 @@ class WebAuthnService:
             self._audit.record(
                 "login.failed",
                 outcome="failure",
+                user_id=account,
                 ip_prefix=context.ip_prefix,
                 method="webauthn",
                 reason=error.slug,
@@ -452,7 +458,10 @@ class WebAuthnService:
         """Remove a passkey (and the binding it made): needs the recent sign-in
         that removing these protections needs, and the owner is told."""
         user_id = session.user_id
-        credential = self._owned(user_id, credential_ref)
+        # The account's removal lock first; then the passkey, read fresh: a
+        # second delete of it arriving at once finds it gone (404).
+        self._safeguards.hold(user_id)
+        credential = self._owned(user_id, credential_ref, lock=True)
         removed: list[Protection] = [PASSKEYS]
         if self._devices.bound_by_passkey(credential.id):
             removed.append(DEVICE_BINDINGS)
@@ -482,11 +491,25 @@ class WebAuthnService:
             )
         return self._db.execute(query.order_by(WebAuthnCredential.created_at)).scalars().all()
 
-    def _owned(self, user_id: str, credential_ref: str) -> WebAuthnCredential:
-        credential = self._db.get(WebAuthnCredential, credential_ref)
+    def _owned(
+        self, user_id: str, credential_ref: str, *, lock: bool = False
+    ) -> WebAuthnCredential:
+        credential = self._db.get(
+            WebAuthnCredential, credential_ref, with_for_update=lock, populate_existing=lock
+        )
         if credential is None or credential.user_id != user_id or credential.revoked_at:
             raise not_found("The passkey")
         return credential
+
+    def _stored(self, credential: dict[str, Any]) -> WebAuthnCredential | None:
+        """The stored passkey an assertion names by its rawId, if any."""
+        try:
+            raw_id = base64url_to_bytes(str(credential.get("rawId", "")))
+        except ValueError:
+            return None
+        return self._db.execute(
+            select(WebAuthnCredential).where(WebAuthnCredential.credential_id == raw_id)
+        ).scalar_one_or_none()
 
     @staticmethod
     def _descriptor(credential: WebAuthnCredential) -> PublicKeyCredentialDescriptor:
@@ -517,13 +540,7 @@ class WebAuthnService:
         require_uv: bool = False,
     ) -> tuple[WebAuthnCredential, bool]:
         refused = invalid_credentials()  # keep_changes: the spent challenge stays spent
-        try:
-            raw_id = base64url_to_bytes(str(credential.get("rawId", "")))
-        except ValueError:
-            raise refused from None
-        stored = self._db.execute(
-            select(WebAuthnCredential).where(WebAuthnCredential.credential_id == raw_id)
-        ).scalar_one_or_none()
+        stored = self._stored(credential)
         if (
             stored is None
             or stored.revoked_at is not None
