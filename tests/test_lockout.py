@@ -27,11 +27,13 @@ from tests.helpers import (
     finish_reset,
     https_client,
     login,
+    new_person,
     passkey_sign_in,
     register,
     request_sms_code,
     sms_sign_in,
     start_reset,
+    statements_of,
 )
 from tests.soft_authenticator import SoftAuthenticator, b64url
 
@@ -167,7 +169,7 @@ def test_one_network_still_cannot_flood_a_recipient(app, mailbox, sms):
     statuses = []
     for n in range(6):
         stranger = https_client(app, f"198.51.100.{n + 1}")
-        stranger.set_cookie("__Host-privid_device", f"made-up-{n}", secure=True, path="/")
+        stranger.set_cookie("__Host-privid_device", f"made-up-{n}", secure=True)
         statuses.append(request_sms_code(stranger, person.phone).status_code)
     assert statuses == [202] * 5 + [429]
 
@@ -334,3 +336,43 @@ def test_second_factor_guesses_are_bounded_and_never_lock_the_owner(
     assert first.status_code == 202, first.json
     body = {"ticket": first.json["ticket"], "totp_code": totp.at(clock.now())}
     assert laptop.post("/api/v1/login/second-factor", json=body).status_code == 200
+
+
+# -- a device cookie tells nothing about who is registered (enumeration by timing) --
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "kind", "status"),
+    [
+        ("/api/v1/login/sms/code", "phone", "phone", 202),
+        ("/api/v1/password-reset", "identifier", "phone", 202),
+        ("/api/v1/password-reset", "identifier", "email", 202),
+        ("/api/v1/login/password", "identifier", "email", 401),
+    ],
+)
+def test_a_made_up_device_cookie_costs_the_same_work_registered_or_not(
+    app, mailbox, sms, path, field, kind, status
+):
+    person, _ = register(https_client(app, "192.0.2.80"), mailbox, sms)
+    stranger = new_person()
+
+    def work(who) -> list[str]:
+        # A fresh client each time, so no cookie the service set comes back.
+        prober = https_client(app, "198.51.100.80")
+        prober.set_cookie("__Host-privid_device", "made-up-by-the-prober", secure=True)
+        body = {field: getattr(who, kind)}
+        if path.endswith("/password"):
+            body["password"] = "not-the-password-at-all"
+        answers = []
+        statements = statements_of(app, lambda: answers.append(prober.post(path, json=body)))
+        assert answers[0].status_code == status, answers[0].json
+        return statements
+
+    work(new_person())  # warm: first-request work is not what we compare
+    # The device lookups a cookie causes are the same whether or not the
+    # address has an account.
+    assert device_lookups(work(person)) == device_lookups(work(stranger)) != []
+
+
+def device_lookups(statements: list[str]) -> list[str]:
+    return [s for s in statements if "FROM devices" in s]
