@@ -30,6 +30,7 @@ from app.services.audit import AuditTrail
 from app.services.challenges import ChallengeStore
 from app.services.consent import SECURITY_PURPOSE, ConsentService
 from app.services.context import DeviceHints, RequestContext
+from app.services.device_details import NO_ACCOUNT
 from app.services.dpop import invalid_dpop_proof
 from app.services.export import ExportContext, Section, plain, register_section
 from app.services.notifications import Notifier
@@ -39,10 +40,6 @@ from app.services.throttle import device, network
 from app.services.vault import PersonalDataVault
 
 BINDING_CEREMONY = "device_binding"
-# An id no account has: asking after a device "of nobody" runs the same
-# queries as for a real account, so the time taken does not say whether an
-# address is registered.
-NO_ACCOUNT = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
