@@ -22,7 +22,7 @@ import pyotp
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Connection, event, inspect, select, text
 from werkzeug.test import TestResponse
 
 from app.models import Base
@@ -222,6 +222,31 @@ def wipe_chain_state(connection: Connection, table: str, last_hash: str) -> None
 def deliver_outbox(app: Flask) -> DeliveryReport:
     """One pass of the outbox worker, as `flask outbox-deliver` runs it."""
     return OutboxWorker.for_app(app).run_once()
+
+
+def statements_of(app: Flask, request: Callable[[], Any]) -> list[str]:
+    """The SQL statements (text, not values) that ``request()`` runs."""
+    engine = app.extensions["privid.engine"]
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        request()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return statements
+
+
+def deliver_all(app: Flask) -> None:
+    """Outbox passes until nothing is due: a flood can exceed one pass's batch."""
+    for _ in range(100):
+        report = deliver_outbox(app)
+        if report.total == 0:
+            return
+    raise AssertionError("the outbox never empties")
 
 
 def privid_env(settings: Settings, **overrides: str) -> dict[str, str]:

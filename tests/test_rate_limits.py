@@ -132,12 +132,13 @@ def test_sms_codes_are_limited_per_destination(app, client, mailbox, sms, runtim
     response = client.post("/api/v1/login/sms/code", json={"phone": other_person.phone})
     assert response.status_code == 202
     sms.wait_for(other_person.phone, count=2)  # the registration code, then this one
-    assert (
-        client.post(
-            "/api/v1/login/sms/code", json={"phone": person.phone}, environ_overrides=OTHER_IP
-        ).status_code
-        == 429
+    # The limit is per (destination, network): whoever filled it from here
+    # cannot stop the owner asking from another network (NIST SP 800-63B-4).
+    elsewhere = client.post(
+        "/api/v1/login/sms/code", json={"phone": person.phone}, environ_overrides=OTHER_IP
     )
+    assert elsewhere.status_code == 202
+    sms.wait_for(person.phone, count=PER_DESTINATION + 1)
 
 
 def test_password_reset_codes_are_limited_per_destination(app, client, mailbox, sms, runtime):

@@ -12,7 +12,7 @@ from app.api.context import (
     require_account_step_up,
     services,
 )
-from app.api.limits import body_field_key, setting
+from app.api.limits import per_destination_limit, setting
 from app.api.operations import operation
 from app.api.schemas import (
     Accepted,
@@ -76,9 +76,7 @@ def change_password(body: PasswordChange) -> ResponseReturnValue:
 
 @bp.post("/me/email")
 @limiter.limit(setting("limit_code_send_per_ip"))
-@limiter.limit(
-    setting("limit_code_send_per_destination"), key_func=body_field_key("email", "email")
-)
+@per_destination_limit("email", "email")
 @operation(
     "Start changing my email: a code goes to the new address",
     tag=TAG,
@@ -94,9 +92,7 @@ def change_email(body: EmailChange) -> ResponseReturnValue:
 
 @bp.post("/me/phone")
 @limiter.limit(setting("limit_code_send_per_ip"))
-@limiter.limit(
-    setting("limit_code_send_per_destination"), key_func=body_field_key("phone", "phone")
-)
+@per_destination_limit("phone", "phone")
 @operation(
     "Start changing my phone: a code goes to the new number",
     tag=TAG,

@@ -7,13 +7,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from typing import Any
 
 from flask import request
 
 from app.api.context import request_context, runtime
 from app.errors import ServiceError
-from app.extensions import current_settings, limiter_hash_key
-from app.services.directory import Directory
+from app.extensions import current_settings, limiter, limiter_hash_key
+from app.services.directory import Directory, Identifier
 
 
 def json_body() -> object:
@@ -29,26 +30,24 @@ def setting(name: str) -> Callable[[], str]:
     return lambda: str(getattr(current_settings(), name))
 
 
-def body_field_key(field: str, kind: str = "identifier") -> Callable[[], str]:
-    """The blind index of an address in the JSON body; malformed input still gets a key."""
-
-    def key() -> str:
-        data = json_body()
-        raw = data.get(field) if isinstance(data, dict) else None
-        if not isinstance(raw, str):
-            return f"{field}:absent"
-        rt = runtime()
-        directory = Directory(None, rt.blind_index, rt.settings.default_phone_region)  # type: ignore[arg-type]
-        parse = {"email": directory.email, "phone": directory.phone}.get(kind, directory.identifier)
-        try:
-            return f"{field}:{parse(raw).index}"
-        except (ServiceError, UnicodeError):
-            # Keyed: a plain hash of an almost-valid address could be guessed back.
-            typed = raw.strip().lower().encode("utf-8", "replace")
-            digest = hmac.new(limiter_hash_key(), typed, hashlib.sha256).hexdigest()
-            return f"{field}:raw:{digest}"
-
-    return key
+def _typed_address(field: str, kind: str) -> tuple[str, Identifier | None]:
+    """The blind index of an address in the JSON body, and the parsed address;
+    malformed input still gets a key (and no address)."""
+    data = json_body()
+    raw = data.get(field) if isinstance(data, dict) else None
+    if not isinstance(raw, str):
+        return f"{field}:absent", None
+    rt = runtime()
+    directory = Directory(None, rt.blind_index, rt.settings.default_phone_region)  # type: ignore[arg-type]
+    parse = {"email": directory.email, "phone": directory.phone}.get(kind, directory.identifier)
+    try:
+        ident = parse(raw)
+    except (ServiceError, UnicodeError):
+        # Keyed: a plain hash of an almost-valid address could be guessed back.
+        typed = raw.strip().lower().encode("utf-8", "replace")
+        digest = hmac.new(limiter_hash_key(), typed, hashlib.sha256).hexdigest()
+        return f"{field}:raw:{digest}", None
+    return f"{field}:{ident.index}", ident
 
 
 def caller_key() -> str:
@@ -59,54 +58,45 @@ def caller_key() -> str:
     return f"account:{current_caller().user.id}"
 
 
-def source_key() -> str:
-    """Where the request comes from, for limits per (identifier, source): the
-    device cookie it shows (its hash), else a keyed hash of its network. A
-    recognised device thus keeps its own budget however busy its network is;
-    a made-up cookie only buys what the database back-off still counts."""
-    hints = request_context()
-    if hints.device.cookie_hash:
-        return f"device:{hints.device.cookie_hash}"
-    return f"net:{hints.source}"
+def _source_of(ident: Identifier | None) -> str:
+    """Where the request comes from: the recognised device, of the account
+    behind the typed address, that the request shows; else a keyed hash of its
+    network. A made-up device cookie is no source of its own. The lookups are
+    the same whether or not the address has an account."""
+    from app.api.context import services
+
+    svc = services()
+    user = svc.directory.find(ident) if ident is not None else None
+    return svc.devices.source_of(user, request_context())
+
+
+def _per_source(field: str, part: str, source: str) -> str:
+    combined = f"{part}|{source}"
+    return f"{field}-source:{hashlib.sha256(combined.encode()).hexdigest()}"
 
 
 def identifier_source_key(field: str, kind: str = "identifier") -> Callable[[], str]:
-    """Per identifier typed and source: one network's guesses cannot use up
-    the owner's requests (NIST SP 800-63B-4 §3.2.2)."""
-    identifier = body_field_key(field, kind)
+    """Per address typed and source: one network's requests cannot use up the
+    owner's (NIST SP 800-63B-4 §3.2.2)."""
 
     def key() -> str:
-        combined = f"{identifier()}|{source_key()}"
-        return f"{field}-source:{hashlib.sha256(combined.encode()).hexdigest()}"
+        part, ident = _typed_address(field, kind)
+        return _per_source(field, part, _source_of(ident))
 
     return key
 
 
-def owner_device_shown(field: str, kind: str = "identifier") -> Callable[[], bool]:
-    """For ``exempt_when``: the request carries the device cookie of a device
-    the account behind the typed address has recognised. A per-destination
-    limit protects the owner from floods; strangers can fill it, so it must
-    not stop the owner asking from their own browser for their own code."""
-
-    def exempt() -> bool:
-        from app.api.context import services
-
-        hints = request_context().device
-        data = json_body()
-        raw = data.get(field) if isinstance(data, dict) else None
-        if not hints.cookie_hash or not isinstance(raw, str):
-            return False
-        svc = services()
-        parse = {"email": svc.directory.email, "phone": svc.directory.phone}.get(
-            kind, svc.directory.identifier
-        )
-        try:
-            user = svc.directory.find(parse(raw))
-        except (ServiceError, UnicodeError):
-            return False
-        return user is not None and svc.devices.identify(user.id, hints) is not None
-
-    return exempt
+def per_destination_limit(field: str, kind: str = "identifier") -> Callable[[Any], Any]:
+    """The one limit on codes sent to an address, for every endpoint that
+    sends one. It counts per (destination, source), so strangers elsewhere can
+    never use up the owner's requests for their own code (sign-in, reset).
+    Trade-off: a recipient can be sent ``limit_code_send_per_destination``
+    messages an hour by each network (or recognised device) that asks, each
+    network also held to ``limit_code_send_per_ip``; flooding one person then
+    takes many networks, and no total cap exists for strangers to fill."""
+    return limiter.limit(
+        setting("limit_code_send_per_destination"), key_func=identifier_source_key(field, kind)
+    )
 
 
 def flow_destination_key() -> str:
@@ -121,4 +111,6 @@ def flow_destination_key() -> str:
     flow = services().db.get(RegistrationFlow, flow_id)
     if flow is None or channel not in ("email", "phone"):
         return f"flow:{flow_id}"
-    return f"destination:{flow.email_index if channel == 'email' else flow.phone_index}"
+    index = flow.email_index if channel == "email" else flow.phone_index
+    # Per (destination, source), as per_destination_limit counts.
+    return _per_source("destination", index, _source_of(None))

@@ -12,12 +12,7 @@ from app.api.context import (
     services,
     sign_in_context,
 )
-from app.api.limits import (
-    body_field_key,
-    identifier_source_key,
-    owner_device_shown,
-    setting,
-)
+from app.api.limits import identifier_source_key, per_destination_limit, setting
 from app.api.operations import operation
 from app.api.render import signed_in_response
 from app.api.schemas import (
@@ -63,11 +58,7 @@ def password_login(body: PasswordLogin) -> ResponseReturnValue:
 
 @bp.post("/login/sms/code")
 @limiter.limit(setting("limit_code_send_per_ip"))
-@limiter.limit(
-    setting("limit_code_send_per_destination"),
-    key_func=body_field_key("phone", "phone"),
-    exempt_when=owner_device_shown("phone", "phone"),
-)
+@per_destination_limit("phone", "phone")
 @operation(
     "Send a sign-in code by SMS",
     tag=TAG,
@@ -165,11 +156,7 @@ def logout() -> ResponseReturnValue:
 
 @bp.post("/password-reset")
 @limiter.limit(setting("limit_reset_per_ip"))
-@limiter.limit(
-    setting("limit_code_send_per_destination"),
-    key_func=body_field_key("identifier"),
-    exempt_when=owner_device_shown("identifier"),
-)
+@per_destination_limit("identifier")
 @operation(
     "Send a password-reset code to an email or phone",
     tag=TAG,

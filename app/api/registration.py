@@ -12,7 +12,7 @@ from app.api.context import (
     services,
     sign_in_context,
 )
-from app.api.limits import body_field_key, flow_destination_key, setting
+from app.api.limits import flow_destination_key, per_destination_limit, setting
 from app.api.operations import operation
 from app.api.render import signed_in_payload
 from app.api.schemas import (
@@ -42,12 +42,8 @@ def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
 
 @bp.post("")
 @limiter.limit(setting("limit_registration_per_ip"))
-@limiter.limit(
-    setting("limit_code_send_per_destination"), key_func=body_field_key("email", "email")
-)
-@limiter.limit(
-    setting("limit_code_send_per_destination"), key_func=body_field_key("phone", "phone")
-)
+@per_destination_limit("email", "email")
+@per_destination_limit("phone", "phone")
 @operation(
     "Start a registration; codes go to the email and the phone",
     tag=TAG,

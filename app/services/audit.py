@@ -14,7 +14,7 @@ from app.clock import Clock
 from app.models import AuditEvent
 from app.services.chain import ChainKeeper, Ledger, Verdict
 from app.services.checkpoints import CheckpointStore
-from app.services.device_details import keeps_device_details
+from app.services.device_details import NO_ACCOUNT, keeps_device_details
 
 AUDIT_CHAIN = "audit"
 # Keys that would put secrets or personal data into the trail; refused outright.
@@ -67,8 +67,12 @@ class AuditTrail:
         # The network prefix is the requester's: the actor's when an operator
         # acts, else the account's. Kept only while that account allows it.
         requester = actor_id or user_id
-        if ip_prefix is not None and requester and not keeps_device_details(self._db, requester):
-            ip_prefix = None
+        if ip_prefix is not None:
+            # Asked about nobody too (a failed sign-in at an unknown address):
+            # the same work either way, so its time does not tell who exists.
+            allowed = keeps_device_details(self._db, requester or NO_ACCOUNT)
+            if requester and not allowed:
+                ip_prefix = None
         event = AuditEvent(
             id=self._next_id(),
             occurred_at=self._clock.now().replace(microsecond=0),

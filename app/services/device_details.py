@@ -10,6 +10,10 @@ from sqlalchemy.orm import Session as DbSession
 from app.models import ConsentRecord, Decision
 
 SECURITY_PURPOSE = "security"
+# An id no account has. Where a request may or may not concern an account, the
+# same lookups run against this id when there is none, so the time taken does
+# not say whether an address is registered.
+NO_ACCOUNT = "00000000-0000-0000-0000-000000000000"
 
 
 def allowed_by(latest_security_decision: ConsentRecord | None) -> bool:

@@ -30,11 +30,13 @@ from app.services.audit import AuditTrail
 from app.services.challenges import ChallengeStore
 from app.services.consent import SECURITY_PURPOSE, ConsentService
 from app.services.context import DeviceHints, RequestContext
+from app.services.device_details import NO_ACCOUNT
 from app.services.dpop import invalid_dpop_proof
 from app.services.export import ExportContext, Section, plain, register_section
 from app.services.notifications import Notifier
 from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS, Protection, Safeguards
 from app.services.sessions import Transport
+from app.services.throttle import device, network
 from app.services.vault import PersonalDataVault
 
 BINDING_CEREMONY = "device_binding"
@@ -126,6 +128,20 @@ class DeviceService:
             if device is not None:
                 return device
         return None
+
+    def recognised(self, user: User | None, hints: DeviceHints) -> Device | None:
+        """The device of ``user`` these hints point to, if there is an account:
+        the lookups are the same when there is none (enumeration by timing)."""
+        found = self.identify(user.id if user is not None else NO_ACCOUNT, hints)
+        return found if user is not None else None
+
+    def source_of(self, user: User | None, context: RequestContext) -> str:
+        """Where an attempt comes from, as sign-in limits count it: the
+        account's recognised device it shows (passkey, DPoP key or device
+        cookie), else the client's network. A made-up cookie is no source, so
+        it buys no budget of its own."""
+        found = self.recognised(user, context.device)
+        return device(found.id) if found is not None else network(context.source)
 
     def has_bound(self, user_id: str) -> bool:
         found = self._db.execute(

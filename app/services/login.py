@@ -19,7 +19,7 @@ from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
 from app.services.sign_in_tickets import SignInTickets, ticket_invalid
 from app.services.signin import SignInCompleter, SignInResult
-from app.services.throttle import AccountThrottle, device, network, second_factor_key
+from app.services.throttle import AccountThrottle
 from app.services.totp import TotpService
 from app.services.vault import PersonalDataVault
 
@@ -162,10 +162,13 @@ class LoginService:
         if claims.get("jkt") != context.device.dpop_jkt:
             raise ticket_invalid()
         methods = claims.get("methods", TOTP_METHODS)
-        key = second_factor_key(user.id)
+        # Per (account, source), and account-wide from networks: a stranger
+        # with the password cannot lock the owner's device out of the second
+        # factor, and guesses at a 6-digit code stay bounded.
+        source = self._source(user, context)
         attempted = methods[0]
         try:
-            self._throttle.reserve_attempt(key)
+            self._throttle.reserve_second_factor(user.id, source)
             if totp_code is not None and "totp" in methods:
                 attempted = "totp"
                 self._totp.verify(user.id, totp_code)
@@ -188,7 +191,7 @@ class LoginService:
         except ServiceError:
             self._fail(user, context, "invalid_second_factor", attempted)
             raise
-        self._throttle.clear(key)
+        self._throttle.second_factor_proven(user.id, source)
         self._tickets.spend(claims)
         return self._succeed(
             user,
@@ -253,10 +256,8 @@ class LoginService:
         return []
 
     def _source(self, user: User | None, context: RequestContext) -> str:
-        """Where an attempt comes from: the account's recognised device it shows
-        (device cookie or DPoP key), else its network."""
-        found = self._devices.identify(user.id, context.device) if user is not None else None
-        return device(found.id) if found is not None else network(context.source)
+        # The same device lookups whether or not there is an account.
+        return self._devices.source_of(user, context)
 
     def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
         self._audit.record(

@@ -6,7 +6,7 @@ from app.errors import invalid_field
 from app.models import Session, User
 from app.services.account import AccountService
 from app.services.sessions import Acr, IssuedSession, SessionService
-from app.services.throttle import AccountThrottle, second_factor_key
+from app.services.throttle import AccountThrottle, signed_in
 from app.services.totp import TotpService
 
 
@@ -32,7 +32,8 @@ class StepUpService:
         if totp_code is None:
             raise invalid_field("#/totp_code", "Your account uses TOTP: enter its code too.")
         # TOTP guesses count on their own budget, as at sign-in.
-        self._throttle.reserve_attempt(second_factor_key(user.id))
+        source = signed_in(session.id)
+        self._throttle.reserve_second_factor(user.id, source)
         self._totp.verify(user.id, totp_code)
-        self._throttle.clear(second_factor_key(user.id))
+        self._throttle.second_factor_proven(user.id, source)
         return self._sessions.step_up(session, acr=Acr.MULTI_FACTOR, amr=["pwd", "otp", "mfa"])

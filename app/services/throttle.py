@@ -12,11 +12,19 @@ owner, so password failures are counted in two kinds of bucket:
   ``login_account_max_failures`` in a row it takes no more guesses for a day
   (NIST: at most 100 consecutive failures per account; two identifiers).
 
-Only password guesses are counted. A one-time code (SMS sign-in, reset) is
-bound to the flow that asked for it, has its own few tries, and is never
-refused because of password guesses; a proof of ownership ends the run of
-failures. An attempt is counted *before* the password is checked, under a row
-lock, so parallel guesses cannot slip past the count; every bucket an attempt
+Second-factor guesses (TOTP, recovery and email codes) are counted the same
+way, per (account, source) and account-wide from networks: a 6-digit code
+gets a bounded number of guesses, the owner's recognised device is never held
+up, and elsewhere a password reset (which nobody can block) clears the count.
+
+A one-time code (SMS sign-in, reset) is bound to the flow that asked for it,
+has its own few tries, and is never refused because of password guesses; a
+proof of ownership ends the run of failures. Passkey assertions cannot be
+guessed: a failed one is counted per (credential, source) after the signature
+check, so junk never stands in the way of a valid signature.
+
+A password or second-factor attempt is counted *before* it is checked, under
+a row lock, so parallel guesses cannot slip past the count; every bucket an attempt
 touches is locked in key order, so two requests never deadlock.
 """
 
@@ -72,10 +80,15 @@ def identifier_key(index: str) -> str:
     return f"id:{index}"
 
 
+def _hashed(kind: str, subject: str, source: str) -> str:
+    # Hashed to fit the key column.
+    return f"{kind}:" + hashlib.sha256(f"{subject}|{source}".encode()).hexdigest()
+
+
 def source_key(index: str, source: str) -> str:
     """Password guesses at one identifier from one source (``net:<hash>`` or
-    ``device:<id>``); hashed to fit the key column."""
-    return "src:" + hashlib.sha256(f"{index}|{source}".encode()).hexdigest()
+    ``device:<id>``)."""
+    return _hashed("src", index, source)
 
 
 def network(source_hash: str) -> str:
@@ -92,13 +105,30 @@ def account_key(user_id: str) -> str:
 
 
 def second_factor_key(user_id: str) -> str:
+    """Second-factor guesses at one account from any network."""
     return f"mfa:{user_id}"
 
 
-def passkey_key(user_id: str) -> str:
-    """Failed passkey assertions for a known credential: their own budget, so
-    junk assertions cannot lock the account's password checks."""
-    return f"passkey:{user_id}"
+def second_factor_source_key(user_id: str, source: str) -> str:
+    """Second-factor guesses at one account from one source."""
+    return _hashed("mfa-src", user_id, source)
+
+
+def passkey_key(credential_ref: str, source: str) -> str:
+    """Failed assertions naming one passkey from one source."""
+    return _hashed("pk-src", credential_ref, source)
+
+
+def signed_in(session_id: str) -> str:
+    """A session that passed every factor (step-up): as strong a source as a
+    recognised device."""
+    return f"session:{session_id}"
+
+
+def is_device(source: str) -> bool:
+    """A source that proved something (a recognised device, a signed-in
+    session): the account-wide buckets do not hold it up."""
+    return source.startswith(("device:", "session:"))
 
 
 def keys_of(user: User) -> list[str]:
@@ -108,7 +138,6 @@ def keys_of(user: User) -> list[str]:
         identifier_key(user.phone_index),
         account_key(user.id),
         second_factor_key(user.id),
-        passkey_key(user.id),
     ]
 
 
@@ -131,14 +160,16 @@ class AccountThrottle:
 
     # -- password sign-in ---------------------------------------------------------
 
-    def password_buckets(self, index: str, source: str) -> list[Bucket]:
-        """Where a password attempt at ``index`` from ``source`` counts: its
-        source's bucket, and the account-wide one unless a recognised device
-        made the attempt."""
-        buckets = [Bucket(source_key(index, source), index, self._rules)]
-        if not source.startswith("device:"):
-            buckets.append(Bucket(identifier_key(index), index, self._account_rules))
+    def _spread(self, own: str, account_wide: str, subject: str, source: str) -> list[Bucket]:
+        """Where a guess from ``source`` counts: its source's bucket, and the
+        account-wide one unless a recognised device made the attempt."""
+        buckets = [Bucket(own, subject, self._rules)]
+        if not is_device(source):
+            buckets.append(Bucket(account_wide, subject, self._account_rules))
         return buckets
+
+    def password_buckets(self, index: str, source: str) -> list[Bucket]:
+        return self._spread(source_key(index, source), identifier_key(index), index, source)
 
     def reserve_password_attempt(self, index: str, source: str) -> None:
         self.reserve(self.password_buckets(index, source))
@@ -177,7 +208,25 @@ class AccountThrottle:
         ).scalars()
         self.clear(*keys)
 
-    # -- single buckets (own password checks, second factors, passkeys) ---------
+    # -- second factors and passkeys ---------------------------------------------
+
+    def reserve_second_factor(self, user_id: str, source: str) -> None:
+        """Counted before the check, as passwords are."""
+        own = second_factor_source_key(user_id, source)
+        self.reserve(self._spread(own, second_factor_key(user_id), user_id, source))
+
+    def second_factor_proven(self, user_id: str, source: str) -> None:
+        self.clear(second_factor_source_key(user_id, source), second_factor_key(user_id))
+
+    def passkey_failed(self, user_id: str, credential_ref: str, source: str) -> None:
+        """Counts a failed assertion after its check (it cannot be guessed, so
+        nothing is held back before); raises while this source backs off."""
+        self.reserve([Bucket(passkey_key(credential_ref, source), user_id, self._rules)])
+
+    def passkey_proven(self, credential_ref: str, source: str) -> None:
+        self.clear(passkey_key(credential_ref, source))
+
+    # -- single buckets (own password checks) -----------------------------------
 
     def reserve_attempt(self, key: str, subject: str | None = None) -> None:
         """Count one attempt now, or refuse while the bucket is backing off.

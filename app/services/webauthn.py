@@ -48,7 +48,7 @@ from app.services.export import ExportContext, Section, register_section
 from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS, Protection, Safeguards
 from app.services.sessions import Acr, IssuedSession, SessionService, Transport
 from app.services.signin import SignInCompleter, SignInResult
-from app.services.throttle import AccountThrottle, passkey_key
+from app.services.throttle import AccountThrottle, network, signed_in
 from app.services.vault import PersonalDataVault
 from app.settings import Settings
 
@@ -388,7 +388,9 @@ class WebAuthnService:
             named = self._stored(credential)
             account = named.user_id if named is not None else None
             row = self._consume(challenge_id, AUTHENTICATION, None, None)
-            stored, user_verified = self._verify_assertion(row, credential, owner=None)
+            stored, user_verified = self._verify_assertion(
+                row, credential, owner=None, source=network(context.source)
+            )
             user = self._db.get(User, stored.user_id)
             if user is None or not user.is_active:
                 raise invalid_credentials()
@@ -433,7 +435,7 @@ class WebAuthnService:
     ) -> IssuedSession:
         row = self._consume(challenge_id, AUTHENTICATION, session.user_id, session.id)
         stored, user_verified = self._verify_assertion(
-            row, credential, owner=session.user_id, require_uv=True
+            row, credential, owner=session.user_id, source=signed_in(session.id), require_uv=True
         )
         amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
         return self._sessions.step_up(session, acr=Acr.PHISHING_RESISTANT, amr=amr)
@@ -537,6 +539,7 @@ class WebAuthnService:
         credential: dict[str, Any],
         *,
         owner: str | None,
+        source: str,
         require_uv: bool = False,
     ) -> tuple[WebAuthnCredential, bool]:
         refused = invalid_credentials()  # keep_changes: the spent challenge stays spent
@@ -551,8 +554,6 @@ class WebAuthnService:
         handle = credential.get("response", {}).get("userHandle")
         if handle and handle != bytes_to_base64url(stored.user_id.encode()):
             raise refused
-        # Counted before the check, as passwords are: failures back the account off.
-        self._throttle.reserve_attempt(passkey_key(stored.user_id))
         s = self._settings
         try:
             verified = verify_authentication_response(
@@ -567,7 +568,16 @@ class WebAuthnService:
             )
         # As in registration: whatever the parser trips on, the assertion is invalid.
         except Exception:
-            raise refused from None
+            # Counted only now, per (credential, source): a signature cannot be
+            # guessed, so junk never holds up a valid one, and one source's
+            # junk backs off that source only.
+            failure: ServiceError = refused
+            try:
+                self._throttle.passkey_failed(stored.user_id, stored.id, source)
+            except ServiceError as backing_off:
+                backing_off.keep_changes = True  # the spent challenge stays spent
+                failure = backing_off
+            raise failure from None
         received = verified.new_sign_count
         if (received or stored.sign_count) and received <= stored.sign_count:
             stored.flagged_cloned_at = self._clock.now()
@@ -585,7 +595,7 @@ class WebAuthnService:
         stored.sign_count = received
         stored.backup_state = verified.credential_backed_up
         stored.last_used_at = self._clock.now()
-        self._throttle.clear(passkey_key(stored.user_id))
+        self._throttle.passkey_proven(stored.id, source)
         self._db.flush()
         return stored, verified.user_verified
 

@@ -1,6 +1,6 @@
 """chain_heads.records and .mac: keyed consent chain heads
 
-Revision ID: 0016
+Revision ID: 0013
 Revises: 0012
 Create Date: 2026-11-30
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0016"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
