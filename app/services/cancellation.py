@@ -78,7 +78,6 @@ class CancellationService:
         # Every code issued for the account, including those keyed by its email,
         # phone or a flow (reset, SMS sign-in), which would otherwise outlive it.
         self._db.execute(delete(OneTimeCode).where(OneTimeCode.user_id == user_id))
-        self._db.execute(delete(OneTimeCode).where(OneTimeCode.subject == user_id))
         self._db.execute(delete(LoginThrottle).where(throttle_rows_of(user)))
         # Messages still queued for the account go unsent and are erased. The
         # cancellation sends none of its own: the answer to the request is the

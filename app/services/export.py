@@ -124,10 +124,8 @@ _PENDING_FIELD: dict[str, str] = {
 
 
 def user_codes(ctx: ExportContext) -> list[OneTimeCode]:
-    """The user's one-time codes: issued for the account or for its email or phone."""
-    user = ctx.user
-    subjects = (user.id, user.email_index, user.phone_index)
-    about = or_(OneTimeCode.user_id == user.id, OneTimeCode.subject.in_(subjects))
+    """The user's one-time codes: every code names the account it was issued for."""
+    about = OneTimeCode.user_id == ctx.user.id
     rows = ctx.db.execute(select(OneTimeCode).where(about).order_by(OneTimeCode.sent_at)).scalars()
     return [row for row in rows if row.code_hash]  # a row never issued holds nothing
 
