@@ -8,6 +8,7 @@ from flask import Flask, Response, g
 from limits.storage import Storage, storage_from_string
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import capabilities
 from app.adapters.messages import (
     ConsoleEmailSender,
     ConsoleSmsSender,
@@ -28,33 +29,12 @@ from app.security.passwords import Argon2Passwords, PasswordPolicy
 from app.security.signing import Signer
 from app.security.tokens import CodeHasher, derive_key
 from app.services.checkpoints import CheckpointStore
-from app.services.consent import SECURITY_PURPOSE, Removal, WithdrawalEffects
 from app.services.container import Runtime
-from app.services.devices import (
-    forget_devices,
-    holds_any_binding,
-    holds_passkey_binding,
-    unbind_passkeys_of,
-)
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
-from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS
-from app.services.sessions import erase_device_details
-from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials, holds_passkeys
 from app.services.working_days import load_calendar
 from app.settings import Settings
 
 DEFAULT_HOLIDAYS = resource_dir("config") / "holidays-cn.toml"
-
-SECURITY_HEADERS = {
-    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": (
-        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    ),
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 
 
 def build_email_sender(settings: Settings) -> EmailSender:
@@ -107,7 +87,7 @@ def build_runtime(
         ),
         signer=signer,
         checkpoints=CheckpointStore(Path(settings.chain_checkpoint_dir), signer),
-        withdrawal_effects=built_in_withdrawal_effects(),
+        withdrawal_effects=capabilities.withdrawal_effects(),
         replay_cache=_sync_storage(settings.ratelimit_storage_uri),
         dpop_verifier=DpopVerifier(
             max_age_seconds=settings.dpop_max_age_seconds,
@@ -117,30 +97,6 @@ def build_runtime(
             Path(settings.holidays_file) if settings.holidays_file else DEFAULT_HOLIDAYS
         ),
     )
-
-
-def built_in_withdrawal_effects() -> WithdrawalEffects:
-    """What stops, in this service, when a purpose is withdrawn. An effect that
-    takes away a sign-in protection says so: the withdrawal then needs what
-    removing that protection directly needs (app/services/safeguards.py)."""
-    effects = WithdrawalEffects()
-    effects.register(SECURITY_PURPOSE, erase_device_details)
-    effects.register(
-        SECURITY_PURPOSE, forget_devices, removes=Removal(DEVICE_BINDINGS, holds_any_binding)
-    )
-    # device_biometrics is kept for 0 days after withdrawal: the passkeys go at
-    # once, and the devices they bound are bound no more. Passkeys before
-    # devices: the order a passkey sign-in writes them in, so the two never
-    # wait for each other crosswise.
-    effects.register(
-        DEVICE_BIOMETRICS, delete_credentials, removes=Removal(PASSKEYS, holds_passkeys)
-    )
-    effects.register(
-        DEVICE_BIOMETRICS,
-        unbind_passkeys_of,
-        removes=Removal(DEVICE_BINDINGS, holds_passkey_binding),
-    )
-    return effects
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
@@ -184,48 +140,25 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     limiter.init_app(app)
     app.url_map.converters.update(id=IdConverter, code=CodeConverter)
 
-    from app.api import (
-        account,
-        admin,
-        consent,
-        devices,
-        incidents,
-        login,
-        mfa,
-        registration,
-        rights,
-        system,
-        webauthn,
-    )
-    from app.api.context import install_unit_of_work
-    from app.api.problems import register_problem_handlers
+    from app.api.problems import JSON_API
     from app.cli import register_cli
+    from app.http.gate import declare_static_routes, install_gate, require_declarations
+    from app.http.surfaces import Surfaces, install_surfaces
+    from app.http.unit_of_work import install_unit_of_work
 
-    for blueprint in (
-        system.bp,
-        registration.bp,
-        login.bp,
-        account.bp,
-        consent.bp,
-        rights.bp,
-        mfa.bp,
-        webauthn.bp,
-        devices.bp,
-        incidents.bp,
-        admin.bp,
-    ):
-        app.register_blueprint(blueprint)
-    register_problem_handlers(app)
+    install_gate(app)
+    surfaces = Surfaces(default=JSON_API)
+    for capability in capabilities.installed():
+        for blueprint, surface in capability.blueprints:
+            app.register_blueprint(blueprint)
+            surfaces.adopt(blueprint, surface)
+        if capability.init_app is not None:
+            capability.init_app(app)
+    install_surfaces(app, surfaces)
     install_unit_of_work(app)
     register_cli(app)
-
-    @app.after_request
-    def _security_headers(response: Response) -> Response:
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+    declare_static_routes(app)
+    require_declarations(app)
     return app
 
 

@@ -85,8 +85,15 @@ class Settings(BaseSettings):
     data_residency: str = "CN"
     request_working_days: int = 3
     max_exports_per_day: int = 3
-    operator_max_auth_age_seconds: int = 15 * 60
-    cancellation_max_auth_age_seconds: int = 5 * 60
+    # How recent a sign-in must be for each kind of sensitive act (RFC 9470
+    # max_age). app/http/access.py names them (Freshness); nothing else keeps an age.
+    operator_max_auth_age_seconds: int = Field(default=15 * 60, ge=30)
+    cancellation_max_auth_age_seconds: int = Field(default=5 * 60, ge=30)
+    credential_change_max_auth_age_seconds: int = Field(default=60 * 60, ge=30)
+    device_management_max_auth_age_seconds: int = Field(default=15 * 60, ge=30)
+    passkey_removal_max_auth_age_seconds: int = Field(default=5 * 60, ge=30)
+    second_factor_max_auth_age_seconds: int = Field(default=5 * 60, ge=30)
+    export_max_auth_age_seconds: int = Field(default=15 * 60, ge=30)
     # The outbox (every message sent): tries per message before it is abandoned;
     # how long a worker's claim on a message lasts (longer than a send can take:
     # a worker that dies mid-send leaves the message to another after this); how

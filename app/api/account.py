@@ -5,14 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    Caller,
-    current_caller,
-    request_context,
-    require_account_step_up,
-    services,
-)
-from app.api.limits import per_destination_limit, setting
 from app.api.operations import operation
 from app.api.schemas import (
     Accepted,
@@ -26,24 +18,20 @@ from app.api.schemas import (
     SessionSummary,
 )
 from app.extensions import limiter
+from app.http.access import CREDENTIAL_CHANGE, signed_in
+from app.http.gate import current_caller
+from app.http.limits import per_destination_limit, setting
+from app.http.scope import request_context, services
 from app.models import RequestKind
 from app.services.directory import EMAIL, PHONE
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
-# Changing what signs you in needs an authentication from the last hour, at
-# multi-factor when the account has a second factor.
-CREDENTIAL_CHANGE_MAX_AGE = 3600
-
-
-def require_sensitive_step_up() -> Caller:
-    return require_account_step_up(CREDENTIAL_CHANGE_MAX_AGE)
-
-
 TAG = "account"
 
 
 @bp.get("/me")
-@operation("My profile", tag=TAG, responses={200: ("Profile", ProfileOut)}, auth=True)
+@signed_in()
+@operation("My profile", tag=TAG, responses={200: ("Profile", ProfileOut)})
 def me() -> ResponseReturnValue:
     caller = current_caller()
     profile = services().account.profile(caller.user)
@@ -59,15 +47,15 @@ def me() -> ResponseReturnValue:
 
 
 @bp.post("/me/password")
+@signed_in(step_up=CREDENTIAL_CHANGE)
 @operation(
     "Change my password (needs the current one); my other sessions end",
     tag=TAG,
     body=PasswordChange,
     responses={200: ("Changed", RevokedCount)},
-    auth=True,
 )
 def change_password(body: PasswordChange) -> ResponseReturnValue:
-    caller = require_sensitive_step_up()
+    caller = current_caller()
     ended = services().account.change_password(
         caller.user, caller.session, body.current_password, body.new_password, request_context()
     )
@@ -75,6 +63,7 @@ def change_password(body: PasswordChange) -> ResponseReturnValue:
 
 
 @bp.post("/me/email")
+@signed_in(step_up=CREDENTIAL_CHANGE)
 @limiter.limit(setting("limit_code_send_per_ip"))
 @per_destination_limit("email", "email")
 @operation(
@@ -82,15 +71,15 @@ def change_password(body: PasswordChange) -> ResponseReturnValue:
     tag=TAG,
     body=EmailChange,
     responses={202: ("Code sent", Accepted)},
-    auth=True,
 )
 def change_email(body: EmailChange) -> ResponseReturnValue:
-    caller = require_sensitive_step_up()
+    caller = current_caller()
     services().account.start_contact_change(caller.user, EMAIL, body.email, body.current_password)
     return jsonify(Accepted(detail="A code is on its way to the new address.").model_dump()), 202
 
 
 @bp.post("/me/phone")
+@signed_in(step_up=CREDENTIAL_CHANGE)
 @limiter.limit(setting("limit_code_send_per_ip"))
 @per_destination_limit("phone", "phone")
 @operation(
@@ -98,22 +87,21 @@ def change_email(body: EmailChange) -> ResponseReturnValue:
     tag=TAG,
     body=PhoneChange,
     responses={202: ("Code sent", Accepted)},
-    auth=True,
 )
 def change_phone(body: PhoneChange) -> ResponseReturnValue:
-    caller = require_sensitive_step_up()
+    caller = current_caller()
     services().account.start_contact_change(caller.user, PHONE, body.phone, body.current_password)
     return jsonify(Accepted(detail="A code is on its way to the new number.").model_dump()), 202
 
 
 @bp.post("/me/<any(email,phone):kind>/confirm")
+@signed_in()
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Finish changing my email or phone with the code",
     tag=TAG,
     body=CodeConfirm,
     responses={204: ("Changed", None)},
-    auth=True,
 )
 def confirm_contact(kind: str, body: CodeConfirm) -> ResponseReturnValue:
     caller = current_caller()
@@ -128,7 +116,8 @@ def confirm_contact(kind: str, body: CodeConfirm) -> ResponseReturnValue:
 
 
 @bp.get("/me/sessions")
-@operation("My active sessions", tag=TAG, responses={200: ("Sessions", SessionList)}, auth=True)
+@signed_in()
+@operation("My active sessions", tag=TAG, responses={200: ("Sessions", SessionList)})
 def list_sessions() -> ResponseReturnValue:
     caller = current_caller()
     sessions = services().sessions.active_for(caller.user.id)
@@ -152,7 +141,8 @@ def list_sessions() -> ResponseReturnValue:
 
 
 @bp.delete("/me/sessions/<id:session_id>")
-@operation("Revoke one of my sessions", tag=TAG, responses={204: ("Revoked", None)}, auth=True)
+@signed_in()
+@operation("Revoke one of my sessions", tag=TAG, responses={204: ("Revoked", None)})
 def revoke_session(session_id: str) -> ResponseReturnValue:
     caller = current_caller()
     services().sessions.revoke(
@@ -162,11 +152,11 @@ def revoke_session(session_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/me/sessions/revoke-others")
+@signed_in()
 @operation(
     "Revoke all my sessions but this one",
     tag=TAG,
     responses={200: ("Revoked", RevokedCount)},
-    auth=True,
 )
 def revoke_others() -> ResponseReturnValue:
     caller = current_caller()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from app.api.context import require_operator, services
 from app.api.operations import operation
 from app.api.render import policy_out
 from app.api.rights import request_out
@@ -19,6 +18,9 @@ from app.api.schemas import (
     RequestOut,
 )
 from app.errors import invalid_field
+from app.http.access import operator_only
+from app.http.gate import current_caller
+from app.http.scope import services
 from app.models import RequestStatus
 from app.services.policies import NewPolicy
 
@@ -27,17 +29,16 @@ TAG = "admin"
 
 
 @bp.post("/policies")
+@operator_only()
 @operation(
     "Publish a new privacy policy version",
     tag=TAG,
     body=PolicyPublish,
     responses={201: ("Published", PolicyOut)},
-    auth=True,
-    operator=True,
     max_body_bytes=2 * 1024 * 1024,
 )
 def publish_policy(body: PolicyPublish) -> ResponseReturnValue:
-    operator = require_operator()
+    operator = current_caller()
     svc = services().policies
     published = svc.publish(
         NewPolicy(
@@ -56,15 +57,13 @@ def publish_policy(body: PolicyPublish) -> ResponseReturnValue:
 
 
 @bp.get("/requests")
+@operator_only()
 @operation(
     "The queue of data-subject requests, soonest due first, overdue ones flagged",
     tag=TAG,
     responses={200: ("Open requests", RequestList)},
-    auth=True,
-    operator=True,
 )
 def request_queue() -> ResponseReturnValue:
-    require_operator()
     svc = services()
     status = request.args.get("status", RequestStatus.OPEN.value)
     if status not in {s.value for s in RequestStatus} | {"all"}:
@@ -75,32 +74,30 @@ def request_queue() -> ResponseReturnValue:
 
 
 @bp.post("/requests/<id:request_id>/complete")
+@operator_only()
 @operation(
     "Mark a request answered, saying what was done",
     tag=TAG,
     body=OperatorOutcome,
     responses={200: ("Answered", RequestOut)},
-    auth=True,
-    operator=True,
 )
 def complete_request(request_id: str, body: OperatorOutcome) -> ResponseReturnValue:
-    operator = require_operator()
+    operator = current_caller()
     rights = services().rights
     answered = rights.complete(rights.get(request_id), body.outcome, operator.user.id)
     return jsonify(request_out(answered).model_dump(mode="json"))
 
 
 @bp.post("/requests/<id:request_id>/refuse")
+@operator_only()
 @operation(
     "Refuse a request, with the reason the user will see (PIPL Art. 50)",
     tag=TAG,
     body=OperatorRefusal,
     responses={200: ("Refused", RequestOut)},
-    auth=True,
-    operator=True,
 )
 def refuse_request(request_id: str, body: OperatorRefusal) -> ResponseReturnValue:
-    operator = require_operator()
+    operator = current_caller()
     rights = services().rights
     refused = rights.refuse(rights.get(request_id), body.reason, operator.user.id)
     return jsonify(request_out(refused).model_dump(mode="json"))

@@ -5,13 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    clear_device_cookie,
-    current_caller,
-    request_context,
-    runtime,
-    services,
-)
 from app.api.operations import operation
 from app.api.render import policy_out, purpose_out, record_out
 from app.api.schemas import (
@@ -25,6 +18,10 @@ from app.api.schemas import (
     PurposeList,
     Receipt,
 )
+from app.http.access import public, signed_in
+from app.http.cookies import clear_device_cookie
+from app.http.gate import current_caller
+from app.http.scope import request_context, runtime, services
 from app.models import RequestKind
 from app.services.consent import SECURITY_PURPOSE, decisions_from
 
@@ -33,6 +30,7 @@ TAG = "consent"
 
 
 @bp.get("/api/v1/purposes")
+@public()
 @operation(
     "What we process, why, and on what basis",
     tag=TAG,
@@ -48,6 +46,7 @@ def purposes() -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/policies")
+@public()
 @operation("Every published policy version; the one in force is marked", tag=TAG,
            responses={200: ("Policy versions, newest first", PolicyList)})  # fmt: skip
 def policies() -> ResponseReturnValue:
@@ -58,6 +57,7 @@ def policies() -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/policies/<code:version>")
+@public()
 @operation(
     "One policy version with its text",
     tag=TAG,
@@ -73,12 +73,11 @@ def policy(version: str) -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/me/consent")
+@signed_in(consent_step=True)
 @operation(
     "My current decisions and what I still owe under the current policy",
     tag=TAG,
     responses={200: ("Decisions in force and purposes owed", ConsentOverview)},
-    auth=True,
-    consent_step=True,
 )
 def overview() -> ResponseReturnValue:
     caller = current_caller()
@@ -94,14 +93,13 @@ def overview() -> ResponseReturnValue:
 
 
 @bp.post("/api/v1/me/consent/decisions")
+@signed_in(consent_step=True)
 @operation(
     "Decide on purposes (the consent step of sign-in, or later); refusing a granted one "
     "withdraws it and needs what the withdraw action needs",
     tag=TAG,
     body=ConsentDecisions,
     responses={200: ("Recorded; the session is full once nothing is owed", ConsentResult)},
-    auth=True,
-    consent_step=True,
 )
 def decide(body: ConsentDecisions) -> ResponseReturnValue:
     caller = current_caller()
@@ -121,12 +119,12 @@ def decide(body: ConsentDecisions) -> ResponseReturnValue:
 
 
 @bp.post("/api/v1/me/consent/<code:purpose>/grant")
+@signed_in()
 @operation(
     "Grant one purpose on its own (separate consent)",
     tag=TAG,
     body=PolicyAcknowledged,
     responses={200: ("Granted", ConsentHistory)},
-    auth=True,
 )
 def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
     caller = current_caller()
@@ -137,12 +135,12 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 
 
 @bp.post("/api/v1/me/consent/<code:purpose>/withdraw")
+@signed_in()
 @operation(
     "Withdraw consent for one purpose; what depends on it stops now (taking away a passkey "
     "or a device binding needs the recent sign-in removing it directly needs)",
     tag=TAG,
     responses={200: ("Withdrawn", ConsentHistory)},
-    auth=True,
 )
 def withdraw(purpose: str) -> ResponseReturnValue:
     caller = current_caller()
@@ -165,12 +163,11 @@ def withdraw(purpose: str) -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/me/consent/history")
+@signed_in(consent_step=True)
 @operation(
     "Every decision I made",
     tag=TAG,
     responses={200: ("Oldest first", ConsentHistory)},
-    auth=True,
-    consent_step=True,
 )
 def history() -> ResponseReturnValue:
     caller = current_caller()
@@ -179,8 +176,8 @@ def history() -> ResponseReturnValue:
 
 
 @bp.get("/api/v1/me/consent/records/<int:record_id>/receipt")
-@operation("A signed receipt for one decision", tag=TAG, responses={200: ("The receipt", Receipt)},
-           auth=True, consent_step=True)  # fmt: skip
+@signed_in(consent_step=True)
+@operation("A signed receipt for one decision", tag=TAG, responses={200: ("The receipt", Receipt)})
 def receipt(record_id: int) -> ResponseReturnValue:
     caller = current_caller()
     token = services().consent.receipt(caller.user.id, record_id)
@@ -188,5 +185,6 @@ def receipt(record_id: int) -> ResponseReturnValue:
 
 
 @bp.get("/.well-known/jwks.json")
+@public()
 def jwks() -> ResponseReturnValue:
     return jsonify(current_app.extensions["privid.runtime"].signer.jwks())

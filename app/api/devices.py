@@ -5,18 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    MANAGE_DEVICES_MAX_AGE,
-    check_dpop,
-    clear_device_cookie,
-    current_caller,
-    dpop_header,
-    request_context,
-    require_account_step_up,
-    services,
-    session_payload,
-)
 from app.api.operations import operation
+from app.api.render import session_payload
 from app.api.schemas import (
     AppKeyBinding,
     BindingChallengeOut,
@@ -26,6 +16,10 @@ from app.api.schemas import (
     DeviceRevoked,
     SessionOut,
 )
+from app.http.access import DEVICE_MANAGEMENT, signed_in
+from app.http.cookies import clear_device_cookie
+from app.http.gate import current_caller
+from app.http.scope import check_dpop, dpop_header, request_context, services
 from app.models import Device
 from app.services.sessions import IssuedSession
 
@@ -48,11 +42,11 @@ def device_out(device: Device, current_device_id: str | None) -> DeviceOut:
 
 
 @bp.get("")
+@signed_in()
 @operation(
     "My devices (recorded only while the security purpose is granted)",
     tag=TAG,
     responses={200: ("Devices", DeviceList)},
-    auth=True,
 )
 def list_devices() -> ResponseReturnValue:
     caller = current_caller()
@@ -62,12 +56,12 @@ def list_devices() -> ResponseReturnValue:
 
 
 @bp.post("/<id:device_id>/rename")
+@signed_in()
 @operation(
     "Rename one of my devices",
     tag=TAG,
     body=DeviceRename,
     responses={200: ("Renamed", DeviceOut)},
-    auth=True,
 )
 def rename_device(device_id: str, body: DeviceRename) -> ResponseReturnValue:
     caller = current_caller()
@@ -76,11 +70,11 @@ def rename_device(device_id: str, body: DeviceRename) -> ResponseReturnValue:
 
 
 @bp.delete("/<id:device_id>")
+@signed_in()
 @operation(
     "Revoke a device: its binding, identifiers and binding passkey go, its sessions end",
     tag=TAG,
     responses={200: ("Revoked", DeviceRevoked)},
-    auth=True,
 )
 def revoke_device(device_id: str) -> ResponseReturnValue:
     caller = current_caller()
@@ -94,16 +88,16 @@ def revoke_device(device_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/app-key/challenge")
+@signed_in(step_up=DEVICE_MANAGEMENT)
 @operation(
     "A challenge for a mobile app to sign with its hardware-held key (bearer sessions)",
     tag=TAG,
     responses={
         200: ("Sign it: the nonce of the binding request's DPoP proof", BindingChallengeOut)
     },
-    auth=True,
 )
 def app_key_challenge() -> ResponseReturnValue:
-    caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
+    caller = current_caller()
     challenge = services().devices.binding_challenge(caller.session)
     body = BindingChallengeOut(
         challenge_id=challenge.challenge_id,
@@ -114,16 +108,16 @@ def app_key_challenge() -> ResponseReturnValue:
 
 
 @bp.post("/app-key")
+@signed_in(step_up=DEVICE_MANAGEMENT)
 @operation(
     "Bind this app installation: the request's DPoP proof carries the challenge as its "
     "nonce, and from now on the session's token works only with proofs from that key",
     tag=TAG,
     body=AppKeyBinding,
     responses={201: ("Bound; the token is now a DPoP token", SessionOut)},
-    auth=True,
 )
 def bind_app_key(body: AppKeyBinding) -> ResponseReturnValue:
-    caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
+    caller = current_caller()
     services().devices.require_app_session(caller.session)
     proof = caller.dpop
     if proof is None:

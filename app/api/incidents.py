@@ -11,7 +11,6 @@ from flask import Blueprint, jsonify, url_for
 from flask.typing import ResponseReturnValue
 
 from app.adapters.push import LoggingPushSender
-from app.api.context import current_caller, require_operator, runtime, services
 from app.api.operations import operation
 from app.api.schemas import (
     DeliveryCountsOut,
@@ -22,6 +21,9 @@ from app.api.schemas import (
     NoticeOut,
 )
 from app.errors import FieldError, ServiceError, invalid_field
+from app.http.access import operator_only, signed_in
+from app.http.gate import current_caller
+from app.http.scope import runtime, services
 from app.models import Incident
 from app.services.incidents import ByActivity, ByUserIds, DeliveryCounts, IncidentText, Selection
 
@@ -77,17 +79,16 @@ def _incident_out(incident: Incident, counts: DeliveryCounts) -> IncidentOut:
 
 
 @bp.post("/admin/incidents")
+@operator_only()
 @operation(
     "Record a personal-information security incident and queue notices to the affected users",
     tag=TAG,
     body=IncidentCreate,
     responses={201: ("Recorded; notices queued", IncidentOut)},
-    auth=True,
-    operator=True,
     max_body_bytes=MAX_INCIDENT_BODY,
 )
 def record_incident(body: IncidentCreate) -> ResponseReturnValue:
-    operator = require_operator()
+    operator = current_caller()
     selection = _selection(body)
     _check_channels(body.channels)
     svc = services().incidents
@@ -113,15 +114,14 @@ def record_incident(body: IncidentCreate) -> ResponseReturnValue:
 
 
 @bp.get("/admin/incidents/<id:incident_id>")
+@operator_only()
 @operation(
     "An incident, with how its notices are getting on",
     tag=TAG,
     responses={200: ("The incident", IncidentOut)},
-    auth=True,
-    operator=True,
 )
 def get_incident(incident_id: str) -> ResponseReturnValue:
-    operator = require_operator()
+    operator = current_caller()
     svc = services()
     incident = svc.incidents.get(incident_id)
     svc.audit.record("incident.viewed", actor_id=operator.user.id, incident_id=incident.id)
@@ -130,15 +130,14 @@ def get_incident(incident_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/admin/outbox/deliver")
+@operator_only()
 @operation(
     "Run one delivery pass over the outbox now (`privid worker` runs them continuously)",
     tag=TAG,
     responses={200: ("What the pass did", DeliveryReportOut)},
-    auth=True,
-    operator=True,
 )
 def deliver_outbox() -> ResponseReturnValue:
-    operator = require_operator()
+    operator = current_caller()
     svc = services()
     report = svc.outbox.deliver_due(API_DELIVERY_BATCH)
     svc.audit.record("outbox.delivered", actor_id=operator.user.id, **asdict(report))
@@ -146,13 +145,12 @@ def deliver_outbox() -> ResponseReturnValue:
 
 
 @bp.get("/me/notices")
+@signed_in(consent_step=True)
 @operation(
     "Security-incident notices addressed to me, newest first",
     tag=TAG,
     responses={200: ("My notices", NoticeList)},
-    auth=True,
     # A security notice must reach people even while consent decisions are owed.
-    consent_step=True,
 )
 def my_notices() -> ResponseReturnValue:
     caller = current_caller()

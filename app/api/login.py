@@ -5,14 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    clear_session_cookie,
-    current_caller,
-    request_context,
-    services,
-    sign_in_context,
-)
-from app.api.limits import identifier_source_key, per_destination_limit, setting
 from app.api.operations import operation
 from app.api.render import signed_in_response
 from app.api.schemas import (
@@ -29,6 +21,11 @@ from app.api.schemas import (
     SmsLogin,
 )
 from app.extensions import limiter
+from app.http.access import public, signed_in
+from app.http.cookies import clear_session_cookie
+from app.http.gate import current_caller
+from app.http.limits import identifier_source_key, per_destination_limit, setting
+from app.http.scope import request_context, services, sign_in_context
 from app.services.sessions import Transport
 
 bp = Blueprint("login", __name__, url_prefix="/api/v1")
@@ -37,6 +34,7 @@ CODE_SENT = "If an account uses this address, a code is on its way."
 
 
 @bp.post("/login/password")
+@public(binds_dpop=True)
 @limiter.limit(setting("limit_login_per_ip"))
 @limiter.limit(setting("limit_login_per_account"), key_func=identifier_source_key("identifier"))
 @operation(
@@ -57,6 +55,7 @@ def password_login(body: PasswordLogin) -> ResponseReturnValue:
 
 
 @bp.post("/login/sms/code")
+@public()
 @limiter.limit(setting("limit_code_send_per_ip"))
 @per_destination_limit("phone", "phone")
 @operation(
@@ -79,6 +78,7 @@ def sms_code(body: SmsCodeRequest) -> ResponseReturnValue:
 # No per-phone limit here: the code is bound to the flow that asked for it and
 # has its own few tries, so junk sent for someone's phone cannot lock them out.
 @bp.post("/login/sms")
+@public(binds_dpop=True)
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Sign in with phone and SMS code",
@@ -98,6 +98,7 @@ def sms_login(body: SmsLogin) -> ResponseReturnValue:
 
 
 @bp.post("/login/second-factor/email")
+@public()
 @limiter.limit(setting("limit_code_send_per_ip"))
 @operation(
     "Send the email code a sign-in from an unbound device needs",
@@ -112,6 +113,7 @@ def second_factor_email(body: SecondFactorTicket) -> ResponseReturnValue:
 
 
 @bp.post("/login/second-factor")
+@public(binds_dpop=True)
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Finish signing in with a TOTP code, a recovery code or an email code",
@@ -137,12 +139,11 @@ def second_factor(body: SecondFactorIn) -> ResponseReturnValue:
 
 
 @bp.post("/logout")
+@signed_in(consent_step=True)
 @operation(
     "Sign out of this session",
     tag=TAG,
     responses={204: ("Signed out", None)},
-    auth=True,
-    consent_step=True,
 )
 def logout() -> ResponseReturnValue:
     caller = current_caller()
@@ -155,6 +156,7 @@ def logout() -> ResponseReturnValue:
 
 
 @bp.post("/password-reset")
+@public()
 @limiter.limit(setting("limit_reset_per_ip"))
 @per_destination_limit("identifier")
 @operation(
@@ -176,6 +178,7 @@ def reset_start(body: ResetStart) -> ResponseReturnValue:
 
 # As for SMS sign-in: the code is bound to its flow, so no per-identifier limit.
 @bp.post("/password-reset/confirm")
+@public()
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Set a new password with the reset code; every session ends",

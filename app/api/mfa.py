@@ -5,15 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    attach_session_cookie,
-    current_caller,
-    require_step_up,
-    services,
-    session_payload,
-)
-from app.api.limits import setting
 from app.api.operations import operation
+from app.api.render import session_payload
 from app.api.schemas import (
     CodeConfirm,
     MfaStatus,
@@ -23,21 +16,24 @@ from app.api.schemas import (
     TotpEnrolment,
 )
 from app.extensions import limiter
-from app.services.safeguards import SECOND_FACTOR
-from app.services.sessions import Acr
+from app.http.access import SECOND_FACTOR_ENROLMENT, signed_in
+from app.http.cookies import attach_session_cookie
+from app.http.gate import current_caller
+from app.http.limits import setting
+from app.http.scope import services
 
 bp = Blueprint("mfa", __name__, url_prefix="/api/v1/me")
 TAG = "second factors"
 
 
 @bp.post("/step-up")
+@signed_in()
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Prove it is you again (password, and TOTP when enabled); the session gets a new token",
     tag=TAG,
     body=StepUpIn,
     responses={200: ("Raised", SessionOut)},
-    auth=True,
 )
 def step_up(body: StepUpIn) -> ResponseReturnValue:
     caller = current_caller()
@@ -50,7 +46,8 @@ def step_up(body: StepUpIn) -> ResponseReturnValue:
 
 
 @bp.get("/mfa")
-@operation("My second factors", tag=TAG, responses={200: ("Status", MfaStatus)}, auth=True)
+@signed_in()
+@operation("My second factors", tag=TAG, responses={200: ("Status", MfaStatus)})
 def status() -> ResponseReturnValue:
     caller = current_caller()
     totp = services().totp
@@ -62,15 +59,15 @@ def status() -> ResponseReturnValue:
 
 
 @bp.post("/mfa/totp")
+@signed_in(step_up=SECOND_FACTOR_ENROLMENT)
 @operation(
     "Start TOTP enrolment: the secret, its otpauth URI and a QR code",
     tag=TAG,
     responses={201: ("Scan it, then confirm with a code", TotpEnrolment)},
-    auth=True,
 )
 def enrol() -> ResponseReturnValue:
     # Adding the factor needs as fresh a proof as removing it.
-    caller = require_step_up(Acr.SINGLE_FACTOR, SECOND_FACTOR.max_age_seconds)
+    caller = current_caller()
     enrolment = services().totp.enrol(caller.user)
     body = TotpEnrolment(
         secret=enrolment.secret, otpauth_uri=enrolment.otpauth_uri, qr_svg=enrolment.qr_svg
@@ -79,13 +76,13 @@ def enrol() -> ResponseReturnValue:
 
 
 @bp.post("/mfa/totp/confirm")
+@signed_in()
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Turn TOTP on with its first code; recovery codes come back once",
     tag=TAG,
     body=CodeConfirm,
     responses={200: ("On", RecoveryCodes)},
-    auth=True,
 )
 def confirm(body: CodeConfirm) -> ResponseReturnValue:
     caller = current_caller()
@@ -94,8 +91,9 @@ def confirm(body: CodeConfirm) -> ResponseReturnValue:
 
 
 @bp.delete("/mfa/totp")
+@signed_in()
 @operation("Turn TOTP off (needs a fresh step-up; the owner is emailed)", tag=TAG,
-           responses={204: ("Off", None)}, auth=True)  # fmt: skip
+           responses={204: ("Off", None)})  # fmt: skip
 def disable() -> ResponseReturnValue:
     caller = current_caller()
     # The service asks for the proof removing a factor needs and tells the owner.
@@ -104,11 +102,11 @@ def disable() -> ResponseReturnValue:
 
 
 @bp.post("/mfa/recovery-codes")
+@signed_in()
 @operation(
     "New recovery codes; the old ones stop working (fresh step-up needed, owner emailed)",
     tag=TAG,
     responses={200: ("Shown once", RecoveryCodes)},
-    auth=True,
 )
 def regenerate() -> ResponseReturnValue:
     caller = current_caller()

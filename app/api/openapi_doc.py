@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from app.api.operations import Operation
+from app.http.access import access_of
 
 # <name>, <converter:name> and <converter(args):name>, e.g. <any(email,phone):kind>.
 _PATH_PARAM = re.compile(r"<(?:[^<>:]+:)?([a-zA-Z_][a-zA-Z0-9_]*)>")
@@ -108,7 +109,8 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
                     "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
                 },
             }
-            if op.auth:
+            declared = access_of(view)
+            if declared is not None and declared.signed_in:
                 entry["security"] = [{"bearer": []}, {"dpop": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = entry
     components = {"Problem": PROBLEM_SCHEMA, **schemas.components()}

@@ -25,13 +25,8 @@ class Operation:
     tag: str
     body: type[BaseModel] | None = None
     responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
-    auth: bool = False
-    # Usable by a session that still owes consent decisions.
-    consent_step: bool = False
     # A larger body than the service-wide limit (a policy text, for instance).
     max_body_bytes: int | None = None
-    # Operators only: checked before the body is read.
-    operator: bool = False
 
 
 def operation(
@@ -40,27 +35,16 @@ def operation(
     tag: str,
     body: type[BaseModel] | None = None,
     responses: dict[int, tuple[str, type[BaseModel] | None]] | None = None,
-    auth: bool = False,
-    consent_step: bool = False,
     max_body_bytes: int | None = None,
-    operator: bool = False,
 ) -> Callable[[F], F]:
-    """Attach the endpoint's contract; with ``body``, the view gets ``body=`` parsed."""
-    op = Operation(
-        summary, tag, body, responses or {}, auth, consent_step, max_body_bytes, operator
-    )
+    """Attach the endpoint's contract; with ``body``, the view gets ``body=``
+    parsed. Who may call it is declared apart (app/http/access.py) and checked
+    by the gate before this runs: 401/403 come before 400/422."""
+    op = Operation(summary, tag, body, responses or {}, max_body_bytes)
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if op.auth:
-                # Who is asking comes before what they sent: 401/403 before 400/422.
-                from app.api.context import current_caller, require_operator
-
-                if op.operator:
-                    require_operator()
-                else:
-                    current_caller()
             if op.body is not None:
                 kwargs["body"] = parse_body(op.body, op.max_body_bytes)
             return view(*args, **kwargs)

@@ -5,14 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    attach_device_cookie,
-    attach_session_cookie,
-    request_context,
-    services,
-    sign_in_context,
-)
-from app.api.limits import flow_destination_key, per_destination_limit, setting
 from app.api.operations import operation
 from app.api.render import signed_in_payload
 from app.api.schemas import (
@@ -23,6 +15,10 @@ from app.api.schemas import (
     RegistrationVerified,
 )
 from app.extensions import limiter
+from app.http.access import public
+from app.http.cookies import attach_device_cookie, attach_session_cookie
+from app.http.limits import flow_destination_key, per_destination_limit, setting
+from app.http.scope import request_context, services, sign_in_context
 from app.models import RegistrationFlow
 from app.services.consent import decisions_from
 from app.services.sessions import Transport
@@ -41,6 +37,7 @@ def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
 
 
 @bp.post("")
+@public()
 @limiter.limit(setting("limit_registration_per_ip"))
 @per_destination_limit("email", "email")
 @per_destination_limit("phone", "phone")
@@ -64,6 +61,7 @@ def start(body: RegistrationStart) -> ResponseReturnValue:
 
 
 @bp.post("/<id:flow_id>/verify")
+@public(binds_dpop=True)
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Prove the email or the phone with its code; the second proof creates the account",
@@ -94,6 +92,7 @@ def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
 
 
 @bp.post("/<id:flow_id>/resend")
+@public()
 @limiter.limit(setting("limit_code_send_per_ip"))
 @limiter.limit(setting("limit_code_send_per_destination"), key_func=flow_destination_key)
 @operation(

@@ -7,7 +7,6 @@ from typing import Any
 from flask import jsonify, url_for
 from flask.typing import ResponseReturnValue
 
-from app.api.context import attach_device_cookie, attach_session_cookie, session_payload
 from app.api.schemas import (
     ConsentRecordOut,
     ConsentStep,
@@ -18,10 +17,27 @@ from app.api.schemas import (
     SignedIn,
     Texts,
 )
+from app.http.cookies import attach_device_cookie, attach_session_cookie
+from app.http.gate import session_csrf_token
 from app.models import ConsentRecord, PolicyVersion
 from app.services.login import SecondFactorRequired
 from app.services.purposes import Purpose
+from app.services.sessions import IssuedSession, Transport
 from app.services.signin import SignInResult
+
+
+def session_payload(issued: IssuedSession) -> dict[str, Any]:
+    session = issued.session
+    bearer = session.transport == Transport.BEARER
+    return {
+        "session_id": session.id,
+        "token": issued.token if bearer else None,
+        "csrf_token": None if bearer else session_csrf_token(session.id),
+        "token_type": (None if not bearer else "DPoP" if session.dpop_jkt else "Bearer"),
+        "expires_at": session.expires_at,
+        "acr": session.acr,
+        "amr": session.amr,
+    }
 
 
 def purpose_out(purpose: Purpose) -> PurposeOut:

@@ -6,15 +6,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    clear_session_cookie,
-    current_caller,
-    require_recent_authentication,
-    require_step_up,
-    runtime,
-    services,
-)
-from app.api.limits import caller_key, setting
 from app.api.operations import operation
 from app.api.schemas import (
     CancellationIn,
@@ -26,11 +17,14 @@ from app.api.schemas import (
 )
 from app.errors import ServiceError
 from app.extensions import limiter
+from app.http.access import CANCELLATION, EXPORT, signed_in
+from app.http.cookies import clear_session_cookie
+from app.http.gate import current_caller
+from app.http.limits import caller_key, setting
+from app.http.scope import services
 from app.models import DataSubjectRequest, RequestKind
-from app.services.sessions import Acr
 
 bp = Blueprint("rights", __name__, url_prefix="/api/v1/me")
-EXPORT_MAX_AUTH_AGE = 15 * 60
 TAG = "privacy rights"
 
 
@@ -52,15 +46,15 @@ def request_out(request: DataSubjectRequest) -> RequestOut:
 
 
 @bp.post("/export")
+@signed_in(step_up=EXPORT)
 @operation(
     "Everything the service holds about me, decrypted, as one JSON document",
     tag=TAG,
     responses={200: ("The export", None)},
-    auth=True,
 )
 def export() -> ResponseReturnValue:
     # Everything about a person in one file: only for a recent sign-in.
-    caller = require_step_up(Acr.SINGLE_FACTOR, EXPORT_MAX_AUTH_AGE)
+    caller = current_caller()
     svc = services()
     refused = svc.rights.refuse_if_repetitive_export(caller.user.id)
     if refused is not None:
@@ -81,12 +75,12 @@ def export() -> ResponseReturnValue:
 
 
 @bp.post("/name")
+@signed_in()
 @operation(
     "Correct my full name (needs my password)",
     tag=TAG,
     body=NameChange,
     responses={200: ("Corrected", RequestOut)},
-    auth=True,
 )
 def change_name(body: NameChange) -> ResponseReturnValue:
     caller = current_caller()
@@ -99,6 +93,7 @@ def change_name(body: NameChange) -> ResponseReturnValue:
 
 
 @bp.post("/requests")
+@signed_in(consent_step=True)
 @limiter.limit(setting("limit_requests_per_account"), key_func=caller_key)
 @operation(
     "Ask for something the service cannot do on the spot; an operator answers by the due date",
@@ -109,8 +104,6 @@ def change_name(body: NameChange) -> ResponseReturnValue:
         409: ("The same request is already open", None),
         429: ("Too many requests from this account", None),
     },
-    auth=True,
-    consent_step=True,
 )
 def make_request(body: RequestIn) -> ResponseReturnValue:
     caller = current_caller()
@@ -128,12 +121,11 @@ def make_request(body: RequestIn) -> ResponseReturnValue:
 
 
 @bp.get("/requests")
+@signed_in(consent_step=True)
 @operation(
     "My requests and their due dates",
     tag=TAG,
     responses={200: ("Newest first", RequestList)},
-    auth=True,
-    consent_step=True,
 )
 def my_requests() -> ResponseReturnValue:
     caller = current_caller()
@@ -142,17 +134,16 @@ def my_requests() -> ResponseReturnValue:
 
 
 @bp.post("/cancellation")
+@signed_in(consent_step=True, step_up=CANCELLATION)
 @operation(
     "Cancel my account: needs a sign-in within the last few minutes",
     tag=TAG,
     body=CancellationIn,
     responses={200: ("Cancelled", Cancelled)},
-    auth=True,
     # Someone who refuses what the account needs can still end the account.
-    consent_step=True,
 )
 def cancel(body: CancellationIn) -> ResponseReturnValue:
-    caller = require_recent_authentication(runtime().settings.cancellation_max_auth_age_seconds)
+    caller = current_caller()
     archive = services().cancellation.cancel(caller.user)
     response = make_response(
         jsonify(

@@ -13,12 +13,14 @@ from app.api.operations import operation
 from app.api.problems import problem_response
 from app.api.schemas import Health
 from app.extensions import limiter
+from app.http.access import public
 
 bp = Blueprint("system", __name__)
 TAG = "system"
 
 
 @bp.get("/healthz")
+@public()
 @limiter.exempt
 @operation("The process is up", tag=TAG, responses={200: ("Up", Health)})
 def healthz() -> ResponseReturnValue:
@@ -26,6 +28,7 @@ def healthz() -> ResponseReturnValue:
 
 
 @bp.get("/readyz")
+@public()
 @limiter.exempt
 @operation(
     "The database and the rate-limit storage answer",
@@ -53,6 +56,7 @@ def readyz() -> ResponseReturnValue:
 
 
 @bp.get("/openapi.json")
+@public()
 @limiter.exempt
 def openapi() -> ResponseReturnValue:
     try:

@@ -6,20 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.context import (
-    MANAGE_DEVICES_MAX_AGE,
-    attach_device_cookie,
-    attach_session_cookie,
-    current_caller,
-    request_context,
-    require_account_step_up,
-    services,
-    session_payload,
-    sign_in_context,
-)
-from app.api.limits import setting
 from app.api.operations import operation
-from app.api.render import signed_in_response
+from app.api.render import session_payload, signed_in_response
 from app.api.schemas import (
     CredentialList,
     CredentialOut,
@@ -32,6 +20,11 @@ from app.api.schemas import (
     WebAuthnStepUpIn,
 )
 from app.extensions import limiter
+from app.http.access import DEVICE_MANAGEMENT, public, signed_in
+from app.http.cookies import attach_device_cookie, attach_session_cookie
+from app.http.gate import current_caller
+from app.http.limits import setting
+from app.http.scope import request_context, services, sign_in_context
 from app.models import WebAuthnCredential
 from app.services.sessions import Transport
 from app.services.webauthn import Ceremony, credential_kind, credential_state
@@ -61,28 +54,28 @@ def credential_out(credential: WebAuthnCredential) -> CredentialOut:
 
 
 @bp.post("/webauthn/registration/options")
+@signed_in(step_up=DEVICE_MANAGEMENT)
 @operation(
     "Options to create a passkey (needs the device_biometrics purpose granted)",
     tag=TAG,
     responses={200: ("For navigator.credentials.create()", WebAuthnOptionsOut)},
-    auth=True,
 )
 def registration_options() -> ResponseReturnValue:
     # A new passkey is a new way in (and may bind this device): a recent sign-in.
-    caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
+    caller = current_caller()
     return _options(services().webauthn.registration_options(caller.user))
 
 
 @bp.post("/webauthn/registration/verify")
+@signed_in(step_up=DEVICE_MANAGEMENT)
 @operation(
     "Register the passkey the authenticator created",
     tag=TAG,
     body=WebAuthnRegistrationIn,
     responses={201: ("Registered", CredentialOut)},
-    auth=True,
 )
 def registration_verify(body: WebAuthnRegistrationIn) -> ResponseReturnValue:
-    caller = require_account_step_up(MANAGE_DEVICES_MAX_AGE)
+    caller = current_caller()
     registered = services().webauthn.verify_registration(
         caller.session,
         caller.user,
@@ -97,6 +90,7 @@ def registration_verify(body: WebAuthnRegistrationIn) -> ResponseReturnValue:
 
 
 @bp.post("/webauthn/authentication/options")
+@public()
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Options to sign in with a passkey (no username: the device offers its passkeys)",
@@ -108,6 +102,7 @@ def authentication_options() -> ResponseReturnValue:
 
 
 @bp.post("/webauthn/authentication/verify")
+@public(binds_dpop=True)
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Sign in with a passkey",
@@ -125,11 +120,11 @@ def authentication_verify(body: WebAuthnSignInIn) -> ResponseReturnValue:
 
 
 @bp.post("/me/step-up/webauthn/options")
+@signed_in()
 @operation(
     "Options to confirm it is you with a passkey and the device's biometric check",
     tag=TAG,
     responses={200: ("For navigator.credentials.get()", WebAuthnOptionsOut)},
-    auth=True,
 )
 def step_up_options() -> ResponseReturnValue:
     caller = current_caller()
@@ -137,13 +132,13 @@ def step_up_options() -> ResponseReturnValue:
 
 
 @bp.post("/me/step-up/webauthn/verify")
+@signed_in()
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
     "Raise this session with a user-verified passkey assertion; the session gets a new token",
     tag=TAG,
     body=WebAuthnStepUpIn,
     responses={200: ("Raised to phishing-resistant", SessionOut)},
-    auth=True,
 )
 def step_up_verify(body: WebAuthnStepUpIn) -> ResponseReturnValue:
     caller = current_caller()
@@ -154,7 +149,8 @@ def step_up_verify(body: WebAuthnStepUpIn) -> ResponseReturnValue:
 
 
 @bp.get("/me/credentials")
-@operation("My passkeys", tag=TAG, responses={200: ("Passkeys", CredentialList)}, auth=True)
+@signed_in()
+@operation("My passkeys", tag=TAG, responses={200: ("Passkeys", CredentialList)})
 def list_credentials() -> ResponseReturnValue:
     caller = current_caller()
     items = [credential_out(c) for c in services().webauthn.credentials_of(caller.user.id)]
@@ -162,12 +158,12 @@ def list_credentials() -> ResponseReturnValue:
 
 
 @bp.post("/me/credentials/<id:credential_id>/rename")
+@signed_in()
 @operation(
     "Rename one of my passkeys",
     tag=TAG,
     body=CredentialRename,
     responses={200: ("Renamed", CredentialOut)},
-    auth=True,
 )
 def rename_credential(credential_id: str, body: CredentialRename) -> ResponseReturnValue:
     caller = current_caller()
@@ -176,11 +172,11 @@ def rename_credential(credential_id: str, body: CredentialRename) -> ResponseRet
 
 
 @bp.delete("/me/credentials/<id:credential_id>")
+@signed_in()
 @operation(
     "Remove one of my passkeys (needs a recent sign-in; the owner is emailed)",
     tag=TAG,
     responses={204: ("Removed", None)},
-    auth=True,
 )
 def delete_credential(credential_id: str) -> ResponseReturnValue:
     caller = current_caller()

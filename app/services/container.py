@@ -151,7 +151,9 @@ class Services:
 
     @cached_property
     def safeguards(self) -> Safeguards:
-        return Safeguards(self.db, self.runtime.clock, self.totp, self.vault, self.notifier)
+        return Safeguards(
+            self.db, self.runtime.clock, self.totp, self.vault, self.notifier, self.runtime.settings
+        )
 
     @cached_property
     def signin(self) -> SignInCompleter:

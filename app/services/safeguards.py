@@ -26,32 +26,36 @@ from sqlalchemy.orm import Session as DbSession
 from app.clock import Clock
 from app.errors import ServiceError
 from app.models import Session, User
+from app.services.freshness import Freshness
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, acr_at_least
 from app.services.totp import TotpService
 from app.services.vault import PersonalDataVault
+from app.settings import Settings
 
 
 @dataclass(frozen=True)
 class Protection:
-    """A kind of sign-in protection. Removing one needs a sign-in within
-    ``max_age_seconds`` at the account's level (both factors once it has
+    """A kind of sign-in protection. Removing one needs a sign-in as recent as
+    its ``freshness`` allows, at the account's level (both factors once it has
     TOTP), and the owner is emailed."""
 
     code: str
-    max_age_seconds: int
+    freshness: Freshness
     # How the owner's email names it.
     described: str
 
 
-PASSKEYS = Protection("passkeys", 300, "passkeys")
-DEVICE_BINDINGS = Protection("device_bindings", 900, "bound devices")
+PASSKEYS = Protection("passkeys", Freshness.PASSKEY_REMOVAL, "passkeys")
+DEVICE_BINDINGS = Protection("device_bindings", Freshness.DEVICE_MANAGEMENT, "bound devices")
 SECOND_FACTOR = Protection(
-    "second_factor", 300, "the authenticator app (TOTP) and its recovery codes"
+    "second_factor",
+    Freshness.SECOND_FACTOR,
+    "the authenticator app (TOTP) and its recovery codes",
 )
 # New codes void the old ones: as fresh a proof as removing the factor.
 RECOVERY_CODES = Protection(
-    "recovery_codes", SECOND_FACTOR.max_age_seconds, "your earlier recovery codes"
+    "recovery_codes", SECOND_FACTOR.freshness, "your earlier recovery codes"
 )
 
 
@@ -92,8 +96,10 @@ class Safeguards:
         totp: TotpService,
         vault: PersonalDataVault,
         notifier: Notifier,
+        settings: Settings,
     ) -> None:
         self._db, self._clock, self._totp = db, clock, totp
+        self._settings = settings
         self._vault, self._notifier = vault, notifier
 
     def hold(self, user_id: str) -> None:
@@ -113,7 +119,7 @@ class Safeguards:
         a session nothing can be removed. Holds the account's lock (``hold``)."""
         if not protections:
             return
-        max_age = min(p.max_age_seconds for p in protections)
+        max_age = min(p.freshness.seconds(self._settings) for p in protections)
         if session is None:
             raise insufficient_authentication(Acr.MULTI_FACTOR, max_age, dpop_bound=False)
         self.hold(session.user_id)

@@ -11,15 +11,18 @@ from typing import Any
 
 from flask import request
 
-from app.api.context import request_context, runtime
 from app.errors import ServiceError
 from app.extensions import current_settings, limiter, limiter_hash_key
+from app.http.scope import request_context, runtime
 from app.services.directory import Directory, Identifier
 
 
 def json_body() -> object:
-    """The JSON body if it parses; rate-limit keys never fail a request
-    (parse_body answers malformed or absurdly nested bodies itself)."""
+    """The request's fields: the JSON body if it parses (the API), else the
+    form (the pages). Rate-limit keys never fail a request (parse_body answers
+    malformed or absurdly nested bodies itself)."""
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.form.to_dict()
     try:
         return request.get_json(silent=True)
     except RecursionError:
@@ -53,9 +56,9 @@ def _typed_address(field: str, kind: str) -> tuple[str, Identifier | None]:
 def caller_key() -> str:
     """The signed-in account (its random id). Authenticates the request first:
     without a session there is nothing to count, and the answer is a 401."""
-    from app.api.context import current_caller
+    from app.http.gate import authenticated_caller
 
-    return f"account:{current_caller().user.id}"
+    return f"account:{authenticated_caller().user.id}"
 
 
 def _source_of(ident: Identifier | None) -> str:
@@ -63,7 +66,7 @@ def _source_of(ident: Identifier | None) -> str:
     behind the typed address, that the request shows; else a keyed hash of its
     network. A made-up device cookie is no source of its own. The lookups are
     the same whether or not the address has an account."""
-    from app.api.context import services
+    from app.http.scope import services
 
     svc = services()
     user = svc.directory.find(ident) if ident is not None else None
@@ -102,7 +105,7 @@ def per_destination_limit(field: str, kind: str = "identifier") -> Callable[[Any
 def flow_destination_key() -> str:
     """A registration resend counts against the address it goes to, not the flow:
     opening more flows must not buy more messages to one person."""
-    from app.api.context import services
+    from app.http.scope import services
     from app.models import RegistrationFlow
 
     flow_id = (request.view_args or {}).get("flow_id", "")

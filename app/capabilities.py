@@ -1,0 +1,53 @@
+"""The plug-in point: each capability (the JSON API, the pages, and later
+OAuth, WeChat and identity verification) lives in its own package and
+describes itself with one ``Capability``; ``INSTALLED`` lists them. The app
+factory, the runtime, the export and Alembic read them from here instead of
+from lists kept in each of those places."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from flask import Blueprint, Flask
+
+from app.http.surfaces import Surface
+from app.services.consent import WithdrawalEffects
+from app.services.export import Section, register_section
+
+# Modules with a ``capability`` attribute, in the order their blueprints register.
+INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability")
+
+
+@dataclass(frozen=True)
+class Capability:
+    name: str
+    # Each blueprint with the surface that answers for it.
+    blueprints: Sequence[tuple[Blueprint, Surface]] = ()
+    # Adds what stops in this capability when a purpose is withdrawn.
+    withdrawal_effects: Callable[[WithdrawalEffects], None] | None = None
+    # What this capability holds about a person, for the export.
+    export_sections: Sequence[Section] = ()
+    # The capability's tables (their module imported makes Alembic see them).
+    models: Sequence[type] = ()
+    # Anything else it wires into the app (template globals, a locale selector).
+    init_app: Callable[[Flask], None] | None = None
+
+
+@cache
+def installed() -> tuple[Capability, ...]:
+    found = tuple(importlib.import_module(name).capability for name in INSTALLED)
+    for capability in found:
+        for section in capability.export_sections:
+            register_section(section)
+    return found
+
+
+def withdrawal_effects() -> WithdrawalEffects:
+    effects = WithdrawalEffects()
+    for capability in installed():
+        if capability.withdrawal_effects is not None:
+            capability.withdrawal_effects(effects)
+    return effects
