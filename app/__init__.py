@@ -200,6 +200,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.api.context import install_unit_of_work
     from app.api.problems import register_problem_handlers
     from app.cli import register_cli
+    from app.pages import init_pages
 
     for blueprint in (
         system.bp,
@@ -215,6 +216,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         admin.bp,
     ):
         app.register_blueprint(blueprint)
+    init_pages(app)
     register_problem_handlers(app)
     install_unit_of_work(app)
     register_cli(app)

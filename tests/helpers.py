@@ -743,3 +743,31 @@ def body_endpoints(document: dict[str, Any]) -> list[Endpoint]:
                 schema = resolve_ref(document, schema["$ref"])
             found.append(Endpoint(method, path, operation, schema))
     return found
+
+
+def publish_policy(
+    app: Flask,
+    *,
+    version: str,
+    effective_at: datetime,
+    material: bool,
+    changes: str,
+    affected_purposes: tuple[str, ...] | list[str] = (),
+    text: str = "A later version of the test platform's privacy policy.",
+) -> None:
+    """Publish a policy version as an operator's `privid` command does."""
+    from app.cli import unit_of_work
+    from app.services.policies import NewPolicy
+
+    with app.app_context(), unit_of_work() as svc:
+        svc.policies.publish(
+            NewPolicy(
+                version=version,
+                effective_at=effective_at,
+                text=text,
+                material=material,
+                changes=changes,
+                affected_purposes=list(affected_purposes),
+            ),
+            published_by="cli",
+        )
