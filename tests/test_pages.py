@@ -14,9 +14,10 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
-from flask import Flask
+from flask import Flask, Response, render_template_string
 from flask.testing import FlaskClient
 
+from app.pages.surface import apply_page_headers, render_error_page, standard_error_page
 from tests.helpers import publish_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,3 +241,22 @@ def test_the_stylesheet_is_served_from_the_site(client: FlaskClient):
     css = client.get(href.group(1))
     assert css.status_code == 200 and css.mimetype == "text/css"
     assert ":focus" in css.text and "outline" in css.text
+
+
+def test_a_scripts_nonce_in_a_template_is_the_one_the_csp_allows(app: Flask):
+    with app.test_request_context("/policies"):
+        html = render_template_string('<script nonce="{{ csp_nonce }}" src="/a.js"></script>')
+        csp = apply_page_headers(Response(html)).headers["Content-Security-Policy"]
+    nonce = re.search(r'nonce="([^"]+)"', html)
+    assert nonce and f"'nonce-{nonce.group(1)}'" in csp
+
+
+def test_error_pages_for_the_surface_use_the_layout_and_the_visitors_language(app: Flask):
+    with app.test_request_context("/account", headers={"Accept-Language": "zh-CN"}):
+        unavailable = standard_error_page(503)
+        conflict = render_error_page(409, "已存在", "此版本已发布。")
+    assert unavailable.status_code == 503 and unavailable.mimetype == "text/html"
+    assert "出错了" in unavailable.get_data(as_text=True)
+    body = conflict.get_data(as_text=True)
+    assert conflict.status_code == 409 and '<html lang="zh-CN">' in body
+    assert "此版本已发布。" in body and "跳到主要内容" in body

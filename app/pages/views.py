@@ -36,11 +36,12 @@ bp.register_error_handler(ServiceError, page_service_error)
 
 @bp.app_context_processor
 def _page_globals() -> dict[str, object]:
-    # The language links send the visitor back to the page they are on.
     if not has_request_context():
-        return {"csp_nonce": csp_nonce}
+        return {}
+    # The language links send the visitor back to the page they are on.
     here = request.full_path if request.query_string else request.path
-    return {"csp_nonce": csp_nonce, "here": here}
+    # The same nonce goes into the CSP header (apply_page_headers).
+    return {"csp_nonce": csp_nonce(), "here": here}
 
 
 @bp.get("/")
