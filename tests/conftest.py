@@ -5,15 +5,22 @@ PRIVID_TEST_DATABASE_URL is set), rate limits in memory or Redis
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import create_engine, text
+from werkzeug.serving import make_server
 
 from app import build_runtime, create_app
 from app.clock import FrozenClock, SystemClock
@@ -23,7 +30,7 @@ from app.models import Base
 from app.services.container import Runtime
 from app.settings import Environment, Settings
 from app.worker import OutboxWorker
-from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer
+from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer, free_port
 
 PG_URL = os.environ.get("PRIVID_TEST_DATABASE_URL", "")
 RATELIMIT_URI = os.environ.get("PRIVID_TEST_RATELIMIT_STORAGE_URI", "memory://")
@@ -159,6 +166,14 @@ class _Drain:
 
 @pytest.fixture
 def app(runtime: Runtime, smtp_server: SmtpServer, sms_gateway: SmsGateway) -> Iterator[Flask]:
+    with _test_app(runtime, smtp_server, sms_gateway) as app:
+        yield app
+
+
+@contextmanager
+def _test_app(
+    runtime: Runtime, smtp_server: SmtpServer, sms_gateway: SmsGateway
+) -> Iterator[Flask]:
     app = create_app(runtime=runtime)
     app.config["TESTING"] = True
     with app.app_context():
@@ -169,9 +184,11 @@ def app(runtime: Runtime, smtp_server: SmtpServer, sms_gateway: SmsGateway) -> I
     worker = OutboxWorker.for_app(app)
     smtp_server.mailbox.deliver = sms_gateway.outbox.deliver = worker.run_once
     runtime.dispatcher = _Drain(worker)  # type: ignore[attr-defined]
-    yield app
-    smtp_server.mailbox.deliver = sms_gateway.outbox.deliver = None
-    app.extensions["privid.engine"].dispose()
+    try:
+        yield app
+    finally:
+        smtp_server.mailbox.deliver = sms_gateway.outbox.deliver = None
+        app.extensions["privid.engine"].dispose()
 
 
 def publish_test_policy(app: Flask) -> None:
@@ -203,3 +220,115 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def frozen_clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+
+
+# Browser tests (marker "browser"): the app served on a real port, Debian's
+# Chromium driven by Playwright. They never skip: CI installs chromium.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # The browser says localhost (WebAuthn needs a host name, and localhost is
+    # a secure context, so Secure and __Host- cookies work over http); it
+    # never asks a resolver.
+    "--host-resolver-rules=MAP localhost 127.0.0.1",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@dataclass
+class LiveServer:
+    app: Flask
+    url: str  # http://localhost:<port>, no trailing slash
+
+
+@pytest.fixture
+def live_server(
+    settings: Settings,
+    clock: SystemClock,
+    smtp_server: SmtpServer,
+    sms_gateway: SmsGateway,
+) -> Iterator[LiveServer]:
+    """The test app served by werkzeug's threaded server on 127.0.0.1; its
+    public URL and WebAuthn origin are the origin the browser uses."""
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    live_settings = settings.model_copy(
+        update={"public_url": origin, "webauthn_rp_id": "localhost", "webauthn_origins": origin}
+    )
+    runtime = build_runtime(live_settings, clock=clock)
+    with _test_app(runtime, smtp_server, sms_gateway) as app:
+        server = make_server("127.0.0.1", port, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+        thread.start()
+        try:
+            yield LiveServer(app=app, url=origin)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            # A fresh profile, nothing shared with anything else on the host.
+            downloads_path=str(tmp_path_factory.mktemp("downloads")),
+            timeout=30_000,
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser_locale() -> str:
+    """The browser's language (and so its Accept-Language); parametrize to change."""
+    return "en"
+
+
+@pytest.fixture
+def page(
+    browser: Browser, live_server: LiveServer, browser_locale: str, request: pytest.FixtureRequest
+) -> Iterator[Page]:
+    """A page in a new browser context (no cookies from other tests); when the
+    test fails, its screenshot and HTML are kept in test-artifacts/<test id>/."""
+    context = browser.new_context(locale=browser_locale, base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        yield page
+        report = getattr(request.node, "privid_call_report", None)
+        if report is not None and report.failed:
+            _save_artifacts(page, request.node.nodeid)
+    finally:
+        context.close()
+
+
+def _save_artifacts(page: Page, nodeid: str) -> None:
+    folder = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        page.screenshot(path=str(folder / "screenshot.png"), full_page=True)
+        (folder / "page.html").write_text(page.content(), encoding="utf-8")
+    except PlaywrightError as error:  # a crashed page still fails the test
+        (folder / "error.txt").write_text(str(error), encoding="utf-8")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    # Keeps the test body's outcome where the page fixture can see it at teardown.
+    report = yield
+    if report.when == "call":
+        item.privid_call_report = report  # type: ignore[attr-defined]
+    return report

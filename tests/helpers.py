@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ from typing import Any
 
 import pyotp
 import requests
+from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 from flask.testing import FlaskClient
+from playwright.sync_api import CDPSession, Page
 from sqlalchemy import Connection, event, inspect, select, text
 from werkzeug.test import TestResponse
 
@@ -743,3 +746,82 @@ def body_endpoints(document: dict[str, Any]) -> list[Endpoint]:
                 schema = resolve_ref(document, schema["$ref"])
             found.append(Endpoint(method, path, operation, schema))
     return found
+
+
+def publish_policy(
+    app: Flask,
+    *,
+    version: str,
+    effective_at: datetime,
+    material: bool,
+    changes: str,
+    affected_purposes: tuple[str, ...] | list[str] = (),
+    text: str = "A later version of the test platform's privacy policy.",
+) -> None:
+    """Publish a policy version as an operator's `privid` command does."""
+    from app.cli import unit_of_work
+    from app.services.policies import NewPolicy
+
+    with app.app_context(), unit_of_work() as svc:
+        svc.policies.publish(
+            NewPolicy(
+                version=version,
+                effective_at=effective_at,
+                text=text,
+                material=material,
+                changes=changes,
+                affected_purposes=list(affected_purposes),
+            ),
+            published_by="cli",
+        )
+
+
+def virtual_authenticator(
+    page: Page, *, resident_key: bool = True, user_verification: bool = True
+) -> str:
+    """A platform authenticator (CTAP2, internal) in the page's browser, through
+    the DevTools WebAuthn domain; it says yes to every presence and
+    verification check. Returns its id (WebAuthn.getCredentials takes it)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": resident_key,
+                "hasUserVerification": user_verification,
+                "isUserVerified": user_verification,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    # The session must outlive this call: the authenticator lives in it.
+    _cdp_sessions[page] = cdp
+    return str(added["authenticatorId"])
+
+
+_cdp_sessions: weakref.WeakKeyDictionary[Page, CDPSession] = weakref.WeakKeyDictionary()
+
+
+def authenticator_credentials(page: Page, authenticator_id: str) -> list[dict[str, Any]]:
+    """The credentials a virtual authenticator holds."""
+    cdp = _cdp_sessions[page]
+    found = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
+    return list(found["credentials"])
+
+
+SERIOUS_IMPACTS = {"serious", "critical"}
+
+
+def assert_accessible(page: Page) -> None:
+    """axe-core on the page as it is now: no serious or critical violation."""
+    results = Axe().run(page)
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} -> "
+        + "; ".join(", ".join(node["target"]) for node in v["nodes"])
+        for v in results.response["violations"]
+        if v.get("impact") in SERIOUS_IMPACTS
+    ]
+    assert serious == [], "accessibility violations:\n" + "\n".join(serious)

@@ -159,6 +159,10 @@ def test_an_installed_copy_migrates_and_serves(tmp_path: Path):
         assert any(p["code"] == "security" for p in purposes.json()["purposes"])
         policies = requests.get(f"{base}/api/v1/policies", timeout=5)
         assert policies.status_code == 200 and policies.json()["policies"]
+        # The pages' templates, stylesheet and compiled catalogues were installed.
+        archive = requests.get(f"{base}/policies", headers={"Accept-Language": "zh-CN"}, timeout=5)
+        assert archive.status_code == 200 and "隐私政策历史版本" in archive.text
+        assert requests.get(f"{base}/assets/pages.css", timeout=5).status_code == 200
     finally:
         server.terminate()
         server.wait(timeout=20)

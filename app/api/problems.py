@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, json
+from werkzeug.wrappers import Response as BaseResponse
 
 from app.errors import FieldError
 from app.http.surfaces import Problem, Surface
@@ -53,7 +54,7 @@ def _render(problem: Problem) -> Response:
     )
 
 
-def _secure(response: Response) -> None:
+def _secure(response: BaseResponse) -> None:
     for name, value in API_SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     response.headers.setdefault("Cache-Control", "no-store")

@@ -3,7 +3,7 @@ HttpOnly, SameSite=Lax, path /."""
 
 from __future__ import annotations
 
-from flask import Response
+from werkzeug.wrappers import Response
 
 from app.http.scope import runtime
 from app.services.sessions import IssuedSession, Transport

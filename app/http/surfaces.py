@@ -12,9 +12,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, current_app, g, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from app.errors import FieldError, ServiceError
 from app.http.unit_of_work import record_failure

@@ -1,0 +1,72 @@
+"""Which language a page speaks: the visitor's explicit choice (a cookie set
+by the language switch), else the best match for Accept-Language, else English.
+
+Catalogues: every ``translations/`` folder under app/pages/ (one per page area),
+compiled to .mo when the package is installed (setup.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from flask import Flask, request
+from flask_babel import Babel, get_locale
+
+PAGES_DIR = Path(__file__).resolve().parent
+LANG_COOKIE = "__Host-privid_lang"
+LANG_COOKIE_MAX_AGE = 365 * 86400
+# The tags people see and send (BCP 47) and the locales Babel uses. Babel's
+# name for zh-CN is zh_Hans_CN, so that is the catalogue folder gettext looks
+# in (translations/zh_Hans_CN/LC_MESSAGES/messages.po): a zh_CN folder is
+# never read.
+LANGUAGES = {"zh-CN": "zh_Hans_CN", "en": "en"}
+DEFAULT_LANGUAGE = "en"
+
+babel = Babel()
+
+
+def translation_directories() -> list[str]:
+    return sorted(str(p) for p in PAGES_DIR.rglob("translations") if p.is_dir())
+
+
+def chosen_language() -> str | None:
+    """The language tag the visitor picked with the switch, if it is one we speak."""
+    value = request.cookies.get(LANG_COOKIE)
+    return value if value in LANGUAGES else None
+
+
+def select_locale() -> str:
+    tag = chosen_language() or request.accept_languages.best_match(
+        list(LANGUAGES), default=DEFAULT_LANGUAGE
+    )
+    return LANGUAGES[tag]
+
+
+def html_lang() -> str:
+    """The current locale as a BCP 47 tag, for <html lang> and hreflang."""
+    locale = get_locale()
+    if locale is None:
+        return DEFAULT_LANGUAGE
+    # Not locale.script: pages say zh-CN, as the switch and Accept-Language do.
+    return "-".join(filter(None, (locale.language, locale.territory)))
+
+
+def safe_next(target: str | None) -> str:
+    """A redirect target on this site: a path (with query) and nothing that a
+    browser could read as another origin (``//host``, ``/\\host``, schemes)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target
+
+
+def init_babel(app: Flask) -> None:
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(translation_directories())
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", LANGUAGES[DEFAULT_LANGUAGE])
+    babel.init_app(app, locale_selector=select_locale)
+    app.jinja_env.globals["html_lang"] = html_lang

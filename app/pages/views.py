@@ -1,0 +1,92 @@
+"""The pages' own views: the language switch, the policy archive, and ``/``.
+
+The archive reads the same PolicyService the JSON API's /api/v1/policies uses.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    abort,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+)
+from flask.typing import ResponseReturnValue
+
+from app.http.access import public
+from app.http.cookies import set_browser_cookie
+from app.http.scope import runtime, services
+from app.pages.i18n import LANG_COOKIE, LANG_COOKIE_MAX_AGE, LANGUAGES, html_lang, safe_next
+from app.pages.surface import csp_nonce
+
+bp = Blueprint(
+    "pages",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/assets",
+)
+
+
+@bp.app_context_processor
+def _page_globals() -> dict[str, object]:
+    if not has_request_context():
+        return {}
+    # The language links send the visitor back to the page they are on.
+    here = request.full_path if request.query_string else request.path
+    # The same nonce goes into the CSP header (apply_page_headers).
+    return {"csp_nonce": csp_nonce(), "here": here}
+
+
+@bp.get("/")
+@public()
+def home() -> ResponseReturnValue:
+    return redirect("/account", code=303)
+
+
+@bp.get("/lang/<lang>")
+@public()
+def switch_language(lang: str) -> ResponseReturnValue:
+    if lang not in LANGUAGES:
+        abort(404)
+    response = redirect(safe_next(request.args.get("next")), code=303)
+    set_browser_cookie(response, LANG_COOKIE, lang, LANG_COOKIE_MAX_AGE)
+    return response
+
+
+@bp.get("/policies")
+@public()
+def policy_archive() -> ResponseReturnValue:
+    svc = services().policies
+    current = svc.current()
+    return render_template(
+        "policies/archive.html",
+        policies=svc.all(),
+        current_version=current.version if current else None,
+        now=runtime().clock.now(),
+        purpose_title=purpose_title,
+    )
+
+
+@bp.get("/policies/<code:version>")
+@public()
+def policy_version(version: str) -> ResponseReturnValue:
+    svc = services().policies
+    found, current = svc.get(version), svc.current()
+    return render_template(
+        "policies/version.html",
+        policy=found,
+        current_version=current.version if current else None,
+        now=runtime().clock.now(),
+        purpose_title=purpose_title,
+    )
+
+
+def purpose_title(code: str) -> str:
+    """A purpose's name from the catalogue, in the page's language."""
+    purpose = runtime().catalogue.get(code)
+    if purpose is None:
+        return code
+    return purpose.title.zh_cn if html_lang() == "zh-CN" else purpose.title.en
