@@ -825,3 +825,35 @@ def assert_accessible(page: Page) -> None:
         if v.get("impact") in SERIOUS_IMPACTS
     ]
     assert serious == [], "accessibility violations:\n" + "\n".join(serious)
+
+
+def sign_in_browser(
+    page: Page, mailbox: Mailbox, sms: SmsOutbox, consent: dict[str, Any] | None = None
+) -> Person:
+    """A new account, registered through the JSON API from the page's own
+    browser context (so its cookie session lands in the browser's jar), with
+    the baseline consent unless told otherwise: for tests of pages behind
+    sign-in. Tests of the sign-in pages themselves sign in through the pages."""
+    person = new_person()
+    api = page.request
+    started = api.post(
+        "/api/v1/registration",
+        data={
+            "email": person.email,
+            "phone": person.phone,
+            "full_name": person.full_name,
+            "password": person.password,
+            "consent": consent if consent is not None else baseline_consent(),
+        },
+    )
+    assert started.status == 202, started.text()
+    flow = started.json()["flow_id"]
+    verify = f"/api/v1/registration/{flow}/verify"
+    first = api.post(verify, data={"channel": "email", "code": mailbox.last_code(person.email)})
+    assert first.status == 200, first.text()
+    done = api.post(
+        verify,
+        data={"channel": "phone", "code": sms.last_code(person.phone), "token_delivery": "cookie"},
+    )
+    assert done.status == 201, done.text()
+    return person

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from flask import Flask, Response, render_template_string
@@ -40,7 +40,7 @@ def _extracted_msgids() -> set[str]:
         method_map.append((pattern, method))
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-        str(ROOT), method_map=method_map
+        str(ROOT), method_map=method_map, keywords={**DEFAULT_KEYWORDS, "lazy_gettext": None}
     ):
         found.add(message if isinstance(message, str) else message[0])
     return found

@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 
 from app.http.access import public
 from app.http.cookies import set_browser_cookie
+from app.http.gate import csrf_token, optional_caller
 from app.http.scope import runtime, services
 from app.pages.i18n import LANG_COOKIE, LANG_COOKIE_MAX_AGE, LANGUAGES, html_lang, safe_next
 from app.pages.surface import csp_nonce
@@ -37,7 +38,12 @@ def _page_globals() -> dict[str, object]:
     # The language links send the visitor back to the page they are on.
     here = request.full_path if request.query_string else request.path
     # The same nonce goes into the CSP header (apply_page_headers).
-    return {"csp_nonce": csp_nonce(), "here": here}
+    return {
+        "csp_nonce": csp_nonce(),
+        "here": here,
+        "csrf_token": csrf_token,
+        "signed_in_person": lambda: optional_caller() is not None,
+    }
 
 
 @bp.get("/")
