@@ -5,6 +5,10 @@ The archive reads the same PolicyService the JSON API's /api/v1/policies uses.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from flask import (
     Blueprint,
     abort,
@@ -19,6 +23,7 @@ from app.http.access import public
 from app.http.cookies import set_browser_cookie
 from app.http.gate import csrf_token, optional_caller
 from app.http.scope import runtime, services
+from app.models import PolicyVersion
 from app.pages.i18n import LANG_COOKIE, LANG_COOKIE_MAX_AGE, LANGUAGES, html_lang, safe_next
 from app.pages.surface import csp_nonce
 
@@ -81,13 +86,42 @@ def policy_archive() -> ResponseReturnValue:
 def policy_version(version: str) -> ResponseReturnValue:
     svc = services().policies
     found, current = svc.get(version), svc.current()
+    previous = _previous(svc.all(), found) if found.material else None
     return render_template(
         "policies/version.html",
         policy=found,
         current_version=current.version if current else None,
         now=runtime().clock.now(),
         purpose_title=purpose_title,
+        previous=previous,
+        differences=text_differences(previous.text, found.text) if previous else [],
     )
+
+
+def _previous(versions: Sequence[PolicyVersion], policy: PolicyVersion) -> PolicyVersion | None:
+    """The version in force before ``policy`` took effect."""
+    earlier = [v for v in versions if v.effective_at < policy.effective_at]
+    return max(earlier, key=lambda v: v.effective_at) if earlier else None
+
+
+@dataclass(frozen=True)
+class LineChange:
+    kind: str  # "added", "removed" or "same"
+    text: str
+
+
+def text_differences(before: str, after: str) -> list[LineChange]:
+    """The lines of ``after`` against ``before``: removed, added and unchanged."""
+    old, new = before.splitlines(), after.splitlines()
+    changes: list[LineChange] = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            changes.extend(LineChange("same", line) for line in old[i1:i2])
+            continue
+        changes.extend(LineChange("removed", line) for line in old[i1:i2])
+        changes.extend(LineChange("added", line) for line in new[j1:j2])
+    return changes
 
 
 def purpose_title(code: str) -> str:
