@@ -28,11 +28,14 @@ from tests.helpers import (
     bearer,
     login,
     other_browser,
+    passkey_options,
     publish_policy,
     register,
+    register_passkey,
     sign_in_browser,
     virtual_authenticator,
 )
+from tests.soft_authenticator import SoftAuthenticator
 
 ANALYTICS_EN = "Analytics and web beacons"
 ANALYTICS_ZH = "统计分析与网络信标"
@@ -441,3 +444,25 @@ class TestAnOldSession:
         assert cancel.status_code == 303
         assert cancel.headers["Location"].startswith("/step-up?next=%2Fprivacy%2Fcancel")
         assert client.get("/api/v1/me").status_code == 200
+
+    def test_withdrawing_what_a_passkey_rests_on_asks_for_a_step_up_first(
+        self, app: Flask, client: FlaskClient, mailbox, sms, clock: FrozenClock
+    ):
+        consent = baseline_consent(device_biometrics="granted")
+        phone = other_browser(app)
+        person, session = register(phone, mailbox, sms, consent=consent)
+        options = passkey_options(phone, session["token"])
+        answer = SoftAuthenticator().create(options)
+        assert (
+            register_passkey(phone, session["token"], answer, options["challenge_id"]).status_code
+            == 201
+        )
+        assert login(client, person.email, person.password, "cookie").status_code == 200
+        token = _csrf(client)
+        clock.advance(minutes=6)  # removing a passkey needs a sign-in within five
+        response = client.post("/privacy/device_biometrics/withdraw", data={"csrf_token": token})
+        assert response.status_code == 303
+        # Back to the centre afterwards: the withdraw address takes posts only.
+        assert response.headers["Location"].startswith("/step-up?next=%2Fprivacy&acr=")
+        credentials = client.get("/api/v1/me/credentials").json["credentials"]
+        assert len(credentials) == 1
