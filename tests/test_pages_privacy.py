@@ -11,9 +11,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from babel.dates import format_datetime
+from babel.dates import format_date
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jws
@@ -213,8 +214,9 @@ def test_a_request_made_appears_with_its_due_date(
     row = page.locator("tbody tr").first
     expect(row).to_contain_text(kind)
     expect(row).to_contain_text(status)
-    due = datetime.fromisoformat(made["due_at"])
-    expect(row).to_contain_text(format_datetime(due, "medium", tzinfo=UTC, locale=babel_locale))
+    # Due at the end of the third working day, a day read in Beijing time.
+    due = datetime.fromisoformat(made["due_at"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    expect(row).to_contain_text(format_date(due.date(), "long", locale=babel_locale))
     assert_accessible(page)
 
 
@@ -411,6 +413,18 @@ def test_an_unknown_request_kind_is_refused(client: FlaskClient, mailbox, sms):
     )
     assert response.status_code == 422
     assert client.get("/api/v1/me/requests").json["requests"] == []
+
+
+def test_deleting_ended_sessions_is_answered_at_once(client: FlaskClient, mailbox, sms):
+    _signed_in_client(client, mailbox, sms)
+    token = _csrf(client, "/privacy/requests")
+    form = {"csrf_token": token, "kind": "deletion", "ended_sessions": "yes"}
+    made = client.post("/privacy/requests", data=form)
+    assert made.status_code == 303
+    page = client.get(made.headers["Location"]).get_data(as_text=True)
+    assert "Completed" in page and "Deleted 0 ended session(s)." in page
+    (request,) = client.get("/api/v1/me/requests").json["requests"]
+    assert request["details"] == {"categories": ["ended_sessions"]}
 
 
 class TestAnOldSession:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from babel.dates import format_date, format_datetime
 from flask import Blueprint, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
-from flask_babel import lazy_gettext
+from flask_babel import get_locale, lazy_gettext
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
@@ -77,6 +79,23 @@ DECISIONS = {
 
 def _message(error: ServiceError) -> str:
     return str(PAGE_MESSAGES.get(error.slug, message_for(error)))
+
+
+def when(moment: datetime) -> str:
+    """An instant in the time zone the service's working days are counted in,
+    with the zone named (a due date is the end of a local day)."""
+    calendar = runtime().calendar
+    return format_datetime(moment, "long", tzinfo=calendar.tz, locale=get_locale())
+
+
+def due_day(moment: datetime) -> str:
+    """The local day a request is due by (it is due at that day's end)."""
+    return format_date(runtime().calendar.local_date(moment), "long", locale=get_locale())
+
+
+@bp.context_processor
+def _privacy_globals() -> dict[str, object]:
+    return {"when": when, "due_day": due_day}
 
 
 def text_of(texts: Any) -> str:
