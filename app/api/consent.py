@@ -20,9 +20,9 @@ from app.api.schemas import (
 )
 from app.http.access import public, signed_in
 from app.http.cookies import clear_device_cookie
-from app.http.gate import current_caller
+from app.http.gate import Caller, current_caller
 from app.http.scope import request_context, runtime, services
-from app.models import RequestKind
+from app.models import ConsentRecord, RequestKind
 from app.services.consent import SECURITY_PURPOSE, decisions_from
 
 bp = Blueprint("consent", __name__)
@@ -143,10 +143,18 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
     responses={200: ("Withdrawn", ConsentHistory)},
 )
 def withdraw(purpose: str) -> ResponseReturnValue:
-    caller = current_caller()
+    record = withdraw_consent(current_caller(), purpose)
+    response = jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
+    if purpose == SECURITY_PURPOSE:
+        clear_device_cookie(response)
+    return response
+
+
+def withdraw_consent(caller: Caller, purpose: str) -> ConsentRecord:
+    """A withdrawal as the API and the privacy centre make it, answered at once
+    as a request. Taking away a passkey or a device binding this way needs what
+    removing it directly needs; the service checks the session and tells the owner."""
     svc = services()
-    # Taking away a passkey or a device binding this way needs what removing
-    # it directly needs; the service checks the session and tells the owner.
     record = svc.consent.withdraw(
         caller.user.id, purpose, request_context(), session=caller.session
     )
@@ -156,10 +164,7 @@ def withdraw(purpose: str) -> ResponseReturnValue:
         "Consent withdrawn; what depended on it has stopped.",
         {"purpose": record.purpose},
     )
-    response = jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
-    if purpose == SECURITY_PURPOSE:
-        clear_device_cookie(response)
-    return response
+    return record
 
 
 @bp.get("/api/v1/me/consent/history")

@@ -16,6 +16,7 @@ from flask_babel import get_locale, lazy_gettext
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
+from app.api.consent import withdraw_consent
 from app.api.rights import export_document, receive_request
 from app.api.schemas import CancellationIn, Receipt
 from app.errors import ServiceError
@@ -159,21 +160,7 @@ def _done(purpose: str) -> Response:
 def withdraw(purpose: str) -> ResponseReturnValue:
     submitted_form()  # the gate checked its CSRF token
     caller = current_caller()
-
-    def withdraw_it() -> ConsentRecord:
-        svc = services()
-        record = svc.consent.withdraw(
-            caller.user.id, purpose, request_context(), session=caller.session
-        )
-        svc.rights.answered_at_once(
-            caller.user.id,
-            RequestKind.CONSENT_WITHDRAWAL,
-            "Consent withdrawn; what depended on it has stopped.",
-            {"purpose": record.purpose},
-        )
-        return record
-
-    outcome = attempt(withdraw_it)
+    outcome = attempt(lambda: withdraw_consent(caller, purpose))
     if isinstance(outcome, ServiceError):
         if outcome.slug == "insufficient-user-authentication":
             # Taking a sign-in protection away needs a recent sign-in; come back
