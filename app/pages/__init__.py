@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from app.capabilities import Capability
 from app.pages.i18n import init_babel
+from app.pages.signin.views import bp as signin_bp
 from app.pages.surface import PAGES
 from app.pages.views import bp
 
-capability = Capability(name="pages", blueprints=((bp, PAGES),), init_app=init_babel)
+capability = Capability(
+    name="pages", blueprints=((bp, PAGES), (signin_bp, PAGES)), init_app=init_babel
+)
