@@ -12,14 +12,21 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from playwright.sync_api import Page, expect
 
 from app.clock import FrozenClock
 from app.pages.returns import DEFAULT_RETURN, RETURN_PREFIXES, allowed_return_path
 from tests.helpers import (
     TOTP_START,
+    assert_accessible,
+    authenticator_credentials,
     baseline_consent,
     enable_totp,
     register,
+    set_user_verified,
+    sign_in_browser,
+    virtual_authenticator,
+    without_passkey_autofill,
 )
 
 SESSION_COOKIE = "__Host-privid_session"
@@ -371,3 +378,259 @@ def test_sign_out_ends_the_session_and_needs_the_form_token(client: FlaskClient,
     # The old cookie, sent again, opens nothing: the session itself ended.
     client.set_cookie(SESSION_COOKIE, token or "", secure=True)
     assert client.get("/api/v1/me").status_code == 401
+
+
+# -- in a browser ----------------------------------------------------------------------
+
+REGISTER_PASSKEY = """async () => {
+  const options = await privid.postJson('/api/v1/webauthn/registration/options');
+  if (!options.ok) return options;
+  const { challenge_id, ...publicKey } = options.data;
+  let credential;
+  try {
+    credential = await privid.create(publicKey);
+  } catch (error) {
+    return { ok: false, status: 0, error: error.name };
+  }
+  return privid.postJson('/api/v1/webauthn/registration/verify', { ...credential, challenge_id });
+}"""
+PASSKEY_CONSENT = baseline_consent(device_biometrics="granted")
+
+
+def _account(live_server: Any, mailbox: Any, sms: Any, **kw: Any) -> tuple[Any, dict[str, Any]]:
+    """An account registered through the API, with no session in the browser."""
+    api = live_server.app.test_client()
+    api.environ_base["wsgi.url_scheme"] = "https"
+    return register(api, mailbox, sms, **kw)
+
+
+def _register_passkey(page: Page) -> dict[str, Any]:
+    """A passkey for the signed-in account, made with the pages' own
+    webauthn.js (the account pages that will offer this are not built yet)."""
+    if not page.url.endswith("/policies"):
+        page.goto("/policies")
+    page.add_script_tag(url="/assets/webauthn.js")
+    result: dict[str, Any] = page.evaluate(REGISTER_PASSKEY)
+    return result
+
+
+def _csrf_header(page: Page) -> dict[str, str]:
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    return {"X-CSRF-Token": token or ""}
+
+
+def _sign_out(page: Page) -> None:
+    page.get_by_role("button", name=re.compile("Sign out|退出")).click()
+    expect(page).to_have_url(re.compile(r":\d+/signin$"))
+    assert page.request.get("/api/v1/me").status == 401
+
+
+def _current_acr(page: Page) -> str:
+    sessions = page.request.get("/api/v1/me/sessions").json()["sessions"]
+    return next(s["acr"] for s in sessions if s["current"])
+
+
+@pytest.mark.browser
+def test_browser_password_sign_in_returns_to_next_and_signs_out(
+    page: Page, live_server: Any, mailbox: Any, sms: Any
+):
+    person, _ = _account(live_server, mailbox, sms)
+    page.goto("/signin?next=/policies")
+    assert_accessible(page)
+    page.get_by_label("Email or phone number").fill(person.email)
+    page.get_by_label("Password").fill("wrong-password-here")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.locator("#form-error")).to_have_text("The sign-in details are not correct.")
+    assert_accessible(page)
+    page.get_by_label("Password").fill(person.password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert page.request.get("/api/v1/me").status == 200
+    _sign_out(page)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("browser_locale", ["zh-CN"])
+def test_browser_sign_in_in_chinese_ignores_an_off_site_next(
+    page: Page, live_server: Any, mailbox: Any, sms: Any, browser_locale: str
+):
+    person, _ = _account(live_server, mailbox, sms)
+    page.goto("/signin?next=https://evil.example/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("登录")
+    expect(page.get_by_role("button", name="使用通行密钥登录")).to_be_visible()
+    assert_accessible(page)
+    page.get_by_label("邮箱或手机号码").fill(person.phone)
+    page.get_by_label("密码").fill(person.password)
+    page.get_by_role("button", name="登录", exact=True).click()
+    expect(page).to_have_url(re.compile(r"^http://localhost:\d+/account$"))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("browser_locale", ["zh-CN"])
+def test_browser_sms_sign_in(
+    page: Page, live_server: Any, mailbox: Any, sms: Any, browser_locale: str
+):
+    person, _ = _account(live_server, mailbox, sms)
+    page.goto("/signin?next=/policies")
+    page.get_by_role("link", name="使用短信验证码登录").click()
+    assert_accessible(page)
+    page.get_by_label("手机号码").fill(person.phone)
+    page.get_by_role("button", name="发送验证码").click()
+    expect(page.get_by_role("status")).to_contain_text(person.phone)
+    page.get_by_label("短信中的验证码").fill("000000")
+    page.get_by_role("button", name="登录", exact=True).click()
+    expect(page.locator("#code-error")).to_be_visible()
+    assert_accessible(page)
+    page.get_by_label("短信中的验证码").fill(sms.last_code(person.phone, 2))
+    page.get_by_role("button", name="登录", exact=True).click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert page.request.get("/api/v1/me").status == 200
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("browser_locale", ["zh-CN"])
+def test_browser_second_factor_with_totp_then_step_up(
+    page: Page, live_server: Any, mailbox: Any, sms: Any, clock: FrozenClock, browser_locale: str
+):
+    person, session = _account(live_server, mailbox, sms)
+    api = live_server.app.test_client()
+    totp, _ = enable_totp(api, session, at=clock.now())
+    clock.advance(seconds=30)
+    page.goto("/signin?next=/policies")
+    page.get_by_label("邮箱或手机号码").fill(person.email)
+    page.get_by_label("密码").fill(person.password)
+    page.get_by_role("button", name="登录", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("确认是您本人")
+    assert_accessible(page)
+    page.get_by_label("六位数验证码").fill("123456")
+    page.get_by_role("button", name="继续").click()
+    expect(page.locator("#totp-error")).to_be_visible()
+    page.get_by_label("六位数验证码").fill(totp.at(clock.now()))
+    page.get_by_role("button", name="继续").click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert _current_acr(page) == "urn:privid:acr:multi-factor"
+    # Later, an action that needs a fresh sign-in sends the person to step up.
+    clock.advance(minutes=2)
+    page.goto("/step-up?next=/policies&acr=urn:privid:acr:multi-factor")
+    expect(page.get_by_role("heading", level=1)).to_have_text("确认是您本人")
+    assert_accessible(page)
+    page.get_by_label("密码").fill(person.password)
+    page.get_by_label("身份验证器应用中的验证码").fill(totp.at(clock.now()))
+    page.get_by_role("button", name="继续").click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+
+
+@pytest.mark.browser
+def test_browser_passkey_from_the_username_autofill(
+    page: Page, live_server: Any, mailbox: Any, sms: Any
+):
+    virtual_authenticator(page)
+    sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
+    assert _register_passkey(page)["status"] == 201
+    page.context.clear_cookies()  # a new browser session, nobody signed in
+    # Chromium's virtual authenticator answers a conditional (autofill)
+    # request by itself, as if the person picked the passkey: no click here.
+    page.goto("/signin?next=/policies")
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert _current_acr(page) == "urn:privid:acr:phishing-resistant"
+
+
+@pytest.mark.browser
+def test_browser_passkey_button_then_remove_and_register_again(
+    page: Page, live_server: Any, mailbox: Any, sms: Any
+):
+    without_passkey_autofill(page)
+    authenticator = virtual_authenticator(page)
+    sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
+    first = _register_passkey(page)
+    assert first["status"] == 201
+    _sign_out(page)
+    page.goto("/signin?next=/policies")
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert _current_acr(page) == "urn:privid:acr:phishing-resistant"
+    # Removed (the passkey sign-in was just now) and made again on the same device.
+    removed = page.request.delete(
+        f"/api/v1/me/credentials/{first['data']['id']}", headers=_csrf_header(page)
+    )
+    assert removed.status == 204
+    second = _register_passkey(page)
+    assert second["status"] == 201 and second["data"]["id"] != first["data"]["id"]
+    # The device keeps one passkey per account: the new one replaced the old.
+    assert len(authenticator_credentials(page, authenticator)) == 1
+    _sign_out(page)
+    page.goto("/signin?next=/privacy")
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page).to_have_url(re.compile(r":\d+/privacy$"))
+
+
+@pytest.mark.browser
+def test_browser_an_authenticator_without_resident_keys_cannot_make_a_passkey(
+    page: Page, live_server: Any, mailbox: Any, sms: Any
+):
+    without_passkey_autofill(page)
+    virtual_authenticator(page, resident_key=False)
+    person = sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
+    # The options require a resident key: the browser refuses before anything
+    # reaches the server (were it to answer rk=false, the API refuses it too).
+    refused = _register_passkey(page)
+    assert refused == {"ok": False, "status": 0, "error": "NotAllowedError"}
+    assert page.request.get("/api/v1/me/credentials").json()["credentials"] == []
+    _sign_out(page)
+    # Sign-in asks for no username, so typing one first changes nothing: the
+    # device has no passkey to offer, and the page says so.
+    page.goto("/signin")
+    page.get_by_label("Email or phone number").fill(person.email)
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(page.locator("#passkey-error")).to_contain_text("The passkey check did not finish")
+    assert page.request.get("/api/v1/me").status == 401
+
+
+@pytest.mark.browser
+def test_browser_step_up_by_passkey_needs_user_verification(
+    page: Page, live_server: Any, mailbox: Any, sms: Any, clock: FrozenClock
+):
+    without_passkey_autofill(page)
+    authenticator = virtual_authenticator(page)
+    sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
+    credential = _register_passkey(page)["data"]["id"]
+    clock.advance(minutes=6)  # older than removing a passkey allows
+    remove = f"/api/v1/me/credentials/{credential}"
+    assert page.request.delete(remove, headers=_csrf_header(page)).status == 401
+    page.goto("/step-up?next=/policies&acr=urn:privid:acr:phishing-resistant")
+    assert_accessible(page)
+    # Only a passkey reaches this level: no password form.
+    expect(page.get_by_label("Password")).to_have_count(0)
+    set_user_verified(page, authenticator, False)
+    page.get_by_role("button", name="Confirm with a passkey").click()
+    # Chromium refuses an assertion its authenticator could not verify (the
+    # server never sees it); the page says what may have gone wrong.
+    expect(page.locator("#step-up-passkey-error")).to_contain_text(
+        "your device could not confirm it is you"
+    )
+    assert _current_acr(page) == "urn:privid:acr:single-factor"
+    set_user_verified(page, authenticator, True)
+    page.get_by_role("button", name="Confirm with a passkey").click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert _current_acr(page) == "urn:privid:acr:phishing-resistant"
+    assert page.request.delete(remove, headers=_csrf_header(page)).status == 204
+
+
+@pytest.mark.browser
+def test_browser_password_sign_in_works_without_javascript(
+    browser: Any, live_server: Any, mailbox: Any, sms: Any
+):
+    person, _ = _account(live_server, mailbox, sms)
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/signin?next=/policies")
+        page.get_by_label("Email or phone number").fill(person.email)
+        page.get_by_label("Password").fill(person.password)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page).to_have_url(re.compile(r":\d+/policies$"))
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(r":\d+/signin$"))
+        assert page.request.get("/api/v1/me").status == 401
+    finally:
+        context.close()
