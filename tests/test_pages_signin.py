@@ -634,3 +634,32 @@ def test_browser_password_sign_in_works_without_javascript(
         assert page.request.get("/api/v1/me").status == 401
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_browser_second_factor_by_email_code_after_a_device_was_bound(
+    page: Page, live_server: Any, mailbox: Any, sms: Any
+):
+    without_passkey_autofill(page)
+    virtual_authenticator(page)
+    consent = baseline_consent(device_biometrics="granted", security="granted")
+    person = sign_in_browser(page, mailbox, sms, consent=consent)
+    # A passkey on this device binds it: a password alone no longer signs in.
+    assert _register_passkey(page)["status"] == 201
+    _sign_out(page)
+    page.goto("/signin?next=/policies")
+    page.get_by_label("Email or phone number").fill(person.email)
+    page.get_by_label("Password").fill(person.password)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it is you")
+    assert page.get_by_label("Six-digit code").count() == 0
+    mails_before = len(mailbox.to(person.email))
+    page.get_by_role("button", name="Email me a code").click()
+    expect(page.get_by_role("status")).to_have_text(
+        "A code is on its way to your account's email address."
+    )
+    assert_accessible(page)
+    page.get_by_label("Code from the email").fill(mailbox.last_code(person.email, mails_before + 1))
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(re.compile(r":\d+/policies$"))
+    assert page.request.get("/api/v1/me").status == 200
