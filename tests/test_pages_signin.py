@@ -22,6 +22,7 @@ from tests.helpers import (
     authenticator_credentials,
     baseline_consent,
     enable_totp,
+    publish_policy,
     register,
     set_user_verified,
     sign_in_browser,
@@ -179,6 +180,23 @@ def test_sign_in_with_the_phone_number_as_identifier(client: FlaskClient, mailbo
     person, _ = register(client, mailbox, sms)
     done = _sign_in(client, person.phone, person.password)
     assert done.status_code == 303 and done.headers["Location"] == "/account"
+
+
+def test_a_sign_in_that_owes_consent_goes_to_the_consent_step(
+    app: Any, client: FlaskClient, mailbox, sms, clock: FrozenClock
+):
+    person, _ = register(client, mailbox, sms)
+    clock.advance(minutes=1)
+    publish_policy(
+        app, version="2026-12", effective_at=clock.now(), material=True, changes="New purposes."
+    )
+    clock.advance(minutes=1)
+    done = _sign_in(client, person.email, person.password, "/privacy")
+    assert done.status_code == 303
+    assert done.headers["Location"] == "/consent?next=%2Fprivacy"
+    # The session exists, limited to the consent step.
+    assert _session_cookie(client)
+    assert client.get("/api/v1/me").status_code == 403
 
 
 def test_an_off_site_next_posted_with_the_form_is_ignored(client: FlaskClient, mailbox, sms):

@@ -60,8 +60,9 @@
         show(section, output, failureKey(error));
       }
     });
+    // A signed-in visitor is not offered another sign-in from the autofill.
     const available = PublicKeyCredential.isConditionalMediationAvailable;
-    if (typeof available !== "function") return;
+    if (section.dataset.autofill !== "on" || typeof available !== "function") return;
     available.call(PublicKeyCredential).then((yes) => {
       if (!yes) return;
       conditional = new AbortController();
