@@ -857,3 +857,25 @@ def sign_in_browser(
     )
     assert done.status == 201, done.text()
     return person
+
+
+# --- signin pages ---
+
+
+def set_user_verified(page: Page, authenticator_id: str, verified: bool) -> None:
+    """Whether the page's virtual authenticator passes its user-verification
+    check (fingerprint, face, PIN) from now on."""
+    _cdp_sessions[page].send(
+        "WebAuthn.setUserVerified",
+        {"authenticatorId": authenticator_id, "isUserVerified": verified},
+    )
+
+
+def without_passkey_autofill(page: Page) -> None:
+    """The page's browser reports no conditional mediation (no passkeys in
+    autofill), as browsers without it do: Chromium's virtual authenticators
+    would otherwise answer the sign-in page's autofill request at once."""
+    page.add_init_script(
+        "if (window.PublicKeyCredential) "
+        "PublicKeyCredential.isConditionalMediationAvailable = async () => false;"
+    )
