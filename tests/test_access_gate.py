@@ -4,6 +4,8 @@ succeeded, not because of its status code."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from flask import Blueprint, Flask
 from sqlalchemy import text
@@ -105,7 +107,7 @@ def _probe_rows(app: Flask) -> list[str]:
 
 
 @pytest.fixture
-def probe_app(app: Flask) -> Flask:
+def probe_app(app: Flask) -> Iterator[Flask]:
     with app.extensions["privid.engine"].begin() as connection:
         connection.execute(text(PROBE))
         connection.execute(text("DELETE FROM uow_probe"))
@@ -148,7 +150,10 @@ def probe_app(app: Flask) -> Flask:
         return submitted_form().get("name", "")
 
     app.register_blueprint(pages)
-    return app
+    yield app
+    # The table is the test's own: PostgreSQL keeps it across tests otherwise.
+    with app.extensions["privid.engine"].begin() as connection:
+        connection.execute(text("DROP TABLE uow_probe"))
 
 
 def test_a_form_shown_again_after_a_failed_call_commits_nothing(probe_app: Flask) -> None:
