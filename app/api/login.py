@@ -146,10 +146,7 @@ def second_factor(body: SecondFactorIn) -> ResponseReturnValue:
     responses={204: ("Signed out", None)},
 )
 def logout() -> ResponseReturnValue:
-    caller = current_caller()
-    context = request_context()
-    services().sessions.revoke(caller.user.id, caller.session.id, "logout", context.ip_prefix)
-    services().audit.record("logout", user_id=caller.user.id, ip_prefix=context.ip_prefix)
+    services().sessions.sign_out(current_caller().session, request_context().ip_prefix)
     response = make_response("", 204)
     clear_session_cookie(response)
     return response

@@ -151,6 +151,11 @@ class SessionService:
             reason=reason,
         )
 
+    def sign_out(self, session: Session, ip_prefix: str) -> None:
+        """The holder ends this session (the API's logout, the pages' sign-out)."""
+        self.revoke(session.user_id, session.id, "logout", ip_prefix)
+        self._audit.record("logout", user_id=session.user_id, ip_prefix=ip_prefix)
+
     def step_up(self, session: Session, *, acr: Acr, amr: list[str]) -> IssuedSession:
         """A fresh proof raises the session: new auth time, new level, new token
         (the old token stops working at once)."""

@@ -304,11 +304,7 @@ def step_up() -> ResponseReturnValue:
 @bp.post("/signout")
 @signed_in(consent_step=True)
 def signout() -> Response:
-    caller = current_caller()
-    context = request_context()
-    # As POST /api/v1/logout does: end this session, leave a trace.
-    services().sessions.revoke(caller.user.id, caller.session.id, "logout", context.ip_prefix)
-    services().audit.record("logout", user_id=caller.user.id, ip_prefix=context.ip_prefix)
+    services().sessions.sign_out(current_caller().session, request_context().ip_prefix)
     response = redirect("/signin", code=303)
     clear_session_cookie(response)
     return response
