@@ -9,8 +9,11 @@ the same services the API calls, behind the same access gate."""
 from __future__ import annotations
 
 from app.capabilities import Capability
+from app.pages.account.views import bp as account_bp
 from app.pages.i18n import init_babel
 from app.pages.surface import PAGES
 from app.pages.views import bp
 
-capability = Capability(name="pages", blueprints=((bp, PAGES),), init_app=init_babel)
+capability = Capability(
+    name="pages", blueprints=((bp, PAGES), (account_bp, PAGES)), init_app=init_babel
+)
