@@ -29,6 +29,7 @@ from tests.helpers import (
 )
 from tests.helpers import account_csrf as csrf_of
 from tests.helpers import account_form as form
+from tests.soft_authenticator import SoftAuthenticator
 
 NEW_PASSWORD = "quartz-lantern-meadow-77"
 
@@ -336,7 +337,7 @@ def test_password_change_ends_other_sessions_and_the_old_password(
     page.get_by_label("New password").fill(NEW_PASSWORD)
     page.get_by_role("button", name="Change password").click()
     expect(page.get_by_role("status").first).to_have_text("Your password has been changed.")
-    expect(page.locator("main")).to_contain_text("1 other session was signed out.")
+    expect(page.locator("main")).to_contain_text("Other sessions signed out: 1.")
     assert _me(live_server, other_token) == 401
     assert _api_login(live_server, person.email, person.password).status_code == 401
     assert _api_login(live_server, person.email, NEW_PASSWORD).status_code == 200
@@ -364,7 +365,7 @@ def test_totp_enrol_from_the_qr_page_recovery_codes_then_off(page: Page, mailbox
     expect(codes).to_have_count(10)
     assert_accessible(page)
     page.get_by_role("link", name="I have saved them").click()
-    expect(page.locator("main")).to_contain_text("10 recovery codes left.")
+    expect(page.locator("main")).to_contain_text("Recovery codes left: 10.")
     # Turning it off needs every factor the account now has: step up with
     # both (the JSON API's step-up, as the step-up page will).
     raised = page.request.post(
@@ -457,3 +458,49 @@ def test_devices_listed_renamed_and_revoked(page: Page, live_server, mailbox, sm
     expect(page.locator("section.device")).to_have_count(count - 1)
     assert label
     assert _me(live_server, phone.json()["token"]) == 401
+
+
+@pytest.mark.parametrize("clock", ["frozen"], indirect=True)
+def test_a_synced_passkey_is_listed_as_synced_and_removing_it_later_needs_a_step_up(
+    client, mailbox, sms, clock
+):
+    _signed_in(client, mailbox, sms, device_biometrics="granted")
+    token = {"X-CSRF-Token": csrf_of(client)}
+    options = client.post("/api/v1/webauthn/registration/options", headers=token)
+    assert options.status_code == 200, options.json
+    answer = SoftAuthenticator(backup_eligible=True, backed_up=True).create(options.json)
+    made = client.post(
+        "/api/v1/webauthn/registration/verify",
+        json={**answer, "challenge_id": options.json["challenge_id"], "nickname": "Cloud key"},
+        headers=token,
+    )
+    assert made.status_code == 201, made.json
+    listed = client.get("/account/passkeys").get_data(as_text=True)
+    assert "Cloud key" in listed and "Synced passkey" in listed
+    assert "Bound to one device" not in listed
+    clock.advance(minutes=6)
+    removing = form(client, f"/account/passkeys/{made.json['id']}/remove")
+    assert removing.status_code == 303
+    assert removing.headers["Location"].startswith(
+        "/step-up?next=" + f"/account/passkeys/{made.json['id']}/remove".replace("/", "%2F")
+    )
+    assert "Cloud key" in client.get("/account/passkeys").get_data(as_text=True)
+
+
+@pytest.mark.browser
+def test_adding_a_passkey_after_a_while_goes_to_step_up(page: Page, mailbox, sms):
+    sign_in_browser(page, mailbox, sms, consent=baseline_consent(device_biometrics="granted"))
+    virtual_authenticator(page)
+    # The API's answer for a sign-in too old to add a passkey (RFC 9470).
+    page.route(
+        "**/api/v1/webauthn/registration/options",
+        lambda route: route.fulfill(
+            status=401,
+            content_type="application/problem+json",
+            body='{"type": "https://privid.dev/problems/insufficient-user-authentication",'
+            ' "status": 401, "title": "Sign in again"}',
+        ),
+    )
+    page.goto("/account/passkeys")
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page).to_have_url(re.compile(r"/step-up\?next=%2Faccount%2Fpasskeys$"))
