@@ -23,6 +23,7 @@ from tests.helpers import (
     bearer,
     login,
     new_person,
+    passkey_sign_in,
     register,
     sign_in_browser,
     virtual_authenticator,
@@ -117,6 +118,8 @@ def test_email_change_by_code_with_wrong_password_and_wrong_code_first(client, m
     done = form(client, "/account/profile/email/confirm", code=code)
     assert done.status_code == 303
     assert done.headers["Location"] == "/account/profile?done=email"
+    replayed = form(client, "/account/profile/email/confirm", code=code)
+    assert "The code is wrong, expired or already used" in replayed.get_data(as_text=True)
     page = client.get("/account/profile?done=email").get_data(as_text=True)
     assert "Your email address has been changed." in page
     assert login(client, new_email, person.password, "bearer").status_code == 200
@@ -460,21 +463,45 @@ def test_devices_listed_renamed_and_revoked(page: Page, live_server, mailbox, sm
     assert _me(live_server, phone.json()["token"]) == 401
 
 
+def _add_passkey(client: FlaskClient, authenticator: SoftAuthenticator, nickname: str) -> Any:
+    """A passkey made from this cookie session, through the JSON API as passkeys.js does."""
+    token = {"X-CSRF-Token": csrf_of(client)}
+    options = client.post("/api/v1/webauthn/registration/options", headers=token)
+    assert options.status_code == 200, options.json
+    made = client.post(
+        "/api/v1/webauthn/registration/verify",
+        json={
+            **authenticator.create(options.json),
+            "challenge_id": options.json["challenge_id"],
+            "nickname": nickname,
+        },
+        headers=token,
+    )
+    assert made.status_code == 201, made.json
+    return made
+
+
+def test_a_possibly_cloned_passkey_is_listed_with_why_it_is_blocked(client, mailbox, sms, app):
+    _signed_in(client, mailbox, sms, device_biometrics="granted")
+    authenticator = SoftAuthenticator()
+    _add_passkey(client, authenticator, "Desk key")
+    elsewhere = app.test_client()
+    elsewhere.environ_base["wsgi.url_scheme"] = "https"
+    assert passkey_sign_in(elsewhere, authenticator)[0].status_code == 200
+    authenticator.credentials[0].sign_count -= 1  # a copy whose counter lags behind
+    assert passkey_sign_in(elsewhere, authenticator)[0].status_code == 401
+    listed = client.get("/account/passkeys").get_data(as_text=True)
+    assert "Desk key" in listed and "Bound to one device" in listed
+    assert "its use counter went backwards" in listed
+
+
 @pytest.mark.parametrize("clock", ["frozen"], indirect=True)
 def test_a_synced_passkey_is_listed_as_synced_and_removing_it_later_needs_a_step_up(
     client, mailbox, sms, clock
 ):
     _signed_in(client, mailbox, sms, device_biometrics="granted")
-    token = {"X-CSRF-Token": csrf_of(client)}
-    options = client.post("/api/v1/webauthn/registration/options", headers=token)
-    assert options.status_code == 200, options.json
-    answer = SoftAuthenticator(backup_eligible=True, backed_up=True).create(options.json)
-    made = client.post(
-        "/api/v1/webauthn/registration/verify",
-        json={**answer, "challenge_id": options.json["challenge_id"], "nickname": "Cloud key"},
-        headers=token,
-    )
-    assert made.status_code == 201, made.json
+    authenticator = SoftAuthenticator(backup_eligible=True, backed_up=True)
+    made = _add_passkey(client, authenticator, "Cloud key")
     listed = client.get("/account/passkeys").get_data(as_text=True)
     assert "Cloud key" in listed and "Synced passkey" in listed
     assert "Bound to one device" not in listed

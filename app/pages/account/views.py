@@ -331,7 +331,9 @@ def enrol_totp() -> ResponseReturnValue:
     outcome = attempt(lambda: services().totp.enrol(caller.user))
     if isinstance(outcome, ServiceError):
         error, _ = _problems(outcome)
-        return render_template("account/totp_start.html", enabled=False, error=error), 409
+        return render_template(
+            "account/totp_start.html", enabled=False, error=error
+        ), outcome.status
     # The secret is shown once, in this response (never in a URL to redirect to).
     qr = base64.b64encode(outcome.qr_svg.encode()).decode()
     return render_template(
