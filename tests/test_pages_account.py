@@ -451,7 +451,6 @@ def test_devices_listed_renamed_and_revoked(page: Page, live_server, mailbox, sm
     count = devices.count()
     assert_accessible(page)
     other = page.locator("section.device", has_not=page.locator(".badge-current")).first
-    label = other.get_by_role("heading").inner_text()
     other.get_by_role("textbox").fill("My phone")
     other.get_by_role("button", name="Rename").click()
     expect(page.get_by_role("status")).to_have_text("The device has been renamed.")
@@ -459,7 +458,6 @@ def test_devices_listed_renamed_and_revoked(page: Page, live_server, mailbox, sm
     page.get_by_role("button", name="Revoke").click()
     expect(page.get_by_role("status")).to_have_text("The device has been revoked.")
     expect(page.locator("section.device")).to_have_count(count - 1)
-    assert label
     assert _me(live_server, phone.json()["token"]) == 401
 
 
@@ -531,3 +529,17 @@ def test_adding_a_passkey_after_a_while_goes_to_step_up(page: Page, mailbox, sms
     page.goto("/account/passkeys")
     page.get_by_role("button", name="Add a passkey").click()
     expect(page).to_have_url(re.compile(r"/step-up\?next=%2Faccount%2Fpasskeys$"))
+
+
+def test_revoking_this_device_signs_this_browser_out(client, mailbox, sms, settings):
+    _signed_in(client, mailbox, sms, security="granted")
+    listed = client.get("/account/devices").get_data(as_text=True)
+    current = re.search(
+        r'id="device-([0-9a-f-]{36})">[^<]*<span class="badge badge-current">', listed
+    )
+    assert current is not None
+    revoked = form(client, f"/account/devices/{current[1]}/revoke")
+    assert revoked.status_code == 303 and revoked.headers["Location"] == "/signin"
+    cleared = [c for c in revoked.headers.getlist("Set-Cookie") if settings.device_cookie_name in c]
+    assert cleared and "Max-Age=0" in cleared[0]
+    assert client.get("/account").headers["Location"] == "/signin?next=%2Faccount"

@@ -29,6 +29,7 @@ from app.api.schemas import (
 )
 from app.errors import FieldError, ServiceError
 from app.http.access import CREDENTIAL_CHANGE, SECOND_FACTOR_ENROLMENT, signed_in
+from app.http.cookies import clear_device_cookie
 from app.http.gate import current_caller, submitted_form
 from app.http.scope import request_context, services
 from app.http.unit_of_work import attempt, record_failure
@@ -526,8 +527,11 @@ def revoke_device(device_id: str) -> ResponseReturnValue:
     if isinstance(outcome, ServiceError):
         return _failed_action("device-revoke", _step_up_or(outcome), target=device_id)
     if caller.session.device_id == device_id:
-        # This browser's own device: its session ended with it.
-        return redirect("/signin", code=303)
+        # This browser's own device: its session ended with it, and its
+        # device cookie goes as the API's revoke drops it.
+        response = redirect("/signin", code=303)
+        clear_device_cookie(response)
+        return response
     return _see("/account/devices", done="device-revoked")
 
 
