@@ -543,3 +543,15 @@ def test_revoking_this_device_signs_this_browser_out(client, mailbox, sms, setti
     cleared = [c for c in revoked.headers.getlist("Set-Cookie") if settings.device_cookie_name in c]
     assert cleared and "Max-Age=0" in cleared[0]
     assert client.get("/account").headers["Location"] == "/signin?next=%2Faccount"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"limit_code_send_per_destination": "1/hour"}])
+def test_codes_to_a_new_address_are_limited_as_in_the_api(client, mailbox, sms):
+    person = _signed_in(client, mailbox, sms)
+    new_email = new_person().email
+    fields = {"email": new_email, "current_password": person.password}
+    assert form(client, "/account/profile/email", **fields).status_code == 303
+    again = form(client, "/account/profile/email", **fields)
+    assert again.status_code == 429
+    assert "Too many requests" in again.get_data(as_text=True)
+    assert form(client, "/account/profile/email", **fields).status_code == 429

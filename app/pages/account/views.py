@@ -28,9 +28,11 @@ from app.api.schemas import (
     PhoneChange,
 )
 from app.errors import FieldError, ServiceError
+from app.extensions import limiter
 from app.http.access import CREDENTIAL_CHANGE, SECOND_FACTOR_ENROLMENT, signed_in
 from app.http.cookies import clear_device_cookie
 from app.http.gate import current_caller, submitted_form
+from app.http.limits import per_destination_limit, setting
 from app.http.scope import request_context, services
 from app.http.unit_of_work import attempt, record_failure
 from app.models import RequestKind
@@ -204,20 +206,45 @@ def _start_contact_change(kind: str) -> ResponseReturnValue:
     )
 
 
-@bp.route("/account/profile/email", methods=["GET", "POST"])
+# The forms are shown by GET views; the posts carry the API's own rate limits
+# (codes sent per network and per destination, code tries per network).
+@bp.get("/account/profile/email")
 @signed_in(step_up=CREDENTIAL_CHANGE)
+def email_form() -> ResponseReturnValue:
+    return _start_contact_change(EMAIL)
+
+
+@bp.post("/account/profile/email")
+@signed_in(step_up=CREDENTIAL_CHANGE)
+@limiter.limit(setting("limit_code_send_per_ip"))
+@per_destination_limit("email", "email")
 def change_email() -> ResponseReturnValue:
     return _start_contact_change(EMAIL)
 
 
-@bp.route("/account/profile/phone", methods=["GET", "POST"])
+@bp.get("/account/profile/phone")
 @signed_in(step_up=CREDENTIAL_CHANGE)
+def phone_form() -> ResponseReturnValue:
+    return _start_contact_change(PHONE)
+
+
+@bp.post("/account/profile/phone")
+@signed_in(step_up=CREDENTIAL_CHANGE)
+@limiter.limit(setting("limit_code_send_per_ip"))
+@per_destination_limit("phone", "phone")
 def change_phone() -> ResponseReturnValue:
     return _start_contact_change(PHONE)
 
 
-@bp.route("/account/profile/<any(email,phone):kind>/confirm", methods=["GET", "POST"])
+@bp.get("/account/profile/<any(email,phone):kind>/confirm")
 @signed_in()
+def confirm_contact_form(kind: str) -> ResponseReturnValue:
+    return render_template("account/contact_confirm.html", kind=kind, error=None, fields={})
+
+
+@bp.post("/account/profile/<any(email,phone):kind>/confirm")
+@signed_in()
+@limiter.limit(setting("limit_login_per_ip"))
 def confirm_contact(kind: str) -> ResponseReturnValue:
     error: str | None = None
     fields: dict[str, str] = {}
@@ -344,6 +371,7 @@ def enrol_totp() -> ResponseReturnValue:
 
 @bp.post("/account/security/totp/confirm")
 @signed_in()
+@limiter.limit(setting("limit_login_per_ip"))
 def confirm_totp() -> ResponseReturnValue:
     caller = current_caller()
     body = _parsed(CodeConfirm, code=_text("code").strip())
