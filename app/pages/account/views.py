@@ -246,29 +246,26 @@ def confirm_contact_form(kind: str) -> ResponseReturnValue:
 @signed_in()
 @limiter.limit(setting("limit_login_per_ip"))
 def confirm_contact(kind: str) -> ResponseReturnValue:
-    error: str | None = None
-    fields: dict[str, str] = {}
-    if request.method == "POST":
-        caller = current_caller()
-        body = _parsed(CodeConfirm, code=_text("code").strip())
-        if isinstance(body, ServiceError):
-            error, fields = _problems(body)
-        else:
-            code = body.code
+    caller = current_caller()
+    body = _parsed(CodeConfirm, code=_text("code").strip())
+    if isinstance(body, ServiceError):
+        outcome: ServiceError | None = body
+    else:
+        code = body.code
 
-            def finish() -> None:
-                svc = services()
-                svc.account.finish_contact_change(caller.user, kind, code, request_context())
-                # As the API: a correction of personal data is a rectification, answered at once.
-                svc.rights.answered_at_once(
-                    caller.user.id, RequestKind.RECTIFICATION,
-                    f"{kind} changed after proof by code.", {"field": kind},
-                )  # fmt: skip
+        def finish() -> None:
+            svc = services()
+            svc.account.finish_contact_change(caller.user, kind, code, request_context())
+            # As the API: a correction of personal data is a rectification, answered at once.
+            svc.rights.answered_at_once(
+                caller.user.id, RequestKind.RECTIFICATION,
+                f"{kind} changed after proof by code.", {"field": kind},
+            )  # fmt: skip
 
-            outcome = attempt(finish)
-            if outcome is None:
-                return _see("/account/profile", done=kind)
-            error, fields = _problems(outcome)
+        outcome = attempt(finish)
+    if outcome is None:
+        return _see("/account/profile", done=kind)
+    error, fields = _problems(outcome)
     return render_template("account/contact_confirm.html", kind=kind, error=error, fields=fields)
 
 
