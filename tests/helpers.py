@@ -879,3 +879,22 @@ def without_passkey_autofill(page: Page) -> None:
         "if (window.PublicKeyCredential) "
         "PublicKeyCredential.isConditionalMediationAvailable = async () => false;"
     )
+
+
+# --- account pages ---
+
+_CSRF_META = re.compile(r'<meta name="csrf-token" content="([0-9a-f]+)">')
+
+
+def account_csrf(client: FlaskClient, path: str = "/account") -> str:
+    """The signed-in browser's form token, as a page hands it out."""
+    page = client.get(path)
+    assert page.status_code == 200, page.status_code
+    found = _CSRF_META.search(page.get_data(as_text=True))
+    assert found is not None
+    return found.group(1)
+
+
+def account_form(client: FlaskClient, path: str, **fields: str) -> TestResponse:
+    """Post a page's form as the browser would, with its CSRF token."""
+    return client.post(path, data={"csrf_token": account_csrf(client), **fields})

@@ -9,6 +9,7 @@ the same services the API calls, behind the same access gate."""
 from __future__ import annotations
 
 from app.capabilities import Capability
+from app.pages.account.views import bp as account_bp
 from app.pages.i18n import init_babel
 from app.pages.privacy.views import bp as privacy_bp
 from app.pages.signin.views import bp as signin_bp
@@ -16,7 +17,7 @@ from app.pages.surface import PAGES
 from app.pages.views import bp as common_bp
 
 # One blueprint per page area, each with its own templates and catalogue.
-AREAS = (common_bp, signin_bp, privacy_bp)
+AREAS = (common_bp, signin_bp, account_bp, privacy_bp)
 
 capability = Capability(
     name="pages", blueprints=tuple((area, PAGES) for area in AREAS), init_app=init_babel

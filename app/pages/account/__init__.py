@@ -1,0 +1,1 @@
+"""The signed-in person's account pages (issue 9)."""
