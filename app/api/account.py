@@ -22,7 +22,6 @@ from app.http.access import CREDENTIAL_CHANGE, signed_in
 from app.http.gate import current_caller
 from app.http.limits import per_destination_limit, setting
 from app.http.scope import request_context, services
-from app.models import RequestKind
 from app.services.directory import EMAIL, PHONE
 
 bp = Blueprint("account", __name__, url_prefix="/api/v1")
@@ -107,11 +106,6 @@ def confirm_contact(kind: str, body: CodeConfirm) -> ResponseReturnValue:
     caller = current_caller()
     svc = services()
     svc.account.finish_contact_change(caller.user, kind, body.code, request_context())
-    # A correction of personal data is a rectification request, answered at once.
-    svc.rights.answered_at_once(
-        caller.user.id, RequestKind.RECTIFICATION, f"{kind} changed after proof by code.",
-        {"field": kind},
-    )  # fmt: skip
     return "", 204
 
 
@@ -161,12 +155,5 @@ def revoke_session(session_id: str) -> ResponseReturnValue:
 def revoke_others() -> ResponseReturnValue:
     caller = current_caller()
     svc = services()
-    count = svc.sessions.revoke_all(caller.user.id, "revoked_by_user", keep=caller.session.id)
-    svc.audit.record(
-        "session.revoked",
-        user_id=caller.user.id,
-        ip_prefix=request_context().ip_prefix,
-        scope="others",
-        count=count,
-    )
+    count = svc.sessions.sign_out_elsewhere(caller.session, request_context().ip_prefix)
     return jsonify(RevokedCount(revoked=count).model_dump())

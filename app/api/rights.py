@@ -93,10 +93,7 @@ def export_document(user: User) -> dict[str, Any]:
 def change_name(body: NameChange) -> ResponseReturnValue:
     caller = current_caller()
     svc = services()
-    svc.account.change_full_name(caller.user, body.full_name, body.current_password)
-    request = svc.rights.answered_at_once(
-        caller.user.id, RequestKind.RECTIFICATION, "Full name corrected.", {"field": "full_name"}
-    )
+    request = svc.account.change_full_name(caller.user, body.full_name, body.current_password)
     return jsonify(request_out(request).model_dump(mode="json"))
 
 

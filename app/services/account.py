@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import ServiceError, invalid_code, invalid_field
-from app.models import CodePurpose, Session, User
+from app.models import CodePurpose, DataSubjectRequest, RequestKind, Session, User
 from app.security.passwords import Argon2Passwords, PasswordPolicy, PersonalData
 from app.services.audit import AuditTrail
 from app.services.codes import CodeService, flow_subject
@@ -18,6 +18,7 @@ from app.services.directory import EMAIL, Directory, Identifier
 from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
 from app.services.registration import check_password
+from app.services.rights import RightsService
 from app.services.sessions import SessionService
 from app.services.throttle import AccountThrottle, account_key
 from app.services.vault import PersonalDataVault, Profile
@@ -46,7 +47,9 @@ class AccountService:
         sessions: SessionService,
         audit: AuditTrail,
         notifier: Notifier,
+        rights: RightsService,
     ) -> None:
+        self._rights = rights
         self._db, self._clock, self._directory = db, clock, directory
         self._passwords, self._policy, self._throttle = passwords, policy, throttle
         self._codes, self._vault, self._sessions = codes, vault, sessions
@@ -90,13 +93,19 @@ class AccountService:
         self._notifier.password_changed(profile.email, user_id=user.id)
         return ended
 
-    def change_full_name(self, user: User, new_name: str, current_password: str) -> None:
+    def change_full_name(
+        self, user: User, new_name: str, current_password: str
+    ) -> DataSubjectRequest:
+        """A correction of personal data is a rectification request, answered at once."""
         name = normalise_full_name(new_name)
         self.require_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         user.full_name_encrypted = cipher.encrypt("full_name", name)
         self._db.flush()
         self._audit.record("full_name.changed", user_id=user.id)
+        return self._rights.answered_at_once(
+            user.id, RequestKind.RECTIFICATION, "Full name corrected.", {"field": "full_name"}
+        )
 
     # -- password reset -----------------------------------------------------
 
@@ -221,6 +230,11 @@ class AccountService:
             )
         else:
             self._notifier.contact_changed_by_sms(previous.phone, user_id=user.id)
+        # A correction of personal data is a rectification request, answered at once.
+        self._rights.answered_at_once(
+            user.id, RequestKind.RECTIFICATION, f"{kind} changed after proof by code.",
+            {"field": kind},
+        )  # fmt: skip
 
     def _send_code(self, ident: Identifier, code: str, purpose: str, user_id: str) -> None:
         minutes = self._codes.ttl_minutes

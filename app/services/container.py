@@ -337,4 +337,5 @@ class Services:
             sessions=self.sessions,
             audit=self.audit,
             notifier=self.notifier,
+            rights=self.rights,
         )

@@ -156,6 +156,18 @@ class SessionService:
         self.revoke(session.user_id, session.id, "logout", ip_prefix)
         self._audit.record("logout", user_id=session.user_id, ip_prefix=ip_prefix)
 
+    def sign_out_elsewhere(self, session: Session, ip_prefix: str) -> int:
+        """ "Sign out everywhere else": every other session of the holder ends."""
+        count = self.revoke_all(session.user_id, "revoked_by_user", keep=session.id)
+        self._audit.record(
+            "session.revoked",
+            user_id=session.user_id,
+            ip_prefix=ip_prefix,
+            scope="others",
+            count=count,
+        )
+        return count
+
     def step_up(self, session: Session, *, acr: Acr, amr: list[str]) -> IssuedSession:
         """A fresh proof raises the session: new auth time, new level, new token
         (the old token stops working at once)."""

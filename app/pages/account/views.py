@@ -35,7 +35,6 @@ from app.http.gate import current_caller, submitted_form
 from app.http.limits import per_destination_limit, setting
 from app.http.scope import request_context, services
 from app.http.unit_of_work import attempt, record_failure
-from app.models import RequestKind
 from app.pages.messages import message_for
 from app.services.directory import EMAIL, PHONE
 from app.services.webauthn import credential_state, proves_device
@@ -254,13 +253,7 @@ def confirm_contact(kind: str) -> ResponseReturnValue:
         code = body.code
 
         def finish() -> None:
-            svc = services()
-            svc.account.finish_contact_change(caller.user, kind, code, request_context())
-            # As the API: a correction of personal data is a rectification, answered at once.
-            svc.rights.answered_at_once(
-                caller.user.id, RequestKind.RECTIFICATION,
-                f"{kind} changed after proof by code.", {"field": kind},
-            )  # fmt: skip
+            services().account.finish_contact_change(caller.user, kind, code, request_context())
 
         outcome = attempt(finish)
     if outcome is None:
@@ -284,12 +277,7 @@ def change_name() -> ResponseReturnValue:
         else:
 
             def correct() -> None:
-                svc = services()
-                svc.account.change_full_name(caller.user, value, password)
-                svc.rights.answered_at_once(
-                    caller.user.id, RequestKind.RECTIFICATION, "Full name corrected.",
-                    {"field": "full_name"},
-                )  # fmt: skip
+                services().account.change_full_name(caller.user, value, password)
 
             outcome = attempt(correct)
             if outcome is None:
@@ -592,13 +580,5 @@ def revoke_session(session_id: str) -> ResponseReturnValue:
 def revoke_other_sessions() -> ResponseReturnValue:
     caller = current_caller()
     svc = services()
-    count = svc.sessions.revoke_all(caller.user.id, "revoked_by_user", keep=caller.session.id)
-    # The same audit event the API's revoke-others records.
-    svc.audit.record(
-        "session.revoked",
-        user_id=caller.user.id,
-        ip_prefix=request_context().ip_prefix,
-        scope="others",
-        count=count,
-    )
+    svc.sessions.sign_out_elsewhere(caller.session, request_context().ip_prefix)
     return _see("/account/sessions", done="others-revoked")
