@@ -19,7 +19,7 @@ from app.http.access import EXPORT, public, signed_in
 from app.http.gate import PRE_SESSION_COOKIE, csrf_token, current_caller, submitted_form
 from app.http.scope import services
 from app.pages.surface import PAGES
-from tests.helpers import assert_problem, bearer, login, register
+from tests.helpers import CATALOGUE, assert_problem, baseline_consent, bearer, login, register
 
 CSRF = "X-CSRF-Token"
 REQUESTS = "/api/v1/me/requests"
@@ -65,6 +65,50 @@ def test_csrf_less_cross_site_posts_cannot_use_up_the_accounts_request_limit(
         _assert_api_problem(forged, 403, "csrf-failed")
     own = browser.post(REQUESTS, json=body, headers={CSRF: signed["csrf_token"]})
     assert own.status_code == 201, own.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"limit_login_per_ip": "1/hour"}])
+def test_a_flood_of_made_up_dpop_proofs_is_held_by_the_sign_in_limit(
+    client, settings_overrides
+) -> None:
+    """Before the gate, a sign-in's DPoP proof was checked inside the view,
+    after the limit: a client over its limit heard 429 whatever it sent. The
+    gate now checks the proof first, so every proof is verified (and a
+    client over the limit hears 400) without the limit counting it."""
+    body = {"identifier": "nobody@example.com", "password": "x" * 12}
+    client.post("/api/v1/login/password", json=body)
+    response = client.post("/api/v1/login/password", json=body, headers={"DPoP": "not.a.proof"})
+    _assert_api_problem(response, 429, "rate-limited")
+
+
+@pytest.fixture
+def clock(frozen_clock):
+    return frozen_clock
+
+
+def test_a_stale_non_operator_hears_operators_only_not_a_step_up_challenge(
+    client, mailbox, sms, frozen_clock
+) -> None:
+    """The role is refused before the age: a step-up would not help."""
+    _, session = register(client, mailbox, sms)
+    frozen_clock.advance(seconds=20 * 60)
+    response = client.get("/api/v1/admin/requests", headers=bearer(session["token"]))
+    _assert_api_problem(response, 403, "operator-only")
+
+
+def test_a_consent_pending_session_is_refused_before_its_step_up_age(
+    client, mailbox, sms, frozen_clock
+) -> None:
+    """A session that owes consent decisions hears consent-required, the
+    same as before the gate, even where a fresher sign-in is also needed."""
+    owed_later = baseline_consent()
+    required = {p.code for p in CATALOGUE.decided_at_sign_in() if p.required}
+    owed_later["decisions"] = [d for d in owed_later["decisions"] if d["purpose"] in required]
+    _, session = register(client, mailbox, sms, consent=owed_later)
+    assert session["status"] == "consent_required"
+    frozen_clock.advance(seconds=20 * 60)
+    response = client.post("/api/v1/me/export", headers=bearer(session["token"]))
+    _assert_api_problem(response, 403, "consent-required")
 
 
 # -- CSRF ----------------------------------------------------------------------
@@ -231,6 +275,11 @@ def page_app(app: Flask) -> Flask:
     def export_page() -> str:
         return "fresh enough"
 
+    @pages.post("/attack/private")
+    @signed_in()
+    def private_form() -> str:
+        return submitted_form().get("name", "")
+
     app.register_blueprint(pages)
     app.extensions["privid.surfaces"].adopt(pages, PAGES)
     return app
@@ -251,6 +300,35 @@ def test_the_sign_in_redirect_of_a_page_never_leaves_the_site(page_app, path) ->
         assert back.startswith("/") and not back.startswith("//"), back
 
 
+def test_a_stale_page_session_is_sent_to_step_up_and_back_here(
+    page_app, client, mailbox, sms, frozen_clock
+) -> None:
+    signed = _cookie_session(page_app, client, mailbox, sms)
+    browser = signed["browser"]
+    assert browser.get("/attack/export").get_data(as_text=True) == "fresh enough"
+    frozen_clock.advance(seconds=20 * 60)
+    response = browser.get("/attack/export?tab=2", headers=HTML)
+    assert response.status_code == 303
+    target = urlsplit(response.headers["Location"])
+    assert not target.netloc and target.path == "/step-up"
+    assert parse_qs(target.query)["next"] == ["/attack/export?tab=2"]
+
+
+def test_a_signed_out_form_post_is_redirected_without_its_csrf_token_in_the_url(
+    page_app,
+) -> None:
+    """The 303 to the sign-in page names the page, never what was posted."""
+    browser = _browser(page_app)
+    token = browser.get("/attack/private", headers=HTML)
+    assert token.status_code == 303
+    posted = browser.post(
+        "/attack/private", data={"name": "Ann", "csrf_token": "tok-123456"}, headers=HTML
+    )
+    assert posted.status_code == 303
+    assert "tok-123456" not in posted.headers["Location"]
+    assert "Ann" not in posted.headers["Location"]
+
+
 # -- the unit of work ------------------------------------------------------------
 
 PROBE = "CREATE TABLE IF NOT EXISTS gate_attack_probe (note VARCHAR(40))"
@@ -269,9 +347,7 @@ def writer_app(app: Flask) -> Flask:
     api = Blueprint("attack_writer", __name__, url_prefix="/api/v1/attack")
 
     def write(note: str) -> None:
-        services().db.execute(
-            text("INSERT INTO gate_attack_probe (note) VALUES (:n)"), {"n": note}
-        )
+        services().db.execute(text("INSERT INTO gate_attack_probe (note) VALUES (:n)"), {"n": note})
 
     @api.post("/written-then-crash")
     @public(csrf=False)
