@@ -19,7 +19,15 @@ from app.http.access import EXPORT, public, signed_in
 from app.http.gate import PRE_SESSION_COOKIE, csrf_token, current_caller, submitted_form
 from app.http.scope import services
 from app.pages.surface import PAGES
-from tests.helpers import CATALOGUE, assert_problem, baseline_consent, bearer, login, register
+from tests.helpers import (
+    CATALOGUE,
+    assert_problem,
+    baseline_consent,
+    bearer,
+    login,
+    register,
+    row_count,
+)
 
 CSRF = "X-CSRF-Token"
 REQUESTS = "/api/v1/me/requests"
@@ -409,3 +417,24 @@ def test_a_bearer_token_in_the_header_is_who_the_limiter_and_the_gate_both_see(
     theirs = browser.get(REQUESTS).get_json()
     assert len(mine["requests"]) == 1
     assert theirs["requests"] == []
+
+
+def test_a_rate_limit_storage_failure_after_the_view_commits_nothing_it_reports_failed(
+    app, client, mailbox, sms, monkeypatch
+) -> None:
+    """flask-limiter reads its storage again to write the RateLimit headers,
+    in an after_request hook. If that fails, the client is told 500: the
+    request's writes must not have been committed already."""
+    from app.extensions import limiter
+
+    _, session = register(client, mailbox, sms)
+
+    def storage_gone(*_args: Any) -> Any:
+        raise ConnectionError("rate-limit storage unreachable")
+
+    monkeypatch.setattr(limiter.limiter, "get_window_stats", storage_gone)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    body = {"kind": "deletion", "categories": ["other"]}
+    response = client.post(REQUESTS, json=body, headers=bearer(session["token"]))
+    assert response.status_code == 500
+    assert row_count(app, "data_subject_requests") == 0
