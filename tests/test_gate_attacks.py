@@ -438,3 +438,30 @@ def test_a_rate_limit_storage_failure_after_the_view_commits_nothing_it_reports_
     response = client.post(REQUESTS, json=body, headers=bearer(session["token"]))
     assert response.status_code == 500
     assert row_count(app, "data_subject_requests") == 0
+
+
+def test_a_pre_session_token_for_a_known_session_id_is_not_that_sessions_token(
+    app, client, mailbox, sms
+) -> None:
+    """Session ids are no secret (GET /me/sessions lists them). The service
+    signs any pre-session cookie value it is sent; sending a victim's session
+    id as one must not yield the victim's session CSRF token."""
+    victim = _cookie_session(app, client, mailbox, sms)
+    attacker = _browser(app)
+    attacker.set_cookie(PRE_SESSION_COOKIE, victim["session_id"])
+    with app.test_request_context(
+        headers={"Cookie": f"{PRE_SESSION_COOKIE}={victim['session_id']}"}
+    ):
+        signed_for_id = csrf_token()
+    assert signed_for_id != victim["csrf_token"]
+    forged = victim["browser"].post("/api/v1/logout", headers={CSRF: signed_for_id})
+    _assert_api_problem(forged, 403, "csrf-failed")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/me", "/api/v1/me/sessions/revoke-others"])
+def test_options_is_answered_with_allow_as_before_the_gate(client, path) -> None:
+    """Flask answers OPTIONS itself (no view runs); before the gate that needed
+    no session, and a client asking what an address allows still gets Allow."""
+    response = client.options(path)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert "GET" in response.headers["Allow"] or "POST" in response.headers["Allow"]
