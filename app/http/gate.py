@@ -87,6 +87,9 @@ def require_declarations(app: Flask) -> None:
 def _admit() -> None:
     if request.routing_exception is not None or request.endpoint is None:
         return  # 404/405: nothing to admit
+    automatic = getattr(request.url_rule, "provide_automatic_options", False)
+    if request.method == "OPTIONS" and automatic:
+        return  # Flask answers with Allow itself; no view runs
     rule = access_of(current_app.view_functions.get(request.endpoint))
     if rule is None:
         raise RuntimeError(f"{request.endpoint} has no access declaration")
