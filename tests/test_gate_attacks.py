@@ -465,3 +465,16 @@ def test_options_is_answered_with_allow_as_before_the_gate(client, path) -> None
     response = client.options(path)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert "GET" in response.headers["Allow"] or "POST" in response.headers["Allow"]
+
+
+def test_a_cross_site_form_cannot_sign_a_browser_in_to_the_attackers_account(
+    app, client, mailbox, sms
+) -> None:
+    """Login CSRF through the JSON API: a form post (no preflight) is refused
+    before any session is made, so no cookie is set."""
+    person, _ = register(client, mailbox, sms)
+    victim = _browser(app)
+    fields = {"identifier": person.email, "password": person.password, "token_delivery": "cookie"}
+    response = victim.post("/api/v1/login/password", data=fields)
+    _assert_api_problem(response, 415)
+    assert not [c for c in response.headers.getlist("Set-Cookie") if "session" in c]
