@@ -177,8 +177,6 @@ def test_a_pre_session_token_does_not_pass_for_a_signed_in_cookie_session(
     got for a cookie value of their own) is no token for the session."""
     signed = _cookie_session(app, client, mailbox, sms)
     browser = signed["browser"]
-    attacker = _browser(app)
-    attacker.set_cookie(PRE_SESSION_COOKIE, "a" * 32)
     with app.test_request_context(headers={"Cookie": f"{PRE_SESSION_COOKIE}={'a' * 32}"}):
         pre_token = csrf_token()
     browser.set_cookie(PRE_SESSION_COOKIE, "a" * 32)
@@ -293,19 +291,16 @@ def page_app(app: Flask) -> Flask:
     return app
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/attack/private?next=https://evil.example/", "//evil.example/attack/private"],
-)
-def test_the_sign_in_redirect_of_a_page_never_leaves_the_site(page_app, path) -> None:
+def test_the_sign_in_redirect_of_a_page_never_leaves_the_site(page_app) -> None:
+    """A next= the visitor (or a link) brought along is not where they go back
+    to: the redirect names this page, on this site."""
+    path = "/attack/private?next=https://evil.example/"
     response = _browser(page_app).get(path, headers=HTML)
-    location = response.headers.get("Location", "")
-    target = urlsplit(location)
-    assert not target.netloc or target.netloc == "localhost", location
-    if response.status_code == 303:
-        assert target.path == "/signin"
-        back = parse_qs(target.query)["next"][0]
-        assert back.startswith("/") and not back.startswith("//"), back
+    assert response.status_code == 303
+    target = urlsplit(response.headers["Location"])
+    assert not target.scheme and not target.netloc and target.path == "/signin"
+    back = parse_qs(target.query)["next"]
+    assert back == [path]
 
 
 def test_a_stale_page_session_is_sent_to_step_up_and_back_here(
@@ -447,8 +442,6 @@ def test_a_pre_session_token_for_a_known_session_id_is_not_that_sessions_token(
     signs any pre-session cookie value it is sent; sending a victim's session
     id as one must not yield the victim's session CSRF token."""
     victim = _cookie_session(app, client, mailbox, sms)
-    attacker = _browser(app)
-    attacker.set_cookie(PRE_SESSION_COOKIE, victim["session_id"])
     with app.test_request_context(
         headers={"Cookie": f"{PRE_SESSION_COOKIE}={victim['session_id']}"}
     ):
