@@ -124,6 +124,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.extensions["privid.engine"] = engine
     app.extensions["privid.session_factory"] = make_session_factory(engine)
 
+    from app.http.unit_of_work import install_unit_of_work
+
+    # First registered, so its commit runs after every other after_request
+    # hook (Flask runs them in reverse): a hook that fails (flask-limiter
+    # reading its storage for the RateLimit headers) turns the answer into a
+    # 500, and the request's writes must then be rolled back, not committed.
+    install_unit_of_work(app)
+
     @app.after_request
     def _service_retry_after(response: Response) -> Response:
         # Registered before flask-limiter, so it runs after the limiter's header
@@ -144,7 +152,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from app.cli import register_cli
     from app.http.gate import declare_static_routes, install_gate, require_declarations
     from app.http.surfaces import Surfaces, install_surfaces
-    from app.http.unit_of_work import install_unit_of_work
 
     install_gate(app)
     surfaces = Surfaces(default=JSON_API)
@@ -155,7 +162,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if capability.init_app is not None:
             capability.init_app(app)
     install_surfaces(app, surfaces)
-    install_unit_of_work(app)
     register_cli(app)
     declare_static_routes(app)
     require_declarations(app)

@@ -65,7 +65,8 @@ class Access:
     # ``app.http.gate.submitted_form``, which insists on this declaration.
     reads_forms: bool = False
     # The endpoint issues a session that a DPoP proof (RFC 9449) may bind to
-    # the proof's key; the gate checks the proof before the view runs.
+    # the proof's key. The view checks the proof (app/http/scope.py,
+    # ``sign_in_context``) after its rate limits, as any sign-in input.
     binds_dpop: bool = False
 
 

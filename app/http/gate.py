@@ -87,14 +87,13 @@ def require_declarations(app: Flask) -> None:
 def _admit() -> None:
     if request.routing_exception is not None or request.endpoint is None:
         return  # 404/405: nothing to admit
+    automatic = getattr(request.url_rule, "provide_automatic_options", False)
+    if request.method == "OPTIONS" and automatic:
+        return  # Flask answers with Allow itself; no view runs
     rule = access_of(current_app.view_functions.get(request.endpoint))
     if rule is None:
         raise RuntimeError(f"{request.endpoint} has no access declaration")
     g.privid_access = rule
-    if rule.binds_dpop:
-        header = dpop_header(required=False)
-        if header is not None:
-            g.privid_binding_proof = check_dpop(header)
     if not rule.signed_in:
         if rule.csrf and rule.reads_forms and request.method not in SAFE_METHODS:
             _check_csrf(_browser_session())
@@ -130,6 +129,17 @@ def submitted_form() -> MultiDict[str, str]:
     if rule is None or not (rule.signed_in or rule.reads_forms):
         raise RuntimeError(f"{request.endpoint} reads a form it did not declare")
     return request.form
+
+
+def binding_proof_header() -> str | None:
+    """The DPoP proof a sign-in view declared ``binds_dpop`` may bind its new
+    session to, unchecked: the view checks it (``check_dpop``) after its rate
+    limits and body, so a flood of made-up proofs is limited like any other
+    sign-in and never verified past the limit."""
+    rule: Access | None = g.get("privid_access")
+    if rule is None or not rule.binds_dpop:
+        raise RuntimeError(f"{request.endpoint} binds a DPoP key it did not declare")
+    return dpop_header(required=False)
 
 
 def optional_caller() -> Caller | None:

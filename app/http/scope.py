@@ -68,13 +68,16 @@ def check_dpop(proof: str, *, access_token: str | None = None, status: int = 400
 
 
 def sign_in_context(transport: Transport) -> RequestContext:
-    """The request context of a sign-in. The gate has checked the DPoP proof an
-    endpoint declared it binds (``binds_dpop``); it binds the new session's
-    token to the proof's key (RFC 9449 section 5)."""
+    """The request context of a sign-in; a DPoP proof with it (RFC 9449
+    section 5) binds the session's token to the proof's key. Only views
+    declared ``binds_dpop`` may ask (app/http/access.py)."""
+    from app.http.gate import binding_proof_header
+
     context = request_context()
-    proof: DpopProof | None = g.get("privid_binding_proof")
-    if proof is None:
+    header = binding_proof_header()
+    if header is None:
         return context
     if transport != Transport.BEARER:
         raise invalid_dpop_proof("DPoP binds bearer tokens; ask for token_delivery 'bearer'")
+    proof = check_dpop(header)
     return replace(context, device=replace(context.device, dpop_jkt=proof.jkt))

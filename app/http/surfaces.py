@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from flask import Blueprint, Flask, current_app, g, request
 from flask_limiter.errors import RateLimitExceeded
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from app.errors import FieldError, ServiceError
@@ -56,7 +56,7 @@ class Surfaces:
             self.others.append(surface)
 
     def current(self) -> Surface:
-        name = request.blueprint
+        name = request.blueprint or _blueprint_refusing_the_method()
         if name is not None:
             known = self.by_blueprint.get(name) or self.by_blueprint.get(name.split(".")[0])
             if known is not None:
@@ -65,6 +65,23 @@ class Surfaces:
             if surface.claims():
                 return surface
         return self.default
+
+
+def _blueprint_refusing_the_method() -> str | None:
+    """A 405 matched no rule, so it has no blueprint; the address belongs to
+    the blueprint whose rule takes another method, and so does the answer."""
+    error = request.routing_exception
+    if not isinstance(error, MethodNotAllowed) or not error.valid_methods:
+        return None
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return None
+    try:
+        endpoint, _ = adapter.match(request.path, method=next(iter(error.valid_methods)))
+    except HTTPException:
+        return None
+    blueprint, dot, _ = str(endpoint).rpartition(".")
+    return blueprint if dot else None
 
 
 def current_surface() -> Surface:
