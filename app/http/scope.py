@@ -74,10 +74,13 @@ def sign_in_context(transport: Transport) -> RequestContext:
     from app.http.gate import binding_proof_header
 
     context = request_context()
+    if transport != Transport.BEARER:
+        # Cookie sessions (browsers, pages) are never key-bound.
+        if dpop_header(required=False) is not None:
+            raise invalid_dpop_proof("DPoP binds bearer tokens; ask for token_delivery 'bearer'")
+        return context
     header = binding_proof_header()
     if header is None:
         return context
-    if transport != Transport.BEARER:
-        raise invalid_dpop_proof("DPoP binds bearer tokens; ask for token_delivery 'bearer'")
     proof = check_dpop(header)
     return replace(context, device=replace(context.device, dpop_jkt=proof.jkt))
