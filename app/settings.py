@@ -10,6 +10,7 @@ import base64
 import binascii
 from enum import StrEnum
 from functools import cached_property
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -163,9 +164,10 @@ class Settings(BaseSettings):
 
     # WebAuthn (passkeys). The RP id is the site's registrable domain; origins are
     # comma-separated and may include an Android app's "android:apk-key-hash:..." origin.
+    # Empty: the origin of PRIVID_PUBLIC_URL (the service's own pages).
     webauthn_rp_id: str = "localhost"
     webauthn_rp_name: str = "privid"
-    webauthn_origins: str = "https://localhost"
+    webauthn_origins: str = ""
     webauthn_challenge_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     # True: only "packed" attestation is accepted (and the AAGUID list below applies).
     webauthn_require_attestation: bool = False
@@ -183,7 +185,11 @@ class Settings(BaseSettings):
 
     @property
     def webauthn_origin_list(self) -> list[str]:
-        return [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
+        listed = [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
+        if listed:
+            return listed
+        public = urlsplit(self.public_url)
+        return [f"{public.scheme}://{public.netloc}"]
 
     @property
     def webauthn_aaguid_list(self) -> list[str]:
