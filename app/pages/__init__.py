@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from app.capabilities import Capability
 from app.pages.i18n import init_babel
+from app.pages.signup.views import bp as signup_bp
 from app.pages.surface import PAGES
 from app.pages.views import bp
 
-capability = Capability(name="pages", blueprints=((bp, PAGES),), init_app=init_babel)
+capability = Capability(
+    name="pages", blueprints=((bp, PAGES), (signup_bp, PAGES)), init_app=init_babel
+)
