@@ -857,3 +857,15 @@ def sign_in_browser(
     )
     assert done.status == 201, done.text()
     return person
+
+
+# --- signup pages ---
+
+# POST /api/v1/password/check (live feedback on the sign-up page): a valid body
+# for the contract tests, with every optional detail given.
+VALID_BODIES[("post", "/api/v1/password/check")] = lambda w: {
+    "password": GOOD_PASSWORD,
+    "email": w.person.email,
+    "phone": w.person.phone,
+    "full_name": w.person.full_name,
+}
