@@ -66,9 +66,14 @@ def start_signup(client: FlaskClient, person: Person, ticked: list[str], **extra
     return client.post("/signup", data=signup_form(person, token, ticked, **extra))
 
 
+def resend_path(codes_path: str) -> str:
+    parts = urlsplit(codes_path)
+    return f"{parts.path}/resend?{parts.query}"
+
+
 def enter_code(client: FlaskClient, codes_path: str, channel: str, code: str) -> Any:
     token = form_token(client, codes_path)
-    form = {"csrf_token": token, "channel": channel, f"{channel}-code": code, "action": "verify"}
+    form = {"csrf_token": token, "channel": channel, f"{channel}-code": code}
     return client.post(codes_path, data=form)
 
 
@@ -180,7 +185,7 @@ def test_wrong_and_replayed_codes_are_refused_next_to_the_field(
     token = form_token(client, codes_path)
     replay = client.post(
         codes_path,
-        data={"csrf_token": token, "channel": "email", "email-code": right, "action": "verify"},
+        data={"csrf_token": token, "channel": "email", "email-code": right},
     )
     assert replay.status_code == 422
     assert client.get("/api/v1/me").status_code == 401
@@ -194,23 +199,36 @@ def test_send_again_sends_a_new_sms_code(
     codes_path = start_signup(client, person, REQUIRED).headers["Location"]
     sms.last_code(person.phone)
     token = form_token(client, codes_path)
-    again = client.post(
-        codes_path, data={"csrf_token": token, "channel": "phone", "action": "resend"}
-    )
-    assert again.status_code == 200, again.get_data(as_text=True)
-    assert "A new code is on its way." in again.get_data(as_text=True)
-    sms.last_code(person.phone, count=2)
+    again = client.post(resend_path(codes_path), data={"csrf_token": token, "channel": "phone"})
+    assert again.status_code == 303, again.get_data(as_text=True)
+    shown = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "A new code is on its way." in shown
+    new_code = sms.last_code(person.phone, count=2)
+    # The new code proves the phone, and the page keeps where to go after.
+    done = enter_code(client, codes_path, "phone", new_code)
+    assert done.status_code == 303 and done.headers["Location"] == codes_path
 
 
 def test_send_again_too_soon_says_so_next_to_the_code(client: FlaskClient, sms: SmsOutbox):
     person = new_person()
     codes_path = start_signup(client, person, REQUIRED).headers["Location"]
     token = form_token(client, codes_path)
-    again = client.post(
-        codes_path, data={"csrf_token": token, "channel": "email", "action": "resend"}
-    )
+    again = client.post(resend_path(codes_path), data={"csrf_token": token, "channel": "email"})
     assert again.status_code == 422
     assert 'id="email-code-error"' in again.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"limit_registration_per_ip": "1/hour", "limit_code_send_per_destination": "100/hour"}],
+)
+def test_the_sign_up_form_has_the_registration_apis_rate_limit(
+    client: FlaskClient, settings_overrides: dict[str, object]
+):
+    assert start_signup(client, new_person(), REQUIRED).status_code == 303
+    limited = start_signup(client, new_person(), REQUIRED)
+    assert limited.status_code == 429
+    assert "Too many requests" in limited.get_data(as_text=True)
 
 
 def test_the_consent_step_with_nothing_owed_goes_straight_on(

@@ -17,7 +17,7 @@ from app.extensions import limiter
 from app.http.access import public, signed_in
 from app.http.cookies import attach_device_cookie, attach_session_cookie
 from app.http.gate import current_caller, submitted_form
-from app.http.limits import setting
+from app.http.limits import flow_destination_key, per_destination_limit, setting
 from app.http.scope import request_context, services, sign_in_context
 from app.http.unit_of_work import attempt
 from app.models import Decision, RegistrationFlow
@@ -211,12 +211,19 @@ def _signup_page(
     return body, status
 
 
-@bp.route("/signup", methods=["GET", "POST"])
+@bp.get("/signup")
+@public()
+def signup_form() -> ResponseReturnValue:
+    return _signup_page({}, {}, set(), safe_next(request.args.get("next", DEFAULT_NEXT)))
+
+
+# The limits of POST /api/v1/registration: per network, and per address a code goes to.
+@bp.post("/signup")
 @public(reads_forms=True)
-@limiter.limit(setting("limit_registration_per_ip"), methods=["POST"])
+@limiter.limit(setting("limit_registration_per_ip"))
+@per_destination_limit("email", "email")
+@per_destination_limit("phone", "phone")
 def signup() -> ResponseReturnValue:
-    if request.method == "GET":
-        return _signup_page({}, {}, set(), safe_next(request.args.get("next", DEFAULT_NEXT)))
     form = submitted_form()
     next_path = safe_next(form.get("next", DEFAULT_NEXT))
     values = {name: form.get(name, "") for name in ("email", "phone", "full_name")}
@@ -237,8 +244,7 @@ def signup() -> ResponseReturnValue:
     if isinstance(outcome, ServiceError):
         errors = _signup_errors(outcome, choices, values, password)
         return _signup_page(values, errors, choices.ticked, next_path, 422)
-    query = urlencode({"next": next_path, "grant": choices.separate}, doseq=True)
-    return redirect(f"/signup/{outcome.id}?{query}", code=303)
+    return redirect(_codes_address(outcome.id, next_path, choices.separate), code=303)
 
 
 def _signup_errors(
@@ -276,70 +282,93 @@ def _separate_grants(flow_grants: list[str]) -> list[str]:
     ]
 
 
+def _codes_address(flow_id: str, next_path: str, grants: list[str], tail: str = "") -> str:
+    """The codes page's own address: the flow (unguessable), where to go
+    after, and the separate consents to record once the account exists."""
+    return f"/signup/{flow_id}{tail}?" + urlencode({"next": next_path, "grant": grants}, doseq=True)
+
+
 def _codes_page(
-    flow: RegistrationFlow, errors: dict[str, str], next_path: str, notice: str = ""
+    flow: RegistrationFlow, errors: dict[str, str], notice: str = ""
 ) -> ResponseReturnValue:
-    confirmed = {
-        "email": flow.email_verified_at is not None,
-        "phone": flow.phone_verified_at is not None,
-    }
+    next_path = safe_next(request.args.get("next", DEFAULT_NEXT))
+    grants = _separate_grants(request.args.getlist("grant"))
     body = render_template(
         "signup/codes.html",
-        confirmed=confirmed,
+        confirmed={
+            "email": flow.email_verified_at is not None,
+            "phone": flow.phone_verified_at is not None,
+        },
         errors=errors,
         notice=notice,
-        action=request.full_path if request.query_string else request.path,
-        next_path=next_path,
+        action=_codes_address(flow.id, next_path, grants),
+        resend_action=_codes_address(flow.id, next_path, grants, "/resend"),
     )
     return body, 422 if errors else 200
 
 
-@bp.route("/signup/<id:flow_id>", methods=["GET", "POST"])
-@public(reads_forms=True)
-@limiter.limit(setting("limit_login_per_ip"), methods=["POST"])
+def _codes_failed(flow_id: str, channel: str, error: ServiceError) -> ResponseReturnValue:
+    """The codes page again, the failure next to the code it is about."""
+    return _codes_page(services().registration.flow(flow_id), {channel: message_for(error)})
+
+
+def _channel() -> str | None:
+    channel = submitted_form().get("channel", "")
+    return channel if channel in CHANNELS else None
+
+
+@bp.get("/signup/<id:flow_id>")
+@public()
 def codes(flow_id: str) -> ResponseReturnValue:
+    notice = gettext("A new code is on its way.") if request.args.get("sent") else ""
+    return _codes_page(services().registration.flow(flow_id), {}, notice)
+
+
+@bp.post("/signup/<id:flow_id>")
+@public(reads_forms=True)
+@limiter.limit(setting("limit_login_per_ip"))
+def verify(flow_id: str) -> ResponseReturnValue:
     svc = services()
-    next_path = safe_next(request.args.get("next", DEFAULT_NEXT))
-    if request.method == "GET":
-        return _codes_page(svc.registration.flow(flow_id), {}, next_path)
-    form = submitted_form()
-    channel = form.get("channel", "")
-    if channel not in CHANNELS:
-        return _codes_page(svc.registration.flow(flow_id), {}, next_path)
-    if form.get("action") == "resend":
-        resent = attempt(lambda: svc.registration.resend(flow_id, channel))
-        if isinstance(resent, ServiceError):
-            return _codes_page(
-                svc.registration.flow(flow_id), {channel: message_for(resent)}, next_path
-            )
-        notice = gettext("A new code is on its way.")
-        return _codes_page(resent, {}, next_path, notice)
+    channel = _channel()
+    if channel is None:
+        return _codes_page(svc.registration.flow(flow_id), {})
+    code = submitted_form().get(f"{channel}-code", "").strip()
     outcome = attempt(
         lambda: svc.registration.verify(
             flow_id,
             channel,
-            form.get(f"{channel}-code", "").strip(),
+            code,
             transport=Transport.COOKIE,
             context=sign_in_context(Transport.COOKIE),
         )
     )
     if isinstance(outcome, ServiceError):
-        return _codes_page(
-            svc.registration.flow(flow_id), {channel: message_for(outcome)}, next_path
-        )
+        return _codes_failed(flow_id, channel, outcome)
+    next_path = safe_next(request.args.get("next", DEFAULT_NEXT))
+    grants = _separate_grants(request.args.getlist("grant"))
     if outcome.signed_in is None:
         # POST-redirect-GET: the page shows what is still to prove.
-        return redirect(request.full_path if request.query_string else request.path, code=303)
-    return _signed_up(outcome, _separate_grants(request.args.getlist("grant")), next_path)
+        return redirect(_codes_address(flow_id, next_path, grants), code=303)
+    return _signed_up(outcome, grants, next_path)
 
 
-def _codes_failed(
-    flow_id: str, channel: str, error: ServiceError, next_path: str
-) -> ResponseReturnValue:
-    """The codes page again, the failure next to the code it is about."""
-    return _codes_page(
-        services().registration.flow(flow_id), {channel: message_for(error)}, next_path
-    )
+# The limits of POST /api/v1/registration/<flow>/resend.
+@bp.post("/signup/<id:flow_id>/resend")
+@public(reads_forms=True)
+@limiter.limit(setting("limit_code_send_per_ip"))
+@limiter.limit(setting("limit_code_send_per_destination"), key_func=flow_destination_key)
+def resend(flow_id: str) -> ResponseReturnValue:
+    svc = services()
+    channel = _channel()
+    if channel is None:
+        return _codes_page(svc.registration.flow(flow_id), {})
+    resent = attempt(lambda: svc.registration.resend(flow_id, channel))
+    if isinstance(resent, ServiceError):
+        return _codes_failed(flow_id, channel, resent)
+    next_path = safe_next(request.args.get("next", DEFAULT_NEXT))
+    grants = _separate_grants(request.args.getlist("grant"))
+    address = _codes_address(flow_id, next_path, grants)
+    return redirect(f"{address}&sent={channel}", code=303)
 
 
 def _signed_up(outcome: VerifyResult, grants: list[str], next_path: str) -> ResponseReturnValue:
