@@ -24,6 +24,7 @@ from tests.helpers import (
     assert_accessible,
     new_person,
     publish_policy,
+    register,
     row_count,
     sign_in_browser,
 )
@@ -242,6 +243,91 @@ def test_the_consent_step_with_nothing_owed_goes_straight_on(
     assert straight.status_code == 303 and straight.headers["Location"] == "/privacy/export"
     off_site = client.get("/consent?next=https://evil.example/")
     assert off_site.headers["Location"] == "/"
+
+
+def test_a_policy_published_during_sign_up_voids_the_separate_consent_given_before(
+    client: FlaskClient, app: Flask, mailbox: Mailbox, sms: SmsOutbox
+):
+    person = new_person()
+    codes_path = start_signup(client, person, [*REQUIRED, SEPARATE[0]]).headers["Location"]
+    publish_policy(
+        app,
+        version="2026-12",
+        effective_at=datetime.now(UTC),
+        material=True,
+        changes="New terms.",
+    )
+    enter_code(client, codes_path, "email", mailbox.last_code(person.email))
+    done = enter_code(client, codes_path, "phone", sms.last_code(person.phone))
+    assert done.status_code == 303
+    # Signed in, but what was read under the old policy is asked again.
+    overview = client.get("/api/v1/me/consent").get_json()
+    assert overview["decisions"] == []
+    assert SEPARATE[0] in {p["code"] for p in overview["pending"]}
+    assert client.get("/api/v1/me").status_code == 403
+    asked = client.get("/consent?next=/account")
+    assert asked.status_code == 200
+    assert 'id="purpose-' + SEPARATE[0] + '"' in asked.get_data(as_text=True)
+
+
+def test_in_the_consent_step_an_unticked_required_box_is_asked_again_not_refused(
+    client: FlaskClient, app: Flask, mailbox: Mailbox, sms: SmsOutbox
+):
+    register(client, mailbox, sms, token_delivery="cookie")
+    publish_policy(
+        app,
+        version="2026-12",
+        effective_at=datetime.now(UTC),
+        material=True,
+        changes="New account terms.",
+        affected_purposes=[REQUIRED[0]],
+    )
+    token = form_token(client, "/consent?next=/account")
+    sent = client.post(
+        "/consent",
+        data={"csrf_token": token, "policy_version": "2026-12", "next": "/account"},
+    )
+    assert sent.status_code == 422
+    assert f'id="purpose-{REQUIRED[0]}-error"' in sent.get_data(as_text=True)
+    # Nothing was refused: the session lives on, still owing the decision.
+    assert client.get("/api/v1/me/consent").status_code == 200
+    assert client.get("/api/v1/me").status_code == 403
+    forged = client.post(
+        "/consent",
+        data={"policy_version": "2026-12", f"purpose-{REQUIRED[0]}": "granted"},
+    )
+    assert forged.status_code == 403  # no CSRF token: refused
+    granted = client.post(
+        "/consent",
+        data={
+            "csrf_token": token,
+            "policy_version": "2026-12",
+            "next": "/account",
+            f"purpose-{REQUIRED[0]}": "granted",
+        },
+    )
+    assert granted.status_code == 303 and granted.headers["Location"] == "/account"
+    assert client.get("/api/v1/me").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/signup", "/signup/{flow}", "/consent"])
+def test_the_pages_have_no_inline_script_or_style(
+    client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, path: str
+):
+    person = new_person()
+    codes_path = start_signup(client, person, REQUIRED).headers["Location"]
+    if path == "/consent":
+        # Optional purposes left undecided: the consent step asks for them.
+        only_required = [{"purpose": code, "decision": "granted"} for code in REQUIRED]
+        consent = {"policy_version": "2026-06", "decisions": only_required}
+        register(client, mailbox, sms, token_delivery="cookie", consent=consent)
+        path = "/consent?next=/account"
+    shown = client.get(path.format(flow=urlsplit(codes_path).path.split("/")[-1]))
+    assert shown.status_code == 200
+    html = shown.get_data(as_text=True)
+    assert "<style" not in html and " style=" not in html
+    for tag in re.findall(r"<script[^>]*>", html):
+        assert " src=" in tag and " nonce=" in tag
 
 
 def test_the_consent_step_needs_a_session(client: FlaskClient):

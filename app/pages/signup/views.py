@@ -375,11 +375,12 @@ def _signed_up(outcome: VerifyResult, grants: list[str], next_path: str) -> Resp
     assert outcome.signed_in is not None
     svc = services()
     session = outcome.signed_in.issued.session
-    version = outcome.signed_in.policy.version
+    # The version the person read when ticking the boxes (kept on the flow).
+    version = str((outcome.flow.consent or {}).get("policy_version", ""))
     for code in grants:
         # Each separate consent is its own action, as POST .../<purpose>/grant is.
-        # A refusal here (the policy changed meanwhile) is checked before anything
-        # is written; the consent step then asks again.
+        # A refusal here (the policy changed since it was read) is raised before
+        # anything is written; the consent step then asks again.
         try:
             svc.signin.decide(
                 session, version, [DecisionInput(code, Decision.GRANTED)], request_context()
