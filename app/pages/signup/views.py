@@ -5,6 +5,7 @@ registration start/verify/resend, the sign-in completer's decisions."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from urllib.parse import urlencode
 
 from flask import Blueprint, redirect, render_template, request
@@ -440,7 +441,7 @@ def consent() -> ResponseReturnValue:
     steps += [[DecisionInput(code, Decision.GRANTED)] for code in choices.separate]
     for step in steps:
         outcome = attempt(
-            lambda step=step: svc.signin.decide(caller.session, version, step, request_context())  # type: ignore[misc]
+            partial(svc.signin.decide, caller.session, version, step, request_context())
         )
         if isinstance(outcome, ServiceError):
             errors = consent_errors(outcome, step) or {"form": _consent_message(outcome)}
