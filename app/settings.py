@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     limit_code_send_per_destination: str = "5/hour"
     limit_code_send_per_ip: str = "20/hour"
     limit_registration_per_ip: str = "10/hour"
+    # Live password feedback asks once per pause in typing.
+    limit_password_check_per_ip: str = "120/hour"
     limit_reset_per_ip: str = "10/hour"
     # Data-subject requests (POST /me/requests), per signed-in account.
     limit_requests_per_account: str = "10/hour"

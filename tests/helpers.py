@@ -898,3 +898,15 @@ def account_csrf(client: FlaskClient, path: str = "/account") -> str:
 def account_form(client: FlaskClient, path: str, **fields: str) -> TestResponse:
     """Post a page's form as the browser would, with its CSRF token."""
     return client.post(path, data={"csrf_token": account_csrf(client), **fields})
+
+
+# --- signup pages ---
+
+# POST /api/v1/password/check (live feedback on the sign-up page): a valid body
+# for the contract tests, with every optional detail given.
+VALID_BODIES[("post", "/api/v1/password/check")] = lambda w: {
+    "password": GOOD_PASSWORD,
+    "email": w.person.email,
+    "phone": w.person.phone,
+    "full_name": w.person.full_name,
+}

@@ -11,6 +11,7 @@ from app.api import (
     incidents,
     login,
     mfa,
+    passwords,
     registration,
     rights,
     system,
@@ -26,6 +27,7 @@ capability = Capability(
         for module in (
             system,
             registration,
+            passwords,
             login,
             account,
             consent,

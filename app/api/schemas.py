@@ -14,6 +14,8 @@ from pydantic import (
     field_validator,
 )
 
+from app.security.passwords import PasswordReason
+
 CODE_PATTERN = r"^[0-9]{6}$"
 # Generous bounds on raw input; the services apply the real rules and say why.
 EmailField = Field(min_length=1, max_length=320)
@@ -55,6 +57,13 @@ class RegistrationStart(Body):
         description="Decisions made on the registration form; separate-consent purposes "
         "are granted afterwards, each on its own",
     )
+
+
+class PasswordCheck(Body):
+    password: str = PasswordField
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=40)
+    full_name: str | None = Field(default=None, max_length=400)
 
 
 class PolicyPublish(Body):
@@ -139,6 +148,14 @@ class CodeFlow(Accepted):
     """A code request's answer: send ``flow`` back with the code."""
 
     flow: str
+
+
+class PasswordVerdict(BaseModel):
+    acceptable: bool
+    reason: PasswordReason | None = Field(
+        description="Why not: too_short, too_long, common, or personal (built from the "
+        "email, phone or name given); null when acceptable"
+    )
 
 
 class FlowOut(BaseModel):

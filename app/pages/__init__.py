@@ -13,11 +13,12 @@ from app.pages.account.views import bp as account_bp
 from app.pages.i18n import init_babel
 from app.pages.privacy.views import bp as privacy_bp
 from app.pages.signin.views import bp as signin_bp
+from app.pages.signup.views import bp as signup_bp
 from app.pages.surface import PAGES
 from app.pages.views import bp as common_bp
 
 # One blueprint per page area, each with its own templates and catalogue.
-AREAS = (common_bp, signin_bp, account_bp, privacy_bp)
+AREAS = (common_bp, signin_bp, signup_bp, account_bp, privacy_bp)
 
 capability = Capability(
     name="pages", blueprints=tuple((area, PAGES) for area in AREAS), init_app=init_babel

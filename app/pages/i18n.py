@@ -8,7 +8,6 @@ compiled to .mo when the package is installed (setup.py).
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from flask import Flask, request
 from flask_babel import Babel, get_locale
@@ -50,19 +49,6 @@ def html_lang() -> str:
         return DEFAULT_LANGUAGE
     # Not locale.script: pages say zh-CN, as the switch and Accept-Language do.
     return "-".join(filter(None, (locale.language, locale.territory)))
-
-
-def safe_next(target: str | None) -> str:
-    """A redirect target on this site: a path (with query) and nothing that a
-    browser could read as another origin (``//host``, ``/\\host``, schemes)."""
-    if not target or not target.startswith("/") or target.startswith("//"):
-        return "/"
-    if "\\" in target or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
-        return "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return "/"
-    return target
 
 
 def init_babel(app: Flask) -> None:

@@ -29,13 +29,28 @@ _QUERY = re.compile(r"[!-\"$-\[\]-~]*")
 def allowed_return_path(next: str | None) -> str:
     """``next`` if it is a plain path (with an optional query) under one of
     ``RETURN_PREFIXES``; otherwise ``DEFAULT_RETURN``."""
-    if not next or len(next) > MAX_LENGTH:
+    path = _plain_path(next)
+    if path is None or not any(
+        path == prefix or path.startswith(prefix + "/") for prefix in RETURN_PREFIXES
+    ):
         return DEFAULT_RETURN
+    return str(next)
+
+
+def same_site_page(next: str | None) -> str:
+    """For the language switch, which only shows the page again: any plain
+    path of this site (a sign-in page included), else the home page."""
+    return str(next) if _plain_path(next) is not None or next == "/" else "/"
+
+
+def _plain_path(next: str | None) -> str | None:
+    """The path part of ``next`` if ``next`` is a plain same-site path with an
+    optional query, else None."""
+    if not next or len(next) > MAX_LENGTH:
+        return None
     path, separator, query = next.partition("?")
     if not _PATH.fullmatch(path) or (separator and not _QUERY.fullmatch(query)):
-        return DEFAULT_RETURN
+        return None
     if any(segment in {".", ".."} for segment in path.split("/")):
-        return DEFAULT_RETURN
-    if not any(path == prefix or path.startswith(prefix + "/") for prefix in RETURN_PREFIXES):
-        return DEFAULT_RETURN
-    return next
+        return None
+    return path

@@ -24,7 +24,8 @@ from app.http.cookies import set_browser_cookie
 from app.http.gate import csrf_token, optional_caller
 from app.http.scope import runtime, services
 from app.models import PolicyVersion
-from app.pages.i18n import LANG_COOKIE, LANG_COOKIE_MAX_AGE, LANGUAGES, html_lang, safe_next
+from app.pages.i18n import LANG_COOKIE, LANG_COOKIE_MAX_AGE, LANGUAGES, html_lang
+from app.pages.returns import same_site_page
 from app.pages.surface import csp_nonce
 
 bp = Blueprint(
@@ -62,7 +63,7 @@ def home() -> ResponseReturnValue:
 def switch_language(lang: str) -> ResponseReturnValue:
     if lang not in LANGUAGES:
         abort(404)
-    response = redirect(safe_next(request.args.get("next")), code=303)
+    response = redirect(same_site_page(request.args.get("next")), code=303)
     set_browser_cookie(response, LANG_COOKIE, lang, LANG_COOKIE_MAX_AGE)
     return response
 

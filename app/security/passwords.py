@@ -7,6 +7,7 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
+from typing import Literal
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -80,9 +81,17 @@ class PersonalData:
         return sorted({t for t in found if len(t) >= 2}, key=len, reverse=True)
 
 
+# Why a password is refused, as clients see it (stable; translate, never parse prose).
+PasswordReason = Literal["too_short", "too_long", "common", "personal"]
+
+
 class PasswordRejected(Exception):
-    def __init__(self, reason: str) -> None:
+    """Why a password is refused: a stable ``code`` (too_short, too_long,
+    common, personal) for clients to translate, and the English ``reason``."""
+
+    def __init__(self, code: PasswordReason, reason: str) -> None:
         super().__init__(reason)
+        self.code = code
         self.reason = reason
 
 
@@ -95,12 +104,12 @@ class PasswordPolicy:
         """Raise PasswordRejected saying why; the password is judged exactly as typed."""
         length = len(password)
         if length < self.min_length:
-            raise PasswordRejected(f"Use at least {self.min_length} characters.")
+            raise PasswordRejected("too_short", f"Use at least {self.min_length} characters.")
         if length > self.max_length:
-            raise PasswordRejected(f"Use at most {self.max_length} characters.")
+            raise PasswordRejected("too_long", f"Use at most {self.max_length} characters.")
         if is_common_password(password):
             raise PasswordRejected(
-                "This password is among the most common passwords; choose another."
+                "common", "This password is among the most common passwords; choose another."
             )
         remainder = password.lower()
         for token in personal.tokens():
@@ -111,6 +120,7 @@ class PasswordPolicy:
             len(remainder) < self.min_length or is_common_password(remainder)
         ):
             raise PasswordRejected(
+                "personal",
                 "This password is built from your own email, phone number or name; "
-                "choose one that is not."
+                "choose one that is not.",
             )

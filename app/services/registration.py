@@ -8,6 +8,7 @@ tells a stranger whether an address is registered.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,7 +31,7 @@ from app.services.audit import AuditTrail
 from app.services.codes import CodeService
 from app.services.consent import ConsentService, DecisionInput, required_refused
 from app.services.context import RequestContext
-from app.services.directory import EMAIL, PHONE, Directory
+from app.services.directory import EMAIL, PHONE, Directory, Identifier
 from app.services.identifiers import normalise_full_name
 from app.services.notifications import Notifier
 from app.services.sessions import Acr, Transport
@@ -130,6 +131,33 @@ class RegistrationService:
         self._send(flow, PHONE, phone_id.value)
         self._audit.record("registration.started", ip_prefix=context.ip_prefix, flow_id=flow.id)
         return flow
+
+    def judge_password(
+        self,
+        password: str,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        full_name: str | None = None,
+    ) -> PasswordRejected | None:
+        """The verdict ``start`` would give on this password, while the form is
+        still being typed: details that are not valid yet are left out."""
+        personal = PersonalData(
+            email=_or_blank(lambda: self._directory.email(email or "").value),
+            phone_e164=_or_blank(lambda: self._directory.phone(phone or "").value),
+            phone_national=_or_blank(lambda: _national(self._directory.phone(phone or ""))),
+            full_name=_or_blank(lambda: normalise_full_name(full_name or "")),
+        )
+        try:
+            self._policy.check(password, personal)
+        except PasswordRejected as exc:
+            return exc
+        return None
+
+    def flow(self, flow_id: str) -> RegistrationFlow:
+        """A registration still under way (which codes are proven); not found
+        once it has finished or expired."""
+        return self._live_flow(flow_id)
 
     def resend(self, flow_id: str, channel: str) -> RegistrationFlow:
         flow = self._live_flow(flow_id)
@@ -310,6 +338,18 @@ class RegistrationService:
         self._db.delete(flow)
         self._db.flush()
         return user
+
+
+def _or_blank(value: Callable[[], str]) -> str:
+    try:
+        return value()
+    except ServiceError:
+        return ""
+
+
+def _national(identifier: Identifier) -> str:
+    assert identifier.phone is not None
+    return identifier.phone.national
 
 
 def _stored_decisions(consent: dict[str, object] | None) -> list[DecisionInput]:

@@ -1,0 +1,1 @@
+"""Sign-up pages and the consent step (see views.py)."""
