@@ -8,6 +8,7 @@ copies (with a CJK font installed, e.g. Debian's fonts-wqy-microhei)."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,19 @@ from playwright.sync_api import Page, expect
 from tests.helpers import assert_accessible, publish_policy, sign_in_browser
 
 ROOT = Path(__file__).resolve().parent.parent
-HEADINGS = {
-    "en": {"signin": "Sign in", "consent": "consent", "privacy": "Privacy centre"},
-    "zh-CN": {"signin": "登录", "consent": "同意", "privacy": "隐私中心"},
+WORDS = {
+    "en": {
+        "signin": "Sign in",
+        "consent": "Your choices are needed",
+        "save": "Save my choices and continue",
+        "privacy": "Privacy centre",
+    },
+    "zh-CN": {
+        "signin": "登录",
+        "consent": "需要您作出选择",
+        "save": "保存我的选择并继续",
+        "privacy": "隐私中心",
+    },
 }
 
 
@@ -30,8 +41,9 @@ def _folder() -> Path:
 
 
 def _shoot(page: Page, name: str, locale: str) -> Path:
+    """The visible part of the page (1000 x 800), as a person first sees it."""
     path = _folder() / f"{name}-{'zh' if locale == 'zh-CN' else 'en'}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))
     assert path.stat().st_size > 10_000  # a rendered page, not a blank one
     return path
 
@@ -40,7 +52,7 @@ def _shoot(page: Page, name: str, locale: str) -> Path:
 @pytest.mark.parametrize("browser_locale", ["en", "zh-CN"])
 def test_readme_screenshots(page: Page, live_server, mailbox, sms, browser_locale) -> None:
     page.set_viewport_size({"width": 1000, "height": 800})
-    words = HEADINGS[browser_locale]
+    words = WORDS[browser_locale]
     page.goto("/signin")
     expect(page.get_by_role("heading", level=1)).to_contain_text(words["signin"])
     assert_accessible(page)
@@ -51,18 +63,19 @@ def test_readme_screenshots(page: Page, live_server, mailbox, sms, browser_local
     publish_policy(
         live_server.app,
         version="2026-12",
+        effective_at=datetime.now(UTC),
         material=True,
         changes="Analytics now covers the mobile app as well.",
         affected_purposes=["analytics"],
     )
     page.goto("/privacy")
-    expect(page).to_have_url(lambda url: "/consent" in url)
     expect(page.get_by_role("heading", level=1)).to_contain_text(words["consent"])
+    assert "/consent?next=%2Fprivacy" in page.url
     assert_accessible(page)
     _shoot(page, "consent", browser_locale)
-    page.get_by_role("button").filter(has_text="").last.click()
-
-    page.goto("/privacy")
+    # Deciding (the optional purpose left unticked: refused) returns to the centre.
+    page.get_by_role("button", name=words["save"]).click()
+    page.wait_for_url("**/privacy")
     expect(page.get_by_role("heading", level=1)).to_contain_text(words["privacy"])
     assert_accessible(page)
     _shoot(page, "privacy", browser_locale)
