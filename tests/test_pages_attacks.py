@@ -24,13 +24,17 @@ from tests.helpers import (
     POLICY_VERSION,
     Person,
     baseline_consent,
+    bearer,
     login,
     new_person,
     other_browser,
+    passkey_options,
     publish_policy,
     register,
+    register_passkey,
     row_count,
 )
+from tests.soft_authenticator import SoftAuthenticator
 
 REQUIRED = [p.code for p in CATALOGUE.decided_at_sign_in() if p.required]
 OPTIONAL = [
@@ -302,6 +306,26 @@ def test_sign_up_and_the_consent_step_never_return_off_site(
     assert consent.status_code == 303 and consent.headers["Location"] == "/account"
 
 
+def test_a_next_that_passes_through_the_consent_step_still_cannot_leave(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    person, _ = register(other_browser(app), mailbox, sms)
+    token = token_of(client, "/signin")
+    chained = "/consent?next=//evil.example/x"
+    signed = client.post(
+        "/signin",
+        data={
+            "csrf_token": token,
+            "identifier": person.email,
+            "password": person.password,
+            "next": chained,
+        },
+    )
+    assert signed.headers["Location"] == chained  # a page of ours, which checks its own next
+    onward = client.get(chained)
+    assert onward.status_code == 303 and onward.headers["Location"] == "/account"
+
+
 @pytest.mark.parametrize("acr", ['aal1" onmouseover="x', "<script>x</script>"])
 def test_step_up_reflects_acr_and_next_only_escaped(
     client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, acr: str
@@ -374,6 +398,32 @@ def test_markup_in_a_name_device_and_user_agent_is_shown_as_text(
     assert person.full_name[:10] not in client.get("/account").get_data(as_text=True)
 
 
+def test_markup_in_a_passkey_name_is_shown_as_text(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    phone = other_browser(app)
+    person, session = register(
+        phone, mailbox, sms, consent=baseline_consent(device_biometrics="granted")
+    )
+    options = passkey_options(phone, session["token"])
+    answer = SoftAuthenticator().create(options)
+    added = register_passkey(phone, session["token"], answer, options["challenge_id"])
+    assert added.status_code == 201
+    credential = phone.get("/api/v1/me/credentials", headers=bearer(session["token"])).json
+    ref = credential["credentials"][0]["id"]
+    renamed = phone.post(
+        f"/api/v1/me/credentials/{ref}/rename",
+        json={"nickname": MARKUP[:60]},
+        headers=bearer(session["token"]),
+    )
+    assert renamed.status_code == 200, renamed.json
+    assert login(client, person.email, person.password, "cookie").status_code == 200
+    for path in ("/account/passkeys", f"/account/passkeys/{ref}/remove"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>alert" not in html and "<img src=x" not in html, path
+    assert "&lt;script&gt;" in client.get("/account/passkeys").get_data(as_text=True)
+
+
 # -- personal data and secrets ------------------------------------------------------------
 
 
@@ -426,6 +476,29 @@ def test_sign_up_and_sign_in_keep_codes_and_contacts_out_of_urls_and_logs(
     )
     for secret in secrets:
         assert secret not in logged, secret
+
+
+def test_a_refused_form_never_sends_the_password_back(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    secret = "Zebra-quiet-window-9913"
+    token = token_of(client, "/signup")
+    weak = Person(email="not-an-email", phone="1", full_name="A", password=secret)
+    refused = client.post("/signup", data=signup_form(weak, token, REQUIRED))
+    assert refused.status_code == 422 and secret not in refused.get_data(as_text=True)
+    wrong = client.post(
+        "/signin", data={"csrf_token": token, "identifier": "x@example.com", "password": secret}
+    )
+    assert wrong.status_code == 400 and secret not in wrong.get_data(as_text=True)
+    signed_in(client, mailbox, sms)
+    token = token_of(client, "/account")
+    for path, fields in (
+        ("/step-up", {"password": secret}),
+        ("/account/profile/name", {"full_name": "B", "current_password": secret}),
+        ("/account/security/password", {"current_password": secret, "new_password": secret}),
+    ):
+        answer = client.post(path, data={"csrf_token": token, **fields})
+        assert secret not in answer.get_data(as_text=True), path
 
 
 def test_pages_that_should_mask_contacts_do(
@@ -730,6 +803,23 @@ def test_sign_up_with_a_taken_address_looks_like_any_other(
         r"/signup/[^?\"]+", "", answers[1][2]
     )
     assert answers[0][:2] == answers[1][:2]
+
+
+def test_changing_to_another_accounts_email_looks_like_any_change(
+    app: Flask, mailbox: Mailbox, sms: SmsOutbox
+):
+    taken, _ = register(other_browser(app), mailbox, sms)
+    answers = []
+    for address in (taken.email, new_person().email):
+        browser = other_browser(app)
+        person = signed_in(browser, mailbox, sms)
+        token = token_of(browser, "/account/profile/email")
+        response = browser.post(
+            "/account/profile/email",
+            data={"csrf_token": token, "email": address, "current_password": person.password},
+        )
+        answers.append((response.status_code, response.headers.get("Location")))
+    assert answers[0] == answers[1] == (303, "/account/profile/email/confirm")
 
 
 # -- JS off ---------------------------------------------------------------------------------------
