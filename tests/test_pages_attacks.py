@@ -6,6 +6,7 @@ on a real hole and passes where the pages hold."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, datetime
@@ -221,6 +222,34 @@ def test_the_scripts_json_calls_need_the_header_token_not_just_the_cookie(
         "/api/v1/me/sessions/revoke-others", json={}, headers={"X-CSRF-Token": token}
     )
     assert with_header.status_code == 200
+
+
+def test_login_csrf_through_the_json_sign_in_calls_is_refused(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    """What a cross-site page can send without a preflight (a simple content
+    type) is refused before a session is made; a preflight is never granted."""
+    attacker, _ = register(other_browser(app), mailbox, sms)
+    body = json.dumps(
+        {"identifier": attacker.email, "password": attacker.password, "token_delivery": "cookie"}
+    )
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        for path in ("/api/v1/login/password", "/api/v1/webauthn/authentication/verify"):
+            refused = client.post(path, data=body, content_type=kind)
+            assert refused.status_code in (403, 415), (path, kind, refused.status_code)
+            assert "Set-Cookie" not in refused.headers or "privid_session" not in str(
+                refused.headers.getlist("Set-Cookie")
+            )
+    assert client.get("/api/v1/me").status_code == 401
+    preflight = client.options(
+        "/api/v1/login/password",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
 # -- open redirects and header injection --------------------------------------------
@@ -636,6 +665,22 @@ class TestStaleSessions:
             assert refused.status_code == 303, path
             assert refused.headers["Location"].startswith("/step-up?"), path
         assert login(other_browser(app), person.email, person.password).status_code == 200
+
+    def test_an_idle_session_cannot_post_a_form_it_was_shown(
+        self, app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, clock: FrozenClock
+    ):
+        person = signed_in(client, mailbox, sms)
+        token = token_of(client, "/account/profile/name")
+        clock.advance(minutes=31)
+        late = client.post(
+            "/account/profile/name",
+            data={"csrf_token": token, "full_name": "Mallory", "current_password": person.password},
+        )
+        assert late.status_code == 303
+        assert late.headers["Location"].startswith("/signin?next=")
+        token = login(other_browser(app), person.email, person.password).json["token"]
+        me = other_browser(app).get("/api/v1/me", headers=bearer(token))
+        assert me.json["full_name"] == person.full_name
 
 
 def test_sign_out_ends_the_session_itself_not_just_the_cookie(
