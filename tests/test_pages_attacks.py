@@ -700,6 +700,26 @@ def test_sign_out_ends_the_session_itself_not_just_the_cookie(
     assert thief.get("/account").status_code == 303
 
 
+def test_a_password_changed_on_the_page_ends_the_other_sessions(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    person = signed_in(client, mailbox, sms)
+    thief = other_browser(app)
+    assert login(thief, person.email, person.password, "cookie").status_code == 200
+    token = token_of(client, "/account/security/password")
+    changed = client.post(
+        "/account/security/password",
+        data={
+            "csrf_token": token,
+            "current_password": person.password,
+            "new_password": "quartz-lantern-meadow-77",
+        },
+    )
+    assert changed.status_code == 303
+    assert thief.get("/api/v1/me").status_code == 401
+    assert client.get("/api/v1/me").status_code == 200
+
+
 def test_cancelling_ends_every_session_and_the_account(
     app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
 ):
