@@ -565,7 +565,7 @@ def test_one_time_secrets_are_never_cached(client: FlaskClient, mailbox: Mailbox
 # -- someone else's things --------------------------------------------------------------------
 
 
-def test_someone_elses_session_device_and_passkey_cannot_be_touched(
+def test_someone_elses_session_and_device_cannot_be_touched(
     app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
 ):
     victim = other_browser(app)
@@ -587,6 +587,36 @@ def test_someone_elses_session_device_and_passkey_cannot_be_touched(
     assert victim.get("/api/v1/me").status_code == 200
     label = victim.get("/api/v1/me/devices").json["devices"][0]
     assert label["id"] == their_device and label.get("label") != "x"
+
+
+def test_someone_elses_passkey_cannot_be_renamed_or_removed(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    owner = other_browser(app)
+    _, session = register(
+        owner, mailbox, sms, consent=baseline_consent(device_biometrics="granted")
+    )
+    options = passkey_options(owner, session["token"])
+    answer = SoftAuthenticator().create(options)
+    assert (
+        register_passkey(owner, session["token"], answer, options["challenge_id"]).status_code
+        == 201
+    )
+    listed = owner.get("/api/v1/me/credentials", headers=bearer(session["token"])).json
+    ref, name = listed["credentials"][0]["id"], listed["credentials"][0].get("nickname")
+    signed_in(client, mailbox, sms, device_biometrics="granted")
+    token = token_of(client, "/account/passkeys")
+    attempts = [
+        client.get(f"/account/passkeys/{ref}/remove"),
+        client.post(f"/account/passkeys/{ref}/remove", data={"csrf_token": token}),
+        client.post(
+            f"/account/passkeys/{ref}/rename", data={"csrf_token": token, "nickname": "mine"}
+        ),
+    ]
+    for answer_ in attempts:
+        assert answer_.status_code in (403, 404), answer_.status_code
+    after = owner.get("/api/v1/me/credentials", headers=bearer(session["token"])).json
+    assert [(c["id"], c.get("nickname")) for c in after["credentials"]] == [(ref, name)]
 
 
 # -- consent ------------------------------------------------------------------------------
