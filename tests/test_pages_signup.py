@@ -140,7 +140,7 @@ def test_a_crafted_next_on_the_codes_address_is_ignored_too(
     crafted = f"{flow_path}?next=https://evil.example/"
     enter_code(client, crafted, "email", mailbox.last_code(person.email))
     done = enter_code(client, crafted, "phone", sms.last_code(person.phone))
-    assert done.headers["Location"] == "/"
+    assert done.headers["Location"] == "/account"
 
 
 def test_a_required_purpose_left_unticked_creates_nothing(
@@ -242,7 +242,7 @@ def test_the_consent_step_with_nothing_owed_goes_straight_on(
     straight = client.get("/consent?next=/privacy/export")
     assert straight.status_code == 303 and straight.headers["Location"] == "/privacy/export"
     off_site = client.get("/consent?next=https://evil.example/")
-    assert off_site.headers["Location"] == "/"
+    assert off_site.headers["Location"] == "/account"
 
 
 def test_a_policy_published_during_sign_up_voids_the_separate_consent_given_before(
