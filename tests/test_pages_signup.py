@@ -98,6 +98,25 @@ def test_sign_up_through_forms_opens_a_cookie_session_and_goes_to_next(
     assert client.get(codes_path).status_code == 404
 
 
+def test_separate_consents_come_from_the_form_not_from_a_link(
+    client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    """Ticked on the form: granted. Added to the codes page's address by
+    someone else: ignored (the ticks are kept on the flow, not in the URL)."""
+    person = new_person()
+    ticked, smuggled = SEPARATE[0], SEPARATE[1]
+    codes_path = start_signup(client, person, [*REQUIRED, ticked]).headers["Location"]
+    assert "grant" not in codes_path
+    doctored = f"{codes_path}&grant={smuggled}"
+    enter_code(client, doctored, "email", mailbox.last_code(person.email))
+    enter_code(client, doctored, "phone", sms.last_code(person.phone))
+    decisions = {
+        d["purpose"]: d["decision"] for d in client.get("/api/v1/me/consent").json["decisions"]
+    }
+    assert decisions[ticked] == "granted"
+    assert decisions[smuggled] == "refused"
+
+
 def test_a_form_without_its_csrf_token_is_refused_and_sends_nothing(
     client: FlaskClient, app: Flask, sms: SmsOutbox
 ):

@@ -8,7 +8,7 @@ tells a stranger whether an address is registered.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -93,7 +93,11 @@ class RegistrationService:
         context: RequestContext,
         policy_version: str | None = None,
         decisions: list[DecisionInput] | None = None,
+        separate_grants: Sequence[str] = (),
     ) -> RegistrationFlow:
+        """``separate_grants``: purposes needing separate consent that the person
+        ticked, each on its own, beside the form; kept on the flow and recorded
+        one action each once the account exists (``separate_grants_of``)."""
         email_id = self._directory.email(email)
         phone_id = self._directory.phone(phone)
         name = normalise_full_name(full_name)
@@ -104,6 +108,8 @@ class RegistrationService:
             PersonalData(email_id.value, phone_id.value, phone_id.phone.national, name),
         )
         consent = self._consent_at_registration(policy_version, decisions or [])
+        if separate_grants:
+            consent = self._with_separate_grants(consent, separate_grants)
         now = self._clock.now()
         flow_id = new_id()
         data_key, wrapped = self._key_ring.new_data_key(flow_id)
@@ -219,6 +225,14 @@ class RegistrationService:
 
     # -- internals -------------------------------------------------------
 
+    @staticmethod
+    def separate_grants_of(flow: RegistrationFlow) -> tuple[str, list[str]]:
+        """The policy version read and the separate consents ticked at start."""
+        consent = flow.consent or {}
+        grants = consent.get("separate_grants")
+        codes = [str(code) for code in grants] if isinstance(grants, list) else []
+        return str(consent.get("policy_version", "")), codes
+
     def _consent_at_registration(
         self, policy_version: str | None, decisions: list[DecisionInput]
     ) -> dict[str, object] | None:
@@ -252,6 +266,18 @@ class RegistrationService:
             "policy_version": policy_version,
             "decisions": [{"purpose": d.purpose, "decision": d.decision.value} for d in decisions],
         }
+
+    def _with_separate_grants(
+        self, consent: dict[str, object] | None, codes: Sequence[str]
+    ) -> dict[str, object]:
+        if consent is None:
+            raise invalid_field("#/consent/policy_version", "Say which policy you read.")
+        catalogue = self._consent.catalogue
+        for code in codes:
+            purpose = catalogue.get(code)
+            if purpose is None or not purpose.needs_separate_action or purpose.per_client:
+                raise invalid_field(f"#/purpose-{code}", "Not a purpose granted on its own here.")
+        return {**consent, "separate_grants": list(dict.fromkeys(codes))}
 
     def _send(self, flow: RegistrationFlow, channel: str, address: str) -> None:
         taken = flow.email_taken if channel == EMAIL else flow.phone_taken

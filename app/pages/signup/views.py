@@ -241,12 +241,13 @@ def signup() -> ResponseReturnValue:
             context=request_context(),
             policy_version=form.get("policy_version", ""),
             decisions=choices.batch,
+            separate_grants=choices.separate,
         )
     )
     if isinstance(outcome, ServiceError):
         errors = _signup_errors(outcome, choices, values, password)
         return _signup_page(values, errors, choices.ticked, next_path, 422)
-    return redirect(_codes_address(outcome.id, next_path, choices.separate), code=303)
+    return redirect(_codes_address(outcome.id, next_path), code=303)
 
 
 def _signup_errors(
@@ -275,26 +276,15 @@ def _signup_errors(
     return errors
 
 
-def _separate_grants(flow_grants: list[str]) -> list[str]:
-    catalogue = services().consent.catalogue
-    return [
-        code
-        for code in dict.fromkeys(flow_grants)
-        if (p := catalogue.get(code)) is not None and p.needs_separate_action and not p.per_client
-    ]
-
-
-def _codes_address(flow_id: str, next_path: str, grants: list[str], tail: str = "") -> str:
-    """The codes page's own address: the flow (unguessable), where to go
-    after, and the separate consents to record once the account exists."""
-    return f"/signup/{flow_id}{tail}?" + urlencode({"next": next_path, "grant": grants}, doseq=True)
+def _codes_address(flow_id: str, next_path: str, tail: str = "") -> str:
+    """The codes page's own address: the flow (unguessable) and where to go after."""
+    return f"/signup/{flow_id}{tail}?" + urlencode({"next": next_path})
 
 
 def _codes_page(
     flow: RegistrationFlow, errors: dict[str, str], notice: str = ""
 ) -> ResponseReturnValue:
     next_path = allowed_return_path(request.args.get("next", DEFAULT_NEXT))
-    grants = _separate_grants(request.args.getlist("grant"))
     body = render_template(
         "signup/codes.html",
         confirmed={
@@ -303,8 +293,8 @@ def _codes_page(
         },
         errors=errors,
         notice=notice,
-        action=_codes_address(flow.id, next_path, grants),
-        resend_action=_codes_address(flow.id, next_path, grants, "/resend"),
+        action=_codes_address(flow.id, next_path),
+        resend_action=_codes_address(flow.id, next_path, "/resend"),
     )
     return body, 422 if errors else 200
 
@@ -347,11 +337,10 @@ def verify(flow_id: str) -> ResponseReturnValue:
     if isinstance(outcome, ServiceError):
         return _codes_failed(flow_id, channel, outcome)
     next_path = allowed_return_path(request.args.get("next", DEFAULT_NEXT))
-    grants = _separate_grants(request.args.getlist("grant"))
     if outcome.signed_in is None:
         # POST-redirect-GET: the page shows what is still to prove.
-        return redirect(_codes_address(flow_id, next_path, grants), code=303)
-    return _signed_up(outcome, grants, next_path)
+        return redirect(_codes_address(flow_id, next_path), code=303)
+    return _signed_up(outcome, next_path)
 
 
 # The limits of POST /api/v1/registration/<flow>/resend.
@@ -368,17 +357,16 @@ def resend(flow_id: str) -> ResponseReturnValue:
     if isinstance(resent, ServiceError):
         return _codes_failed(flow_id, channel, resent)
     next_path = allowed_return_path(request.args.get("next", DEFAULT_NEXT))
-    grants = _separate_grants(request.args.getlist("grant"))
-    address = _codes_address(flow_id, next_path, grants)
+    address = _codes_address(flow_id, next_path)
     return redirect(f"{address}&sent={channel}", code=303)
 
 
-def _signed_up(outcome: VerifyResult, grants: list[str], next_path: str) -> ResponseReturnValue:
+def _signed_up(outcome: VerifyResult, next_path: str) -> ResponseReturnValue:
     assert outcome.signed_in is not None
     svc = services()
     session = outcome.signed_in.issued.session
-    # The version the person read when ticking the boxes (kept on the flow).
-    version = str((outcome.flow.consent or {}).get("policy_version", ""))
+    # The version the person read and the boxes they ticked, kept on the flow.
+    version, grants = svc.registration.separate_grants_of(outcome.flow)
     for code in grants:
         # Each separate consent is its own action, as POST .../<purpose>/grant is.
         # A refusal here (the policy changed since it was read) is raised before
