@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 class FieldError:
     pointer: str  # JSON Pointer into the request body, e.g. "#/email"
     detail: str
+    # A stable reason a page can say in its own language (e.g. a password
+    # policy reason: too_short, common, personal); not sent in problem documents.
+    reason: str | None = None
 
 
 @dataclass
@@ -28,13 +31,13 @@ class ServiceError(Exception):
         return f"{self.slug}: {self.detail}"
 
 
-def invalid_field(pointer: str, detail: str) -> ServiceError:
+def invalid_field(pointer: str, detail: str, reason: str | None = None) -> ServiceError:
     return ServiceError(
         "validation-error",
         422,
         "Your request has invalid fields",
         detail,
-        errors=[FieldError(pointer, detail)],
+        errors=[FieldError(pointer, detail, reason)],
     )
 
 

@@ -4,6 +4,7 @@ PRIVID_TEST_DATABASE_URL is set), rate limits in memory or Redis
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -316,7 +317,10 @@ def page(
 
 
 def _save_artifacts(page: Page, nodeid: str) -> None:
-    folder = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")
+    if len(name) > 120:  # long parameter ids: keep the start, and a hash to stay unique
+        name = f"{name[:100]}-{hashlib.sha256(nodeid.encode()).hexdigest()[:12]}"
+    folder = ARTIFACTS / name
     folder.mkdir(parents=True, exist_ok=True)
     try:
         page.screenshot(path=str(folder / "screenshot.png"), full_page=True)

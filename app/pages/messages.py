@@ -20,8 +20,24 @@ MESSAGES = {
     "rate-limited": lazy_gettext("Too many requests. Wait a while and try again."),
     "validation-error": lazy_gettext("Check the highlighted fields."),
 }
+# The password policy's reason codes (FieldError.reason, and POST
+# /api/v1/password/check), in words.
+PASSWORD_REASONS = {
+    "too_short": lazy_gettext("Use a longer password."),
+    "too_long": lazy_gettext("Use a shorter password."),
+    "common": lazy_gettext("This password is among the most common passwords; choose another."),
+    "personal": lazy_gettext(
+        "This password is built from your own email, phone number or name; choose one that is not."
+    ),
+}
 FALLBACK = lazy_gettext("This could not be done. Check what you entered and try again.")
 
 
 def message_for(error: ServiceError) -> str:
     return str(MESSAGES.get(error.slug, FALLBACK))
+
+
+def password_message(reason: str | None, error: ServiceError) -> str:
+    """Why the password policy refused a password, in the page's language."""
+    known = PASSWORD_REASONS.get(reason or "")
+    return str(known) if known is not None else message_for(error)

@@ -54,7 +54,7 @@ def check_password(
     try:
         policy.check(password, personal)
     except PasswordRejected as exc:
-        raise invalid_field(pointer, exc.reason) from None
+        raise invalid_field(pointer, exc.reason, exc.code) from None
 
 
 class RegistrationService:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext
 from werkzeug.wrappers import Response
@@ -21,7 +21,7 @@ from app.http.gate import current_caller, submitted_form
 from app.http.limits import identifier_source_key, per_destination_limit, setting
 from app.http.scope import request_context, services, sign_in_context
 from app.http.unit_of_work import attempt
-from app.pages.messages import message_for
+from app.pages.messages import message_for, password_message
 from app.pages.returns import allowed_return_path
 from app.services.login import SecondFactorRequired
 from app.services.sessions import Acr, Transport
@@ -44,6 +44,7 @@ PHONE_INVALID = lazy_gettext("Enter a mobile phone number, for example 139 0000 
 PASSWORD_WRONG = lazy_gettext("The password is not correct.")
 TOTP_MISSING = lazy_gettext("Your account uses an authenticator app: enter its code too.")
 SECOND_FACTOR_METHODS = ("totp", "recovery_code", "email_code")
+RESET_DONE = lazy_gettext("Your password is changed, and every session ended. Sign in with it now.")
 
 
 def _message(error: ServiceError) -> str:
@@ -106,7 +107,10 @@ def _second_factor_page(
 @bp.get("/signin")
 @public()
 def signin_form() -> ResponseReturnValue:
-    return render_template("signin/signin.html", next=_next_from(), errors={}, identifier="")
+    notice = RESET_DONE if request.args.get("reset") == "done" else None
+    return render_template(
+        "signin/signin.html", next=_next_from(), errors={}, identifier="", notice=notice
+    )
 
 
 @bp.post("/signin")
@@ -188,6 +192,64 @@ def sms_code() -> ResponseReturnValue:
         )
         return page, 400
     return _finish(outcome, next_path)
+
+
+# -- password reset ----------------------------------------------------------------
+
+
+def _reset_page(
+    identifier: str, flow: str | None, errors: dict[str, str], status: int = 200
+) -> ResponseReturnValue:
+    page = render_template(
+        "signin/reset.html", identifier=identifier, flow=flow, errors=errors
+    )  # fmt: skip
+    return page, status
+
+
+@bp.get("/signin/reset")
+@public()
+def reset_form() -> ResponseReturnValue:
+    return _reset_page("", None, {})
+
+
+@bp.post("/signin/reset")
+@public(reads_forms=True)
+@limiter.limit(setting("limit_reset_per_ip"))
+@per_destination_limit("identifier")
+def reset_send() -> ResponseReturnValue:
+    identifier = submitted_form().get("identifier", "").strip()
+    # The same answer whether or not an account has this address (as the API).
+    outcome = attempt(lambda: services().account.start_reset(identifier, request_context()))
+    if isinstance(outcome, ServiceError):
+        return _reset_page(identifier, None, {"identifier": _message(outcome)}, 400)
+    return _reset_page(identifier, outcome, {})
+
+
+@bp.post("/signin/reset/confirm")
+@public(reads_forms=True)
+@limiter.limit(setting("limit_login_per_ip"))
+def reset_confirm() -> ResponseReturnValue:
+    form = submitted_form()
+    identifier, flow, code = (form.get(k, "").strip() for k in ("identifier", "flow", "code"))
+    new_password = form.get("new_password", "")
+    outcome = attempt(
+        lambda: services().account.finish_reset(
+            identifier, flow, code, new_password, request_context()
+        )
+    )
+    if isinstance(outcome, ServiceError):
+        refused = next((e for e in outcome.errors if e.pointer == "#/new_password"), None)
+        errors = (
+            {"new_password": password_message(refused.reason, outcome)}
+            if refused is not None
+            else {"code": _message(outcome)}
+        )
+        return _reset_page(identifier, flow, errors, 400)
+    # Every session ended, this browser's too: its cookie goes, and the sign-in
+    # page is loaded afresh (its form then carries a pre-session token).
+    response = redirect(f"{url_for('signin.signin_form')}?reset=done", code=303)
+    clear_session_cookie(response)
+    return response
 
 
 # -- second factor ---------------------------------------------------------------

@@ -23,7 +23,7 @@ from app.http.scope import request_context, services, sign_in_context
 from app.http.unit_of_work import attempt
 from app.models import Decision, RegistrationFlow
 from app.pages.i18n import html_lang
-from app.pages.messages import message_for
+from app.pages.messages import PASSWORD_REASONS, message_for, password_message
 from app.pages.returns import allowed_return_path
 from app.services.consent import REQUIRED_REFUSED, DecisionInput
 from app.services.purposes import LegalBasis, Purpose
@@ -34,15 +34,6 @@ bp = Blueprint("signup", __name__, template_folder="templates")
 
 DEFAULT_NEXT = "/account"
 CHANNELS = ("email", "phone")
-# The password policy's reason codes (POST /api/v1/password/check), in words.
-PASSWORD_REASONS = {
-    "too_short": lazy_gettext("Use a longer password."),
-    "too_long": lazy_gettext("Use a shorter password."),
-    "common": lazy_gettext("This password is among the most common passwords; choose another."),
-    "personal": lazy_gettext(
-        "This password is built from your own email, phone number or name; choose one that is not."
-    ),
-}
 # Typed details the services refused (their own detail is English API prose).
 FIELD_MESSAGES = {
     "email": lazy_gettext("Enter a valid email address."),
@@ -261,14 +252,7 @@ def _signup_errors(
     for item in error.errors:
         name = item.pointer.removeprefix("#/")
         if name == "password":
-            # The same policy, asked for its reason code to say it in the page's language.
-            rejected = services().registration.judge_password(
-                password,
-                email=values["email"],
-                phone=values["phone"],
-                full_name=values["full_name"],
-            )
-            errors[name] = str(PASSWORD_REASONS[rejected.code]) if rejected else message_for(error)
+            errors[name] = password_message(item.reason, error)
         elif name in FIELD_MESSAGES:
             errors[name] = str(FIELD_MESSAGES[name])
     if not errors:
