@@ -5,6 +5,7 @@ it passes where the gate holds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -343,7 +344,7 @@ def _probe_rows(app: Flask) -> list[str]:
 
 
 @pytest.fixture
-def writer_app(app: Flask) -> Flask:
+def writer_app(app: Flask) -> Iterator[Flask]:
     with app.extensions["privid.engine"].begin() as connection:
         connection.execute(text(PROBE))
         connection.execute(text("DELETE FROM gate_attack_probe"))
@@ -383,7 +384,10 @@ def writer_app(app: Flask) -> Flask:
     app.register_blueprint(api)
     app.extensions["privid.surfaces"].adopt(api, JSON_API)
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    return app
+    yield app
+    # The table is the test's own: PostgreSQL would keep it for the schema test.
+    with app.extensions["privid.engine"].begin() as connection:
+        connection.execute(text("DROP TABLE gate_attack_probe"))
 
 
 @pytest.mark.parametrize(
