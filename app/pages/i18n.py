@@ -54,5 +54,9 @@ def html_lang() -> str:
 def init_babel(app: Flask) -> None:
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = ";".join(translation_directories())
     app.config.setdefault("BABEL_DEFAULT_LOCALE", LANGUAGES[DEFAULT_LANGUAGE])
+    # Every page shows times in one zone: the one working days are counted in
+    # (a request's due day is a local day), not the server's UTC.
+    calendar = app.extensions["privid.runtime"].calendar
+    app.config["BABEL_DEFAULT_TIMEZONE"] = calendar.tz.key
     babel.init_app(app, locale_selector=select_locale)
     app.jinja_env.globals["html_lang"] = html_lang
