@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from app.services.purposes import load_catalogue
 from tests.fakes import Mailbox, SmsOutbox
-from tests.helpers import new_person
+from tests.helpers import new_person, sign_in_browser
 
 CATALOGUE = load_catalogue()
 REQUIRED = [p.code for p in CATALOGUE.decided_at_sign_in() if p.required]
@@ -84,3 +84,24 @@ def test_sign_up_consent_withdraw_export_sign_in_and_cancel(
         data={"identifier": person.email, "password": person.password, "token_delivery": "bearer"},
     )
     assert gone.status == 401
+
+
+@pytest.mark.browser
+def test_signing_in_with_the_keyboard_alone(page: Page, mailbox: Mailbox, sms: SmsOutbox) -> None:
+    """No pointer: Tab to each field, type, Enter; focus is visible on the way."""
+    person = sign_in_browser(page, mailbox, sms)
+    page.context.clear_cookies()
+    page.goto("/signin")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "identifier":
+            break
+    assert page.evaluate("document.activeElement.id") == "identifier"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")
+    page.keyboard.type(person.email)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "password"
+    page.keyboard.type(person.password)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/account$"))
