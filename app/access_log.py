@@ -1,8 +1,13 @@
-"""Request logs without client addresses or query strings, for both servers
-that run the app: werkzeug (``privid serve``) and gunicorn (production).
+"""Request logs without client addresses, query strings or the ids in paths,
+for both servers that run the app: werkzeug (``privid serve``) and gunicorn
+(production).
 
 The service keeps a client's address only truncated and only with the
-security purpose; a log line holding the full address would undo that."""
+security purpose; a log line holding the full address would undo that. A
+path can hold a registration flow, a session or a passkey id: the log names
+the route it matched (``/signup/<id:flow_id>``), which the app leaves in the
+WSGI environ under ``ROUTE_KEY``; a request that matched no route is logged
+as ``<no route>``."""
 
 from __future__ import annotations
 
@@ -16,6 +21,14 @@ from werkzeug.serving import WSGIRequestHandler
 # gunicorn names the peer of a request it could not parse: "... from ip=1.2.3.4: why".
 _GUNICORN_PEER = re.compile(r"\bip=[0-9A-Fa-f:.%\w]+?(?=: |$)")
 WITHHELD = "ip=<withheld>"
+# Lower case: gunicorn's access-log atoms name environ keys in lower case.
+ROUTE_KEY = "privid.route"
+NO_ROUTE = "<no route>"
+
+
+def record_route(environ: dict[str, Any], rule: str | None) -> None:
+    """Called by the app for every request it routes (app/http/gate.py)."""
+    environ[ROUTE_KEY] = rule or NO_ROUTE
 
 
 class AddresslessRequestHandler(WSGIRequestHandler):
@@ -29,9 +42,11 @@ class AddresslessRequestHandler(WSGIRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         command = getattr(self, "command", None)
-        path = getattr(self, "path", None)
-        # A query string can carry anything; a malformed request line is not echoed.
-        line = f"{command} {path.split('?', 1)[0]}" if command and path else "<malformed request>"
+        environ = getattr(self, "environ", None) or {}
+        # The route, never the path (ids) or its query; a malformed request line
+        # is not echoed.
+        route = environ.get(ROUTE_KEY, NO_ROUTE)
+        line = f"{command} {route}" if command else "<malformed request>"
         self.log("info", '"%s" %s %s', line, code, size)
 
     def log_error(self, format: str, *args: Any) -> None:

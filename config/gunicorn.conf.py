@@ -17,10 +17,11 @@ graceful_timeout = 20
 keepalive = 2
 # Only proxies we run may set X-Forwarded-*; the app trusts PRIVID_TRUSTED_PROXY_COUNT hops.
 forwarded_allow_ips = os.environ.get("PRIVID_FORWARDED_ALLOW_IPS", "127.0.0.1")
-# Access log without client addresses, query strings or headers: the service
-# keeps IP addresses only truncated, and only with the security purpose.
+# Access log without client addresses, query strings, headers or the ids in
+# paths (the route the app matched stands for the path: app/access_log.py): the
+# service keeps IP addresses only truncated, and only with the security purpose.
 accesslog = "-"
-access_log_format = '"%(m)s %(U)s" %(s)s %(b)s %(L)ss pid=%(p)s'
+access_log_format = '"%(m)s %({privid.route}e)s" %(s)s %(b)s %(L)ss pid=%(p)s'
 errorlog = "-"
 # gunicorn's error log names the peer of a request it cannot parse; this one does not.
 logger_class = "app.access_log.AddresslessGunicornLogger"

@@ -97,6 +97,10 @@ def _request(port: int, method: str, path: str, body: bytes | None = None) -> in
         connection.close()
 
 
+# A registration flow's id: what a path must never leave in a log.
+FLOW_ID = "3f2b8c1e-9d4a-4e6b-8f7c-2a1b0c9d8e7f"
+
+
 def _malformed_request(port: int) -> None:
     with __import__("socket").create_connection(
         ("127.0.0.1", port), timeout=10, source_address=(CLIENT_LOOPBACK, 0)
@@ -114,6 +118,7 @@ def _exercise_and_read_log(command: list[str], env: dict[str, str], log_path: Pa
         wait_until_ready(f"http://127.0.0.1:{port}", process, log_path)
         assert _request(port, "GET", "/readyz?who=me") == 200
         assert _request(port, "GET", "/no-such-page") == 404
+        assert _request(port, "GET", f"/signup/{FLOW_ID}") == 404
         login = b'{"identifier": "nobody@example.com", "password": "x", "token_delivery": "bearer"}'
         statuses = [_request(port, "POST", "/api/v1/login/password", login) for _ in range(3)]
         assert statuses[-1] == 429, statuses
@@ -133,6 +138,8 @@ def test_privid_serve_logs_requests_without_the_client_address(app, settings, tm
     assert "GET /readyz" in output, output  # the access log is there...
     assert CLIENT_LOOPBACK not in output, output  # ...without whom it served
     assert "who=me" not in output, output  # nor the query string
+    assert FLOW_ID not in output and "GET /signup/<id:flow_id>" in output, output  # nor ids
+    assert "GET <no route>" in output and "no-such-page" not in output, output
 
 
 def test_gunicorn_logs_requests_without_the_client_address(app, settings, tmp_path):
@@ -147,3 +154,7 @@ def test_gunicorn_logs_requests_without_the_client_address(app, settings, tmp_pa
     assert "GET /readyz" in output, output
     assert CLIENT_LOOPBACK not in output, output
     assert "who=me" not in output, output
+    assert FLOW_ID not in output and "GET /signup/<id:flow_id>" in output, output
+    assert "GET <no route>" in output and "no-such-page" not in output, output
+    # A request the rate limit refused still names its route.
+    assert '"POST /api/v1/login/password" 429' in output, output

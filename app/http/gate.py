@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, current_app, g, request
 from werkzeug.datastructures import MultiDict
 
+from app.access_log import record_route
 from app.errors import ServiceError, authentication_required
 from app.http.access import Access, Level, access_of, public
 from app.http.cookies import set_browser_cookie
@@ -52,6 +53,7 @@ class Caller:
 
 def install_gate(app: Flask) -> None:
     """Check the gate before every view; refuse to start with an undeclared view."""
+    app.url_value_preprocessor(_name_the_route)
     app.before_request(_admit)
     app.after_request(_set_pre_session_cookie)
 
@@ -82,6 +84,12 @@ def require_declarations(app: Flask) -> None:
     missing = undeclared_endpoints(app)
     if missing:
         raise RuntimeError(f"endpoints without an access declaration: {', '.join(missing)}")
+
+
+def _name_the_route(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # Before any before_request hook (the limiter's too): a refused request's
+    # log line names its route as well.
+    record_route(request.environ, request.url_rule.rule if request.url_rule else None)
 
 
 def _admit() -> None:
