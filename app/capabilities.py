@@ -7,9 +7,10 @@ from lists kept in each of those places."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask
 
@@ -17,8 +18,11 @@ from app.http.surfaces import Surface
 from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
 
+if TYPE_CHECKING:
+    from app.services.container import Services
+
 # Modules with a ``capability`` attribute, in the order their blueprints register.
-INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages")
+INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,9 @@ class Capability:
     models: Sequence[type] = ()
     # Anything else it wires into the app (template globals, a locale selector).
     init_app: Callable[[Flask], None] | None = None
+    # Public keys it signs with: /.well-known/jwks.json publishes them beside
+    # the receipt key, so relying parties know one jwks_uri.
+    published_keys: Callable[[Services], Sequence[Mapping[str, Any]]] | None = None
 
 
 @cache
@@ -51,3 +58,12 @@ def withdrawal_effects() -> WithdrawalEffects:
         if capability.withdrawal_effects is not None:
             capability.withdrawal_effects(effects)
     return effects
+
+
+def published_keys(services: Services) -> list[Mapping[str, Any]]:
+    """Every installed capability's public signing keys, as JWKs."""
+    keys: list[Mapping[str, Any]] = []
+    for capability in installed():
+        if capability.published_keys is not None:
+            keys.extend(capability.published_keys(services))
+    return keys

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     # 0: this worker does not seal (another one, or cron's chain-seal, does).
     chain_seal_interval_seconds: float = Field(default=5.0, ge=0, le=3600)
 
+    # OpenID Connect provider (app/oidc/): how long the tokens it signs live,
+    # and so how long a retired signing key stays in the JWKS. Empty maximum:
+    # the longest of the token lifetimes.
+    oidc_id_token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    oidc_access_token_lifetime_seconds: int = Field(default=600, ge=60, le=86400)
+    oidc_max_token_lifetime_seconds: int | None = Field(default=None, ge=60)
+
     # Consent and privacy rights.
     purposes_file: str = ""  # empty: the catalogue shipped in config/purposes.toml
     holidays_file: str = ""  # empty: config/holidays-cn.toml
@@ -243,6 +250,13 @@ class Settings(BaseSettings):
             return decode_key(self.chain_key, "PRIVID_CHAIN_KEY")
         return derive_chain_key(self.secret_key_bytes)
 
+    @property
+    def oidc_key_publish_seconds(self) -> int:
+        """How long a retired signing key stays published: the longest lifetime
+        of anything it may have signed."""
+        longest = max(self.oidc_id_token_lifetime_seconds, self.oidc_access_token_lifetime_seconds)
+        return self.oidc_max_token_lifetime_seconds or longest
+
     @cached_property
     def blind_index_key_bytes(self) -> bytes:
         return decode_key(self.blind_index_key, "PRIVID_BLIND_INDEX_KEY")
@@ -251,6 +265,13 @@ class Settings(BaseSettings):
         """Validate keys, and in production refuse development values."""
         _ = self.key_ring, self.secret_key_bytes, self.blind_index_key_bytes
         _ = self.signing_key_bytes, self.chain_key_bytes
+        longest = max(self.oidc_id_token_lifetime_seconds, self.oidc_access_token_lifetime_seconds)
+        if self.oidc_key_publish_seconds < longest:
+            # Retired keys would leave the JWKS while tokens they signed are valid.
+            raise SettingsError(
+                f"PRIVID_OIDC_MAX_TOKEN_LIFETIME_SECONDS must be at least {longest} "
+                "(the longest OIDC token lifetime)"
+            )
         if not self.is_production:
             return
         problems = []

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from alembic import context
 
+from app.capabilities import installed
 from app.db import make_engine
 from app.models import Base
 
 config = context.config
+# Importing the capabilities imports their models: Alembic sees their tables too.
+installed()
 target_metadata = Base.metadata
 
 

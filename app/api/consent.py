@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.api.operations import operation
@@ -18,6 +18,7 @@ from app.api.schemas import (
     PurposeList,
     Receipt,
 )
+from app.capabilities import published_keys
 from app.http.access import public, signed_in
 from app.http.cookies import clear_device_cookie
 from app.http.gate import Caller, current_caller
@@ -192,4 +193,6 @@ def receipt(record_id: int) -> ResponseReturnValue:
 @bp.get("/.well-known/jwks.json")
 @public()
 def jwks() -> ResponseReturnValue:
-    return jsonify(current_app.extensions["privid.runtime"].signer.jwks())
+    """The one key set: the receipt key, then what the capabilities sign with."""
+    receipts = runtime().signer.jwks()["keys"]
+    return jsonify({"keys": [*receipts, *published_keys(services())]})

@@ -1,0 +1,22 @@
+"""Operator commands of the OpenID provider: ``flask oidc-keys rotate``."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from app.oidc.keys import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm, SigningKeys
+
+oidc_keys = AppGroup("oidc-keys", help="The OpenID provider's token signing keys.")
+
+
+@oidc_keys.command("rotate")
+@click.option("--alg", type=click.Choice(ALGORITHMS), default=DEFAULT_ALGORITHM, show_default=True)
+def rotate_command(alg: Algorithm) -> None:
+    """Make a new signing key active for ALG and print its kid; the old one
+    stays in the JWKS until the tokens it signed have expired."""
+    from app.cli import unit_of_work
+
+    with unit_of_work() as svc:
+        kid = SigningKeys.of(svc).rotate(alg).new.kid
+    click.echo(kid)
