@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from app.cli import unit_of_work
 from app.oidc.key_models import SigningKey
-from app.oidc.keys import SigningKeys
+from app.oidc.keys import RotationRaced, SigningKeys
 from app.security.envelope import DecryptionError, FieldCipher, WrappedKey
 from app.security.signing import SignatureInvalid
 from app.settings import Settings, SettingsError
@@ -246,3 +246,22 @@ def test_private_keys_are_stored_only_sealed(app):
         # The key sealed in one row does not open under another kid.
         with pytest.raises(DecryptionError):
             rt.key_ring.unwrap(WrappedKey(row.kek_id, row.wrapped_key), "oidc-signing-key:x")
+
+
+def test_rotations_racing_leave_one_active_key(app, client):
+    first = rotate(app)
+
+    # The service, not the CLI: click's runner swaps sys.stdout, one thread at a time.
+    def rotation(index: int, own) -> str:
+        try:
+            with own.application.app_context(), unit_of_work() as svc:
+                return SigningKeys.of(svc).rotate("RS256").new.kid
+        except RotationRaced:
+            return "raced"
+
+    results = race(app, 3, rotation)
+    made = [kid for kid in results if kid not in ("raced", None)]
+    assert made and None not in results, results
+    active = [row.kid for row in stored_keys(app).values() if row.retired_at is None]
+    assert len(active) == 1 and active[0] in made
+    assert set(published(client)) == {RECEIPT_KID, first, *made}

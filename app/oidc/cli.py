@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from app.oidc.keys import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm, SigningKeys
+from app.oidc.keys import ALGORITHMS, DEFAULT_ALGORITHM, Algorithm, RotationRaced, SigningKeys
 
 oidc_keys = AppGroup("oidc-keys", help="The OpenID provider's token signing keys.")
 
@@ -17,6 +17,9 @@ def rotate_command(alg: Algorithm) -> None:
     stays in the JWKS until the tokens it signed have expired."""
     from app.cli import unit_of_work
 
-    with unit_of_work() as svc:
-        kid = SigningKeys.of(svc).rotate(alg).new.kid
+    try:
+        with unit_of_work() as svc:
+            kid = SigningKeys.of(svc).rotate(alg).new.kid
+    except RotationRaced as raced:
+        raise click.ClickException(str(raced)) from None
     click.echo(kid)

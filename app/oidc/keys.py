@@ -55,6 +55,14 @@ def _import(alg: str, pem: bytes) -> RSAKey | ECKey:
     return RSAKey.import_key(pem) if alg == "RS256" else ECKey.import_key(pem)
 
 
+class RotationRaced(Exception):
+    """Another rotation of the same algorithm committed first (PostgreSQL: the
+    lock was waited for, then the key it guarded was no longer active)."""
+
+    def __init__(self, alg: str) -> None:
+        super().__init__(f"another {alg} rotation finished first; run it again if needed")
+
+
 @dataclass(frozen=True)
 class Rotation:
     new: SigningKey
@@ -112,8 +120,12 @@ class SigningKeys:
             _parsed.pop(retired.kid, None)
             # Retired before the insert: the one-active index sees it gone.
             self._db.flush()
-        self._db.add(made)
-        self._db.flush()
+        try:
+            with self._db.begin_nested():
+                self._db.add(made)
+                self._db.flush()
+        except IntegrityError:
+            raise RotationRaced(alg) from None
         self._audit.record(
             "oidc.signing_key_rotated",
             kid=made.kid,
