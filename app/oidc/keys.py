@@ -6,6 +6,7 @@ longest-lived token it may have signed has expired."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +38,7 @@ FIELD = "oidc_private_key"
 # names exactly one private key; parsing an RSA PEM costs tens of milliseconds.
 _PARSED_LIMIT = 8
 _parsed: dict[str, RSAKey | ECKey] = {}
+_parsed_lock = threading.Lock()
 
 
 def _owner(kid: str) -> str:
@@ -117,7 +119,8 @@ class SigningKeys:
             retired.retired_at = now
             retired.published_until = now + self._publish_for
             retired.kek_id = retired.wrapped_key = retired.private_key_sealed = None
-            _parsed.pop(retired.kid, None)
+            with _parsed_lock:
+                _parsed.pop(retired.kid, None)
             # Retired before the insert: the one-active index sees it gone.
             self._db.flush()
         try:
@@ -224,7 +227,8 @@ class SigningKeys:
         data_key = self._key_ring.unwrap(WrappedKey(row.kek_id, row.wrapped_key), owner)
         pem = FieldCipher(data_key, owner).decrypt(FIELD, row.private_key_sealed)
         key = _import(row.alg, pem.encode("ascii"))
-        if len(_parsed) >= _PARSED_LIMIT:
-            _parsed.pop(next(iter(_parsed)))
-        _parsed[row.kid] = key
+        with _parsed_lock:  # request threads share the cache
+            while len(_parsed) >= _PARSED_LIMIT:
+                _parsed.pop(next(iter(_parsed)))
+            _parsed[row.kid] = key
         return key
