@@ -18,7 +18,7 @@ from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
 
 # Modules with a ``capability`` attribute, in the order their blueprints register.
-INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages")
+INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
+from app.capabilities import installed
 from app.db import make_engine
 from app.models import Base
 
+# Importing each capability registers its tables on Base.metadata.
+installed()
 config = context.config
 target_metadata = Base.metadata
 
