@@ -4,10 +4,12 @@ Secrets are printed once, when made, and never again."""
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import click
+from flask.cli import AppGroup
 
 from app.cli import unit_of_work
 from app.errors import ServiceError
@@ -15,6 +17,11 @@ from app.oidc.client_models import AuthMethod, ClientType, GrantType, SigningAlg
 from app.oidc.clients import SCOPES, NewClient, Registered, client_registry
 
 SECRET_NOTICE = "store the secret now: it is shown only this once"
+
+
+def _values(choices: type[StrEnum]) -> list[str]:
+    # click matches an Enum's member names, not its values: offer the values.
+    return [choice.value for choice in choices]
 
 
 def _fail(error: ServiceError) -> click.ClickException:
@@ -29,15 +36,16 @@ def _echo_secret(registered: Registered) -> None:
         click.echo(SECRET_NOTICE, err=True)
 
 
-@click.group("oidc-clients")
-def oidc_clients() -> None:
-    """Register and manage the OAuth clients of the OpenID provider."""
+# An AppGroup runs each command inside the app context, as app.cli's do.
+oidc_clients = AppGroup(
+    "oidc-clients", help="Register and manage the OAuth clients of the OpenID provider."
+)
 
 
 @oidc_clients.command("add")
 @click.option("--name", required=True)
-@click.option("--type", "client_type", required=True, type=click.Choice(list(ClientType)))
-@click.option("--auth-method", required=True, type=click.Choice(list(AuthMethod)))
+@click.option("--type", "client_type", required=True, type=click.Choice(_values(ClientType)))
+@click.option("--auth-method", required=True, type=click.Choice(_values(AuthMethod)))
 @click.option("--redirect-uri", "redirect_uris", multiple=True)
 @click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True)
 @click.option("--backchannel-logout-uri", default=None)
@@ -45,13 +53,17 @@ def oidc_clients() -> None:
     "--grant-type",
     "grant_types",
     multiple=True,
-    type=click.Choice(list(GrantType)),
+    type=click.Choice(_values(GrantType)),
     help="Repeatable; default authorization_code",
 )
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES), help="default openid")
 @click.option("--pkce/--no-pkce", default=None, help="Confidential clients only may turn it off")
-@click.option("--signing-alg", default=SigningAlg.RS256, type=click.Choice(list(SigningAlg)))
-@click.option("--token-format", default=TokenFormat.JWT, type=click.Choice(list(TokenFormat)))
+@click.option(
+    "--signing-alg", default=SigningAlg.RS256.value, type=click.Choice(_values(SigningAlg))
+)
+@click.option(
+    "--token-format", default=TokenFormat.JWT.value, type=click.Choice(_values(TokenFormat))
+)
 @click.option("--dpop-bound/--not-dpop-bound", default=False)
 @click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False), default=None)
 def add_command(

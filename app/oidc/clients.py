@@ -72,7 +72,7 @@ class _Problems:
     other: list[FieldError] = field(default_factory=list)
 
     def add(self, pointer: str, detail: str, reason: str) -> None:
-        target = self.redirect if pointer.startswith("#/redirect_uris") else self.other
+        target = self.redirect if pointer.startswith("#/redirect_uris/") else self.other
         target.append(FieldError(pointer, detail, reason))
 
     def raise_if_any(self) -> None:
