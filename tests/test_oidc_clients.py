@@ -382,3 +382,33 @@ def test_cli_public_client_gets_no_secret(app: Flask):
     )
     assert added.exit_code == 0, added.output
     assert "client_id: " in added.stdout and "client_secret" not in added.output
+
+
+def test_operator_changes_to_a_client_are_audited(app: Flask):
+    added = cli(
+        app,
+        "add",
+        "--name",
+        "Partner",
+        "--type",
+        "confidential",
+        "--auth-method",
+        "client_secret_basic",
+        "--redirect-uri",
+        "https://rp.example/cb",
+    )
+    client_id = re.search(r"client_id: (\S+)", added.stdout).group(1)  # type: ignore[union-attr]
+    cli(app, "rotate-secret", client_id)
+    cli(app, "disable", client_id)
+    cli(app, "disable", client_id)  # already disabled: nothing new to record
+    with app.app_context(), unit_of_work() as svc:
+        events = [
+            (event.event_type, event.actor_id, event.details)
+            for event in svc.audit.events()
+            if event.event_type.startswith("oauth_client")
+        ]
+    assert events == [
+        ("oauth_client_registered", "cli", {"client": client_id}),
+        ("oauth_client_secret_rotated", "cli", {"client": client_id}),
+        ("oauth_client_disabled", "cli", {"client": client_id}),
+    ]
