@@ -25,7 +25,9 @@ def _values(choices: type[StrEnum]) -> list[str]:
 
 
 def _fail(error: ServiceError) -> click.ClickException:
-    lines = [error.detail] + [f"  {e.pointer}: {e.detail}" for e in error.errors[1:]]
+    if not error.errors:
+        return click.ClickException(error.detail)
+    lines = [f"{error.title}:"] + [f"  {e.pointer}: {e.detail}" for e in error.errors]
     return click.ClickException("\n".join(lines))
 
 
