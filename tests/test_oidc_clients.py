@@ -218,10 +218,10 @@ def test_the_secret_is_shown_once_and_only_its_hash_is_stored(app: Flask):
     with registry(app) as clients:
         again = clients.get(registered.client.client_id)
         assert not hasattr(again, "secret")
-    # Client ids are random and URL-safe.
-    other = register(app).client.client_id
-    assert other != registered.client.client_id
-    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", other)
+    # Client ids are random, URL-safe, and never read as a command-line option.
+    ids = {register(app).client.client_id for _ in range(20)} | {registered.client.client_id}
+    assert len(ids) == 21
+    assert all(re.fullmatch(r"[0-9a-f]{32}", client_id) for client_id in ids)
 
 
 def test_authenticate_with_the_right_secret_only(app: Flask):

@@ -5,6 +5,7 @@ authenticates them and matches their redirect URIs here."""
 from __future__ import annotations
 
 import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,12 @@ class _Problems:
                 self.other[0].detail,
                 errors=self.other,
             )
+
+
+def new_client_id() -> str:
+    # Hex, not base64url: an id starting with "-" would read as an option to
+    # the operator commands that take it. 128 random bits; it is not a secret.
+    return secrets.token_hex(16)
 
 
 def uri_problem(uri: str) -> tuple[str, str] | None:
@@ -262,7 +269,7 @@ class ClientRegistry:
         method = AuthMethod(new.token_endpoint_auth_method)
         secret = new_token() if method in SECRET_METHODS else None
         client = OAuthClient(
-            client_id=new_token(),
+            client_id=new_client_id(),
             name=new.name.strip(),
             client_type=new.client_type,
             secret_hash=None if secret is None else hash_token(secret),
