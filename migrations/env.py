@@ -8,6 +8,8 @@ from app.capabilities import installed
 from app.db import make_engine
 from app.models import Base
 
+# Importing each capability registers its tables on Base.metadata.
+installed()
 config = context.config
 # Importing the capabilities imports their models: Alembic sees their tables too.
 installed()

@@ -1,4 +1,4 @@
-"""Operator commands of the OpenID provider: ``flask oidc-keys rotate``."""
+"""Operator command for the signing keys: ``flask oidc-keys rotate``."""
 
 from __future__ import annotations
 

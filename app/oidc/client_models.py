@@ -1,0 +1,73 @@
+"""OAuth clients registered by operators (no dynamic registration).
+
+A client's secret is never stored: only the SHA-256 of it. Secrets are 32
+random bytes, so a fast hash is enough to make a leaked row useless."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base
+
+
+class ClientType(StrEnum):
+    CONFIDENTIAL = "confidential"
+    PUBLIC = "public"
+
+
+class AuthMethod(StrEnum):
+    """How a client authenticates at the token endpoint."""
+
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    NONE = "none"
+
+
+class GrantType(StrEnum):
+    AUTHORIZATION_CODE = "authorization_code"
+    REFRESH_TOKEN = "refresh_token"
+    CLIENT_CREDENTIALS = "client_credentials"
+
+
+class SigningAlg(StrEnum):
+    RS256 = "RS256"
+    ES256 = "ES256"
+
+
+class TokenFormat(StrEnum):
+    JWT = "jwt"
+    OPAQUE = "opaque"
+
+
+class OAuthClient(Base):
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    client_type: Mapped[str] = mapped_column(String(16))
+    # Null for public and private_key_jwt clients: they hold no secret.
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    # The client's public keys, for private_key_jwt; none_as_null keeps SQL NULL.
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    grant_types: Mapped[list[str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    require_pkce: Mapped[bool]
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(8))
+    access_token_format: Mapped[str] = mapped_column(String(8))
+    dpop_bound: Mapped[bool]
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
