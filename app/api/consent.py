@@ -21,10 +21,10 @@ from app.api.schemas import (
 from app.capabilities import published_keys
 from app.http.access import public, signed_in
 from app.http.cookies import clear_device_cookie
-from app.http.gate import Caller, current_caller
+from app.http.gate import current_caller
 from app.http.scope import request_context, runtime, services
-from app.models import ConsentRecord, RequestKind
 from app.services.consent import SECURITY_PURPOSE, decisions_from
+from app.services.privacy_acts import withdraw_consent
 
 bp = Blueprint("consent", __name__)
 TAG = "consent"
@@ -144,28 +144,11 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
     responses={200: ("Withdrawn", ConsentHistory)},
 )
 def withdraw(purpose: str) -> ResponseReturnValue:
-    record = withdraw_consent(current_caller(), purpose)
+    record = withdraw_consent(services(), current_caller().session, purpose, request_context())
     response = jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
     if purpose == SECURITY_PURPOSE:
         clear_device_cookie(response)
     return response
-
-
-def withdraw_consent(caller: Caller, purpose: str) -> ConsentRecord:
-    """A withdrawal as the API and the privacy centre make it, answered at once
-    as a request. Taking away a passkey or a device binding this way needs what
-    removing it directly needs; the service checks the session and tells the owner."""
-    svc = services()
-    record = svc.consent.withdraw(
-        caller.user.id, purpose, request_context(), session=caller.session
-    )
-    svc.rights.answered_at_once(
-        caller.user.id,
-        RequestKind.CONSENT_WITHDRAWAL,
-        "Consent withdrawn; what depended on it has stopped.",
-        {"purpose": record.purpose},
-    )
-    return record
 
 
 @bp.get("/api/v1/me/consent/history")

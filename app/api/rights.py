@@ -3,9 +3,6 @@ and the record of every request with its due date."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
@@ -18,14 +15,14 @@ from app.api.schemas import (
     RequestList,
     RequestOut,
 )
-from app.errors import ServiceError
 from app.extensions import limiter
 from app.http.access import CANCELLATION, EXPORT, signed_in
 from app.http.cookies import clear_session_cookie
 from app.http.gate import current_caller
 from app.http.limits import caller_key, setting
 from app.http.scope import services
-from app.models import DataSubjectRequest, RequestKind, User
+from app.models import DataSubjectRequest, RequestKind
+from app.services.privacy_acts import export_document, receive_request
 
 bp = Blueprint("rights", __name__, url_prefix="/api/v1/me")
 TAG = "privacy rights"
@@ -57,29 +54,9 @@ def request_out(request: DataSubjectRequest) -> RequestOut:
 )
 def export() -> ResponseReturnValue:
     # Everything about a person in one file: only for a recent sign-in.
-    response = jsonify(export_document(current_caller().user))
+    response = jsonify(export_document(services(), current_caller().user))
     response.headers["Content-Disposition"] = 'attachment; filename="privid-export.json"'
     return response
-
-
-def export_document(user: User) -> dict[str, Any]:
-    """The export as the API and the privacy centre deliver it; an unreasonably
-    repetitive one is refused, and the refusal stays on record."""
-    svc = services()
-    refused = svc.rights.refuse_if_repetitive_export(user.id)
-    if refused is not None:
-        error = ServiceError(
-            "request-refused",
-            429,
-            "Request refused",
-            refused.refusal_reason or "",
-            keep_changes=True,
-        )
-        error.headers["Retry-After"] = str(24 * 3600)
-        raise error
-    document = svc.export.export(user)
-    svc.rights.answered_at_once(user.id, RequestKind.ACCESS_EXPORT, "Export delivered.")
-    return document
 
 
 @bp.post("/name")
@@ -112,23 +89,8 @@ def change_name(body: NameChange) -> ResponseReturnValue:
 )
 def make_request(body: RequestIn) -> ResponseReturnValue:
     caller = current_caller()
-    request = receive_request(caller.user.id, RequestKind(body.kind), body.categories)
+    request = receive_request(services(), caller.user.id, RequestKind(body.kind), body.categories)
     return jsonify(request_out(request).model_dump(mode="json")), 201
-
-
-def receive_request(
-    user_id: str, kind: RequestKind, categories: Sequence[str]
-) -> DataSubjectRequest:
-    """A request as the API and the privacy centre take it: deleting ended
-    sessions is done at once, anything else waits for an operator."""
-    svc = services()
-    details = {"categories": sorted(set(categories))}
-    if kind == RequestKind.DELETION and list(categories) == ["ended_sessions"]:
-        deleted = svc.sessions.delete_ended(user_id)
-        return svc.rights.answered_at_once(
-            user_id, kind, f"Deleted {deleted} ended session(s).", details
-        )
-    return svc.rights.open_request(user_id, kind, details)
 
 
 @bp.get("/requests")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from flask import g, redirect, render_template, request
@@ -94,9 +95,7 @@ def render_problem(problem: Problem) -> Response:
     if problem.slug == "authentication-required":
         return redirect(f"/signin?{urlencode({'next': _back_here()})}", code=303)
     if problem.slug == "insufficient-user-authentication":
-        acr = _quoted(problem.headers.get("WWW-Authenticate", ""), "acr_values")
-        query = {"next": _back_here(), **({"acr": acr} if acr else {})}
-        return redirect(f"/step-up?{urlencode(query)}", code=303)
+        return step_up_redirect(problem.headers, _back_here())
     if problem.slug == "consent-required":
         return redirect(f"/consent?{urlencode({'next': _back_here()})}", code=303)
     if problem.slug == "csrf-failed":
@@ -106,6 +105,15 @@ def render_problem(problem: Problem) -> Response:
             gettext("Reload the page and send the form again."),
         )
     return standard_error_page(problem.status)
+
+
+def step_up_redirect(headers: Mapping[str, str], next_path: str) -> Response:
+    """To the step-up page, at the level the RFC 9470 challenge asks for, then
+    back to ``next_path`` (a view whose own address takes only posts names
+    the page to come back to)."""
+    acr = _quoted(headers.get("WWW-Authenticate", ""), "acr_values")
+    query = {"next": next_path, **({"acr": acr} if acr else {})}
+    return redirect(f"/step-up?{urlencode(query)}", code=303)
 
 
 def _quoted(challenge: str, name: str) -> str | None:

@@ -16,8 +16,6 @@ from flask_babel import get_locale, lazy_gettext
 from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
-from app.api.consent import withdraw_consent
-from app.api.rights import export_document, receive_request
 from app.api.schemas import CancellationIn, Receipt
 from app.errors import ServiceError
 from app.extensions import limiter
@@ -30,7 +28,9 @@ from app.http.unit_of_work import attempt
 from app.models import ConsentRecord, RequestKind
 from app.pages.i18n import html_lang
 from app.pages.messages import message_for
+from app.pages.surface import step_up_redirect
 from app.services.consent import SECURITY_PURPOSE
+from app.services.privacy_acts import export_document, receive_request, withdraw_consent
 from app.services.purposes import Purpose
 
 bp = Blueprint("privacy", __name__, template_folder="templates")
@@ -160,26 +160,19 @@ def _done(purpose: str) -> Response:
 def withdraw(purpose: str) -> ResponseReturnValue:
     submitted_form()  # the gate checked its CSRF token
     caller = current_caller()
-    outcome = attempt(lambda: withdraw_consent(caller, purpose))
+    outcome = attempt(
+        lambda: withdraw_consent(services(), caller.session, purpose, request_context())
+    )
     if isinstance(outcome, ServiceError):
         if outcome.slug == "insufficient-user-authentication":
             # Taking a sign-in protection away needs a recent sign-in; come back
             # to the centre (the withdraw address takes posts only).
-            return _step_up(outcome)
+            return step_up_redirect(outcome.headers, "/privacy")
         return _centre({purpose: _message(outcome)}, outcome.status)
     response = _done(purpose)
     if purpose == SECURITY_PURPOSE:
         clear_device_cookie(response)
     return response
-
-
-def _step_up(error: ServiceError) -> ResponseReturnValue:
-    challenge = error.headers.get("WWW-Authenticate", "")
-    query = {"next": "/privacy"}
-    marker = 'acr_values="'
-    if marker in challenge:
-        query["acr"] = challenge.split(marker, 1)[1].split('"', 1)[0]
-    return redirect(f"/step-up?{urlencode(query)}", code=303)
 
 
 @bp.post("/privacy/<code:purpose>/grant")
@@ -219,7 +212,7 @@ def export_page() -> ResponseReturnValue:
 def export() -> ResponseReturnValue:
     submitted_form()
     caller = current_caller()
-    outcome = attempt(lambda: export_document(caller.user))
+    outcome = attempt(lambda: export_document(services(), caller.user))
     if isinstance(outcome, ServiceError):
         return render_template("privacy/export.html", error=_message(outcome)), outcome.status
     response = jsonify(outcome)
@@ -262,7 +255,9 @@ def make_request() -> ResponseReturnValue:
     categories = ["ended_sessions"] if form.get("ended_sessions") == "yes" else ["other"]
     if kind != RequestKind.DELETION.value:
         categories = []
-    outcome = attempt(lambda: receive_request(caller.user.id, RequestKind(kind), categories))
+    outcome = attempt(
+        lambda: receive_request(services(), caller.user.id, RequestKind(kind), categories)
+    )
     if isinstance(outcome, ServiceError):
         return _requests_page(_message(outcome), outcome.status)
     return redirect("/privacy/requests?made=1", code=303)
