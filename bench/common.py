@@ -143,7 +143,9 @@ def free_port() -> int:
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {**os.environ}
     for name, value in settings.model_dump().items():
-        env[f"PRIVID_{name.upper()}"] = str(value)
+        # Unset stays unset: the string "None" is not a valid optional number.
+        if value is not None:
+            env[f"PRIVID_{name.upper()}"] = str(value)
     return env
 
 
