@@ -1,4 +1,5 @@
-"""Shared bench plumbing: a capturing sender, user set-up, gunicorn start-up."""
+"""Shared bench plumbing: a capturing sender, user set-up, gunicorn start-up,
+worker memory sampling."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -164,13 +167,27 @@ def privid_worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         process.wait(timeout=20)
 
 
+@dataclass(frozen=True)
+class Served:
+    base: str
+    # The gunicorn master; its children are the workers.
+    pid: int
+
+
+# The service itself; a benchmark may serve another WSGI app the same way.
+PRIVID_APP = "app:create_app()"
+
+
 @contextmanager
-def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
+def served(settings: Settings, workers: int, wsgi_app: str = PRIVID_APP) -> Iterator[Served]:
+    """gunicorn with config/gunicorn.conf.py and `workers` workers, serving
+    `wsgi_app` (which must answer GET /readyz), ready when this yields."""
     port = free_port()
     env = settings_env(settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"),
-         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
+         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+         wsgi_app],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -184,7 +201,69 @@ def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
                 time.sleep(0.1)
         else:
             raise RuntimeError("gunicorn did not start")
-        yield base
+        yield Served(base, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@contextmanager
+def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
+    with served(settings, workers) as server:
+        yield server.base
+
+
+def worker_pids(master: int) -> list[int]:
+    """The processes whose parent is `master` (gunicorn's workers)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # gone since the glob
+            continue
+        if re.search(rf"^PPid:\s+{master}$", text, re.MULTILINE):
+            pids.append(int(status.parent.name))
+    return sorted(pids)
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        found = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0
+
+
+class RssSampler:
+    """Peak resident memory of each gunicorn worker while a load runs, sampled
+    from /proc every `interval` seconds (Linux only)."""
+
+    def __init__(self, master: int, interval: float = 0.1) -> None:
+        self._master = master
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak_kib: dict[int, int] = {}
+
+    def _sample(self) -> None:
+        for pid in worker_pids(self._master):
+            self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), rss_kib(pid))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def peak_mib(self) -> float:
+        """The largest worker's peak, in MiB."""
+        return round(max(self.peak_kib.values(), default=0) / 1024, 1)
