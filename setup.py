@@ -1,9 +1,9 @@
 """Build hook: an installed copy carries migrations/ and config/, and the
-pages' compiled message catalogues.
+compiled message catalogues of every capability with pages.
 
 migrations/ and config/ stay at the repository's top level (where alembic and
 operators expect them); a wheel gets copies under app/_bundled/, which
-app/resources.py finds. The .po catalogues under app/pages/ are compiled to .mo
+app/resources.py finds. The .po catalogues under app/ are compiled to .mo
 here (never committed): next to the .po in an editable install, into the build
 for a wheel. The metadata itself is in pyproject.toml.
 """
@@ -18,7 +18,8 @@ from setuptools.command.build_py import build_py
 
 BUNDLED = ("migrations", "config")
 ROOT = Path(__file__).resolve().parent
-CATALOGUES = "app/pages/**/translations/*/LC_MESSAGES/*.po"
+# Every capability with pages keeps its catalogues beside its templates.
+CATALOGUES = "app/**/translations/*/LC_MESSAGES/*.po"
 
 
 def compile_catalogues(target_root: Path) -> None:

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     oidc_id_token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     oidc_access_token_lifetime_seconds: int = Field(default=600, ge=60, le=86400)
     oidc_max_token_lifetime_seconds: int | None = Field(default=None, ge=60)
+    # A refresh token unused this long lapses; rotation never takes a grant past
+    # its absolute lifetime (the user signs in again then).
+    oidc_refresh_token_lifetime_seconds: int = Field(default=14 * 86400, ge=300)
+    oidc_grant_lifetime_seconds: int = Field(default=30 * 86400, ge=300)
+    # RFC 6749 recommends ten minutes at most; a redirect takes seconds.
+    oidc_code_lifetime_seconds: int = Field(default=60, ge=10, le=600)
 
     # Consent and privacy rights.
     purposes_file: str = ""  # empty: the catalogue shipped in config/purposes.toml

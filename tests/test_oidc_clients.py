@@ -136,6 +136,40 @@ BAD_METADATA = [
     bad("#/scopes", "scopes", scopes=("openid", "admin")),
     bad("#/id_token_signed_response_alg", "alg", id_token_signed_response_alg="HS256"),
     bad("#/access_token_format", "token_format", access_token_format="macaroon"),
+    bad("#/subject_type", "subject_type", subject_type="anonymous"),
+    bad(
+        "#/sector_identifier",
+        "sector_identifier_missing",
+        redirect_uris=("https://rp.example/cb", "https://shop.example/cb"),
+    ),
+    bad(
+        "#/sector_identifier",
+        "sector_unused",
+        subject_type="public",
+        sector_identifier="rp.example",
+    ),
+    bad("#/sector_identifier", "sector_unused", first_party=True, sector_identifier="rp.example"),
+    *(
+        bad("#/sector_identifier", "sector_identifier", sector_identifier=sector)
+        for sector in (
+            "https://rp.example",
+            "rp.example/cb",
+            "rp.example:443",
+            "*.rp.example",
+            "rp..example",
+            "-rp.example",
+            "rp.example.",
+            "",
+            "rp example",
+            "a" * 64 + ".example",
+            ".".join(["a" * 60] * 5),
+        )
+    ),
+    bad(
+        "#/sector_identifier",
+        "sector_identifier",
+        redirect_uris=(f"https://{'a' * 70}.example/cb",),
+    ),
 ]
 
 
@@ -168,7 +202,7 @@ def test_every_bad_field_is_named_at_once(app: Flask):
 
 def test_development_redirects_on_localhost_and_loopback_are_accepted(app: Flask):
     uris = ("http://localhost:8080/cb", "http://127.0.0.1/cb", "https://rp.example/cb?app=1")
-    client = register(app, redirect_uris=uris).client
+    client = register(app, redirect_uris=uris, sector_identifier="rp.example").client
     assert client.redirect_uris == list(uris)
 
 
@@ -288,7 +322,11 @@ REGISTERED_URI = "https://rp.example/callback"
     ],
 )
 def test_a_redirect_uri_must_match_exactly(app: Flask, presented: str):
-    client = register(app, redirect_uris=(REGISTERED_URI, "http://localhost:8080/cb")).client
+    client = register(
+        app,
+        redirect_uris=(REGISTERED_URI, "http://localhost:8080/cb"),
+        sector_identifier="rp.example",
+    ).client
     assert ClientRegistry.exact_redirect_uri(client, REGISTERED_URI)
     assert ClientRegistry.exact_redirect_uri(client, "http://localhost:8080/cb")
     assert not ClientRegistry.exact_redirect_uri(client, presented)
@@ -412,3 +450,81 @@ def test_operator_changes_to_a_client_are_audited(app: Flask):
         ("oauth_client_secret_rotated", "cli", {"client": client_id}),
         ("oauth_client_disabled", "cli", {"client": client_id}),
     ]
+
+
+# -- subjects: who is first-party, which sub a client sees, for which sector ----
+
+
+def test_a_partner_gets_pairwise_subjects_for_its_redirect_host(app: Flask):
+    client = register(
+        app, redirect_uris=("https://RP.example/a", "https://rp.example:8443/b")
+    ).client
+    assert (client.first_party, client.subject_type) == (False, "pairwise")
+    assert client.sector_identifier == "rp.example"
+
+
+def test_a_first_party_app_gets_public_subjects_unless_told_otherwise(app: Flask):
+    own = register(app, first_party=True).client
+    assert (own.first_party, own.subject_type, own.sector_identifier) == (True, "public", None)
+    pairwise = register(app, first_party=True, subject_type="pairwise").client
+    assert (pairwise.subject_type, pairwise.sector_identifier) == ("pairwise", "rp.example")
+    public_partner = register(app, subject_type="public").client
+    assert (public_partner.first_party, public_partner.subject_type) == (False, "public")
+
+
+def test_several_redirect_hosts_need_a_named_sector(app: Flask):
+    uris = ("https://rp.example/cb", "https://m.rp.example/cb")
+    client = register(app, redirect_uris=uris, sector_identifier="RP.Example").client
+    # Host names are case-insensitive: the sector is kept in one spelling.
+    assert client.sector_identifier == "rp.example"
+    assert client.redirect_uris == list(uris)
+    # Public subjects need no sector, whatever the hosts.
+    assert register(app, redirect_uris=uris, first_party=True).client.sector_identifier is None
+
+
+def test_a_machine_client_has_no_sector(app: Flask):
+    client = register(
+        app, grant_types=("client_credentials",), redirect_uris=(), scopes=("identity",)
+    ).client
+    assert (client.subject_type, client.sector_identifier) == ("pairwise", None)
+
+
+def test_cli_registers_first_party_and_sector_settings(app: Flask):
+    def add(*extra: str) -> Any:
+        return cli(
+            app,
+            "add",
+            "--name",
+            "App",
+            "--type",
+            "confidential",
+            "--auth-method",
+            "client_secret_basic",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--redirect-uri",
+            "https://b.example/cb",
+            *extra,
+        )
+
+    refused = add()
+    assert refused.exit_code != 0 and "#/sector_identifier" in refused.stderr
+    assert "several hosts" in refused.stderr
+    assert row_count(app, "oauth_clients") == 0
+
+    partner = add("--sector-identifier", "a.example")
+    own = add("--first-party")
+    odd = add("--first-party", "--subject-type", "pairwise", "--sector-identifier", "b.example")
+    assert {partner.exit_code, own.exit_code, odd.exit_code} == {0}, own.output
+    with registry(app) as clients:
+        settings = {(c.first_party, c.subject_type, c.sector_identifier) for c in clients.all()}
+    assert settings == {
+        (False, "pairwise", "a.example"),
+        (True, "public", None),
+        (True, "pairwise", "b.example"),
+    }
+    listed = cli(app, "list").stdout
+    assert "partner, pairwise subjects for a.example" in listed
+    assert "first-party, public subjects" in listed
+    bad_type = add("--subject-type", "anonymous")
+    assert bad_type.exit_code != 0 and row_count(app, "oauth_clients") == 3

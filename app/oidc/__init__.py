@@ -1,7 +1,9 @@
-"""The OpenID Connect provider (issue 10), as a capability of its own. So far
-its foundations: signing keys, published at /.well-known/jwks.json beside the
-receipt key and rotated by ``flask oidc-keys rotate``; and the client registry,
-managed by ``flask oidc-clients``. No OAuth endpoint yet."""
+"""The OpenID Connect provider (issue 10), as a capability of its own:
+authlib's authorisation server over this service's sessions, pages, consent
+ledger and signing keys. Machine endpoints answer on the OAuth surface (RFC
+6749 errors); the authorisation endpoint and the partner's approval page on
+the pages surface. Clients are registered by operators (``flask
+oidc-clients``); signing keys rotate with ``flask oidc-keys rotate``."""
 
 from __future__ import annotations
 
@@ -10,19 +12,36 @@ from typing import Any
 from flask import Flask
 
 from app.capabilities import Capability
+from app.oidc.authorize_views import bp as authorize_bp
 from app.oidc.client_models import OAuthClient
+from app.oidc.grant_models import AuthorizationCode, ClientAuthorization, IssuedToken, TokenGrant
 from app.oidc.key_models import SigningKey
 from app.oidc.keys import SigningKeys
+from app.oidc.oauth_views import bp as oauth_bp
+from app.oidc.surface import OAUTH
+from app.pages.surface import PAGES
 from app.services.container import Services
 
 # The provider's tables, for Alembic and the test harness.
-MODELS: tuple[type, ...] = (SigningKey, OAuthClient)
+MODELS: tuple[type, ...] = (
+    SigningKey,
+    OAuthClient,
+    ClientAuthorization,
+    TokenGrant,
+    AuthorizationCode,
+    IssuedToken,
+)
 
 
 def init_app(app: Flask) -> None:
     from app.oidc.client_cli import oidc_clients
     from app.oidc.key_cli import oidc_keys
+    from app.oidc.resource import Introspection, Revocation
+    from app.oidc.server import build_server
 
+    server = build_server(app)
+    server.register_endpoint(Introspection)
+    server.register_endpoint(Revocation)
     app.cli.add_command(oidc_keys)
     app.cli.add_command(oidc_clients)
 
@@ -32,5 +51,9 @@ def published_keys(svc: Services) -> list[dict[str, Any]]:
 
 
 capability = Capability(
-    name="oidc", models=MODELS, init_app=init_app, published_keys=published_keys
+    name="oidc",
+    blueprints=((oauth_bp, OAUTH), (authorize_bp, PAGES)),
+    models=MODELS,
+    init_app=init_app,
+    published_keys=published_keys,
 )

@@ -13,7 +13,14 @@ from flask.cli import AppGroup
 
 from app.cli import unit_of_work
 from app.errors import ServiceError
-from app.oidc.client_models import AuthMethod, ClientType, GrantType, SigningAlg, TokenFormat
+from app.oidc.client_models import (
+    AuthMethod,
+    ClientType,
+    GrantType,
+    SigningAlg,
+    SubjectType,
+    TokenFormat,
+)
 from app.oidc.clients import SCOPES, NewClient, Registered, client_registry
 
 SECRET_NOTICE = "store the secret now: it is shown only this once"
@@ -68,6 +75,20 @@ oidc_clients = AppGroup(
 )
 @click.option("--dpop-bound/--not-dpop-bound", default=False)
 @click.option("--jwks-file", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option(
+    "--first-party/--partner", default=False, help="The platform's own app; default partner"
+)
+@click.option(
+    "--subject-type",
+    default=None,
+    type=click.Choice(_values(SubjectType)),
+    help="default: public for first-party apps, pairwise for partners",
+)
+@click.option(
+    "--sector-identifier",
+    default=None,
+    help="Host pairwise subjects are computed for; default the redirect URIs' one host",
+)
 def add_command(
     name: str,
     client_type: str,
@@ -82,6 +103,9 @@ def add_command(
     token_format: str,
     dpop_bound: bool,
     jwks_file: str | None,
+    first_party: bool,
+    subject_type: str | None,
+    sector_identifier: str | None,
 ) -> None:
     """Register a client; prints its client_id and, once, its secret."""
     jwks: dict[str, Any] | None = None
@@ -104,6 +128,9 @@ def add_command(
         access_token_format=token_format,
         dpop_bound=dpop_bound,
         jwks=jwks,
+        first_party=first_party,
+        subject_type=subject_type,
+        sector_identifier=sector_identifier,
     )
     with unit_of_work() as svc:
         try:
@@ -123,6 +150,9 @@ def list_command() -> None:
                 f"{client.client_id}  {client.name}  {client.client_type}  "
                 f"{client.token_endpoint_auth_method}  {state}"
             )
+            party = "first-party" if client.first_party else "partner"
+            sector = f" for {client.sector_identifier}" if client.sector_identifier else ""
+            click.echo(f"  {party}, {client.subject_type} subjects{sector}")
             click.echo(f"  grants: {' '.join(client.grant_types)}")
             click.echo(f"  scopes: {' '.join(client.scopes)}")
             for uri in client.redirect_uris:

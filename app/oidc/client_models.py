@@ -45,6 +45,14 @@ class TokenFormat(StrEnum):
     OPAQUE = "opaque"
 
 
+class SubjectType(StrEnum):
+    """What ``sub`` a client sees (OIDC Core §8): one value per sector, or the
+    user id itself."""
+
+    PAIRWISE = "pairwise"
+    PUBLIC = "public"
+
+
 class OAuthClient(Base):
     __tablename__ = "oauth_clients"
 
@@ -65,6 +73,12 @@ class OAuthClient(Base):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(8))
     access_token_format: Mapped[str] = mapped_column(String(8))
     dpop_bound: Mapped[bool]
+    # The platform's own apps; partners are the others.
+    first_party: Mapped[bool]
+    subject_type: Mapped[str] = mapped_column(String(8))
+    # The host pairwise subjects are computed for; fixed at registration so a
+    # user's sub never changes. None only where no user signs in to the client.
+    sector_identifier: Mapped[str | None] = mapped_column(String(253))
     created_at: Mapped[datetime]
     disabled_at: Mapped[datetime | None]
 

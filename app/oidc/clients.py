@@ -5,6 +5,7 @@ authenticates them and matches their redirect URIs here."""
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from app.oidc.client_models import (
     GrantType,
     OAuthClient,
     SigningAlg,
+    SubjectType,
     TokenFormat,
 )
 from app.security.tokens import hash_token, new_token
@@ -37,6 +39,11 @@ SECRET_METHODS = frozenset({AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SE
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 # Compared against when the client is unknown, so timing does not tell.
 _NO_SECRET_HASH = hash_token("no client has this secret")
+# A DNS host name in lower case: dot-separated labels of letters, digits and
+# inner hyphens, 253 characters at most. No scheme, port, path or wildcard.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,20 @@ class NewClient:
     access_token_format: str = TokenFormat.JWT
     dpop_bound: bool = False
     jwks: dict[str, Any] | None = None
+    # The platform's own apps; partners are the others.
+    first_party: bool = False
+    # None: public subjects for first-party apps, pairwise for partners.
+    subject_type: str | None = None
+    # None: the one host all redirect URIs share. OIDC has relying parties
+    # publish a sector_identifier_uri that the provider fetches; here operators
+    # register clients, so they name the sector host directly instead.
+    sector_identifier: str | None = None
+
+
+@dataclass(frozen=True)
+class SubjectSettings:
+    subject_type: str
+    sector_identifier: str | None
 
 
 @dataclass(frozen=True)
@@ -153,6 +174,60 @@ def _check_jwks(problems: _Problems, jwks: dict[str, Any]) -> None:
 
 def _unique(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(values))
+
+
+def _redirect_hosts(uris: Sequence[str]) -> list[str]:
+    """The hosts of the well-formed redirect URIs, each once, in order."""
+    hosts = (urlsplit(uri).hostname for uri in uris if uri_problem(uri) is None)
+    return _unique([host for host in hosts if host])
+
+
+def subject_settings(new: NewClient) -> SubjectSettings:
+    """The subject type and sector the client gets, defaults applied. The sector
+    is None where it cannot be derived (several redirect hosts, or none): see
+    ``validate`` for when that is acceptable."""
+    if new.subject_type is not None:
+        subject_type = new.subject_type
+    else:
+        subject_type = SubjectType.PUBLIC if new.first_party else SubjectType.PAIRWISE
+    if subject_type != SubjectType.PAIRWISE:
+        return SubjectSettings(subject_type, None)
+    if new.sector_identifier is not None:
+        return SubjectSettings(subject_type, new.sector_identifier.lower())
+    hosts = _redirect_hosts(new.redirect_uris)
+    return SubjectSettings(subject_type, hosts[0] if len(hosts) == 1 else None)
+
+
+def _check_subject(problems: _Problems, new: NewClient) -> None:
+    if new.subject_type is not None and new.subject_type not in set(SubjectType):
+        problems.add("#/subject_type", "The subject type is pairwise or public.", "subject_type")
+        return
+    resolved = subject_settings(new)
+    if new.sector_identifier is not None and resolved.subject_type != SubjectType.PAIRWISE:
+        problems.add(
+            "#/sector_identifier",
+            "A sector identifier is only for clients with pairwise subjects.",
+            "sector_unused",
+        )
+        return
+    if resolved.subject_type != SubjectType.PAIRWISE:
+        return
+    sector = resolved.sector_identifier
+    if sector is None:
+        hosts = _redirect_hosts(new.redirect_uris)
+        if len(hosts) > 1:
+            problems.add(
+                "#/sector_identifier",
+                f"The redirect URIs span several hosts ({', '.join(hosts)}): name the "
+                "host their pairwise subjects are computed for.",
+                "sector_identifier_missing",
+            )
+    elif not _HOST_NAME.match(sector):
+        if new.sector_identifier is not None:
+            detail = "The sector identifier is a host name, such as rp.example (no scheme or path)."
+        else:
+            detail = f"The redirect host {sector} cannot name a sector: give one explicitly."
+        problems.add("#/sector_identifier", detail, "sector_identifier")
 
 
 def validate(new: NewClient) -> None:
@@ -255,6 +330,7 @@ def validate(new: NewClient) -> None:
         )
     if new.access_token_format not in set(TokenFormat):
         problems.add("#/access_token_format", "Access tokens are jwt or opaque.", "token_format")
+    _check_subject(problems, new)
     problems.raise_if_any()
 
 
@@ -267,6 +343,7 @@ class ClientRegistry:
     def register(self, new: NewClient, *, actor_id: str | None = None) -> Registered:
         validate(new)
         method = AuthMethod(new.token_endpoint_auth_method)
+        subject = subject_settings(new)
         secret = new_token() if method in SECRET_METHODS else None
         client = OAuthClient(
             client_id=new_client_id(),
@@ -285,6 +362,9 @@ class ClientRegistry:
             id_token_signed_response_alg=new.id_token_signed_response_alg,
             access_token_format=new.access_token_format,
             dpop_bound=new.dpop_bound,
+            first_party=new.first_party,
+            subject_type=subject.subject_type,
+            sector_identifier=subject.sector_identifier,
             created_at=self._clock.now(),
             disabled_at=None,
         )
@@ -297,6 +377,13 @@ class ClientRegistry:
         """An enabled client; a disabled one is as good as unknown."""
         client = self._db.get(OAuthClient, client_id)
         if client is None or client.disabled:
+            raise not_found("The client")
+        return client
+
+    def find(self, client_id: str) -> OAuthClient:
+        """A client, disabled or not (for operators)."""
+        client = self._db.get(OAuthClient, client_id)
+        if client is None:
             raise not_found("The client")
         return client
 

@@ -1,13 +1,15 @@
 """Which language a page speaks: the visitor's explicit choice (a cookie set
 by the language switch), else the best match for Accept-Language, else English.
 
-Catalogues: every ``translations/`` folder under app/pages/ (one per page area),
+Catalogues: every ``translations/`` folder under app/ (one per page area or
+capability),
 compiled to .mo when the package is installed (setup.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, request
 from flask_babel import Babel, get_locale
@@ -26,7 +28,8 @@ babel = Babel()
 
 
 def translation_directories() -> list[str]:
-    return sorted(str(p) for p in PAGES_DIR.rglob("translations") if p.is_dir())
+    # Other capabilities with pages (the OIDC provider's) keep theirs too.
+    return sorted(str(p) for p in PAGES_DIR.parent.rglob("translations") if p.is_dir())
 
 
 def chosen_language() -> str | None:
@@ -36,10 +39,26 @@ def chosen_language() -> str | None:
 
 
 def select_locale() -> str:
-    tag = chosen_language() or request.accept_languages.best_match(
-        list(LANGUAGES), default=DEFAULT_LANGUAGE
+    tag = (
+        chosen_language()
+        or requested_language()
+        or request.accept_languages.best_match(list(LANGUAGES), default=DEFAULT_LANGUAGE)
     )
     return LANGUAGES[tag]
+
+
+def requested_language() -> str | None:
+    """OIDC's ui_locales (space-separated, in order of preference) on an
+    authorisation request, or on a page it sent the person to (its ``next``)."""
+    wanted = request.args.get("ui_locales", "")
+    if not wanted and "ui_locales=" in request.args.get("next", ""):
+        wanted = parse_qs(urlsplit(request.args["next"]).query).get("ui_locales", [""])[0]
+    for tag in wanted.split():
+        match = next((known for known in LANGUAGES if known.lower() == tag.lower()), None)
+        match = match or next((k for k in LANGUAGES if k.split("-")[0] == tag.lower()), None)
+        if match:
+            return match
+    return None
 
 
 def html_lang() -> str:

@@ -525,6 +525,25 @@ class ConsentService:
             context,
         )[0]
 
+    def decide_for_client(
+        self,
+        user_id: str,
+        purpose_code: str,
+        client_id: str,
+        decision: Decision,
+        context: RequestContext,
+    ) -> ConsentRecord:
+        """A decision on a per-client purpose (sharing with one partner), made
+        on that partner's authorisation page or in the privacy centre."""
+        purpose = self._purpose(purpose_code)
+        if not purpose.per_client:
+            raise ValueError(f"{purpose.code} is decided for every client at once")
+        self._lock(user_id)
+        policy = self._policies.require_current()
+        return self._append(
+            user_id, purpose.code, decision, policy, Channel.OAUTH, context, client_id=client_id
+        )
+
     def _lock(self, user_id: str) -> ChainHead:
         """Lock the account's chain head (made with its first record) for this
         transaction. A head the key does not vouch for is never extended: that

@@ -1,0 +1,222 @@
+"""The authorisation endpoint (OIDC Core 3.1.2) and the partner's approval
+page, on the pages surface. The person signs in, steps up and passes the
+consent step through the pages; this view decides which of those the request
+still needs (app/oidc/interaction.py) and otherwise lets authlib issue the
+code. Errors the client can be told about go to its redirect URI; an unknown
+client or redirect URI gets an error page, never a redirect."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidRequestError, scope_to_list
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+    RequestNotSupportedError,
+    RequestURINotSupportedError,
+)
+from flask import Blueprint, Response, g, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
+
+from app.http.access import public, signed_in
+from app.http.gate import Caller, current_caller, optional_caller
+from app.http.scope import request_context, runtime, services
+from app.http.unit_of_work import record_failure
+from app.oidc import interaction
+from app.oidc.claims import claims_of_scopes, requested_claims
+from app.oidc.client_models import OAuthClient
+from app.oidc.interaction import LOGIN_AFTER, SILENT_ERRORS, Need
+from app.oidc.partners import PARTNER_PURPOSE, SILENT_SCOPES, PartnerAuthorizations
+from app.oidc.server import AuthorizationContext, authorization_server
+from app.oidc.signed_tokens import issuer
+from app.pages.i18n import html_lang
+from app.security.tokens import derive_key
+from app.services.sessions import ACR_ORDER, Acr
+
+bp = Blueprint("oidc_pages", __name__, template_folder="templates")
+
+SILENT = {
+    "login_required": LoginRequiredError,
+    "consent_required": ConsentRequiredError,
+    "interaction_required": InteractionRequiredError,
+}
+# Form fields of the approval page that are not part of the client's request.
+OWN_FIELDS = frozenset({"csrf_token", "decision", LOGIN_AFTER})
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+@public(csrf=False)
+def authorize() -> ResponseReturnValue:
+    """Clients send people here (GET, or a form POST from their own page)."""
+    caller = optional_caller()
+    return _authorize(caller, decision=None)
+
+
+@bp.post("/oauth/authorize/decision")
+@signed_in()
+def decide() -> ResponseReturnValue:
+    """The approval page's answer: the request's parameters come back as
+    hidden fields, so authlib validates them again from this request."""
+    return _authorize(current_caller(), decision=request.form.get("decision", ""))
+
+
+def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnValue:
+    server = authorization_server()
+    user = caller.user if caller else None
+    try:
+        grant = server.get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        return _refuse(error)
+    params = _client_params()
+    state = params.get("state")
+    redirect_uri: str = grant.redirect_uri
+    client: OAuthClient = grant.request.client.row
+
+    def to_client(error: OAuth2Error) -> Response:
+        error.redirect_uri, error.state = redirect_uri, state
+        return _refuse(error)
+
+    if "request" in params:
+        return to_client(RequestNotSupportedError())
+    if "request_uri" in params:
+        return to_client(RequestURINotSupportedError())
+    key = derive_key(runtime().settings.secret_key_bytes, "oidc-login-after")
+    login_after = interaction.read_login_after(
+        key, client.client_id, request.values.get(LOGIN_AFTER)
+    )
+    try:
+        asked = interaction.parse(params, login_after)
+    except interaction.BadRequest as error:
+        return to_client(InvalidRequestError(str(error)))
+    svc = services()
+    scopes = scope_to_list(grant.request.scope or "") or []
+    partners = PartnerAuthorizations.of(svc)
+    if caller is not None and decision == "deny" and not client.first_party:
+        partners.refuse(caller.user.id, client, request_context())
+        return to_client(AccessDeniedError("The person did not allow this."))
+    if caller is not None and decision == "approve" and not client.first_party:
+        partners.approve(caller.user.id, client, scopes, request_context())
+    session = caller.session if caller else None
+    verdict = interaction.decide(
+        asked,
+        session,
+        runtime().clock.now(),
+        consent_owed=bool(session and session.consent_pending),
+        partner_approved=caller is not None
+        and (decision == "approve" or partners.covers(caller.user.id, client, scopes)),
+    )
+    if verdict.need == Need.STEP_UP and caller is not None:
+        reachable = _reachable_acr(caller)
+        assert verdict.acr is not None
+        if ACR_ORDER.index(reachable) < ACR_ORDER.index(verdict.acr):
+            if asked.essential_acr:
+                return to_client(AccessDeniedError("This account cannot sign in that strongly."))
+            # acr_values are preferences: go on at the level the account has.
+            verdict = interaction.decide(
+                interaction.Request(
+                    asked.prompts, asked.max_age, (), False, asked.claims, asked.login_after
+                ),
+                session,
+                runtime().clock.now(),
+                consent_owed=bool(session and session.consent_pending),
+                partner_approved=partners.covers(caller.user.id, client, scopes),
+            )
+    if verdict.need != Need.NOTHING:
+        if "none" in asked.prompts:
+            return to_client(SILENT[SILENT_ERRORS[verdict.need]]())
+        return _interact(verdict, params, client, scopes, asked.claims, key)
+    assert session is not None
+    g.oidc_authorization = AuthorizationContext(session.id, asked.claims)
+    response = server.create_authorization_response(grant_user=user, grant=grant)
+    return _with_issuer(response)
+
+
+def _client_params() -> MultiDict[str, str]:
+    pairs = [(k, v) for k, values in request.values.lists() if k not in OWN_FIELDS for v in values]
+    return MultiDict(pairs)
+
+
+def _reachable_acr(caller: Caller) -> Acr:
+    svc = services()
+    if svc.webauthn.credentials_of(caller.user.id):
+        return Acr.PHISHING_RESISTANT
+    return svc.safeguards.account_level(caller.user.id)
+
+
+def _back_here(params: MultiDict[str, str], extra: dict[str, str] | None = None) -> str:
+    query = [(k, v) for k, v in params.items(multi=True)] + list((extra or {}).items())
+    return "/oauth/authorize?" + urlencode(query)
+
+
+def _interact(
+    verdict: interaction.Verdict,
+    params: MultiDict[str, str],
+    client: OAuthClient,
+    scopes: list[str],
+    claims: dict[str, object] | None,
+    key: bytes,
+) -> ResponseReturnValue:
+    if verdict.need == Need.SIGN_IN:
+        note = interaction.login_after_note(key, client.client_id, runtime().clock.now())
+        query = {"next": _back_here(params, {LOGIN_AFTER: note})}
+        if params.get("login_hint"):
+            query["login_hint"] = params["login_hint"]
+        return redirect("/signin?" + urlencode(query), code=303)
+    if verdict.need == Need.STEP_UP:
+        assert verdict.acr is not None
+        return redirect(
+            "/step-up?" + urlencode({"next": _back_here(params), "acr": verdict.acr.value}), 303
+        )
+    if verdict.need == Need.CONSENT_STEP:
+        return redirect("/consent?" + urlencode({"next": _back_here(params)}), code=303)
+    return _approval_page(params, client, scopes, claims)
+
+
+def _approval_page(
+    params: MultiDict[str, str],
+    client: OAuthClient,
+    scopes: list[str],
+    claims: dict[str, object] | None,
+) -> ResponseReturnValue:
+    purpose = runtime().catalogue.get(PARTNER_PURPOSE)
+    released = sorted(claims_of_scopes(scopes) | set(requested_claims(claims, "userinfo")))
+    shown_scopes = [s for s in scopes if s not in SILENT_SCOPES]
+    chinese = html_lang() == "zh-CN"
+    assert purpose is not None
+    return render_template(
+        "oidc/approve.html",
+        purpose_title=purpose.title.zh_cn if chinese else purpose.title.en,
+        purpose_description=purpose.description.zh_cn if chinese else purpose.description.en,
+        client=client,
+        scopes=shown_scopes,
+        claims=released,
+        fields=list(params.items(multi=True)),
+        host=urlsplit(params.get("redirect_uri", "")).hostname or "",
+    )
+
+
+def _refuse(error: OAuth2Error) -> Response:
+    """To the client when its redirect URI is known and registered; else a page."""
+    record_failure()
+    if error.redirect_uri:
+        response = authorization_server().handle_error_response(None, error)
+        return _with_issuer(response)
+    page = render_template(
+        "oidc/error.html", error=error.error, description=error.get_error_description()
+    )
+    return Response(page, status=400, mimetype="text/html")
+
+
+def _with_issuer(response: Response) -> Response:
+    """RFC 9207: every answer to the redirect URI names the issuer, so a
+    client talking to several providers cannot be mixed up."""
+    location = response.headers.get("Location")
+    if response.status_code in (302, 303) and location:
+        parts = urlsplit(location)
+        query = [*parse_qsl(parts.query, keep_blank_values=True), ("iss", issuer(services()))]
+        response.headers["Location"] = urlunsplit(parts._replace(query=urlencode(query)))
+    return response

@@ -1,0 +1,65 @@
+"""What a client learns about a user: scopes map to claims (OIDC Core 5.4),
+and the claims parameter (5.5) may ask for single ones. Each claim is read
+from the encrypted profile only when a granted scope or request names it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from app.models import User
+from app.services.container import Services
+
+# Scope → the claims it releases. ``identity`` is reserved for the
+# identity-verification capability (level and date only) and releases nothing yet.
+SCOPE_CLAIMS: Mapping[str, tuple[str, ...]] = {
+    "openid": (),
+    "profile": ("name",),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+    "offline_access": (),
+    "identity": (),
+}
+USER_CLAIMS = frozenset(c for claims in SCOPE_CLAIMS.values() for c in claims)
+# Claims the ID token carries about the sign-in itself, never from the profile.
+SIGN_IN_CLAIMS = frozenset({"auth_time", "acr", "amr"})
+SUPPORTED_CLAIMS = sorted(
+    USER_CLAIMS | SIGN_IN_CLAIMS | {"sub", "iss", "aud", "exp", "iat", "nonce", "sid", "at_hash"}
+)
+
+
+def claims_of_scopes(scopes: Iterable[str]) -> set[str]:
+    return {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
+
+
+def requested_claims(claims: Mapping[str, Any] | None, target: str) -> dict[str, Any]:
+    """The claims parameter's requests for ``userinfo`` or ``id_token``,
+    limited to user claims this service has."""
+    if not claims:
+        return {}
+    wanted = claims.get(target)
+    if not isinstance(wanted, dict):
+        return {}
+    return {name: spec for name, spec in wanted.items() if name in USER_CLAIMS | SIGN_IN_CLAIMS}
+
+
+def user_claims(svc: Services, user: User, names: Iterable[str]) -> dict[str, Any]:
+    """The values of the named user claims; the profile is decrypted only if
+    one of them needs it."""
+    wanted = set(names) & USER_CLAIMS
+    if not wanted:
+        return {}
+    profile = svc.vault.profile(user)
+    values: dict[str, Any] = {
+        "name": profile.full_name,
+        "email": profile.email,
+        "email_verified": _verified(user.email_verified_at),
+        "phone_number": profile.phone,
+        "phone_number_verified": _verified(user.phone_verified_at),
+    }
+    return {name: values[name] for name in sorted(wanted)}
+
+
+def _verified(at: datetime | None) -> bool:
+    return at is not None

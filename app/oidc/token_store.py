@@ -1,0 +1,301 @@
+"""Grants, codes and tokens: issued, found, rotated and revoked here, and
+nowhere else. Every check that decides whether a presented code or token
+still works is in ``find`` and the two ``claim`` methods; single use is a
+conditional UPDATE, so of two concurrent redemptions exactly one wins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DbSession
+
+from app.clock import Clock
+from app.db import affected_rows
+from app.models import Session, User
+from app.oidc.client_models import OAuthClient
+from app.oidc.grant_models import AuthorizationCode, IssuedToken, TokenGrant
+from app.security.tokens import hash_token
+from app.services.audit import AuditTrail
+from app.services.container import Services
+
+
+class TokenKind(StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+class Claim(StrEnum):
+    """How a single-use credential's redemption went."""
+
+    WON = "won"
+    # Never existed, expired, another client's, or its grant has ended.
+    INVALID = "invalid"
+    # Used before: the grant it belongs to has just been revoked.
+    REUSED = "reused"
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    code: timedelta
+    access: timedelta
+    refresh: timedelta
+    grant: timedelta
+
+
+@dataclass(frozen=True)
+class LiveToken:
+    token: IssuedToken
+    grant: TokenGrant
+    client: OAuthClient
+    user: User | None
+
+
+class TokenStore:
+    def __init__(
+        self, db: DbSession, clock: Clock, lifetimes: Lifetimes, audit: AuditTrail
+    ) -> None:
+        self._db, self._clock, self.lifetimes, self._audit = db, clock, lifetimes, audit
+
+    @classmethod
+    def of(cls, svc: Services) -> TokenStore:
+        s = svc.runtime.settings
+        lifetimes = Lifetimes(
+            code=timedelta(seconds=s.oidc_code_lifetime_seconds),
+            access=timedelta(seconds=s.oidc_access_token_lifetime_seconds),
+            refresh=timedelta(seconds=s.oidc_refresh_token_lifetime_seconds),
+            grant=timedelta(seconds=s.oidc_grant_lifetime_seconds),
+        )
+        return cls(svc.db, svc.runtime.clock, lifetimes, svc.audit)
+
+    # -- grants and codes ------------------------------------------------------------
+
+    def open_grant(
+        self,
+        client: OAuthClient,
+        scopes: Sequence[str],
+        *,
+        user: User | None = None,
+        session: Session | None = None,
+        dpop_jkt: str | None = None,
+    ) -> TokenGrant:
+        now = self._clock.now()
+        grant = TokenGrant(
+            user_id=user.id if user else None,
+            client_id=client.client_id,
+            scopes=list(scopes),
+            session_id=session.id if session else None,
+            auth_time=session.auth_time if session else None,
+            acr=session.acr if session else None,
+            amr=list(session.amr) if session else None,
+            dpop_jkt=dpop_jkt,
+            created_at=now,
+            expires_at=now + self.lifetimes.grant,
+        )
+        self._db.add(grant)
+        self._db.flush()
+        return grant
+
+    def save_code(
+        self,
+        code: str,
+        grant: TokenGrant,
+        *,
+        redirect_uri: str,
+        nonce: str | None,
+        code_challenge: str | None,
+        code_challenge_method: str | None,
+        claims: dict[str, object] | None,
+    ) -> AuthorizationCode:
+        row = AuthorizationCode(
+            code_hash=hash_token(code),
+            grant_id=grant.id,
+            redirect_uri=redirect_uri,
+            nonce=nonce,
+            code_challenge=code_challenge,
+            code_challenge_method=code_challenge_method,
+            claims=claims,
+            expires_at=self._clock.now() + self.lifetimes.code,
+        )
+        self._db.add(row)
+        self._db.flush()
+        return row
+
+    def claim_code(self, code: str, client_id: str) -> tuple[Claim, AuthorizationCode | None]:
+        """Redeem a code once. A second redemption revokes what the first one
+        issued (RFC 6749 section 4.1.2)."""
+        row = self._db.get(AuthorizationCode, hash_token(code))
+        if row is None:
+            return Claim.INVALID, None
+        grant = self._db.get(TokenGrant, row.grant_id)
+        if grant is None or grant.client_id != client_id:
+            return Claim.INVALID, None
+        now = self._clock.now()
+        won = affected_rows(
+            self._db.execute(
+                update(AuthorizationCode)
+                .where(
+                    AuthorizationCode.code_hash == row.code_hash,
+                    AuthorizationCode.used_at.is_(None),
+                    AuthorizationCode.expires_at > now,
+                )
+                .values(used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        self._db.refresh(row)
+        if won:
+            if grant.revoked_at is not None:
+                return Claim.INVALID, None
+            return Claim.WON, row
+        if row.used_at is not None:
+            self.revoke_grant(grant, "code_reused")
+            return Claim.REUSED, None
+        return Claim.INVALID, None
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def record(
+        self,
+        grant: TokenGrant,
+        kind: TokenKind,
+        token: str,
+        scopes: Sequence[str],
+        *,
+        dpop_jkt: str | None = None,
+    ) -> IssuedToken:
+        now = self._clock.now()
+        if kind == TokenKind.ACCESS:
+            expires = now + self.lifetimes.access
+        else:
+            expires = min(now + self.lifetimes.refresh, grant.expires_at)
+        row = IssuedToken(
+            grant_id=grant.id,
+            kind=kind,
+            token_hash=hash_token(token),
+            scopes=list(scopes),
+            issued_at=now,
+            expires_at=expires,
+            dpop_jkt=dpop_jkt,
+        )
+        self._db.add(row)
+        self._db.flush()
+        return row
+
+    def find(self, token: str, kind: TokenKind | None = None) -> LiveToken | None:
+        """The token if it still works: not expired, not revoked, its grant
+        not revoked, its client not disabled, its user still active."""
+        if not token or len(token) > 4096:
+            return None
+        row = self._db.execute(
+            select(IssuedToken).where(IssuedToken.token_hash == hash_token(token))
+        ).scalar_one_or_none()
+        if row is None or (kind is not None and row.kind != kind):
+            return None
+        live = self._live(row)
+        if live is None or (row.kind == TokenKind.REFRESH and row.used_at is not None):
+            return None
+        return live
+
+    def claim_refresh(self, token: str, client_id: str) -> tuple[Claim, LiveToken | None]:
+        """Rotate a refresh token: it works once. Presenting a rotated one
+        again means it leaked: the whole grant is revoked."""
+        row = self._db.execute(
+            select(IssuedToken).where(IssuedToken.token_hash == hash_token(token))
+        ).scalar_one_or_none()
+        if row is None or row.kind != TokenKind.REFRESH:
+            return Claim.INVALID, None
+        live = self._live(row)
+        if live is None or live.client.client_id != client_id:
+            return Claim.INVALID, None
+        now = self._clock.now()
+        won = affected_rows(
+            self._db.execute(
+                update(IssuedToken)
+                .where(IssuedToken.id == row.id, IssuedToken.used_at.is_(None))
+                .values(used_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        self._db.refresh(row)
+        if won:
+            return Claim.WON, live
+        self.revoke_grant(live.grant, "refresh_reused")
+        return Claim.REUSED, None
+
+    def _live(self, row: IssuedToken) -> LiveToken | None:
+        now = self._clock.now()
+        if row.revoked_at is not None or row.expires_at <= now:
+            return None
+        grant = self._db.get(TokenGrant, row.grant_id)
+        if grant is None or grant.revoked_at is not None:
+            return None
+        client = self._db.get(OAuthClient, grant.client_id)
+        if client is None or client.disabled:
+            return None
+        user = None
+        if grant.user_id is not None:
+            user = self._db.get(User, grant.user_id)
+            if user is None or not user.is_active:
+                return None
+        return LiveToken(row, grant, client, user)
+
+    # -- revocation ------------------------------------------------------------------------
+
+    def revoke_token(self, row: IssuedToken) -> None:
+        """RFC 7009: a refresh token takes its grant with it; an access token
+        goes alone."""
+        if row.kind == TokenKind.REFRESH:
+            grant = self._db.get(TokenGrant, row.grant_id)
+            if grant is not None:
+                self.revoke_grant(grant, "revoked_by_client")
+            return
+        if row.revoked_at is None:
+            row.revoked_at = self._clock.now()
+            self._db.flush()
+
+    def revoke_grant(self, grant: TokenGrant, reason: str) -> None:
+        if grant.revoked_at is not None:
+            return
+        now = self._clock.now()
+        grant.revoked_at, grant.revoke_reason = now, reason
+        self._db.execute(
+            update(IssuedToken)
+            .where(IssuedToken.grant_id == grant.id, IssuedToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        self._db.flush()
+        self._audit.record(
+            "oidc.grant_revoked",
+            user_id=grant.user_id,
+            client_id=grant.client_id,
+            grant_id=grant.id,
+            reason=reason,
+        )
+
+    def live_grants(
+        self, *, user_id: str | None = None, client_id: str | None = None
+    ) -> list[TokenGrant]:
+        query = select(TokenGrant).where(TokenGrant.revoked_at.is_(None))
+        if user_id is not None:
+            query = query.where(TokenGrant.user_id == user_id)
+        if client_id is not None:
+            query = query.where(TokenGrant.client_id == client_id)
+        return list(self._db.scalars(query.order_by(TokenGrant.created_at)))
+
+    def revoke_all(
+        self, reason: str, *, user_id: str | None = None, client_id: str | None = None
+    ) -> list[TokenGrant]:
+        """End every live grant of a user, of a client, or of a user with one client."""
+        ended = self.live_grants(user_id=user_id, client_id=client_id)
+        for grant in ended:
+            self.revoke_grant(grant, reason)
+        return ended
+
+
+def token_store(svc: Services) -> TokenStore:
+    return TokenStore.of(svc)

@@ -1,0 +1,121 @@
+"""The code flow end to end, in process: a signed-in browser, a partner's
+approval, the token endpoint, UserInfo, refresh rotation, and the ID token's
+claims checked against the published keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from tests.helpers import register
+from tests.oidc_helpers import (
+    FIRST_PARTY,
+    add_client,
+    authorize_query,
+    exchange,
+    get_code,
+    pkce_pair,
+    redirect_params,
+    refresh,
+)
+
+
+def signed_in_browser(client: FlaskClient, mailbox: Any, sms: Any) -> FlaskClient:
+    register(client, mailbox, sms, token_delivery="cookie")
+    return client
+
+
+def verify(client: FlaskClient, token: str) -> dict[str, Any]:
+    keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json)
+    return dict(jwt.decode(token, keys, algorithms=["RS256", "ES256"]).claims)
+
+
+def test_code_flow_with_partner_approval_gives_tokens_and_userinfo(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    browser = signed_in_browser(client, mailbox, sms)
+    rp = add_client(app)
+    verifier, challenge = pkce_pair()
+    first = browser.get(
+        authorize_query(rp, scope="openid profile email offline_access", nonce="n-1",
+                        code_challenge=challenge, code_challenge_method="S256")
+    )  # fmt: skip
+    assert first.status_code == 200
+    page = first.get_data(as_text=True)
+    assert "Partner shop" in page and "Your email address" in page
+    from tests.oidc_helpers import approve
+
+    back = redirect_params(approve(browser, page))
+    assert back["iss"] == "https://privid.test" or back["iss"].startswith("http")
+    answer = exchange(client, rp, back["code"], verifier)
+    assert answer.status_code == 200, answer.json
+    tokens = answer.json
+    assert tokens["token_type"] == "Bearer" and "refresh_token" in tokens
+    claims = verify(client, tokens["id_token"])
+    assert claims["aud"] == rp.client_id and claims["nonce"] == "n-1"
+    assert {
+        "iss",
+        "sub",
+        "exp",
+        "iat",
+        "auth_time",
+        "acr",
+        "amr",
+        "at_hash",
+        "sid",
+    } <= claims.keys()
+    digest = hashlib.sha256(tokens["access_token"].encode()).digest()[:16]
+    assert claims["at_hash"] == base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    info = client.get(
+        "/oauth/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert info.status_code == 200, info.json
+    assert info.json["sub"] == claims["sub"] and "@" in info.json["email"] and info.json["name"]
+    # The second time, the partner is remembered: straight back with a code.
+    again = browser.get(authorize_query(rp, scope="openid profile"))
+    assert "code" in redirect_params(again)
+    # Refresh rotates; the old refresh token then revokes the whole grant.
+    rotated = refresh(client, rp, tokens["refresh_token"])
+    assert rotated.status_code == 200, rotated.json
+    assert rotated.json["refresh_token"] != tokens["refresh_token"]
+    reused = refresh(client, rp, tokens["refresh_token"])
+    assert reused.status_code == 400 and reused.json["error"] == "invalid_grant"
+    dead = refresh(client, rp, rotated.json["refresh_token"])
+    assert dead.status_code == 400
+    gone = client.get(
+        "/oauth/userinfo", headers={"Authorization": f"Bearer {rotated.json['access_token']}"}
+    )
+    assert gone.status_code == 401
+
+
+def test_code_reuse_is_refused_and_revokes_the_first_tokens(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    browser = signed_in_browser(client, mailbox, sms)
+    rp = add_client(app, FIRST_PARTY)
+    back = get_code(browser, rp)
+    first = exchange(client, rp, back["code"])
+    assert first.status_code == 200, first.json
+    second = exchange(client, rp, back["code"])
+    assert second.status_code == 400 and second.json["error"] == "invalid_grant"
+    info = client.get(
+        "/oauth/userinfo", headers={"Authorization": f"Bearer {first.json['access_token']}"}
+    )
+    assert info.status_code == 401
+
+
+def test_discovery_names_what_is_served(client: FlaskClient) -> None:
+    doc = client.get("/.well-known/openid-configuration").json
+    assert doc["response_types_supported"] == ["code"]
+    assert (
+        client.get(doc["jwks_uri"].split("//", 1)[1].split("/", 1)[1].join(["/", ""])).status_code
+        == 200
+    )
+    assert json.dumps(doc)
