@@ -1,9 +1,11 @@
 -- wrk script for bench/oidc_throughput.py; one connection per wrk thread, so
 -- each thread knows which request an answer belongs to.
 --
---   wrk -t N -c N -s bench/oidc_load.lua URL -- MODE METHOD PATH LIST
+--   wrk -t N -c N -s bench/oidc_load.lua URL -- MODE METHOD PATH LIST N EXPECT
 --
 -- LIST: lines of "<Authorization header>\t<form body or token>", or "-".
+-- N: the number of wrk threads. EXPECT: text every good answer carries; a
+-- 200 without it counts as refused.
 -- rotate:  each thread sends the lines in turn, from its own offset (JWKS,
 --          client_credentials, introspection).
 -- refresh: each thread owns its own slice of refresh tokens and spends each
@@ -21,7 +23,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local mode, method, path
+local mode, method, path, expect
 local slots = {}
 local position = 0
 local inflight = nil
@@ -29,7 +31,7 @@ local thread_id, calls = nil, 0
 ok, refused, dropped = 0, 0, 0
 
 function init(args)
-  mode, method, path = args[1], args[2], args[3]
+  mode, method, path, expect = args[1], args[2], args[3], args[6]
   local list = args[4]
   local id, total = wrk.thread:get("id"), tonumber(args[5])
   thread_id = id
@@ -100,13 +102,14 @@ function response(status, headers, body)
   if exhausted then
     return
   end
-  if status == 200 then
+  local good = status == 200 and body:find(expect, 1, true) ~= nil
+  if good then
     ok = ok + 1
   else
     refused = refused + 1
   end
   if mode == "refresh" and inflight ~= nil then
-    local following = status == 200 and body:match('"refresh_token"%s*:%s*"([^"]+)"')
+    local following = good and body:match('"refresh_token"%s*:%s*"([^"]+)"')
     if following then
       slots[inflight].value = following
     else

@@ -9,44 +9,45 @@ Runs on PostgreSQL + Redis when PRIVID_BENCH_DATABASE_URL / _RATELIMIT_URI are
 set, else on a SQLite file with in-memory limits. The load comes from wrk (a
 process of its own, one connection per wrk thread, bench/oidc_load.lua), spread
 over --clients registered clients and their tokens. The bare endpoint is
-measured first and last; its mean is the ceiling. Writes
-bench/results/oidc_throughput.json.
+measured first and after each scenario: a scenario's ceiling is the mean of
+the bare runs on either side. Writes bench/results/oidc_throughput.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
-from app import build_runtime, create_app
-from app.cli import unit_of_work
 from app.migrate import upgrade
-from app.oidc.clients import NewClient, client_registry
-from app.settings import Settings
-from bench.common import ROOT, RssSampler, Served, bench_settings, served
+from bench.common import ROOT, RssSampler, Served, bench_settings, register_users, served
+from bench.oidc_seed import (
+    client_credentials_lines,
+    introspection_lines,
+    refresh_lines,
+    register_clients,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LUA = Path(__file__).resolve().parent / "oidc_load.lua"
 BARE_APP = "bench.bare_app:app"
 # Issue 10: each endpoint must reach this share of the bare endpoint's rate.
 TARGET_RATIO = 0.35
-TOKENS_PER_CLIENT = 8
+# Access tokens per client for introspection.
+PER_CLIENT = 8
 WARM_UP_SECONDS = 1.0
+PASSWORD = "velvet-orbit-canyon-42"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Load:
 
     seconds: float
     ok: int
-    # Answers other than 200 (a refusal, a 404, a 500).
+    # Answers other than a 200 carrying what the scenario expects.
     refused: int
     # Connections refused or reset, requests timed out.
     socket_errors: int
@@ -95,20 +96,24 @@ def parse_wrk(stdout: str, peak_rss_mib: float) -> Load:
 
 
 def shape(
-    ceiling_runs: Sequence[Load],
+    bare_runs: Sequence[Load],
     scenarios: Mapping[str, Load | str],
     target: float = TARGET_RATIO,
 ) -> dict[str, Any]:
-    """Per scenario: rate, latency, errors, memory and the ratio to the
-    ceiling (the mean rate of the bare runs). A scenario given as a string was
-    not measured; the string says why. A run with errors does not meet the
-    target whatever its rate: its rate is of a service that failed."""
-    ceiling = mean(run.rps for run in ceiling_runs) if ceiling_runs else 0.0
+    """Per scenario: rate, latency, errors, memory and the ratio to its
+    ceiling. The bare endpoint runs before the first scenario and after each
+    one; a scenario's ceiling is the mean of the bare runs on either side of it,
+    so a machine that gets busier or quieter during the run moves both alike.
+    A scenario given as a string was not measured; the string says why. A run
+    with errors does not meet the target whatever its rate."""
+    if len(bare_runs) != len(scenarios) + 1:
+        raise ValueError("one bare run before the scenarios and one after each")
     shaped: dict[str, Any] = {}
-    for name, load in scenarios.items():
+    for n, (name, load) in enumerate(scenarios.items()):
         if isinstance(load, str):
             shaped[name] = {"skipped": load}
             continue
+        ceiling = mean((bare_runs[n].rps, bare_runs[n + 1].rps))
         ratio = load.rps / ceiling if ceiling else 0.0
         shaped[name] = {
             "rps": round(load.rps, 1),
@@ -117,7 +122,7 @@ def shape(
             "p95_ms": round(load.p95_ms, 2),
             "p99_ms": round(load.p99_ms, 2),
             "errors": load.errors,
-            "non_200": load.refused,
+            "bad_answers": load.refused,
             "socket_errors": load.socket_errors,
             "peak_rss_mib_per_worker": load.peak_rss_mib,
             "ceiling_rps": round(ceiling, 1),
@@ -130,24 +135,50 @@ def shape(
         "target_ratio": target,
         "ceiling": {
             "endpoint": "GET /bare (bench/bare_app.py)",
-            "rps_runs": [round(run.rps, 1) for run in ceiling_runs],
-            "rps": round(ceiling, 1),
+            "rps_runs": [round(run.rps, 1) for run in bare_runs],
+            "p50_ms_runs": [round(run.p50_ms, 2) for run in bare_runs],
+            "peak_rss_mib_per_worker": max(run.peak_rss_mib for run in bare_runs),
+            "errors": sum(run.errors for run in bare_runs),
         },
         "scenarios": shaped,
     }
 
 
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    method: str
+    path: str
+    # Text every good answer carries: a 200 without it counts as refused
+    # (an introspection answering "active": false measured nothing).
+    expect: str
+    # "refresh": each line's token is spent once (bench/oidc_load.lua).
+    mode: str = "rotate"
+
+
+BARE = Scenario("bare", "GET", "/bare", '"ok"')
+JWKS = Scenario("jwks", "GET", "/.well-known/jwks.json", '"keys"')
+CLIENT_CREDENTIALS = Scenario("client_credentials", "POST", "/oauth/token", '"access_token"')
+INTROSPECTION = Scenario("introspection", "POST", "/oauth/introspect", '"active": true')
+REFRESH = Scenario("refresh_token", "POST", "/oauth/token", '"refresh_token"', mode="refresh")
+
+
+def form_body(scenario: Scenario, value: str) -> str:
+    """What a line's second field sends (the Lua script builds the same)."""
+    return (
+        f"grant_type=refresh_token&refresh_token={value}" if scenario.mode == "refresh" else value
+    )
+
+
 def wrk(
     server: Served,
-    *,
-    mode: str,
-    method: str,
-    path: str,
+    scenario: Scenario,
     lines: Sequence[str] | None,
+    *,
     connections: int,
     seconds: float,
 ) -> Load:
-    """One wrk run from its own process; `lines` are "<Authorization>\\t<body>"
+    """One wrk run from its own process; `lines` are "<Authorization>\t<value>"
     (bench/oidc_load.lua says how each mode spends them)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
         if lines:
@@ -156,173 +187,63 @@ def wrk(
         command = [
             "wrk", "--threads", str(connections), "--connections", str(connections),
             "--duration", f"{seconds:g}s", "--timeout", "5s", "--script", str(LUA),
-            f"{server.base}{path}", "--",
-            mode, method, path, listing.name if lines else "-", str(connections),
+            f"{server.base}{scenario.path}", "--",
+            scenario.mode, scenario.method, scenario.path, listing.name if lines else "-",
+            str(connections), scenario.expect,
         ]  # fmt: skip
         with RssSampler(server.pid) as rss:
             done = subprocess.run(command, capture_output=True, text=True, check=True)
     return parse_wrk(done.stdout, rss.peak_mib())
 
 
-@dataclass(frozen=True)
-class BenchClient:
-    client_id: str
-    secret: str
-
-    @property
-    def authorization(self) -> str:
-        # RFC 6749 §2.3.1: id and secret are form-encoded before base64.
-        pair = f"{quote(self.client_id, safe='')}:{quote(self.secret, safe='')}"
-        return "Basic " + base64.b64encode(pair.encode()).decode()
-
-
-@contextmanager
-def in_process(settings: Settings) -> Iterator[Any]:
-    """The service's app, for seeding through its services."""
-    app = create_app(runtime=build_runtime(settings))
-    try:
-        yield app
-    finally:
-        app.extensions["privid.engine"].dispose()
-
-
-def register_clients(settings: Settings, count: int, new: NewClient) -> list[BenchClient]:
-    """`count` clients like `new`, registered as an operator would (CLI path)."""
-    stamp = int(time.time())
-    clients = []
-    with in_process(settings) as app:
-        for n in range(count):
-            with app.app_context(), unit_of_work() as svc:
-                made = client_registry(svc).register(replace(new, name=f"bench {stamp}-{n}"))
-            assert made.secret is not None
-            clients.append(BenchClient(made.client.client_id, made.secret))
-    return clients
-
-
-MACHINE_CLIENT = NewClient(
-    name="bench",
-    client_type="confidential",
-    token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method's name
-    grant_types=("client_credentials",),
-    scopes=("identity",),
-)
-CLIENT_CREDENTIALS = "grant_type=client_credentials"
-
-
-def token_request(base: str, client: BenchClient, body: str) -> requests.Response:
-    return requests.post(
-        f"{base}/oauth/token",
-        data=body,
-        headers={
-            "Authorization": client.authorization,
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-        timeout=30,
-    )
-
-
-def access_tokens(base: str, clients: Sequence[BenchClient], per_client: int) -> list[str]:
-    """Lines for introspection: each client asks about its own tokens."""
-    lines = []
-    for client in clients:
-        for _ in range(per_client):
-            answer = token_request(base, client, CLIENT_CREDENTIALS)
-            answer.raise_for_status()
-            lines.append(f"{client.authorization}\ttoken={answer.json()['access_token']}")
-    return lines
-
-
-class NotAvailable(Exception):
-    """This build cannot serve a scenario yet; the message says why."""
-
-
-def seed_refresh_tokens(settings: Settings, base: str, count: int) -> list[str]:
-    """Lines for the refresh scenario: `count` refresh tokens, each of a grant
-    of its own (a user who consented to one of several code-flow clients), as
-    "<client's Authorization>\\t<refresh token>". Every token is spent once."""
-    raise NotAvailable(
-        "the authorization code flow that issues refresh tokens is not on this build"
-    )
-
-
-def endpoint_missing(base: str, method: str, path: str) -> bool:
-    return requests.request(method, f"{base}{path}", timeout=30).status_code == 404
-
-
-def probe(base: str, method: str, path: str, line: str) -> str | None:
-    """None if one request like the load's is answered 200, else why not."""
-    auth, _, body = line.partition("\t")
+def probe(base: str, scenario: Scenario, line: str) -> str | None:
+    """None if one request like the load's gets a good answer, else why not."""
+    auth, _, value = line.partition("\t")
+    body = form_body(scenario, value) if value else None
     headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
     if auth:
         headers["Authorization"] = auth
     answer = requests.request(
-        method, f"{base}{path}", data=body or None, headers=headers, timeout=30
+        scenario.method, f"{base}{scenario.path}", data=body, headers=headers, timeout=30
     )
     if answer.status_code == 200:
-        return None
-    # The status and the problem's title only: a body may echo a token.
+        good = scenario.expect in answer.text
+        return None if good else f"a probe request was answered 200 without {scenario.expect}"
+    # The status and the error's name only: an answer may carry a token.
     problem = "json" in answer.headers.get("Content-Type", "")
-    title = answer.json().get("title") if problem else None
-    return f"a probe request was answered {answer.status_code} {title or ''}".strip()
+    reason = answer.json().get("error") or answer.json().get("title") if problem else None
+    return f"a probe request was answered {answer.status_code} {reason or ''}".strip()
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    method: str
-    path: str
-    # The list wrk spends, made once the service is up; raises NotAvailable.
-    lines: Callable[[], list[str] | None]
-    mode: str = "rotate"
-
-
-def run_scenario(
-    server: Served, scenario: Scenario, connections: int, seconds: float
+def measure(
+    server: Served,
+    scenario: Scenario,
+    lines: Sequence[str] | None,
+    *,
+    connections: int,
+    seconds: float,
 ) -> Load | str:
-    if endpoint_missing(server.base, scenario.method, scenario.path):
-        return f"{scenario.method} {scenario.path} is not on this build"
-    try:
-        lines = scenario.lines()
-    except NotAvailable as missing:
-        return str(missing)
+    """A probe request, a second of warm-up (not where tokens are spent once),
+    then the measured run; or why the scenario could not run."""
+    if scenario.mode == "refresh":
+        # The probe spends the last token; the load gets the others.
+        assert lines, "refresh tokens to spend"
+        probe_line, lines = lines[-1], lines[:-1]
+    else:
+        probe_line = lines[0] if lines else "\t"
+    refused = probe(server.base, scenario, probe_line)
+    if refused:
+        return refused
     if scenario.mode == "rotate":
-        refused = probe(server.base, scenario.method, scenario.path, (lines or ["\t"])[0])
-        if refused:
-            return refused
-        wrk(
-            server,
-            mode="rotate",
-            method=scenario.method,
-            path=scenario.path,
-            lines=lines,
-            connections=connections,
-            seconds=WARM_UP_SECONDS,
-        )
-    return wrk(
-        server,
-        mode=scenario.mode,
-        method=scenario.method,
-        path=scenario.path,
-        lines=lines,
-        connections=connections,
-        seconds=seconds,
-    )
+        wrk(server, scenario, lines, connections=connections, seconds=WARM_UP_SECONDS)
+    return wrk(server, scenario, lines, connections=connections, seconds=seconds)
 
 
-def bare(settings: Settings, workers: int, connections: int, seconds: float) -> Load:
-    with served(settings, workers, BARE_APP) as server:
-        # A second of warm-up, then the measured run.
-        for spell in (WARM_UP_SECONDS, seconds):
-            run = wrk(
-                server,
-                mode="rotate",
-                method="GET",
-                path="/bare",
-                lines=None,
-                connections=connections,
-                seconds=spell,
-            )
-        return run
+def ceiling(server: Served, *, connections: int, seconds: float) -> Load:
+    measured = measure(server, BARE, None, connections=connections, seconds=seconds)
+    if isinstance(measured, str):
+        raise RuntimeError(f"the bare app failed: {measured}")
+    return measured
 
 
 def machine() -> dict[str, Any]:
@@ -354,40 +275,41 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--users", type=int, default=8)
     args = parser.parse_args()
     about = machine()
+    load = {"connections": args.connections, "seconds": args.duration}
 
     with tempfile.TemporaryDirectory() as tmp:
         database_url = os.environ.get("PRIVID_BENCH_DATABASE_URL") or f"sqlite:///{tmp}/bench.db"
         ratelimit = os.environ.get("PRIVID_BENCH_RATELIMIT_URI", "memory://")
         settings = bench_settings(database_url, ratelimit)
         upgrade(database_url)
-        clients = register_clients(settings, args.clients, MACHINE_CLIENT)
-        cc_lines = [f"{c.authorization}\t{CLIENT_CREDENTIALS}" for c in clients]
-        load = {"connections": args.connections, "seconds": args.duration}
+        clients = register_clients(settings, args.clients)
+        emails = register_users(settings, args.users, PASSWORD)
+        refresh_grants = 32 * args.connections + 1  # one more for the probe
 
-        ceiling = [bare(settings, args.workers, **load)]
-        with served(settings, args.workers) as server:
-            scenarios = [
-                Scenario("jwks", "GET", "/.well-known/jwks.json", lambda: None),
-                Scenario("client_credentials", "POST", "/oauth/token", lambda: cc_lines),
-                Scenario(
-                    "introspection",
-                    "POST",
-                    "/oauth/introspect",
-                    lambda: access_tokens(server.base, clients, TOKENS_PER_CLIENT),
-                ),
-                Scenario(
-                    "refresh_token",
-                    "POST",
-                    "/oauth/token",
-                    # Enough grants that each wrk thread rotates over many.
-                    lambda: seed_refresh_tokens(settings, server.base, 32 * args.connections),
-                    mode="refresh",
-                ),
+        measured: dict[str, Load | str] = {}
+        bare_runs: list[Load] = []
+        # Both servers stay up; the idle one costs nothing. The bare endpoint
+        # runs first and after each scenario, so each has a ceiling measured
+        # on either side of it.
+        with (
+            served(settings, args.workers, BARE_APP) as bare,
+            served(settings, args.workers) as server,
+        ):
+            # Each scenario's list is made right before it runs, on this server.
+            plan: list[tuple[Scenario, Callable[[], list[str] | None]]] = [
+                (JWKS, lambda: None),
+                (CLIENT_CREDENTIALS, lambda: client_credentials_lines(clients)),
+                (INTROSPECTION, lambda: introspection_lines(server.base, clients, PER_CLIENT)),
+                # Enough grants that each wrk thread rotates over many.
+                (REFRESH, lambda: refresh_lines(settings, clients, emails, refresh_grants)),
             ]
-            measured = {s.name: run_scenario(server, s, **load) for s in scenarios}
-        ceiling.append(bare(settings, args.workers, **load))
+            bare_runs.append(ceiling(bare, **load))
+            for scenario, lines in plan:
+                measured[scenario.name] = measure(server, scenario, lines(), **load)
+                bare_runs.append(ceiling(bare, **load))
 
     result = {
         "benchmark": "OIDC endpoints through gunicorn against a bare Flask endpoint",
@@ -398,7 +320,8 @@ def main() -> None:
         "connections": args.connections,
         "duration_seconds": args.duration,
         "clients": args.clients,
-        **shape(ceiling, measured),
+        "users": args.users,
+        **shape(bare_runs, measured),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "oidc_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
