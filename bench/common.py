@@ -234,9 +234,20 @@ def rss_kib(pid: int) -> int:
     return int(found.group(1)) if found else 0
 
 
-class RssSampler:
-    """Peak resident memory of each gunicorn worker while a load runs, sampled
-    from /proc every `interval` seconds (Linux only)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used."""
+    try:
+        # Fields after the command name, which may hold spaces: utime, stime are 14, 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class WorkerSampler:
+    """While a load runs: each gunicorn worker's peak resident memory, sampled
+    from /proc every `interval` seconds, and the CPU time the workers spent
+    (Linux only)."""
 
     def __init__(self, master: int, interval: float = 0.1) -> None:
         self._master = master
@@ -244,6 +255,8 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.peak_kib: dict[int, int] = {}
+        self._cpu_at_start: dict[int, float] = {}
+        self.cpu_used = 0.0
 
     def _sample(self) -> None:
         for pid in worker_pids(self._master):
@@ -254,7 +267,8 @@ class RssSampler:
             self._sample()
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> WorkerSampler:
+        self._cpu_at_start = {pid: cpu_seconds(pid) for pid in worker_pids(self._master)}
         self._sample()
         self._thread.start()
         return self
@@ -263,6 +277,10 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        # A worker that was replaced during the run counts from zero.
+        self.cpu_used = sum(
+            cpu_seconds(pid) - self._cpu_at_start.get(pid, 0.0) for pid in worker_pids(self._master)
+        )
 
     def peak_mib(self) -> float:
         """The largest worker's peak, in MiB."""

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from app.migrate import upgrade
-from bench.common import ROOT, RssSampler, Served, bench_settings, register_users, served
+from bench.common import ROOT, Served, WorkerSampler, bench_settings, register_users, served
 from bench.oidc_seed import (
     client_credentials_lines,
     introspection_lines,
@@ -52,7 +52,8 @@ PASSWORD = "velvet-orbit-canyon-42"
 
 @dataclass(frozen=True)
 class Load:
-    """What wrk saw in one run, and the largest worker's peak memory during it."""
+    """What wrk saw in one run; the largest worker's peak memory and the CPU
+    time all workers spent during it."""
 
     seconds: float
     ok: int
@@ -66,6 +67,7 @@ class Load:
     peak_rss_mib: float
     # refresh_token only: grants given up because an answer was lost or refused.
     dropped: int = 0
+    worker_cpu_seconds: float = 0.0
 
     @property
     def rps(self) -> float:
@@ -75,8 +77,15 @@ class Load:
     def errors(self) -> int:
         return self.refused + self.socket_errors
 
+    @property
+    def cpu_ms_per_answer(self) -> float:
+        """Worker CPU per answered request: what the service itself spends,
+        apart from the database, Redis and the load generator."""
+        answered = self.ok + self.refused
+        return 1000 * self.worker_cpu_seconds / answered if answered else 0.0
 
-def parse_wrk(stdout: str, peak_rss_mib: float) -> Load:
+
+def parse_wrk(stdout: str, peak_rss_mib: float, worker_cpu_seconds: float = 0.0) -> Load:
     """The Load from the line bench/oidc_load.lua's done() prints."""
     found = [x for x in stdout.splitlines() if x.startswith("WRK-JSON ")]
     if not found:
@@ -92,6 +101,7 @@ def parse_wrk(stdout: str, peak_rss_mib: float) -> Load:
         p99_ms=raw["p99_us"] / 1000,
         peak_rss_mib=peak_rss_mib,
         dropped=raw["dropped"],
+        worker_cpu_seconds=worker_cpu_seconds,
     )
 
 
@@ -125,6 +135,7 @@ def shape(
             "bad_answers": load.refused,
             "socket_errors": load.socket_errors,
             "peak_rss_mib_per_worker": load.peak_rss_mib,
+            "worker_cpu_ms_per_request": round(load.cpu_ms_per_answer, 3),
             "ceiling_rps": round(ceiling, 1),
             "ratio": round(ratio, 3),
             "meets_target": ratio >= target and load.errors == 0,
@@ -138,6 +149,9 @@ def shape(
             "rps_runs": [round(run.rps, 1) for run in bare_runs],
             "p50_ms_runs": [round(run.p50_ms, 2) for run in bare_runs],
             "peak_rss_mib_per_worker": max(run.peak_rss_mib for run in bare_runs),
+            "worker_cpu_ms_per_request_runs": [
+                round(run.cpu_ms_per_answer, 3) for run in bare_runs
+            ],
             "errors": sum(run.errors for run in bare_runs),
         },
         "scenarios": shaped,
@@ -191,9 +205,9 @@ def wrk(
             scenario.mode, scenario.method, scenario.path, listing.name if lines else "-",
             str(connections), scenario.expect,
         ]  # fmt: skip
-        with RssSampler(server.pid) as rss:
+        with WorkerSampler(server.pid) as workers:
             done = subprocess.run(command, capture_output=True, text=True, check=True)
-    return parse_wrk(done.stdout, rss.peak_mib())
+    return parse_wrk(done.stdout, workers.peak_mib(), workers.cpu_used)
 
 
 def probe(base: str, scenario: Scenario, line: str) -> str | None:

@@ -74,8 +74,10 @@ def test_the_wrk_summary_line_is_read_in_seconds_and_milliseconds():
         '"dropped": 0, "connect": 1, "read": 2, "write": 3, "status": 10, "timeout": 4, '
         '"p50_us": 1500, "p95_us": 4000, "p99_us": 12250, "max_us": 20000}\n'
     )
-    parsed = parse_wrk(stdout, peak_rss_mib=88.5)
+    parsed = parse_wrk(stdout, peak_rss_mib=88.5, worker_cpu_seconds=2.02)
     assert parsed.rps == 400.0
+    # CPU per answer: 2.02 s over the 1,010 answered requests, refused ones too.
+    assert parsed.cpu_ms_per_answer == pytest.approx(2.0)
     # wrk's "status" errors are the refused answers again, not counted twice.
     assert (parsed.refused, parsed.socket_errors, parsed.errors) == (10, 10, 20)
     assert (parsed.p50_ms, parsed.p95_ms, parsed.p99_ms) == (1.5, 4.0, 12.25)
