@@ -329,7 +329,7 @@ def main() -> None:
         "benchmark": "OIDC endpoints through gunicorn against a bare Flask endpoint",
         "database": database_url.split(":", 1)[0].split("+")[0],
         "ratelimit_storage": ratelimit.split(":", 1)[0],
-        "machine": about,
+        "machine": {**about, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "gunicorn_workers": args.workers,
         "connections": args.connections,
         "duration_seconds": args.duration,
