@@ -13,11 +13,13 @@ from urllib.parse import quote
 
 import requests
 from flask import Flask
+from sqlalchemy import func, select
 
 from app import build_runtime, create_app
 from app.cli import unit_of_work
 from app.models import User
 from app.oidc.clients import NewClient, client_registry
+from app.oidc.grant_models import TokenGrant
 from app.oidc.token_store import TokenKind, token_store
 from app.security.tokens import new_token
 from app.settings import Settings
@@ -121,3 +123,14 @@ def refresh_lines(
             store.record(grant, TokenKind.REFRESH, token, REFRESH_SCOPES)
             lines.append(f"{client.authorization}\t{token}")
     return lines
+
+
+def grants_revoked_as_reused(settings: Settings, clients: Sequence[BenchClient]) -> int:
+    """How many of these clients' grants the provider revoked because a
+    refresh token came back a second time: the load must never cause one."""
+    ids = [client.client_id for client in clients]
+    with in_process(settings) as app, app.app_context(), unit_of_work() as svc:
+        query = select(func.count()).where(
+            TokenGrant.client_id.in_(ids), TokenGrant.revoke_reason == "refresh_reused"
+        )
+        return int(svc.db.execute(query).scalar_one())

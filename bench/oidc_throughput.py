@@ -34,6 +34,7 @@ from app.migrate import upgrade
 from bench.common import ROOT, Served, WorkerSampler, bench_settings, register_users, served
 from bench.oidc_seed import (
     client_credentials_lines,
+    grants_revoked_as_reused,
     introspection_lines,
     refresh_lines,
     register_clients,
@@ -325,6 +326,8 @@ def main() -> None:
                 measured[scenario.name] = measure(server, scenario, lines(), **load)
                 bare_runs.append(ceiling(bare, **load))
 
+        reused = grants_revoked_as_reused(settings, clients)
+
     result = {
         "benchmark": "OIDC endpoints through gunicorn against a bare Flask endpoint",
         "database": database_url.split(":", 1)[0].split("+")[0],
@@ -336,6 +339,8 @@ def main() -> None:
         "clients": args.clients,
         "users": args.users,
         **shape(bare_runs, measured),
+        # Every refresh token is spent once: a reuse would revoke its grant.
+        "grants_revoked_as_reused": reused,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "oidc_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
