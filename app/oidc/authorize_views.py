@@ -30,10 +30,13 @@ from app.oidc import interaction
 from app.oidc.claims import claims_of_scopes, requested_claims
 from app.oidc.client_models import OAuthClient
 from app.oidc.interaction import LOGIN_AFTER, SILENT_ERRORS, Need
+from app.oidc.keys import SigningKeys
 from app.oidc.partners import PARTNER_PURPOSE, SILENT_SCOPES, PartnerAuthorizations
 from app.oidc.server import AuthorizationContext, authorization_server
 from app.oidc.signed_tokens import issuer
+from app.oidc.subjects import subject_for
 from app.pages.i18n import html_lang
+from app.security.signing import SignatureInvalid
 from app.security.tokens import derive_key
 from app.services.sessions import ACR_ORDER, Acr
 
@@ -88,6 +91,10 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     login_after = interaction.read_login_after(
         key, client.client_id, request.values.get(LOGIN_AFTER)
     )
+    if login_after is not None:
+        # Carried through the step-up, consent step and approval page, so the
+        # sign-in it vouches for is not asked for again.
+        params[LOGIN_AFTER] = request.values[LOGIN_AFTER]
     try:
         asked = interaction.parse(params, login_after)
     except interaction.BadRequest as error:
@@ -108,6 +115,7 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         consent_owed=bool(session and session.consent_pending),
         partner_approved=caller is not None
         and (decision == "approve" or partners.covers(caller.user.id, client, scopes)),
+        someone_else_hinted=_hint_names_someone_else(params.get("id_token_hint"), client, caller),
     )
     if verdict.need == Need.STEP_UP and caller is not None:
         reachable = _reachable_acr(caller)
@@ -140,6 +148,24 @@ def _client_params() -> MultiDict[str, str]:
     return MultiDict(pairs)
 
 
+def _hint_names_someone_else(hint: str | None, client: OAuthClient, caller: Caller | None) -> bool:
+    """An ID token this provider issued to this client, for another subject
+    than the signed-in person. Expired hints still name someone; a hint that
+    is not ours names nobody and is ignored."""
+    if not hint or caller is None or len(hint) > 8192:
+        return False
+    svc = services()
+    try:
+        claims = SigningKeys.of(svc).verify(hint)
+    except SignatureInvalid:
+        return False
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if claims.get("iss") != issuer(svc) or client.client_id not in audiences:
+        return False
+    return bool(claims.get("sub") != subject_for(svc, client, caller.user.id))
+
+
 def _reachable_acr(caller: Caller) -> Acr:
     svc = services()
     if svc.webauthn.credentials_of(caller.user.id):
@@ -162,7 +188,9 @@ def _interact(
 ) -> ResponseReturnValue:
     if verdict.need == Need.SIGN_IN:
         note = interaction.login_after_note(key, client.client_id, runtime().clock.now())
-        query = {"next": _back_here(params, {LOGIN_AFTER: note})}
+        request_params = params.copy()
+        request_params.pop(LOGIN_AFTER, None)
+        query = {"next": _back_here(request_params, {LOGIN_AFTER: note})}
         if params.get("login_hint"):
             query["login_hint"] = params["login_hint"]
         return redirect("/signin?" + urlencode(query), code=303)
