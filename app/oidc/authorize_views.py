@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from app.http.access import public, signed_in
-from app.http.gate import Caller, current_caller, optional_caller
+from app.http.gate import Caller, current_caller, optional_caller, owes_consent
 from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import record_failure
 from app.oidc import interaction
@@ -112,7 +112,7 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         asked,
         session,
         runtime().clock.now(),
-        consent_owed=bool(session and session.consent_pending),
+        consent_owed=session is not None and owes_consent(session),
         partner_approved=caller is not None
         and (decision == "approve" or partners.covers(caller.user.id, client, scopes)),
         someone_else_hinted=_hint_names_someone_else(params.get("id_token_hint"), client, caller),
@@ -130,7 +130,7 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
                 ),
                 session,
                 runtime().clock.now(),
-                consent_owed=bool(session and session.consent_pending),
+                consent_owed=session is not None and owes_consent(session),
                 partner_approved=partners.covers(caller.user.id, client, scopes),
             )
     if verdict.need != Need.NOTHING:
