@@ -641,6 +641,22 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
         },
         "channels": ["email"],
     },
+    ("post", "/api/v1/admin/oauth-clients"): lambda w: {
+        "name": "Partner shop",
+        "client_type": "confidential",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": ["https://shop.example/cb"],
+        "post_logout_redirect_uris": ["https://shop.example/bye"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scopes": ["openid", "offline_access"],
+        "require_pkce": True,
+        "id_token_signed_response_alg": "RS256",
+        "access_token_format": "jwt",
+        "dpop_bound": False,
+        "first_party": False,
+        "subject_type": "pairwise",
+        "sector_identifier": "shop.example",
+    },
     ("post", "/api/v1/admin/policies"): lambda w: {
         "version": "2026-12",
         "effective_at": "2026-12-01T00:00:00Z",
@@ -683,6 +699,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "version": lambda w: "2026-06",
     "credential_id": lambda w: "00000000-0000-0000-0000-000000000000",
     "device_id": lambda w: "00000000-0000-0000-0000-000000000000",
+    "client_id": lambda w: "0" * 32,
 }
 
 

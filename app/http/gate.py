@@ -269,14 +269,18 @@ def _check_csrf(session: Session | None) -> None:
         )
 
 
-def _check_consent_step(admitted: Caller, rule: Access) -> None:
+def owes_consent(session: Session) -> bool:
+    """Does this session still owe consent decisions (the consent step)?"""
     svc = services()
-    session = admitted.session
     if not session.consent_pending and svc.policies.material_since(session.created_at):
         # A material change took effect during this session: ask now, not at
         # the next sign-in.
         session.consent_pending = bool(svc.consent.pending(session.user_id))
-    if session.consent_pending and not rule.consent_step:
+    return session.consent_pending
+
+
+def _check_consent_step(admitted: Caller, rule: Access) -> None:
+    if owes_consent(admitted.session) and not rule.consent_step:
         raise ServiceError(
             "consent-required",
             403,

@@ -2,8 +2,9 @@
 authlib's authorisation server over this service's sessions, pages, consent
 ledger and signing keys. Machine endpoints answer on the OAuth surface (RFC
 6749 errors); the authorisation endpoint and the partner's approval page on
-the pages surface. Clients are registered by operators (``flask
-oidc-clients``); signing keys rotate with ``flask oidc-keys rotate``."""
+the pages surface; the operators' client API on the JSON API. Clients are
+registered by operators (``flask oidc-clients`` or /api/v1/admin/oauth-clients);
+signing keys rotate with ``flask oidc-keys rotate``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 from flask import Flask
 
+from app.api.problems import JSON_API
 from app.capabilities import Capability
+from app.oidc import admin_api
 from app.oidc.authorize_views import bp as authorize_bp
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, ClientAuthorization, IssuedToken, TokenGrant
@@ -52,7 +55,7 @@ def published_keys(svc: Services) -> list[dict[str, Any]]:
 
 capability = Capability(
     name="oidc",
-    blueprints=((oauth_bp, OAUTH), (authorize_bp, PAGES)),
+    blueprints=((oauth_bp, OAUTH), (authorize_bp, PAGES), (admin_api.bp, JSON_API)),
     models=MODELS,
     init_app=init_app,
     published_keys=published_keys,

@@ -23,17 +23,20 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from app.http.access import public, signed_in
-from app.http.gate import Caller, current_caller, optional_caller
+from app.http.gate import Caller, current_caller, optional_caller, owes_consent
 from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import record_failure
 from app.oidc import interaction
 from app.oidc.claims import claims_of_scopes, requested_claims
 from app.oidc.client_models import OAuthClient
 from app.oidc.interaction import LOGIN_AFTER, SILENT_ERRORS, Need
+from app.oidc.keys import SigningKeys
 from app.oidc.partners import PARTNER_PURPOSE, SILENT_SCOPES, PartnerAuthorizations
 from app.oidc.server import AuthorizationContext, authorization_server
 from app.oidc.signed_tokens import issuer
+from app.oidc.subjects import subject_for
 from app.pages.i18n import html_lang
+from app.security.signing import SignatureInvalid
 from app.security.tokens import derive_key
 from app.services.sessions import ACR_ORDER, Acr
 
@@ -88,6 +91,10 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     login_after = interaction.read_login_after(
         key, client.client_id, request.values.get(LOGIN_AFTER)
     )
+    if login_after is not None:
+        # Carried through the step-up, consent step and approval page, so the
+        # sign-in it vouches for is not asked for again.
+        params[LOGIN_AFTER] = request.values[LOGIN_AFTER]
     try:
         asked = interaction.parse(params, login_after)
     except interaction.BadRequest as error:
@@ -105,9 +112,10 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         asked,
         session,
         runtime().clock.now(),
-        consent_owed=bool(session and session.consent_pending),
+        consent_owed=session is not None and owes_consent(session),
         partner_approved=caller is not None
         and (decision == "approve" or partners.covers(caller.user.id, client, scopes)),
+        someone_else_hinted=_hint_names_someone_else(params.get("id_token_hint"), client, caller),
     )
     if verdict.need == Need.STEP_UP and caller is not None:
         reachable = _reachable_acr(caller)
@@ -122,7 +130,7 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
                 ),
                 session,
                 runtime().clock.now(),
-                consent_owed=bool(session and session.consent_pending),
+                consent_owed=session is not None and owes_consent(session),
                 partner_approved=partners.covers(caller.user.id, client, scopes),
             )
     if verdict.need != Need.NOTHING:
@@ -138,6 +146,24 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
 def _client_params() -> MultiDict[str, str]:
     pairs = [(k, v) for k, values in request.values.lists() if k not in OWN_FIELDS for v in values]
     return MultiDict(pairs)
+
+
+def _hint_names_someone_else(hint: str | None, client: OAuthClient, caller: Caller | None) -> bool:
+    """An ID token this provider issued to this client, for another subject
+    than the signed-in person. Expired hints still name someone; a hint that
+    is not ours names nobody and is ignored."""
+    if not hint or caller is None or len(hint) > 8192:
+        return False
+    svc = services()
+    try:
+        claims = SigningKeys.of(svc).verify(hint)
+    except SignatureInvalid:
+        return False
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if claims.get("iss") != issuer(svc) or client.client_id not in audiences:
+        return False
+    return bool(claims.get("sub") != subject_for(svc, client, caller.user.id))
 
 
 def _reachable_acr(caller: Caller) -> Acr:
@@ -162,7 +188,9 @@ def _interact(
 ) -> ResponseReturnValue:
     if verdict.need == Need.SIGN_IN:
         note = interaction.login_after_note(key, client.client_id, runtime().clock.now())
-        query = {"next": _back_here(params, {LOGIN_AFTER: note})}
+        request_params = params.copy()
+        request_params.pop(LOGIN_AFTER, None)
+        query = {"next": _back_here(request_params, {LOGIN_AFTER: note})}
         if params.get("login_hint"):
             query["login_hint"] = params["login_hint"]
         return redirect("/signin?" + urlencode(query), code=303)

@@ -117,8 +117,11 @@ def decide(
     *,
     consent_owed: bool,
     partner_approved: bool,
+    someone_else_hinted: bool = False,
 ) -> Verdict:
-    if session is None:
+    # id_token_hint naming another person than the one signed in: the client
+    # expects that person, so whoever is here signs in again (OIDC Core 3.1.2.2).
+    if session is None or someone_else_hinted:
         return Verdict(Need.SIGN_IN)
     fresh_sign_in = request.login_after is not None and session.auth_time >= request.login_after
     if not fresh_sign_in:

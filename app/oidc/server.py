@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
     InvalidGrantError,
@@ -115,6 +116,14 @@ class AuthorizationContext:
     claims: dict[str, Any] | None
 
 
+class DpopProofRequired(OAuth2Error):
+    """RFC 9449 section 5: a client registered for sender-constrained tokens
+    gets none without a proof of its key."""
+
+    error = "invalid_dpop_proof"
+    description = "This client's tokens are bound to a key: send a DPoP proof."
+
+
 def _keep_revocation() -> None:
     # A reused code or refresh token revoked its grant: the error answer must
     # not roll that back (app/oidc/endpoints.py reads this).
@@ -138,6 +147,8 @@ def issue(
     store = token_store(svc)
     client: Client = grant_flow.request.client
     jkt = _dpop_jkt()
+    if jkt is None and client.row.dpop_bound:
+        raise DpopProofRequired()
     minted = TokenMinter(svc).access_token(client.row, token_grant, scopes, dpop_jkt=jkt)
     store.record(token_grant, TokenKind.ACCESS, minted.token, scopes, dpop_jkt=jkt)
     answer: dict[str, Any] = {

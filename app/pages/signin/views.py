@@ -47,6 +47,9 @@ SECOND_FACTOR_METHODS = ("totp", "recovery_code", "email_code")
 RESET_DONE = lazy_gettext("Your password is changed, and every session ended. Sign in with it now.")
 
 
+MAX_HINT_LENGTH = 254
+
+
 def _message(error: ServiceError) -> str:
     known = MESSAGES.get(error.slug)
     return str(known) if known is not None else message_for(error)
@@ -109,7 +112,13 @@ def _second_factor_page(
 def signin_form() -> ResponseReturnValue:
     notice = RESET_DONE if request.args.get("reset") == "done" else None
     return render_template(
-        "signin/signin.html", next=_next_from(), errors={}, identifier="", notice=notice
+        "signin/signin.html",
+        next=_next_from(),
+        errors={},
+        # OIDC's login_hint, passed on by the authorisation endpoint: a
+        # suggestion to fill in, never trusted for anything else.
+        identifier=request.args.get("login_hint", "")[:MAX_HINT_LENGTH],
+        notice=notice,
     )
 
 
