@@ -193,8 +193,9 @@ def wrk(
     connections: int,
     seconds: float,
 ) -> Load:
-    """One wrk run from its own process; `lines` are "<Authorization>\t<value>"
-    (bench/oidc_load.lua says how each mode spends them)."""
+    """One wrk run from its own process; `lines` are an Authorization header
+    and a value, tab-separated (bench/oidc_load.lua says how each mode spends
+    them)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
         if lines:
             listing.write("".join(f"{line}\n" for line in lines))
