@@ -4,6 +4,7 @@ measured in the same run: JWKS, the token endpoint (client_credentials and
 refresh_token) and introspection.
 
     .venv/bin/python -m bench.oidc_throughput [--workers 2] [--duration 10] [--connections 8]
+        [--clients 32] [--users 8] [--only jwks --only client_credentials ...]
 
 Runs on PostgreSQL + Redis when PRIVID_BENCH_DATABASE_URL / _RATELIMIT_URI are
 set, else on a SQLite file with in-memory limits. The load comes from wrk (a
@@ -176,6 +177,8 @@ JWKS = Scenario("jwks", "GET", "/.well-known/jwks.json", '"keys"')
 CLIENT_CREDENTIALS = Scenario("client_credentials", "POST", "/oauth/token", '"access_token"')
 INTROSPECTION = Scenario("introspection", "POST", "/oauth/introspect", '"active": true')
 REFRESH = Scenario("refresh_token", "POST", "/oauth/token", '"refresh_token"', mode="refresh")
+# Measured in this order.
+SCENARIOS = (JWKS, CLIENT_CREDENTIALS, INTROSPECTION, REFRESH)
 
 
 def form_body(scenario: Scenario, value: str) -> str:
@@ -292,6 +295,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--users", type=int, default=8)
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[s.name for s in SCENARIOS],
+        help="measure this scenario only (repeatable); default: all",
+    )
     args = parser.parse_args()
     about = machine()
     load = {"connections": args.connections, "seconds": args.duration}
@@ -302,7 +311,9 @@ def main() -> None:
         settings = bench_settings(database_url, ratelimit)
         upgrade(database_url)
         clients = register_clients(settings, args.clients)
-        emails = register_users(settings, args.users, PASSWORD)
+        chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
+        # Only refresh tokens need users (and registering one costs an argon2 hash).
+        emails = register_users(settings, args.users, PASSWORD) if REFRESH in chosen else []
         refresh_grants = 32 * args.connections + 1  # one more for the probe
 
         measured: dict[str, Load | str] = {}
@@ -315,16 +326,16 @@ def main() -> None:
             served(settings, args.workers) as server,
         ):
             # Each scenario's list is made right before it runs, on this server.
-            plan: list[tuple[Scenario, Callable[[], list[str] | None]]] = [
-                (JWKS, lambda: None),
-                (CLIENT_CREDENTIALS, lambda: client_credentials_lines(clients)),
-                (INTROSPECTION, lambda: introspection_lines(server.base, clients, PER_CLIENT)),
+            lists: dict[Scenario, Callable[[], list[str] | None]] = {
+                JWKS: lambda: None,
+                CLIENT_CREDENTIALS: lambda: client_credentials_lines(clients),
+                INTROSPECTION: lambda: introspection_lines(server.base, clients, PER_CLIENT),
                 # Enough grants that each wrk thread rotates over many.
-                (REFRESH, lambda: refresh_lines(settings, clients, emails, refresh_grants)),
-            ]
+                REFRESH: lambda: refresh_lines(settings, clients, emails, refresh_grants),
+            }
             bare_runs.append(ceiling(bare, **load))
-            for scenario, lines in plan:
-                measured[scenario.name] = measure(server, scenario, lines(), **load)
+            for scenario in chosen:
+                measured[scenario.name] = measure(server, scenario, lists[scenario](), **load)
                 bare_runs.append(ceiling(bare, **load))
 
         reused = grants_revoked_as_reused(settings, clients)
