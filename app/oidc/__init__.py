@@ -16,6 +16,7 @@ from app.api.problems import JSON_API
 from app.capabilities import Capability
 from app.oidc import admin_api
 from app.oidc.authorize_views import bp as authorize_bp
+from app.oidc.backchannel import RENDERER, on_sessions_ended, render
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, ClientAuthorization, IssuedToken, TokenGrant
 from app.oidc.key_models import SigningKey
@@ -59,4 +60,6 @@ capability = Capability(
     models=MODELS,
     init_app=init_app,
     published_keys=published_keys,
+    session_ended=on_sessions_ended,
+    outbox_renderers=((RENDERER, render),),
 )

@@ -51,4 +51,7 @@ def configuration(svc: Services) -> dict[str, Any]:
         "claims_locales_supported": LANGUAGES,
         "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
         "authorization_response_iss_parameter_supported": True,
+        # OIDC Back-Channel Logout 1.0 (app/oidc/backchannel.py): every token has sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
