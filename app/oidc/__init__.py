@@ -21,6 +21,7 @@ from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, ClientAuthorization, IssuedToken, TokenGrant
 from app.oidc.key_models import SigningKey
 from app.oidc.keys import SigningKeys
+from app.oidc.logout_views import bp as logout_bp
 from app.oidc.oauth_views import bp as oauth_bp
 from app.oidc.surface import OAUTH
 from app.pages.surface import PAGES
@@ -56,7 +57,12 @@ def published_keys(svc: Services) -> list[dict[str, Any]]:
 
 capability = Capability(
     name="oidc",
-    blueprints=((oauth_bp, OAUTH), (authorize_bp, PAGES), (admin_api.bp, JSON_API)),
+    blueprints=(
+        (oauth_bp, OAUTH),
+        (authorize_bp, PAGES),
+        (logout_bp, PAGES),
+        (admin_api.bp, JSON_API),
+    ),
     models=MODELS,
     init_app=init_app,
     published_keys=published_keys,

@@ -28,6 +28,7 @@ def configuration(svc: Services) -> dict[str, Any]:
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "introspection_endpoint": f"{base}/oauth/introspect",
         "revocation_endpoint": f"{base}/oauth/revoke",
+        "end_session_endpoint": f"{base}/oauth/logout",
         "scopes_supported": list(SCOPE_CLAIMS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
