@@ -629,3 +629,17 @@ def test_the_confirmation_page_carries_the_request_through(
     fields = approval_fields(page)
     assert fields["id_token_hint"] == tokens["id_token"] and fields["state"] == "x"
     assert len(fields["csrf_token"]) == 64
+
+
+def test_the_logout_pages_speak_the_language_the_client_asks_for(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    browser = signed_in(client, mailbox, sms)
+    rp = partner(app)
+    tokens = tokens_for(browser, rp)
+    asked = browser.get(logout_query(id_token_hint=tokens["id_token"], ui_locales="zh-CN"))
+    page = asked.get_data(as_text=True)
+    assert "要退出登录吗" in page and "保持登录" in page and "Sign out?" not in page
+    refused = browser.get(logout_query(id_token_hint="x.y.z", ui_locales="zh-CN en"))
+    assert refused.status_code == 400
+    assert "此退出登录链接无效" in refused.get_data(as_text=True)
