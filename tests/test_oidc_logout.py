@@ -39,6 +39,7 @@ from tests.helpers import (
     deliver_outbox,
     login,
     other_browser,
+    race,
     register,
 )
 from tests.oidc_helpers import (
@@ -359,6 +360,27 @@ def test_a_cancelled_account_is_still_logged_out_at_the_partner(
     deliver_all(app)
     [token] = receiver.tokens()
     assert_logout_token(client, token, rp, tokens["id_token"])
+
+
+def test_racing_sign_outs_of_one_session_tell_the_partner_once(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any, receiver: Receiver, settings: Any
+) -> None:
+    browser = signed_in(client, mailbox, sms)
+    rp = partner(app, receiver)
+    tokens_for(browser, rp)
+    cookie = browser.get_cookie(settings.session_cookie_name)
+    assert cookie is not None
+    csrf = account_csrf(browser)
+
+    def sign_out_too(_index: int, own: FlaskClient) -> int:
+        own.set_cookie(settings.session_cookie_name, cookie.value)
+        return own.post("/signout", data={"csrf_token": csrf}).status_code
+
+    statuses = race(app, 4, sign_out_too)
+    assert 303 in statuses
+    assert len(http_messages(app)) == 1
+    deliver_all(app)
+    assert len(receiver.tokens()) == 1
 
 
 class TestDeliveryOnAFrozenClock:

@@ -155,13 +155,10 @@ class SessionService:
         )
 
     def revoke(self, user_id: str, session_id: str, reason: str, ip_prefix: str) -> None:
-        session = self._db.get(Session, session_id)
-        if session is None or session.user_id != user_id or session.revoked_at is not None:
+        # One conditional UPDATE: of two racing revocations exactly one ends the
+        # session (and tells the listeners); the other finds nothing to end.
+        if not self.end_where(user_id, reason, Session.id == session_id):
             raise not_found("The session")
-        session.revoked_at = self._clock.now()
-        session.revoke_reason = reason
-        self._db.flush()
-        self._ended([session_id])
         self._audit.record(
             "session.revoked",
             user_id=user_id,
