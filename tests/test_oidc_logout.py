@@ -662,6 +662,9 @@ def test_the_logout_pages_speak_the_language_the_client_asks_for(
     asked = browser.get(logout_query(id_token_hint=tokens["id_token"], ui_locales="zh-CN"))
     page = asked.get_data(as_text=True)
     assert "要退出登录吗" in page and "保持登录" in page and "Sign out?" not in page
+    done = browser.post("/oauth/logout/confirm?ui_locales=zh-CN", data=approval_fields(page))
+    assert done.status_code == 200 and "已退出登录" in done.get_data(as_text=True)
+    assert "/oauth/logout/confirm?ui_locales=zh-CN" in page
     refused = browser.get(logout_query(id_token_hint="x.y.z", ui_locales="zh-CN en"))
     assert refused.status_code == 400
     assert "此退出登录链接无效" in refused.get_data(as_text=True)

@@ -43,6 +43,8 @@ def logout() -> ResponseReturnValue:
             client=asked.client,
             fields=asked.form_fields(params),
             stay=asked.redirect_to or "/",
+            # The answer's page speaks the language the client asked for too.
+            ui_locales=params.get("ui_locales", ""),
         )
     return _leave(asked, signed_in_here=caller is not None)
 
