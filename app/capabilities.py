@@ -19,7 +19,7 @@ from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
 
 if TYPE_CHECKING:
-    from app.services.container import Services
+    from app.services.container import DeferredRenderer, Services, SessionEndListener
 
 # Modules with a ``capability`` attribute, in the order their blueprints register.
 INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
@@ -41,6 +41,10 @@ class Capability:
     # Public keys it signs with: /.well-known/jwks.json publishes them beside
     # the receipt key, so relying parties know one jwks_uri.
     published_keys: Callable[[Services], Sequence[Mapping[str, Any]]] | None = None
+    # What it does, in the same transaction, when browser sessions end.
+    session_ended: SessionEndListener | None = None
+    # Renderers of the deferred outbox messages it queues, by name.
+    outbox_renderers: Sequence[tuple[str, DeferredRenderer]] = ()
 
 
 @cache
@@ -58,6 +62,14 @@ def withdrawal_effects() -> WithdrawalEffects:
         if capability.withdrawal_effects is not None:
             capability.withdrawal_effects(effects)
     return effects
+
+
+def session_end_listeners() -> tuple[SessionEndListener, ...]:
+    return tuple(c.session_ended for c in installed() if c.session_ended is not None)
+
+
+def outbox_renderers() -> dict[str, DeferredRenderer]:
+    return {name: render for c in installed() for name, render in c.outbox_renderers}
 
 
 def published_keys(services: Services) -> list[Mapping[str, Any]]:

@@ -16,10 +16,12 @@ from app.api.problems import JSON_API
 from app.capabilities import Capability
 from app.oidc import admin_api
 from app.oidc.authorize_views import bp as authorize_bp
+from app.oidc.backchannel import RENDERER, on_sessions_ended, render
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, ClientAuthorization, IssuedToken, TokenGrant
 from app.oidc.key_models import SigningKey
 from app.oidc.keys import SigningKeys
+from app.oidc.logout_views import bp as logout_bp
 from app.oidc.oauth_views import bp as oauth_bp
 from app.oidc.surface import OAUTH
 from app.pages.surface import PAGES
@@ -55,8 +57,15 @@ def published_keys(svc: Services) -> list[dict[str, Any]]:
 
 capability = Capability(
     name="oidc",
-    blueprints=((oauth_bp, OAUTH), (authorize_bp, PAGES), (admin_api.bp, JSON_API)),
+    blueprints=(
+        (oauth_bp, OAUTH),
+        (authorize_bp, PAGES),
+        (logout_bp, PAGES),
+        (admin_api.bp, JSON_API),
+    ),
     models=MODELS,
     init_app=init_app,
     published_keys=published_keys,
+    session_ended=on_sessions_ended,
+    outbox_renderers=((RENDERER, render),),
 )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import FieldError, ServiceError, not_found
+from app.oidc.backchannel import BackChannelLogout
 from app.oidc.client_models import (
     AuthMethod,
     ClientType,
@@ -335,10 +336,18 @@ def validate(new: NewClient) -> None:
 
 
 class ClientRegistry:
-    def __init__(self, db: DbSession, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        db: DbSession,
+        clock: Clock,
+        audit: AuditTrail,
+        on_disabled: Callable[[OAuthClient], None] | None = None,
+    ) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
+        # What else ends with the client (its grants, and telling it so).
+        self._on_disabled = on_disabled
 
     def register(self, new: NewClient, *, actor_id: str | None = None) -> Registered:
         validate(new)
@@ -427,6 +436,8 @@ class ClientRegistry:
             client.disabled_at = self._clock.now()
             self._db.flush()
             self._audit.record("oauth_client_disabled", actor_id=actor_id, client=client_id)
+            if self._on_disabled is not None:
+                self._on_disabled(client)
         return client
 
     @staticmethod
@@ -437,4 +448,5 @@ class ClientRegistry:
 
 def client_registry(svc: Services) -> ClientRegistry:
     """The registry in a unit of work (CLI command or request)."""
-    return ClientRegistry(svc.db, svc.runtime.clock, svc.audit)
+    logout = BackChannelLogout.of(svc)
+    return ClientRegistry(svc.db, svc.runtime.clock, svc.audit, logout.client_disabled)

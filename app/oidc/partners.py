@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.models import Decision
+from app.oidc.backchannel import BackChannelLogout
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import ClientAuthorization
 from app.oidc.token_store import TokenStore
@@ -35,13 +36,21 @@ class PartnerApproval:
 
 class PartnerAuthorizations:
     def __init__(
-        self, db: DbSession, clock: Clock, consent: ConsentService, tokens: TokenStore
+        self,
+        db: DbSession,
+        clock: Clock,
+        consent: ConsentService,
+        tokens: TokenStore,
+        logout: BackChannelLogout,
     ) -> None:
         self._db, self._clock, self._consent, self._tokens = db, clock, consent, tokens
+        self._logout = logout
 
     @classmethod
     def of(cls, svc: Services) -> PartnerAuthorizations:
-        return cls(svc.db, svc.runtime.clock, svc.consent, TokenStore.of(svc))
+        return cls(
+            svc.db, svc.runtime.clock, svc.consent, TokenStore.of(svc), BackChannelLogout.of(svc)
+        )
 
     def covers(self, user_id: str, client: OAuthClient, scopes: Sequence[str]) -> bool:
         """Has the user approved this partner for at least these scopes, and
@@ -95,12 +104,14 @@ class PartnerAuthorizations:
         return True
 
     def forget(self, user_id: str, client_id: str | None = None) -> None:
-        """Drop the remembered approvals (one partner, or all) and end their grants."""
+        """Drop the remembered approvals (one partner, or all), end their grants
+        and tell the partners (back-channel logout)."""
         query = delete(ClientAuthorization).where(ClientAuthorization.user_id == user_id)
         if client_id is not None:
             query = query.where(ClientAuthorization.client_id == client_id)
         self._db.execute(query)
-        self._tokens.revoke_all("partner_revoked", user_id=user_id, client_id=client_id)
+        ended = self._tokens.revoke_all("partner_revoked", user_id=user_id, client_id=client_id)
+        self._logout.notify(ended)
         self._db.flush()
 
     def approvals(self, user_id: str) -> list[PartnerApproval]:

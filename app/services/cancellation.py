@@ -30,6 +30,7 @@ from app.services.audit import AuditTrail
 from app.services.outbox import abandon_pending
 from app.services.purposes import Catalogue
 from app.services.rights import RightsService
+from app.services.sessions import SessionService
 from app.services.throttle import rows_of as throttle_rows_of
 from app.services.vault import PersonalDataVault
 
@@ -59,10 +60,12 @@ class CancellationService:
         audit: AuditTrail,
         catalogue: Catalogue,
         pseudonym_key: bytes,
+        sessions: SessionService,
     ) -> None:
         self._db, self._clock, self._key_ring, self._vault = db, clock, key_ring, vault
         self._rights, self._audit, self._catalogue = rights, audit, catalogue
         self._pseudonym_key = pseudonym_key
+        self._sessions = sessions
 
     def pseudonym(self, user_id: str) -> str:
         return hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
@@ -74,6 +77,9 @@ class CancellationService:
         # Crypto-shredding: without the data key every copy of the user's
         # encrypted fields is noise. The rest of the account goes with it.
         self._db.execute(delete(UserDataKey).where(UserDataKey.user_id == user_id))
+        # Ended before they are deleted, so whoever listens for sessions ending
+        # (partners' back-channel logout) hears of these too.
+        self._sessions.revoke_all(user_id, "account_cancelled")
         self._db.execute(delete(Session).where(Session.user_id == user_id))
         # Every code issued for the account, including those keyed by its email,
         # phone or a flow (reset, SMS sign-in), which would otherwise outlive it.

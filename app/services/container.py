@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from limits.storage import Storage
 from sqlalchemy.orm import Session as DbSession
 
+from app.adapters.http_post import HttpPoster, OutgoingPost, UrllibPoster
 from app.adapters.messages import EmailSender, SmsSender
 from app.adapters.push import LoggingPushSender, PushSender
 from app.clock import Clock
@@ -40,6 +42,7 @@ from app.services.registration import RegistrationService
 from app.services.retention import RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.safeguards import Safeguards
+from app.services.sealed_messages import Deferred
 from app.services.second_factor import SecondFactorChanges
 from app.services.sessions import SessionRules, SessionService
 from app.services.sign_in_tickets import SignInTickets
@@ -54,6 +57,11 @@ from app.settings import Settings
 
 # Time to type the second factor after the password.
 SECOND_FACTOR_TICKET_SECONDS = 300
+
+# A capability's follow-up to sessions ending (their ids), in the same unit of work.
+SessionEndListener = Callable[["Services", Sequence[str]], None]
+# A capability's renderer of its deferred outbox messages, at send time.
+DeferredRenderer = Callable[["Services", Deferred], OutgoingPost]
 
 
 @dataclass
@@ -82,6 +90,11 @@ class Runtime:
     # No push provider is integrated yet; the incident API refuses the push
     # channel in production while this stand-in is in place.
     push_sender: PushSender = field(default_factory=LoggingPushSender)
+    # Form POSTs to other servers (back-channel logout), sent by the outbox.
+    http_poster: HttpPoster = field(default_factory=UrllibPoster)
+    # From the installed capabilities (app/capabilities.py).
+    session_end_listeners: Sequence[SessionEndListener] = ()
+    outbox_renderers: Mapping[str, DeferredRenderer] = field(default_factory=dict)
 
 
 class Services:
@@ -128,7 +141,13 @@ class Services:
     def sessions(self) -> SessionService:
         s = self.runtime.settings
         rules = SessionRules(s.session_idle_timeout_seconds, s.session_absolute_timeout_seconds)
-        return SessionService(self.db, self.runtime.clock, rules, self.audit)
+        return SessionService(
+            self.db, self.runtime.clock, rules, self.audit, on_ended=self._sessions_ended
+        )
+
+    def _sessions_ended(self, session_ids: Sequence[str]) -> None:
+        for listener in self.runtime.session_end_listeners:
+            listener(self, session_ids)
 
     @cached_property
     def policies(self) -> PolicyService:
@@ -180,6 +199,7 @@ class Services:
             notifier=self.notifier,
             audit=self.audit,
             safeguards=self.safeguards,
+            sessions=self.sessions,
         )
 
     @cached_property
@@ -210,6 +230,7 @@ class Services:
             audit=self.audit,
             catalogue=rt.catalogue,
             pseudonym_key=derive_key(rt.settings.secret_key_bytes, "legal-archive-pseudonym"),
+            sessions=self.sessions,
         )
 
     @cached_property
@@ -238,7 +259,13 @@ class Services:
             rt.push_sender,
             max_attempts=rt.settings.outbox_max_attempts,
             claim_seconds=rt.settings.outbox_claim_seconds,
+            http=rt.http_poster,
+            render=self._render_deferred,
         )
+
+    def _render_deferred(self, message: Deferred) -> OutgoingPost:
+        """KeyError when no installed capability renders it."""
+        return self.runtime.outbox_renderers[message.renderer](self, message)
 
     @cached_property
     def registration(self) -> RegistrationService:
