@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask
 
 from app.http.surfaces import Surface
+from app.services.cancellation import AccountEnding
 from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
 
@@ -41,6 +42,10 @@ class Capability:
     # Public keys it signs with: /.well-known/jwks.json publishes them beside
     # the receipt key, so relying parties know one jwks_uri.
     published_keys: Callable[[Services], Sequence[Mapping[str, Any]]] | None = None
+    # What it ends, at once, when an account is cancelled (before the rows go).
+    account_ending: AccountEnding | None = None
+    # Pages of its own in the privacy centre: (endpoint, label), for the nav.
+    privacy_pages: Sequence[tuple[str, Any]] = ()
 
 
 @cache
@@ -58,6 +63,15 @@ def withdrawal_effects() -> WithdrawalEffects:
         if capability.withdrawal_effects is not None:
             capability.withdrawal_effects(effects)
     return effects
+
+
+def account_endings() -> tuple[AccountEnding, ...]:
+    return tuple(c.account_ending for c in installed() if c.account_ending is not None)
+
+
+def privacy_pages() -> list[tuple[str, Any]]:
+    """The privacy centre's sections other capabilities add, for its nav."""
+    return [page for capability in installed() for page in capability.privacy_pages]
 
 
 def published_keys(services: Services) -> list[Mapping[str, Any]]:

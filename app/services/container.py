@@ -20,7 +20,7 @@ from app.security.tickets import Tickets
 from app.security.tokens import CodeHasher, derive_key
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
-from app.services.cancellation import CancellationService
+from app.services.cancellation import AccountEnding, CancellationService
 from app.services.challenges import ChallengeStore
 from app.services.checkpoints import CheckpointStore
 from app.services.codes import CodeRules, CodeService
@@ -82,6 +82,8 @@ class Runtime:
     # No push provider is integrated yet; the incident API refuses the push
     # channel in production while this stand-in is in place.
     push_sender: PushSender = field(default_factory=LoggingPushSender)
+    # What installed capabilities end when an account is cancelled.
+    account_endings: tuple[AccountEnding, ...] = ()
 
 
 class Services:
@@ -210,6 +212,7 @@ class Services:
             audit=self.audit,
             catalogue=rt.catalogue,
             pseudonym_key=derive_key(rt.settings.secret_key_bytes, "legal-archive-pseudonym"),
+            endings=rt.account_endings,
         )
 
     @cached_property
