@@ -683,6 +683,7 @@ PATH_VALUES: dict[str, Callable[[World], str]] = {
     "version": lambda w: "2026-06",
     "credential_id": lambda w: "00000000-0000-0000-0000-000000000000",
     "device_id": lambda w: "00000000-0000-0000-0000-000000000000",
+    "client_id": lambda w: "0" * 32,
 }
 
 
