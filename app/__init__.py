@@ -89,6 +89,7 @@ def build_runtime(
         checkpoints=CheckpointStore(Path(settings.chain_checkpoint_dir), signer),
         withdrawal_effects=capabilities.withdrawal_effects(),
         account_endings=capabilities.account_endings(),
+        retention_purges=capabilities.retention_purges(),
         replay_cache=_sync_storage(settings.ratelimit_storage_uri),
         dpop_verifier=DpopVerifier(
             max_age_seconds=settings.dpop_max_age_seconds,

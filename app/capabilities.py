@@ -18,6 +18,7 @@ from app.http.surfaces import Surface
 from app.services.cancellation import AccountEnding
 from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
+from app.services.retention import Purge
 
 if TYPE_CHECKING:
     from app.services.container import Services
@@ -44,6 +45,8 @@ class Capability:
     published_keys: Callable[[Services], Sequence[Mapping[str, Any]]] | None = None
     # What it ends, at once, when an account is cancelled (before the rows go).
     account_ending: AccountEnding | None = None
+    # What a retention run deletes of its own tables.
+    retention_purge: Purge | None = None
     # Pages of its own in the privacy centre: (endpoint, label), for the nav.
     privacy_pages: Sequence[tuple[str, Any]] = ()
 
@@ -67,6 +70,10 @@ def withdrawal_effects() -> WithdrawalEffects:
 
 def account_endings() -> tuple[AccountEnding, ...]:
     return tuple(c.account_ending for c in installed() if c.account_ending is not None)
+
+
+def retention_purges() -> tuple[Purge, ...]:
+    return tuple(c.retention_purge for c in installed() if c.retention_purge is not None)
 
 
 def privacy_pages() -> list[tuple[str, Any]]:

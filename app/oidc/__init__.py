@@ -24,6 +24,7 @@ from app.oidc.oauth_views import bp as oauth_bp
 from app.oidc.partner_api import bp as partners_api_bp
 from app.oidc.privacy.views import NAV_LABEL
 from app.oidc.privacy.views import bp as partner_pages_bp
+from app.oidc.retention import purge
 from app.oidc.surface import OAUTH
 from app.pages.surface import PAGES
 from app.services.container import Services
@@ -70,5 +71,6 @@ capability = Capability(
     init_app=init_app,
     published_keys=published_keys,
     account_ending=end_account_grants,
+    retention_purge=purge,
     privacy_pages=(("oidc_privacy.partners", NAV_LABEL),),
 )

@@ -37,7 +37,7 @@ from app.services.outbox import OutboxService
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
-from app.services.retention import RetentionRules, RetentionService
+from app.services.retention import Purge, RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.safeguards import Safeguards
 from app.services.second_factor import SecondFactorChanges
@@ -84,6 +84,8 @@ class Runtime:
     push_sender: PushSender = field(default_factory=LoggingPushSender)
     # What installed capabilities end when an account is cancelled.
     account_endings: tuple[AccountEnding, ...] = ()
+    # What installed capabilities purge of their own tables on a retention run.
+    retention_purges: tuple[Purge, ...] = ()
 
 
 class Services:
@@ -222,7 +224,7 @@ class Services:
             revoked_device_days=s.revoked_device_kept_days,
             idle_device_days=s.idle_device_kept_days,
         )
-        return RetentionService(self.db, self.runtime.clock, rules)
+        return RetentionService(self.db, self.runtime.clock, rules, self.runtime.retention_purges)
 
     @cached_property
     def incidents(self) -> IncidentService:
