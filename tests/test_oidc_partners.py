@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from app.oidc import token_store
 from app.oidc.client_models import OAuthClient
 from app.oidc.clients import client_registry
 from app.oidc.grant_models import ClientAuthorization, TokenGrant
+from app.oidc.retention import ENDED_GRANT_KEPT, purge
 from app.security.tokens import hash_token
 from tests.helpers import (
     HIGH_LIMITS,
@@ -421,3 +423,36 @@ def test_a_disabled_partner_cannot_be_used_to_sign_in_again(app: Flask, person: 
         client_registry(svc).disable(shop.client_id)
     answer = person.browser.get(authorize_query(shop, scope=SCOPES))
     assert answer.status_code == 400 and "Location" not in answer.headers
+
+
+# -- retention -------------------------------------------------------------------------
+
+
+def test_ended_grants_and_expired_tokens_go_on_a_retention_run_after_a_while(
+    app: Flask, person: Person
+) -> None:
+    shop = add_client(app)
+    travel = add_client(app, PARTNER, name="Partner travel")
+    tokens_for(person, shop)
+    kept = tokens_for(person, travel)
+    assert (
+        other_browser(app)
+        .delete(f"/api/v1/me/partners/{shop.client_id}", headers=person.auth)
+        .status_code
+        == 204
+    )
+    with app.app_context(), unit_of_work() as svc:
+        # The run the CLI makes includes the provider's tables; nothing is old yet.
+        counts = svc.retention.run()
+        assert {k: counts[k] for k in ("oauth_codes", "oauth_tokens", "oauth_grants")} == {
+            "oauth_codes": 0, "oauth_tokens": 0, "oauth_grants": 0
+        }  # fmt: skip
+        later = svc.runtime.clock.now() + ENDED_GRANT_KEPT + timedelta(days=1)
+        purged = purge(svc.db, later)
+        assert purged["oauth_grants"] == 1  # the revoked one; the live one stays
+        assert purged["oauth_codes"] == 2 and purged["oauth_tokens"] == 2
+        left = svc.db.scalars(select(TokenGrant)).all()
+        assert [g.client_id for g in left] == [travel.client_id]
+        assert purge(svc.db, later) == {"oauth_codes": 0, "oauth_tokens": 0, "oauth_grants": 0}
+    # The live partner's grant is untouched: its refresh token still works.
+    assert refresh(other_browser(app), travel, kept.refresh).status_code == 200
