@@ -90,6 +90,8 @@ def build_runtime(
         withdrawal_effects=capabilities.withdrawal_effects(),
         session_end_listeners=capabilities.session_end_listeners(),
         outbox_renderers=capabilities.outbox_renderers(),
+        account_endings=capabilities.account_endings(),
+        retention_purges=capabilities.retention_purges(),
         replay_cache=_sync_storage(settings.ratelimit_storage_uri),
         dpop_verifier=DpopVerifier(
             max_age_seconds=settings.dpop_max_age_seconds,

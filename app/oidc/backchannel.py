@@ -64,11 +64,6 @@ class BackChannelLogout:
                 tokens.revoke_grant(grant, "session_ended")
         self.notify(grants, only_enabled=True)
 
-    def client_disabled(self, client: OAuthClient) -> None:
-        """A disabled client's grants end, and it is told of each session."""
-        ended = TokenStore.of(self._svc).revoke_all("client_disabled", client_id=client.client_id)
-        self.notify(ended)
-
     def notify(self, grants: Iterable[TokenGrant], *, only_enabled: bool = False) -> int:
         """Queue one logout token per client and session (per client and user
         for a grant from no known session). Returns how many were queued."""

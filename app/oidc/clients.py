@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.errors import FieldError, ServiceError, not_found
-from app.oidc.backchannel import BackChannelLogout
 from app.oidc.client_models import (
     AuthMethod,
     ClientType,
@@ -27,6 +26,7 @@ from app.oidc.client_models import (
     SubjectType,
     TokenFormat,
 )
+from app.oidc.token_store import TokenStore
 from app.security.tokens import hash_token, new_token
 from app.services.audit import AuditTrail
 from app.services.container import Services
@@ -121,6 +121,15 @@ def new_client_id() -> str:
     # Hex, not base64url: an id starting with "-" would read as an option to
     # the operator commands that take it. 128 random bits; it is not a secret.
     return secrets.token_hex(16)
+
+
+CLIENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def could_be_client_id(value: str) -> bool:
+    """The shape new_client_id makes: anything else (a NUL, an overlong
+    value) is unknown before the database sees it."""
+    return CLIENT_ID.fullmatch(value) is not None
 
 
 def uri_problem(uri: str) -> tuple[str, str] | None:
@@ -336,18 +345,11 @@ def validate(new: NewClient) -> None:
 
 
 class ClientRegistry:
-    def __init__(
-        self,
-        db: DbSession,
-        clock: Clock,
-        audit: AuditTrail,
-        on_disabled: Callable[[OAuthClient], None] | None = None,
-    ) -> None:
+    def __init__(self, db: DbSession, clock: Clock, audit: AuditTrail, tokens: TokenStore) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
-        # What else ends with the client (its grants, and telling it so).
-        self._on_disabled = on_disabled
+        self._tokens = tokens
 
     def register(self, new: NewClient, *, actor_id: str | None = None) -> Registered:
         validate(new)
@@ -428,7 +430,9 @@ class ClientRegistry:
         return Registered(client, secret)
 
     def disable(self, client_id: str, *, actor_id: str | None = None) -> OAuthClient:
-        """Disabling is immediate and for good; a second call changes nothing."""
+        """Disabling is immediate and for good; a second call changes nothing.
+        Every grant the client holds ends with it (each one audited as
+        ``oidc.grant_revoked``), so its tokens stay dead for good."""
         client = self._db.get(OAuthClient, client_id)
         if client is None:
             raise not_found("The client")
@@ -436,8 +440,7 @@ class ClientRegistry:
             client.disabled_at = self._clock.now()
             self._db.flush()
             self._audit.record("oauth_client_disabled", actor_id=actor_id, client=client_id)
-            if self._on_disabled is not None:
-                self._on_disabled(client)
+            self._tokens.revoke_all("client_disabled", client_id=client_id)
         return client
 
     @staticmethod
@@ -448,5 +451,4 @@ class ClientRegistry:
 
 def client_registry(svc: Services) -> ClientRegistry:
     """The registry in a unit of work (CLI command or request)."""
-    logout = BackChannelLogout.of(svc)
-    return ClientRegistry(svc.db, svc.runtime.clock, svc.audit, logout.client_disabled)
+    return ClientRegistry(svc.db, svc.runtime.clock, svc.audit, TokenStore.of(svc))

@@ -22,7 +22,7 @@ from app.security.tickets import Tickets
 from app.security.tokens import CodeHasher, derive_key
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
-from app.services.cancellation import CancellationService
+from app.services.cancellation import AccountEnding, CancellationService
 from app.services.challenges import ChallengeStore
 from app.services.checkpoints import CheckpointStore
 from app.services.codes import CodeRules, CodeService
@@ -39,7 +39,7 @@ from app.services.outbox import OutboxService
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
-from app.services.retention import RetentionRules, RetentionService
+from app.services.retention import Purge, RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.safeguards import Safeguards
 from app.services.sealed_messages import Deferred
@@ -95,6 +95,10 @@ class Runtime:
     # From the installed capabilities (app/capabilities.py).
     session_end_listeners: Sequence[SessionEndListener] = ()
     outbox_renderers: Mapping[str, DeferredRenderer] = field(default_factory=dict)
+    # What installed capabilities end when an account is cancelled.
+    account_endings: tuple[AccountEnding, ...] = ()
+    # What installed capabilities purge of their own tables on a retention run.
+    retention_purges: tuple[Purge, ...] = ()
 
 
 class Services:
@@ -231,6 +235,7 @@ class Services:
             catalogue=rt.catalogue,
             pseudonym_key=derive_key(rt.settings.secret_key_bytes, "legal-archive-pseudonym"),
             sessions=self.sessions,
+            endings=rt.account_endings,
         )
 
     @cached_property
@@ -240,7 +245,7 @@ class Services:
             revoked_device_days=s.revoked_device_kept_days,
             idle_device_days=s.idle_device_kept_days,
         )
-        return RetentionService(self.db, self.runtime.clock, rules)
+        return RetentionService(self.db, self.runtime.clock, rules, self.runtime.retention_purges)
 
     @cached_property
     def incidents(self) -> IncidentService:
