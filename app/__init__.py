@@ -88,6 +88,10 @@ def build_runtime(
         signer=signer,
         checkpoints=CheckpointStore(Path(settings.chain_checkpoint_dir), signer),
         withdrawal_effects=capabilities.withdrawal_effects(),
+        session_end_listeners=capabilities.session_end_listeners(),
+        outbox_renderers=capabilities.outbox_renderers(),
+        account_endings=capabilities.account_endings(),
+        retention_purges=capabilities.retention_purges(),
         replay_cache=_sync_storage(settings.ratelimit_storage_uri),
         dpop_verifier=DpopVerifier(
             max_age_seconds=settings.dpop_max_age_seconds,

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Flask
 
 from app.http.surfaces import Surface
+from app.services.cancellation import AccountEnding
 from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
+from app.services.retention import Purge
 
 if TYPE_CHECKING:
-    from app.services.container import Services
+    from app.services.container import DeferredRenderer, Services, SessionEndListener
 
 # Modules with a ``capability`` attribute, in the order their blueprints register.
 INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
@@ -41,6 +43,16 @@ class Capability:
     # Public keys it signs with: /.well-known/jwks.json publishes them beside
     # the receipt key, so relying parties know one jwks_uri.
     published_keys: Callable[[Services], Sequence[Mapping[str, Any]]] | None = None
+    # What it does, in the same transaction, when browser sessions end.
+    session_ended: SessionEndListener | None = None
+    # Renderers of the deferred outbox messages it queues, by name.
+    outbox_renderers: Sequence[tuple[str, DeferredRenderer]] = ()
+    # What it ends, at once, when an account is cancelled (before the rows go).
+    account_ending: AccountEnding | None = None
+    # What a retention run deletes of its own tables.
+    retention_purge: Purge | None = None
+    # Pages of its own in the privacy centre: (endpoint, label), for the nav.
+    privacy_pages: Sequence[tuple[str, Any]] = ()
 
 
 @cache
@@ -58,6 +70,27 @@ def withdrawal_effects() -> WithdrawalEffects:
         if capability.withdrawal_effects is not None:
             capability.withdrawal_effects(effects)
     return effects
+
+
+def session_end_listeners() -> tuple[SessionEndListener, ...]:
+    return tuple(c.session_ended for c in installed() if c.session_ended is not None)
+
+
+def outbox_renderers() -> dict[str, DeferredRenderer]:
+    return {name: render for c in installed() for name, render in c.outbox_renderers}
+
+
+def account_endings() -> tuple[AccountEnding, ...]:
+    return tuple(c.account_ending for c in installed() if c.account_ending is not None)
+
+
+def retention_purges() -> tuple[Purge, ...]:
+    return tuple(c.retention_purge for c in installed() if c.retention_purge is not None)
+
+
+def privacy_pages() -> list[tuple[str, Any]]:
+    """The privacy centre's sections other capabilities add, for its nav."""
+    return [page for capability in installed() for page in capability.privacy_pages]
 
 
 def published_keys(services: Services) -> list[Mapping[str, Any]]:

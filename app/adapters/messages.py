@@ -24,6 +24,10 @@ class DeliveryError(Exception):
     """The message could not be handed to the carrier. Carries no personal data."""
 
 
+class DeliveryRefused(DeliveryError):
+    """The receiver refuses this message for good: trying again cannot help."""
+
+
 class EmailSender(Protocol):
     def send(self, message: OutgoingEmail) -> None: ...
 

@@ -139,13 +139,16 @@ def grant(purpose: str, body: PolicyAcknowledged) -> ResponseReturnValue:
 @signed_in()
 @operation(
     "Withdraw consent for one purpose; what depends on it stops now (taking away a passkey "
-    "or a device binding needs the recent sign-in removing it directly needs)",
+    "or a device binding needs the recent sign-in removing it directly needs); partner "
+    "sharing is withdrawn from every partner, one record each",
     tag=TAG,
     responses={200: ("Withdrawn", ConsentHistory)},
 )
 def withdraw(purpose: str) -> ResponseReturnValue:
-    record = withdraw_consent(services(), current_caller().session, purpose, request_context())
-    response = jsonify(ConsentHistory(records=[record_out(record)]).model_dump(mode="json"))
+    records = withdraw_consent(services(), current_caller().session, purpose, request_context())
+    response = jsonify(
+        ConsentHistory(records=[record_out(r) for r in records]).model_dump(mode="json")
+    )
     if purpose == SECURITY_PURPOSE:
         clear_device_cookie(response)
     return response

@@ -27,6 +27,7 @@ class OutboxChannel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     PUSH = "push"
+    HTTP = "http"  # a form POSTed to another server (back-channel logout)
 
 
 class OutboxKind(StrEnum):

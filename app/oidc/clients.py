@@ -26,6 +26,7 @@ from app.oidc.client_models import (
     SubjectType,
     TokenFormat,
 )
+from app.oidc.token_store import TokenStore
 from app.security.tokens import hash_token, new_token
 from app.services.audit import AuditTrail
 from app.services.container import Services
@@ -120,6 +121,15 @@ def new_client_id() -> str:
     # Hex, not base64url: an id starting with "-" would read as an option to
     # the operator commands that take it. 128 random bits; it is not a secret.
     return secrets.token_hex(16)
+
+
+CLIENT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def could_be_client_id(value: str) -> bool:
+    """The shape new_client_id makes: anything else (a NUL, an overlong
+    value) is unknown before the database sees it."""
+    return CLIENT_ID.fullmatch(value) is not None
 
 
 def uri_problem(uri: str) -> tuple[str, str] | None:
@@ -335,10 +345,11 @@ def validate(new: NewClient) -> None:
 
 
 class ClientRegistry:
-    def __init__(self, db: DbSession, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(self, db: DbSession, clock: Clock, audit: AuditTrail, tokens: TokenStore) -> None:
         self._db = db
         self._clock = clock
         self._audit = audit
+        self._tokens = tokens
 
     def register(self, new: NewClient, *, actor_id: str | None = None) -> Registered:
         validate(new)
@@ -419,7 +430,9 @@ class ClientRegistry:
         return Registered(client, secret)
 
     def disable(self, client_id: str, *, actor_id: str | None = None) -> OAuthClient:
-        """Disabling is immediate and for good; a second call changes nothing."""
+        """Disabling is immediate and for good; a second call changes nothing.
+        Every grant the client holds ends with it (each one audited as
+        ``oidc.grant_revoked``), so its tokens stay dead for good."""
         client = self._db.get(OAuthClient, client_id)
         if client is None:
             raise not_found("The client")
@@ -427,6 +440,7 @@ class ClientRegistry:
             client.disabled_at = self._clock.now()
             self._db.flush()
             self._audit.record("oauth_client_disabled", actor_id=actor_id, client=client_id)
+            self._tokens.revoke_all("client_disabled", client_id=client_id)
         return client
 
     @staticmethod
@@ -437,4 +451,4 @@ class ClientRegistry:
 
 def client_registry(svc: Services) -> ClientRegistry:
     """The registry in a unit of work (CLI command or request)."""
-    return ClientRegistry(svc.db, svc.runtime.clock, svc.audit)
+    return ClientRegistry(svc.db, svc.runtime.clock, svc.audit, TokenStore.of(svc))

@@ -28,6 +28,7 @@ def configuration(svc: Services) -> dict[str, Any]:
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "introspection_endpoint": f"{base}/oauth/introspect",
         "revocation_endpoint": f"{base}/oauth/revoke",
+        "end_session_endpoint": f"{base}/oauth/logout",
         "scopes_supported": list(SCOPE_CLAIMS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -51,4 +52,7 @@ def configuration(svc: Services) -> dict[str, Any]:
         "claims_locales_supported": LANGUAGES,
         "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
         "authorization_response_iss_parameter_supported": True,
+        # OIDC Back-Channel Logout 1.0 (app/oidc/backchannel.py): every token has sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }

@@ -54,7 +54,8 @@ class Minted:
     expires_in: int
 
 
-def _alg(client: OAuthClient) -> Algorithm:
+def id_token_alg(client: OAuthClient) -> Algorithm:
+    """What the client's ID tokens (and logout tokens) are signed with."""
     return "ES256" if client.id_token_signed_response_alg == SigningAlg.ES256 else "RS256"
 
 
@@ -95,7 +96,7 @@ class TokenMinter:
             claims["sub"] = client.client_id
         if dpop_jkt is not None:
             claims["cnf"] = {"jkt": dpop_jkt}
-        token = self._keys.sign(claims, _alg(client), ACCESS_TOKEN_TYPE)
+        token = self._keys.sign(claims, id_token_alg(client), ACCESS_TOKEN_TYPE)
         return Minted(token, lifetime)
 
     def id_token(
@@ -130,4 +131,4 @@ class TokenMinter:
         if grant.session_id:
             claims["sid"] = session_id_for(self._svc, client, grant.session_id)
         claims.update(extra)
-        return self._keys.sign(claims, _alg(client))
+        return self._keys.sign(claims, id_token_alg(client))

@@ -18,6 +18,7 @@ from app.db import affected_rows
 from app.models import Session, User
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, IssuedToken, TokenGrant
+from app.oidc.logout_hook import GrantsEnded, backchannel_logout
 from app.security.tokens import hash_token
 from app.services.audit import AuditTrail
 from app.services.container import Services
@@ -56,9 +57,15 @@ class LiveToken:
 
 class TokenStore:
     def __init__(
-        self, db: DbSession, clock: Clock, lifetimes: Lifetimes, audit: AuditTrail
+        self,
+        db: DbSession,
+        clock: Clock,
+        lifetimes: Lifetimes,
+        audit: AuditTrail,
+        ended: GrantsEnded | None = None,
     ) -> None:
         self._db, self._clock, self.lifetimes, self._audit = db, clock, lifetimes, audit
+        self._ended = ended
 
     @classmethod
     def of(cls, svc: Services) -> TokenStore:
@@ -69,7 +76,7 @@ class TokenStore:
             refresh=timedelta(seconds=s.oidc_refresh_token_lifetime_seconds),
             grant=timedelta(seconds=s.oidc_grant_lifetime_seconds),
         )
-        return cls(svc.db, svc.runtime.clock, lifetimes, svc.audit)
+        return cls(svc.db, svc.runtime.clock, lifetimes, svc.audit, backchannel_logout(svc))
 
     # -- grants and codes ------------------------------------------------------------
 
@@ -290,10 +297,13 @@ class TokenStore:
     def revoke_all(
         self, reason: str, *, user_id: str | None = None, client_id: str | None = None
     ) -> list[TokenGrant]:
-        """End every live grant of a user, of a client, or of a user with one client."""
+        """End every live grant of a user, of a client, or of a user with one
+        client, and tell the hook that sends back-channel logouts."""
         ended = self.live_grants(user_id=user_id, client_id=client_id)
         for grant in ended:
             self.revoke_grant(grant, reason)
+        if ended and self._ended is not None:
+            self._ended(ended, reason)
         return ended
 
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
@@ -30,10 +31,14 @@ from app.services.audit import AuditTrail
 from app.services.outbox import abandon_pending
 from app.services.purposes import Catalogue
 from app.services.rights import RightsService
+from app.services.sessions import SessionService
 from app.services.throttle import rows_of as throttle_rows_of
 from app.services.vault import PersonalDataVault
 
 LEGAL_ARCHIVE = "legal_archive"
+# What a capability ends when an account is cancelled, before its rows go
+# (the OIDC provider revokes the user's grants). Each gets the user id.
+AccountEnding = Callable[[DbSession, str], None]
 _DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)D)?$")
 
 
@@ -59,10 +64,13 @@ class CancellationService:
         audit: AuditTrail,
         catalogue: Catalogue,
         pseudonym_key: bytes,
+        sessions: SessionService,
+        endings: Sequence[AccountEnding] = (),
     ) -> None:
         self._db, self._clock, self._key_ring, self._vault = db, clock, key_ring, vault
         self._rights, self._audit, self._catalogue = rights, audit, catalogue
-        self._pseudonym_key = pseudonym_key
+        self._pseudonym_key, self._endings = pseudonym_key, endings
+        self._sessions = sessions
 
     def pseudonym(self, user_id: str) -> str:
         return hmac.new(self._pseudonym_key, user_id.encode(), hashlib.sha256).hexdigest()
@@ -71,9 +79,16 @@ class CancellationService:
         request = self._rights.receive(user.id, RequestKind.ACCOUNT_CANCELLATION)
         archive = self._archive_identity(user)
         user_id = user.id
+        # Capabilities end what they hold for the account first, while its
+        # rows still say which clients and sessions to tell.
+        for end in self._endings:
+            end(self._db, user_id)
         # Crypto-shredding: without the data key every copy of the user's
         # encrypted fields is noise. The rest of the account goes with it.
         self._db.execute(delete(UserDataKey).where(UserDataKey.user_id == user_id))
+        # Ended before they are deleted, so whoever listens for sessions ending
+        # (partners' back-channel logout) hears of these too.
+        self._sessions.revoke_all(user_id, "account_cancelled")
         self._db.execute(delete(Session).where(Session.user_id == user_id))
         # Every code issued for the account, including those keyed by its email,
         # phone or a flow (reset, SMS sign-in), which would otherwise outlive it.

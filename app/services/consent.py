@@ -458,10 +458,12 @@ class ConsentService:
         context: RequestContext,
         *,
         session: Session | None = None,
-    ) -> ConsentRecord:
+    ) -> list[ConsentRecord]:
         """Withdraw from ``session`` (the user's own). Where the effects take
         away a sign-in protection, the session must have signed in as recently
-        as removing that protection directly needs, and the owner is emailed."""
+        as removing that protection directly needs, and the owner is emailed.
+        A per-client purpose (partner sharing) is withdrawn from every client
+        it is granted to: one record each, then its effects once."""
         purpose = self._purpose(purpose_code)
         if not purpose.withdrawable:
             raise ServiceError(
@@ -474,17 +476,35 @@ class ConsentService:
         # The account's removal lock before its chain head, as everywhere.
         self._safeguards.hold(user_id)
         self._lock(user_id)
-        if not self.is_granted(user_id, purpose.code):
+        clients = self._granted_clients(user_id, purpose)
+        if not clients:
             raise ServiceError(
                 "not-granted", 409, "Nothing to withdraw", f"{purpose.title.en} is not granted."
             )
         removed = self._removable(user_id, [purpose.code], session)
         policy = self._policies.require_current()
-        record = self._append(
-            user_id, purpose.code, Decision.WITHDRAWN, policy, Channel.SETTINGS, context
-        )
+        records = [
+            self._append(
+                user_id, purpose.code, Decision.WITHDRAWN, policy, Channel.SETTINGS, context,
+                client_id=client_id,
+            )
+            for client_id in clients
+        ]  # fmt: skip
         self._stop(user_id, [purpose.code], removed, "withdrawn")
-        return record
+        return records
+
+    def _granted_clients(self, user_id: str, purpose: Purpose) -> Sequence[str | None]:
+        """Where ``purpose`` stands granted: the clients of a per-client one,
+        else the account as a whole (``None``)."""
+        if not purpose.per_client:
+            return [None] if self.is_granted(user_id, purpose.code) else []
+        return sorted(
+            client_id
+            for (code, client_id), record in self.current(user_id).items()
+            if code == purpose.code
+            and client_id is not None
+            and record.decision == Decision.GRANTED
+        )
 
     # -- ending a grant (withdrawn, or refused when asked again) ------------------
 
@@ -532,6 +552,7 @@ class ConsentService:
         client_id: str,
         decision: Decision,
         context: RequestContext,
+        channel: Channel = Channel.OAUTH,
     ) -> ConsentRecord:
         """A decision on a per-client purpose (sharing with one partner), made
         on that partner's authorisation page or in the privacy centre."""
@@ -541,7 +562,7 @@ class ConsentService:
         self._lock(user_id)
         policy = self._policies.require_current()
         return self._append(
-            user_id, purpose.code, decision, policy, Channel.OAUTH, context, client_id=client_id
+            user_id, purpose.code, decision, policy, channel, context, client_id=client_id
         )
 
     def _lock(self, user_id: str) -> ChainHead:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from limits.storage import Storage
 from sqlalchemy.orm import Session as DbSession
 
+from app.adapters.http_post import HttpPoster, OutgoingPost, UrllibPoster
 from app.adapters.messages import EmailSender, SmsSender
 from app.adapters.push import LoggingPushSender, PushSender
 from app.clock import Clock
@@ -20,7 +22,7 @@ from app.security.tickets import Tickets
 from app.security.tokens import CodeHasher, derive_key
 from app.services.account import AccountService
 from app.services.audit import AuditTrail
-from app.services.cancellation import CancellationService
+from app.services.cancellation import AccountEnding, CancellationService
 from app.services.challenges import ChallengeStore
 from app.services.checkpoints import CheckpointStore
 from app.services.codes import CodeRules, CodeService
@@ -37,9 +39,10 @@ from app.services.outbox import OutboxService
 from app.services.policies import PolicyService
 from app.services.purposes import Catalogue
 from app.services.registration import RegistrationService
-from app.services.retention import RetentionRules, RetentionService
+from app.services.retention import Purge, RetentionRules, RetentionService
 from app.services.rights import RightsService
 from app.services.safeguards import Safeguards
+from app.services.sealed_messages import Deferred
 from app.services.second_factor import SecondFactorChanges
 from app.services.sessions import SessionRules, SessionService
 from app.services.sign_in_tickets import SignInTickets
@@ -54,6 +57,11 @@ from app.settings import Settings
 
 # Time to type the second factor after the password.
 SECOND_FACTOR_TICKET_SECONDS = 300
+
+# A capability's follow-up to sessions ending (their ids), in the same unit of work.
+SessionEndListener = Callable[["Services", Sequence[str]], None]
+# A capability's renderer of its deferred outbox messages, at send time.
+DeferredRenderer = Callable[["Services", Deferred], OutgoingPost]
 
 
 @dataclass
@@ -82,6 +90,15 @@ class Runtime:
     # No push provider is integrated yet; the incident API refuses the push
     # channel in production while this stand-in is in place.
     push_sender: PushSender = field(default_factory=LoggingPushSender)
+    # Form POSTs to other servers (back-channel logout), sent by the outbox.
+    http_poster: HttpPoster = field(default_factory=UrllibPoster)
+    # From the installed capabilities (app/capabilities.py).
+    session_end_listeners: Sequence[SessionEndListener] = ()
+    outbox_renderers: Mapping[str, DeferredRenderer] = field(default_factory=dict)
+    # What installed capabilities end when an account is cancelled.
+    account_endings: tuple[AccountEnding, ...] = ()
+    # What installed capabilities purge of their own tables on a retention run.
+    retention_purges: tuple[Purge, ...] = ()
 
 
 class Services:
@@ -128,7 +145,13 @@ class Services:
     def sessions(self) -> SessionService:
         s = self.runtime.settings
         rules = SessionRules(s.session_idle_timeout_seconds, s.session_absolute_timeout_seconds)
-        return SessionService(self.db, self.runtime.clock, rules, self.audit)
+        return SessionService(
+            self.db, self.runtime.clock, rules, self.audit, on_ended=self._sessions_ended
+        )
+
+    def _sessions_ended(self, session_ids: Sequence[str]) -> None:
+        for listener in self.runtime.session_end_listeners:
+            listener(self, session_ids)
 
     @cached_property
     def policies(self) -> PolicyService:
@@ -180,6 +203,7 @@ class Services:
             notifier=self.notifier,
             audit=self.audit,
             safeguards=self.safeguards,
+            sessions=self.sessions,
         )
 
     @cached_property
@@ -210,6 +234,8 @@ class Services:
             audit=self.audit,
             catalogue=rt.catalogue,
             pseudonym_key=derive_key(rt.settings.secret_key_bytes, "legal-archive-pseudonym"),
+            sessions=self.sessions,
+            endings=rt.account_endings,
         )
 
     @cached_property
@@ -219,7 +245,7 @@ class Services:
             revoked_device_days=s.revoked_device_kept_days,
             idle_device_days=s.idle_device_kept_days,
         )
-        return RetentionService(self.db, self.runtime.clock, rules)
+        return RetentionService(self.db, self.runtime.clock, rules, self.runtime.retention_purges)
 
     @cached_property
     def incidents(self) -> IncidentService:
@@ -238,7 +264,13 @@ class Services:
             rt.push_sender,
             max_attempts=rt.settings.outbox_max_attempts,
             claim_seconds=rt.settings.outbox_claim_seconds,
+            http=rt.http_poster,
+            render=self._render_deferred,
         )
+
+    def _render_deferred(self, message: Deferred) -> OutgoingPost:
+        """KeyError when no installed capability renders it."""
+        return self.runtime.outbox_renderers[message.renderer](self, message)
 
     @cached_property
     def registration(self) -> RegistrationService:

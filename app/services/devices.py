@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session as DbSession
 from webauthn.helpers import bytes_to_base64url
 
 from app.clock import Clock
-from app.db import affected_rows
 from app.errors import ServiceError, not_found
 from app.models import BindingMethod, Device, Session, TrustState, User, WebAuthnCredential
 from app.security.dpop import DpopProof
@@ -35,7 +34,7 @@ from app.services.dpop import invalid_dpop_proof
 from app.services.export import ExportContext, Section, plain, register_section
 from app.services.notifications import Notifier
 from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS, Protection, Safeguards
-from app.services.sessions import Transport
+from app.services.sessions import SessionService, Transport
 from app.services.throttle import device, network
 from app.services.vault import PersonalDataVault
 
@@ -94,11 +93,12 @@ class DeviceService:
         notifier: Notifier,
         audit: AuditTrail,
         safeguards: Safeguards,
+        sessions: SessionService,
     ) -> None:
         self._db, self._clock, self._consent = db, clock, consent
         self._challenges, self._vault = challenges, vault
         self._notifier, self._audit = notifier, audit
-        self._safeguards = safeguards
+        self._safeguards, self._sessions = safeguards, sessions
 
     # -- recognising ----------------------------------------------------------------
 
@@ -329,13 +329,7 @@ class DeviceService:
         on_device = Session.device_id == device.id
         if device.key_thumbprint is not None:
             on_device = on_device | (Session.dpop_jkt == device.key_thumbprint)
-        ended = affected_rows(
-            self._db.execute(
-                update(Session)
-                .where(Session.user_id == user_id, on_device, Session.revoked_at.is_(None))
-                .values(revoked_at=now, revoke_reason="device_revoked")
-            )
-        )
+        ended = self._sessions.end_where(user_id, "device_revoked", on_device)
         passkey = device.credential_ref
         if passkey is not None:
             self._db.execute(

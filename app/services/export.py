@@ -263,7 +263,11 @@ NOT_EXPORTED: dict[str, str] = {
 
 
 def register_section(section: Section) -> None:
-    """Features with tables of their own add their part of the export here."""
+    """Features with tables of their own add their part of the export here.
+    The same section again is no change (capabilities are read again when
+    their list is)."""
+    if section in SECTIONS:
+        return
     if any(s.name == section.name for s in SECTIONS):
         raise ValueError(f"export section {section.name!r} exists")
     SECTIONS.append(section)

@@ -15,7 +15,7 @@ from app.clock import Clock
 from app.models import OutboxChannel, OutboxKind, OutboxMessage
 from app.models.base import new_id
 from app.security.envelope import KeyRing
-from app.services.sealed_messages import Outgoing, seal
+from app.services.sealed_messages import Deferred, Outgoing, seal
 
 CODE_PURPOSE_TEXT = {
     "register_email": "confirm your email address for your new account",
@@ -77,6 +77,10 @@ class Notifier:
         self, message: OutgoingSms, user_id: str | None, valid_minutes: int | None = None
     ) -> None:
         self._queue(OutboxChannel.SMS, message, user_id, valid_minutes)
+
+    def post_later(self, message: Deferred, *, user_id: str) -> None:
+        """A form for another server, rendered by its capability when sent."""
+        self._queue(OutboxChannel.HTTP, message, user_id)
 
     def nothing_by_email(self) -> None:
         """A row the worker discards: a request that has nobody to write to does

@@ -15,6 +15,12 @@ message is not due again until its claim runs out, so no two workers send it.
 
 A sealed message's payload and key are erased as soon as it is sent or
 abandoned: the outbox keeps no copy of an address or a code it no longer needs.
+
+Besides email, SMS and push, the outbox POSTs forms to other servers (channel
+``http``: OIDC back-channel logout). Such a message is ``Deferred``: a
+capability's renderer (``render``) turns it into the POST at each try, so a
+signed token in it is fresh however long the back-off was. A receiver that
+refuses it for good (``DeliveryRefused``) is not asked again.
 """
 
 from __future__ import annotations
@@ -28,13 +34,20 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
 
-from app.adapters.messages import EmailSender, OutgoingEmail, OutgoingSms, SmsSender
+from app.adapters.http_post import HttpPoster, OutgoingPost, UrllibPoster
+from app.adapters.messages import (
+    DeliveryRefused,
+    EmailSender,
+    OutgoingEmail,
+    OutgoingSms,
+    SmsSender,
+)
 from app.adapters.push import OutgoingPush, PushSender
 from app.clock import Clock
 from app.models import Incident, OutboxChannel, OutboxKind, OutboxMessage, User, UserDataKey
 from app.security.envelope import DecryptionError, KeyRing
 from app.services.incidents import render_incident_email, render_incident_push
-from app.services.sealed_messages import Sealed, open_sealed
+from app.services.sealed_messages import Deferred, Sealed, open_sealed
 from app.services.vault import PersonalDataVault
 
 log = logging.getLogger(__name__)
@@ -47,6 +60,7 @@ GONE = "AccountGone"
 UNRENDERABLE = "Unrenderable"
 NOTHING = "NothingToSend"
 EXPIRED = "Expired"
+REFUSED = "DeliveryRefused"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -76,15 +90,18 @@ class _Unrenderable(Exception):
     """What the message is about cannot be found, or its payload cannot be opened."""
 
 
-class _NothingToSend(Exception):
-    """The row stands in for a message that does not exist."""
+class NothingToSend(Exception):
+    """The row stands in for a message that does not exist (or, raised by a
+    renderer, one that has become pointless: its receiver is gone)."""
 
 
 class _Expired(Exception):
     """Too late: what the message carries (a code) has expired."""
 
 
-Prepared = OutgoingEmail | OutgoingSms | OutgoingPush
+Prepared = OutgoingEmail | OutgoingSms | OutgoingPush | OutgoingPost
+# A capability's renderer for its deferred messages (Runtime.outbox_renderers).
+Render = Callable[[Deferred], OutgoingPost]
 Outcome = Literal["sent", "retrying", "abandoned", "skipped"]
 
 
@@ -108,9 +125,13 @@ class OutboxService:
         *,
         max_attempts: int,
         claim_seconds: float,
+        http: HttpPoster | None = None,
+        render: Render | None = None,
     ) -> None:
         self._db, self._clock, self._vault, self._key_ring = db, clock, vault, key_ring
         self._email, self._sms, self._push = email, sms, push
+        self._http = http or UrllibPoster()
+        self._render = render
         self._max_attempts = max(1, max_attempts)
         self._claim = timedelta(seconds=claim_seconds)
 
@@ -168,7 +189,7 @@ class OutboxService:
             return _Step(channel, self._finish(message, abandoned_at=now))
         try:
             prepared = self._prepare(message)
-        except (_AccountGone, _NothingToSend) as reason:
+        except (_AccountGone, NothingToSend) as reason:
             message.last_error_class = GONE if isinstance(reason, _AccountGone) else NOTHING
             self._finish(message, abandoned_at=now)
             return _Step(channel, "skipped")
@@ -189,6 +210,11 @@ class OutboxService:
         self._db.commit()
         try:
             self._send(prepared)
+        except DeliveryRefused:
+            # The receiver will never take it: trying again only repeats the refusal.
+            log.warning("outbox message %s refused by its receiver; abandoned", message.id)
+            message.last_error_class = REFUSED
+            return _Step(channel, self._finish(message, abandoned_at=self._clock.now()))
         except Exception as exc:  # any failure must leave the message queued
             # The class only: an SMTP error's text can quote the recipient.
             log.warning("outbox message %s not delivered: %s", message.id, type(exc).__name__)
@@ -230,9 +256,16 @@ class OutboxService:
         except (DecryptionError, ValueError, KeyError):
             raise _Unrenderable from None
         if opened.message is None:
-            raise _NothingToSend
+            raise NothingToSend
         if opened.not_after is not None and opened.not_after <= self._clock.now():
             raise _Expired
+        if isinstance(opened.message, Deferred):
+            if self._render is None:
+                raise _Unrenderable
+            try:
+                return self._render(opened.message)
+            except KeyError:  # no installed capability renders it
+                raise _Unrenderable from None
         return opened.message
 
     def _render_incident(self, message: OutboxMessage) -> Prepared:
@@ -260,7 +293,9 @@ class OutboxService:
         return OutgoingEmail(to=address, subject=subject, body=body)
 
     def _send(self, prepared: Prepared) -> None:
-        if isinstance(prepared, OutgoingPush):
+        if isinstance(prepared, OutgoingPost):
+            self._http.post(prepared)
+        elif isinstance(prepared, OutgoingPush):
             self._push.send(prepared)
         elif isinstance(prepared, OutgoingSms):
             self._sms.send(prepared)
@@ -283,11 +318,14 @@ def abandon_pending(db: DbSession, user_id: str, now: datetime) -> int:
     is abandoned and erased in the caller's transaction, so no worker sends it
     afterwards and nothing in the outbox opens to the person's address. Returns
     how many. A message a worker is sending at this very moment may still go
-    out (delivery is at least once); it is recorded as sent and abandoned."""
+    out (delivery is at least once); it is recorded as sent and abandoned.
+    Messages to partners' servers (back-channel logout) still go: they hold no
+    address, and telling a partner the person's sessions ended is the point."""
     result = db.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.user_id == user_id,
+            OutboxMessage.channel != OutboxChannel.HTTP,
             OutboxMessage.sent_at.is_(None),
             OutboxMessage.abandoned_at.is_(None),
         )

@@ -15,17 +15,17 @@ from app.services.context import RequestContext
 
 def withdraw_consent(
     svc: Services, session: Session, purpose: str, context: RequestContext
-) -> ConsentRecord:
+) -> list[ConsentRecord]:
     """Taking away a passkey or a device binding this way needs what removing
     it directly needs; the consent service checks the session and tells the owner."""
-    record = svc.consent.withdraw(session.user_id, purpose, context, session=session)
+    records = svc.consent.withdraw(session.user_id, purpose, context, session=session)
     svc.rights.answered_at_once(
         session.user_id,
         RequestKind.CONSENT_WITHDRAWAL,
         "Consent withdrawn; what depended on it has stopped.",
-        {"purpose": record.purpose},
+        {"purpose": records[0].purpose},
     )
-    return record
+    return records
 
 
 def export_document(svc: Services, user: User) -> dict[str, Any]:

@@ -3,8 +3,9 @@ as you like; a second run finds nothing more to delete."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session as DbSession
@@ -28,6 +29,8 @@ from app.services.throttle import FAILURE_MEMORY
 ENDED_SESSION_KEPT = timedelta(days=30)
 # Delivered or abandoned messages are kept as proof of notification, then go.
 FINISHED_MESSAGE_KEPT = timedelta(days=365)
+# A capability's own purge of its tables: rows deleted per table, given ``now``.
+Purge = Callable[[DbSession, datetime], dict[str, int]]
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,10 @@ class RetentionRules:
 
 
 class RetentionService:
-    def __init__(self, db: DbSession, clock: Clock, rules: RetentionRules) -> None:
-        self._db, self._clock, self._rules = db, clock, rules
+    def __init__(
+        self, db: DbSession, clock: Clock, rules: RetentionRules, purges: Sequence[Purge] = ()
+    ) -> None:
+        self._db, self._clock, self._rules, self._purges = db, clock, rules, purges
 
     def run(self) -> dict[str, int]:
         now = self._clock.now()
@@ -78,6 +83,8 @@ class RetentionService:
                 LegalArchiveRecord, LegalArchiveRecord.retain_until < now
             ),
         }
+        for purge in self._purges:
+            counts.update(purge(self._db, now))
         return counts
 
     def _delete(self, model: type, condition: object) -> int:

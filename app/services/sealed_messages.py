@@ -11,7 +11,8 @@ like one that does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.adapters.messages import OutgoingEmail, OutgoingSms
@@ -20,7 +21,18 @@ from app.security.envelope import FieldCipher, KeyRing, WrappedKey
 PAD_TO = 512
 FIELD = "outbox_payload"
 
-Outgoing = OutgoingEmail | OutgoingSms
+
+@dataclass(frozen=True)
+class Deferred:
+    """A message a capability renders when it is sent, not when it is queued
+    (a signed token that must be fresh on every try): the name of its
+    renderer (``Runtime.outbox_renderers``) and what that needs."""
+
+    renderer: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+Outgoing = OutgoingEmail | OutgoingSms | Deferred
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ def seal(
         data = {"to": message.to, "subject": message.subject, "body": message.body}
     elif isinstance(message, OutgoingSms):
         data = {"to": message.to, "text": message.text}
+    elif isinstance(message, Deferred):
+        data = {"render": message.renderer, "data": json.dumps(dict(message.data))}
     else:
         data = {"nothing": True}
     if not_after is not None:
@@ -72,6 +86,8 @@ def open_sealed(key_ring: KeyRing, message_id: str, sealed: Sealed) -> Opened:
     message: Outgoing | None
     if data.get("nothing"):
         message = None
+    elif "render" in data:
+        message = Deferred(data["render"], json.loads(data["data"]))
     elif "subject" in data:
         message = OutgoingEmail(to=data["to"], subject=data["subject"], body=data["body"])
     else:

@@ -1,13 +1,18 @@
-"""Server-side sessions: issue, resolve, list, revoke."""
+"""Server-side sessions: issue, resolve, list, revoke.
+
+Every way a session ends goes through ``_ended``, which tells the listeners
+the container wires in (``on_ended``: other capabilities' follow-ups, such as
+OIDC back-channel logout) in the same transaction: a rolled-back sign-out
+tells nobody."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -64,9 +69,21 @@ def erase_device_details(db: DbSession, user_id: str) -> None:
     )
 
 
+# Told the ids of sessions that have just ended.
+SessionsEnded = Callable[[Sequence[str]], None]
+
+
 class SessionService:
-    def __init__(self, db: DbSession, clock: Clock, rules: SessionRules, audit: AuditTrail) -> None:
+    def __init__(
+        self,
+        db: DbSession,
+        clock: Clock,
+        rules: SessionRules,
+        audit: AuditTrail,
+        on_ended: SessionsEnded | None = None,
+    ) -> None:
         self._db, self._clock, self._rules, self._audit = db, clock, rules, audit
+        self._on_ended = on_ended
 
     def issue(
         self,
@@ -138,11 +155,10 @@ class SessionService:
         )
 
     def revoke(self, user_id: str, session_id: str, reason: str, ip_prefix: str) -> None:
-        session = self._db.get(Session, session_id)
-        if session is None or session.user_id != user_id or session.revoked_at is not None:
+        # One conditional UPDATE: of two racing revocations exactly one ends the
+        # session (and tells the listeners); the other finds nothing to end.
+        if not self.end_where(user_id, reason, Session.id == session_id):
             raise not_found("The session")
-        session.revoked_at = self._clock.now()
-        session.revoke_reason = reason
         self._audit.record(
             "session.revoked",
             user_id=user_id,
@@ -204,13 +220,24 @@ class SessionService:
         return affected_rows(result)
 
     def revoke_all(self, user_id: str, reason: str, *, keep: str | None = None) -> int:
+        which = Session.id != keep if keep is not None else None
+        return self.end_where(user_id, reason, which)
+
+    def end_where(self, user_id: str, reason: str, which: ColumnElement[bool] | None) -> int:
+        """End the user's live sessions that match ``which`` (all if None)."""
         statement = (
             update(Session)
             .where(Session.user_id == user_id, Session.revoked_at.is_(None))
             .values(revoked_at=self._clock.now(), revoke_reason=reason)
+            .returning(Session.id)
         )
-        if keep is not None:
-            statement = statement.where(Session.id != keep)
-        count = affected_rows(self._db.execute(statement))
+        if which is not None:
+            statement = statement.where(which)
+        ended = list(self._db.execute(statement).scalars())
         self._db.flush()
-        return count
+        self._ended(ended)
+        return len(ended)
+
+    def _ended(self, session_ids: Sequence[str]) -> None:
+        if session_ids and self._on_ended is not None:
+            self._on_ended(session_ids)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from werkzeug.wrappers import Response
 
 from app.api.schemas import CancellationIn, Receipt
+from app.capabilities import privacy_pages
 from app.errors import ServiceError
 from app.extensions import limiter
 from app.http.access import CANCELLATION, EXPORT, public, signed_in
@@ -97,6 +98,12 @@ def due_day(moment: datetime) -> str:
 @bp.context_processor
 def _privacy_globals() -> dict[str, object]:
     return {"when": when, "due_day": due_day}
+
+
+@bp.app_context_processor
+def _privacy_nav() -> dict[str, object]:
+    # The nav is shared with the centre's sections other capabilities add.
+    return {"privacy_pages": privacy_pages}
 
 
 def text_of(texts: Any) -> str:
