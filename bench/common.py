@@ -1,4 +1,5 @@
-"""Shared bench plumbing: a capturing sender, user set-up, gunicorn start-up."""
+"""Shared bench plumbing: a capturing sender, user set-up, gunicorn start-up,
+worker memory sampling."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -143,7 +146,9 @@ def free_port() -> int:
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {**os.environ}
     for name, value in settings.model_dump().items():
-        env[f"PRIVID_{name.upper()}"] = str(value)
+        # Unset stays unset: the string "None" is not a valid optional number.
+        if value is not None:
+            env[f"PRIVID_{name.upper()}"] = str(value)
     return env
 
 
@@ -162,13 +167,27 @@ def privid_worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
         process.wait(timeout=20)
 
 
+@dataclass(frozen=True)
+class Served:
+    base: str
+    # The gunicorn master; its children are the workers.
+    pid: int
+
+
+# The service itself; a benchmark may serve another WSGI app the same way.
+PRIVID_APP = "app:create_app()"
+
+
 @contextmanager
-def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
+def served(settings: Settings, workers: int, wsgi_app: str = PRIVID_APP) -> Iterator[Served]:
+    """gunicorn with config/gunicorn.conf.py and `workers` workers, serving
+    `wsgi_app` (which must answer GET /readyz), ready when this yields."""
     port = free_port()
     env = settings_env(settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"),
-         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null"],
+         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
+         wsgi_app],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -182,7 +201,87 @@ def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
                 time.sleep(0.1)
         else:
             raise RuntimeError("gunicorn did not start")
-        yield base
+        yield Served(base, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@contextmanager
+def gunicorn(settings: Settings, workers: int) -> Iterator[str]:
+    with served(settings, workers) as server:
+        yield server.base
+
+
+def worker_pids(master: int) -> list[int]:
+    """The processes whose parent is `master` (gunicorn's workers)."""
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # gone since the glob
+            continue
+        if re.search(rf"^PPid:\s+{master}$", text, re.MULTILINE):
+            pids.append(int(status.parent.name))
+    return sorted(pids)
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        found = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+    except OSError:
+        return 0
+    return int(found.group(1)) if found else 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used."""
+    try:
+        # Fields after the command name, which may hold spaces: utime, stime are 14, 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class WorkerSampler:
+    """While a load runs: each gunicorn worker's peak resident memory, sampled
+    from /proc every `interval` seconds, and the CPU time the workers spent
+    (Linux only)."""
+
+    def __init__(self, master: int, interval: float = 0.1) -> None:
+        self._master = master
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak_kib: dict[int, int] = {}
+        self._cpu_at_start: dict[int, float] = {}
+        self.cpu_used = 0.0
+
+    def _sample(self) -> None:
+        for pid in worker_pids(self._master):
+            self.peak_kib[pid] = max(self.peak_kib.get(pid, 0), rss_kib(pid))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> WorkerSampler:
+        self._cpu_at_start = {pid: cpu_seconds(pid) for pid in worker_pids(self._master)}
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        # A worker that was replaced during the run counts from zero.
+        self.cpu_used = sum(
+            cpu_seconds(pid) - self._cpu_at_start.get(pid, 0.0) for pid in worker_pids(self._master)
+        )
+
+    def peak_mib(self) -> float:
+        """The largest worker's peak, in MiB."""
+        return round(max(self.peak_kib.values(), default=0) / 1024, 1)
