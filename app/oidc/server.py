@@ -159,8 +159,9 @@ def issue(
     }
     if include_refresh_token:
         refresh = secrets.token_urlsafe(32)
-        # RFC 9449 section 5: a public client's refresh token is bound to its key.
-        bound = token_grant.dpop_jkt if client.row.client_type == "public" else None
+        # RFC 9449 section 5: a public client's refresh token is bound to the
+        # key of the proof this token request carried.
+        bound = jkt if client.row.client_type == "public" else None
         store.record(token_grant, TokenKind.REFRESH, refresh, scopes, dpop_jkt=bound)
         answer["refresh_token"] = refresh
     g.oidc_token_grant = token_grant
