@@ -218,6 +218,15 @@ class TokenStore:
         live = self._live(row)
         if live is None or live.client.client_id != client_id:
             return Claim.INVALID, None
+        # The grant's row first, as revoke_grant takes it: PostgreSQL keeps a
+        # lock on a row a concurrent UPDATE rechecked and skipped, so racing
+        # presentations that each locked the token and then waited on the
+        # grant deadlocked with the one revoking the grant's tokens.
+        self._db.execute(
+            select(TokenGrant.id)
+            .where(TokenGrant.id == row.grant_id)
+            .with_for_update(key_share=True)
+        )
         now = self._clock.now()
         won = affected_rows(
             self._db.execute(
