@@ -377,6 +377,45 @@ def test_max_age_zero_is_satisfied_by_the_sign_in_it_asked_for(
     assert back["code"]
 
 
+@pytest.mark.parametrize("forcing", [{"prompt": "login"}, {"max_age": "1"}])
+def test_a_forced_sign_in_then_the_approval_page_does_not_loop(
+    app: Flask,
+    client: FlaskClient,
+    signed_in: tuple[FlaskClient, Person],
+    clock: FrozenClock,
+    forcing: dict[str, str],
+) -> None:
+    """The approval page that follows a forced sign-in carries the sign-in
+    note: approving it a few seconds later gives the code, not a new sign-in."""
+    browser, person = signed_in
+    rp = add_client(app)
+    clock.advance(seconds=3)
+    asked = browser.get(authorize_query(rp, state="loop", **forcing))
+    clock.advance(seconds=1)
+    page = sign_in_when_asked(browser, asked, person.email, person.password)
+    assert page.status_code == 200
+    clock.advance(seconds=5)
+    back = redirect_params(approve(browser, page.get_data(as_text=True)))
+    assert back["state"] == "loop" and back["code"]
+
+
+@pytest.mark.parametrize("kind", [PARTNER, FIRST_PARTY], ids=["partner", "first-party"])
+def test_prompt_consent_shows_the_page_once_and_then_gives_the_code(
+    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person], kind: Any
+) -> None:
+    browser, _ = signed_in
+    rp = add_client(app, kind)
+    get_code(browser, rp, scope="openid offline_access")
+    page = browser.get(authorize_query(rp, scope="openid offline_access", prompt="consent"))
+    assert page.status_code == 200  # asked again, although remembered
+    back = redirect_params(approve(browser, page.get_data(as_text=True)))
+    tokens = _tokens(client, rp, back["code"])
+    assert tokens["refresh_token"]  # offline_access with prompt=consent (Core 11)
+    denied = browser.get(authorize_query(rp, prompt="consent", state="d"))
+    answer = approve(browser, denied.get_data(as_text=True), decision="deny")
+    _error_to_client(answer, rp, "access_denied", "d")
+
+
 def test_bad_max_age_is_invalid_request(app: Flask, signed_in: tuple[FlaskClient, Person]):
     browser, _ = signed_in
     rp = add_client(app, FIRST_PARTY)
