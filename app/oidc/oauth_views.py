@@ -41,9 +41,21 @@ def discovery() -> ResponseReturnValue:
     return response
 
 
+def _repeated_parameter() -> Response | None:
+    """RFC 6749 section 3.2: no parameter more than once (authlib would read
+    the first of two codes or tokens and ignore the other)."""
+    for name, values in request.form.lists():
+        if len(values) > 1:
+            repeated = InvalidRequestError(f"The parameter {name} is sent more than once.")
+            return _settle(authorization_server().handle_error_response(None, repeated))
+    return None
+
+
 @bp.post("/oauth/token")
 @public(csrf=False)
 def token() -> ResponseReturnValue:
+    if (refused := _repeated_parameter()) is not None:
+        return refused
     header = dpop_header(required=False)
     if header is not None:
         # RFC 9449 section 5: the tokens this answer carries are bound to the key.
@@ -54,12 +66,16 @@ def token() -> ResponseReturnValue:
 @bp.post("/oauth/introspect")
 @public(csrf=False)
 def introspect() -> ResponseReturnValue:
+    if (refused := _repeated_parameter()) is not None:
+        return refused
     return _settle(authorization_server().create_endpoint_response("introspection"))
 
 
 @bp.post("/oauth/revoke")
 @public(csrf=False)
 def revoke() -> ResponseReturnValue:
+    if (refused := _repeated_parameter()) is not None:
+        return refused
     return _settle(authorization_server().create_endpoint_response("revocation"))
 
 
