@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from werkzeug.datastructures import MultiDict
 
 from app.cli import unit_of_work
 from app.clock import FrozenClock
@@ -441,6 +442,23 @@ def test_bad_token_requests_change_nothing(
         answer = client.get(TOKEN + "?" + "&".join(f"{k}={v}" for k, v in good.items()))
     assert answer.status_code == 405 and answer.json["error"] == "invalid_request"
     # After all that, the code still works for its client.
+    assert exchange(client, rp, code).status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", [TOKEN, "/oauth/introspect", "/oauth/revoke"])
+def test_a_parameter_sent_twice_is_invalid_request(
+    app: Flask, client: FlaskClient, browser: FlaskClient, endpoint: str
+) -> None:
+    rp = add_client(app, FIRST_PARTY)
+    code = get_code(browser, rp)["code"]
+    name = "code" if endpoint == TOKEN else "token"
+    form = MultiDict(
+        [("grant_type", "authorization_code"), ("redirect_uri", rp.redirect_uri),
+         (name, code), (name, "another")]
+    )  # fmt: skip
+    with unchanged(app, endpoint):
+        answer = client.post(endpoint, data=form, headers=rp.basic)
+    oauth_error(answer, 400, "invalid_request")
     assert exchange(client, rp, code).status_code == 200
 
 
