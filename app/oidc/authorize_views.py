@@ -27,7 +27,7 @@ from app.http.gate import Caller, current_caller, optional_caller, owes_consent
 from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import record_failure
 from app.oidc import interaction
-from app.oidc.claims import claims_of_scopes, requested_claims
+from app.oidc.claims import claims_of_scopes, claims_within, scopes_of_claims
 from app.oidc.client_models import OAuthClient
 from app.oidc.interaction import LOGIN_AFTER, SILENT_ERRORS, Need
 from app.oidc.keys import SigningKeys
@@ -100,7 +100,10 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     except interaction.BadRequest as error:
         return to_client(InvalidRequestError(str(error)))
     svc = services()
-    scopes = scope_to_list(grant.request.scope or "") or []
+    claims = claims_within(asked.claims, client.scopes)
+    # What the person approves: the scopes asked for, and those whose claims
+    # the claims parameter asks for one by one.
+    scopes = sorted(set(scope_to_list(grant.request.scope or "") or []) | scopes_of_claims(claims))
     partners = PartnerAuthorizations.of(svc)
     if caller is not None and decision == "deny":
         if not client.first_party:
@@ -141,9 +144,9 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     if verdict.need != Need.NOTHING:
         if "none" in asked.prompts:
             return to_client(SILENT[SILENT_ERRORS[verdict.need]]())
-        return _interact(verdict, params, client, scopes, asked.claims, key)
+        return _interact(verdict, params, client, scopes, key)
     assert session is not None
-    g.oidc_authorization = AuthorizationContext(session.id, asked.claims)
+    g.oidc_authorization = AuthorizationContext(session.id, claims)
     response = server.create_authorization_response(grant_user=user, grant=grant)
     return _with_issuer(response)
 
@@ -188,7 +191,6 @@ def _interact(
     params: MultiDict[str, str],
     client: OAuthClient,
     scopes: list[str],
-    claims: dict[str, object] | None,
     key: bytes,
 ) -> ResponseReturnValue:
     if verdict.need == Need.SIGN_IN:
@@ -206,17 +208,16 @@ def _interact(
         )
     if verdict.need == Need.CONSENT_STEP:
         return redirect("/consent?" + urlencode({"next": _back_here(params)}), code=303)
-    return _approval_page(params, client, scopes, claims)
+    return _approval_page(params, client, scopes)
 
 
 def _approval_page(
     params: MultiDict[str, str],
     client: OAuthClient,
     scopes: list[str],
-    claims: dict[str, object] | None,
 ) -> ResponseReturnValue:
     purpose = runtime().catalogue.get(PARTNER_PURPOSE)
-    released = sorted(claims_of_scopes(scopes) | set(requested_claims(claims, "userinfo")))
+    released = sorted(claims_of_scopes(scopes))
     shown_scopes = [s for s in scopes if s not in SILENT_SCOPES]
     chinese = html_lang() == "zh-CN"
     assert purpose is not None
