@@ -490,6 +490,42 @@ def test_essential_name_asked_for_userinfo_is_there_and_not_in_the_id_token(
     assert "email" not in info.json
 
 
+def test_claims_asked_one_by_one_need_the_partner_approval_of_their_scope(
+    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person]
+) -> None:
+    """The claims parameter is no way around the approval page: asking for
+    email in the ID token shows it on the page, and a remembered approval
+    of other scopes does not cover a phone number asked for silently."""
+    browser, person = signed_in
+    rp = add_client(app)
+    ask_email = json.dumps({"id_token": {"email": None}})
+    page = browser.get(authorize_query(rp, scope="openid", claims=ask_email))
+    assert page.status_code == 200 and "Your email address" in page.text
+    assert "Your mobile phone number" not in page.text
+    back = redirect_params(approve(browser, page.get_data(as_text=True)))
+    _, id_claims = signed_jwt(client, _tokens(client, rp, back["code"])["id_token"])
+    assert id_claims["email"] == person.email
+    ask_phone = json.dumps({"userinfo": {"phone_number": {"essential": True}}})
+    answer = browser.get(
+        authorize_query(rp, scope="openid", claims=ask_phone, prompt="none", state="p")
+    )
+    _error_to_client(answer, rp, "consent_required", "p")
+
+
+def test_claims_of_scopes_the_client_is_not_registered_for_are_not_released(
+    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person]
+) -> None:
+    browser, _ = signed_in
+    rp = add_client(app, PARTNER, scopes=("openid", "profile"))
+    asked = {"userinfo": {"email": None, "name": None}, "id_token": {"phone_number": None}}
+    back = get_code(browser, rp, scope="openid", claims=json.dumps(asked))
+    tokens = _tokens(client, rp, back["code"])
+    _, id_claims = signed_jwt(client, tokens["id_token"])
+    assert "phone_number" not in id_claims
+    info = bearer_get(client, "/oauth/userinfo", tokens["access_token"]).json
+    assert "email" not in info and info["name"]
+
+
 @pytest.mark.parametrize(
     "claims", ["{not json", "[]", '"name"', '{"userinfo": ["name"]}', '{"id_token": 3}']
 )
