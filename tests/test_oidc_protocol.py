@@ -302,6 +302,27 @@ def test_prompt_none_with_a_session_and_a_remembered_partner_gives_a_code_silent
     assert redirect_params(hinted)["code"]
 
 
+def test_id_token_hint_for_someone_else_is_login_required_with_prompt_none(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    rp, other_rp = add_client(app, FIRST_PARTY), add_client(app, FIRST_PARTY)
+    first = other_browser(app)
+    register(first, mailbox, sms, token_delivery="cookie")
+    hint = _tokens(client, rp, get_code(first, rp)["code"])["id_token"]
+    second = other_browser(app)
+    register(second, mailbox, sms, token_delivery="cookie")
+    answer = second.get(authorize_query(rp, prompt="none", id_token_hint=hint, state="h"))
+    _error_to_client(answer, rp, "login_required", "h")
+    # Not this client's, or not signed by this provider: a bad request.
+    answer = first.get(authorize_query(other_rp, id_token_hint=hint, state="h2"))
+    _error_to_client(answer, other_rp, "invalid_request", "h2")
+    forged = hint[:-8] + ("A" * 8 if not hint.endswith("A" * 8) else "B" * 8)
+    answer = first.get(authorize_query(rp, id_token_hint=forged, state="h3"))
+    _error_to_client(answer, rp, "invalid_request", "h3")
+    # Without prompt=none the hint only advises: the signed-in person goes on.
+    assert redirect_params(second.get(authorize_query(rp, id_token_hint=hint)))["code"]
+
+
 def test_prompt_none_for_a_partner_never_approved_is_consent_required(
     app: Flask, signed_in: tuple[FlaskClient, Person]
 ) -> None:
