@@ -336,6 +336,21 @@ def test_prompt_none_for_a_partner_never_approved_is_consent_required(
     _error_to_client(answer, rp, "consent_required", "s-10")
 
 
+def test_prompt_none_that_would_need_a_page_says_which_error(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any, clock: FrozenClock
+) -> None:
+    _, session = register(client, mailbox, sms, token_delivery="cookie")
+    enable_totp(client, session, at=clock.now())
+    rp = add_client(app, FIRST_PARTY)
+    clock.advance(seconds=5)
+    too_old = client.get(authorize_query(rp, prompt="none", max_age="1", state="a"))
+    _error_to_client(too_old, rp, "login_required", "a")
+    weaker = client.get(authorize_query(rp, prompt="none", acr_values=MFA, state="b"))
+    _error_to_client(weaker, rp, "interaction_required", "b")
+    both = client.get(authorize_query(rp, prompt="none login", state="c"))
+    _error_to_client(both, rp, "invalid_request", "c")
+
+
 def test_prompt_login_forces_a_new_sign_in_with_a_later_auth_time(
     app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person], clock: FrozenClock
 ) -> None:
@@ -484,6 +499,17 @@ def test_acr_values_the_account_cannot_reach_are_a_preference(
     _, claims = signed_jwt(client, _tokens(client, rp, back["code"])["id_token"])
     # The level reached is reported, not the one asked for.
     assert claims["acr"] == Acr.SINGLE_FACTOR.value
+
+
+def test_every_supported_acr_value_at_once_succeeds(
+    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person]
+) -> None:
+    browser, _ = signed_in
+    rp = add_client(app, FIRST_PARTY)
+    supported = client.get("/.well-known/openid-configuration").json["acr_values_supported"]
+    back = get_code(browser, rp, acr_values=" ".join(supported))
+    _, claims = signed_jwt(client, _tokens(client, rp, back["code"])["id_token"])
+    assert claims["acr"] in supported
 
 
 def test_essential_acr_the_account_cannot_reach_is_access_denied(
