@@ -672,6 +672,34 @@ def test_id_token_is_rs256_by_default_with_kid_and_a_correct_at_hash(
     assert tokens["expires_in"] > 0 and tokens["token_type"] == "Bearer"
 
 
+# What the Basic plan lets an ID token carry without a warning (oidcc-server).
+ID_TOKEN_CLAIMS = {
+    "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "at_hash",
+    "c_hash", "nbf", "jti", "sid", "s_hash", "txn",
+}  # fmt: skip
+
+
+def test_first_flow_meets_the_basic_plan_checks(
+    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person], clock: FrozenClock
+) -> None:
+    browser, _ = signed_in
+    rp = add_client(app, FIRST_PARTY)
+    back = get_code(browser, rp, scope="openid")
+    codes = {back["code"], get_code(browser, rp, scope="openid")["code"]}
+    assert len(codes) == 2 and all(len(c) >= 43 for c in codes)  # 256 random bits
+    answer = exchange(client, rp, back["code"])
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    tokens = answer.json
+    assert 0 < tokens["expires_in"] < 365 * 86400
+    _, claims = signed_jwt(client, tokens["id_token"])
+    assert set(claims) <= ID_TOKEN_CLAIMS, set(claims) - ID_TOKEN_CLAIMS
+    now = int(clock.now().timestamp())
+    assert abs(claims["iat"] - now) < 300 and claims["exp"] > now
+    assert claims["auth_time"] <= now and isinstance(claims["acr"], str) and claims["acr"]
+    info = bearer_get(client, "/oauth/userinfo", tokens["access_token"])
+    assert info.status_code == 200 and info.json == {"sub": claims["sub"]}
+
+
 def test_id_token_is_es256_for_a_client_registered_so(
     app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person]
 ) -> None:
@@ -753,6 +781,29 @@ def test_pairwise_subjects_differ_across_sectors_and_agree_within_one(
 # -- discovery ------------------------------------------------------------------------
 
 
+# Members from the registries (OIDC Discovery 1.0, RFC 8414, RFC 9207,
+# RFC 9449, OIDC prompt=create): the Config plan warns about any other.
+REGISTERED_METADATA = {
+    "issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri",
+    "registration_endpoint", "scopes_supported", "response_types_supported",
+    "response_modes_supported", "grant_types_supported", "acr_values_supported",
+    "subject_types_supported", "id_token_signing_alg_values_supported",
+    "id_token_encryption_alg_values_supported", "userinfo_signing_alg_values_supported",
+    "request_object_signing_alg_values_supported", "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported", "display_values_supported",
+    "claim_types_supported", "claims_supported", "service_documentation",
+    "claims_locales_supported", "ui_locales_supported", "claims_parameter_supported",
+    "request_parameter_supported", "request_uri_parameter_supported",
+    "require_request_uri_registration", "op_policy_uri", "op_tos_uri", "revocation_endpoint",
+    "revocation_endpoint_auth_methods_supported", "introspection_endpoint",
+    "introspection_endpoint_auth_methods_supported", "code_challenge_methods_supported",
+    "end_session_endpoint", "backchannel_logout_supported",
+    "backchannel_logout_session_supported", "frontchannel_logout_supported",
+    "authorization_response_iss_parameter_supported", "dpop_signing_alg_values_supported",
+    "prompt_values_supported",
+}  # fmt: skip
+
+
 def test_discovery_publishes_what_the_conformance_plans_check(client: FlaskClient) -> None:
     answer = client.get("/.well-known/openid-configuration")
     assert answer.status_code == 200 and answer.mimetype == "application/json"
@@ -776,7 +827,9 @@ def test_discovery_publishes_what_the_conformance_plans_check(client: FlaskClien
     assert doc["request_uri_parameter_supported"] is False
     assert doc["claims_parameter_supported"] is True
     assert "request_object_signing_alg_values_supported" not in doc
-    assert doc["ui_locales_supported"] == ["zh-CN", "en"]
+    assert doc["ui_locales_supported"] == doc["claims_locales_supported"] == ["zh-CN", "en"]
+    assert set(doc) <= REGISTERED_METADATA, set(doc) - REGISTERED_METADATA
+    assert "userinfo_signing_alg_values_supported" not in doc
     assert {"authorization_code", "refresh_token"} <= set(doc["grant_types_supported"])
     assert MFA in doc["acr_values_supported"]
     assert doc["claims_supported"] and "DPoP" not in json.dumps(doc["claims_supported"])
