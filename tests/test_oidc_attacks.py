@@ -236,13 +236,14 @@ def test_private_key_jwt_assertion_that_outlives_the_replay_window_is_refused(
 
 
 def test_code_reuse_is_invalid_grant_and_kills_what_the_first_use_issued(
-    app: Flask, client: FlaskClient, browser: FlaskClient
+    app: Flask, client: FlaskClient, browser: FlaskClient, clock: FrozenClock
 ) -> None:
     rp = add_client(app, FIRST_PARTY)
     code = get_code(browser, rp, scope="openid offline_access")["code"]
     first = exchange(client, rp, code)
     assert first.status_code == 200
     assert active(client, rp, first.json["access_token"])
+    clock.advance(seconds=30)  # oidcc-codereuse-30seconds: still within the code's minute
     oauth_error(exchange(client, rp, code), 400, "invalid_grant")
     assert bearer_get(client, USERINFO, first.json["access_token"]).status_code == 401
     assert not active(client, rp, first.json["access_token"])

@@ -161,6 +161,7 @@ def test_unknown_client_gets_an_error_page(signed_in: tuple[FlaskClient, Person]
         "https://rp.example/callback/extra",  # the suite's check: one more segment
         "https://rp.example/callback?x=1",
         "https://rp.example/Callback",
+        "https://rp.example/callback_invalid",  # the suite's request-object check
         "https://evil.example/callback",
         "http://rp.example/callback",
         "",
@@ -212,16 +213,25 @@ def test_request_objects_are_refused_with_the_standard_errors(
     _error_to_client(answer, rp, "request_uri_not_supported", "s-8")
 
 
+@pytest.mark.parametrize("display", ["page", "popup"])
 def test_unknown_and_ignored_parameters_do_not_matter(
-    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person]
+    app: Flask, client: FlaskClient, signed_in: tuple[FlaskClient, Person], display: str
 ) -> None:
     browser, _ = signed_in
     rp = add_client(app, FIRST_PARTY)
     back = get_code(
-        browser, rp, extra="foobar", display="popup", claims_locales="se", ui_locales="se",
+        browser, rp, extra="foobar", display=display, claims_locales="se", ui_locales="se",
         login_hint="nobody@example.test",
     )  # fmt: skip
     assert _tokens(client, rp, back["code"])["id_token"]
+
+
+def test_login_hint_goes_to_the_sign_in_page(app: Flask, client: FlaskClient) -> None:
+    rp = add_client(app, FIRST_PARTY)
+    answer = client.get(authorize_query(rp, login_hint="buffy@localhost"))
+    assert answer.status_code == 303 and answer.headers["Location"].startswith("/signin?")
+    assert "login_hint=buffy%40localhost" in answer.headers["Location"]
+    assert client.get(answer.headers["Location"]).status_code == 200
 
 
 def test_nonce_is_optional_and_then_absent_from_the_id_token(
@@ -834,5 +844,13 @@ def test_discovery_publishes_what_the_conformance_plans_check(client: FlaskClien
     assert MFA in doc["acr_values_supported"]
     assert doc["claims_supported"] and "DPoP" not in json.dumps(doc["claims_supported"])
     jwks = client.get("/.well-known/jwks.json").json
+    for member, value in doc.items():
+        if member.endswith("_supported") and member.startswith(("claims_p", "request_", "auth")):
+            assert isinstance(value, bool), member
+        elif member.endswith("_supported"):
+            assert isinstance(value, list) and value, member
+            assert all(isinstance(v, str) and v and " " not in v for v in value), member
+        elif member != "require_request_uri_registration":
+            assert isinstance(value, str), member
     for key in jwks["keys"]:
         assert key["kid"] and not {"d", "p", "q", "k"} & key.keys()
