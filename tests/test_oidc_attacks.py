@@ -666,6 +666,19 @@ def test_a_bad_dpop_proof_at_the_token_endpoint_spends_nothing(
     assert exchange(client, rp, code).status_code == 200
 
 
+def test_a_client_registered_for_dpop_must_send_a_proof(
+    app: Flask, client: FlaskClient, browser: FlaskClient, clock: FrozenClock
+) -> None:
+    rp = add_client(app, FIRST_PARTY, dpop_bound=True)
+    code = get_code(browser, rp)["code"]
+    with unchanged(app, "no proof"):
+        oauth_error(exchange(client, rp, code), 400, "invalid_dpop_proof")
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": rp.redirect_uri}
+    proof = DpopKey().proof("POST", TOKEN, iat=clock.now().timestamp())
+    answer = client.post(TOKEN, data=form, headers={**rp.basic, "DPoP": proof})
+    assert answer.status_code == 200 and answer.json["token_type"] == "DPoP"
+
+
 def test_stored_tokens_are_hashes_only(app: Flask, client: FlaskClient, browser: FlaskClient):
     rp = add_client(app, FIRST_PARTY, access_token_format="opaque")
     tokens = tokens_for(app, client, browser, rp, scope="openid offline_access")
