@@ -463,6 +463,25 @@ def test_a_parameter_sent_twice_is_invalid_request(
     assert exchange(client, rp, code).status_code == 200
 
 
+def test_a_client_authenticates_one_way_and_names_itself_once(
+    app: Flask, client: FlaskClient, browser: FlaskClient
+) -> None:
+    rp, other = add_client(app, FIRST_PARTY), add_client(app, FIRST_PARTY)
+    code = get_code(browser, rp)["code"]
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": rp.redirect_uri}
+    ambiguous = {
+        "client_id of another client": {**form, "client_id": other.client_id},
+        "Basic and client_secret": {**form, "client_id": rp.client_id, "client_secret": rp.secret},
+    }
+    for what, body in ambiguous.items():
+        with unchanged(app, what):
+            answer = client.post(TOKEN, data=body, headers=rp.basic)
+        oauth_error(answer, 400, "invalid_request")
+    # Its own client_id beside the Basic credentials is fine.
+    answer = client.post(TOKEN, data={**form, "client_id": rp.client_id}, headers=rp.basic)
+    assert answer.status_code == 200, answer.json
+
+
 # -- access tokens --------------------------------------------------------------------
 
 
