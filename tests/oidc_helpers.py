@@ -9,6 +9,8 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,7 @@ from joserfc.jwk import KeySet
 
 from app.cli import unit_of_work
 from app.oidc.clients import NewClient, client_registry
+from tests.helpers import row_counts, table_rows
 
 REDIRECT = "https://rp.example/callback"
 PARTNER = NewClient(
@@ -181,3 +184,13 @@ def bearer_get(client: FlaskClient, path: str, token: str) -> Any:
 
 def introspect(client: FlaskClient, rp: RegisteredClient, token: str) -> Any:
     return client.post("/oauth/introspect", data={"token": token}, headers=rp.basic)
+
+
+@contextmanager
+def unchanged(app: Flask, what: str = "") -> Iterator[None]:
+    """No row written, changed or removed by the block."""
+    before = table_rows(app)
+    yield
+    after = table_rows(app)
+    assert row_counts(after) == row_counts(before), what
+    assert [n for n in before if before[n] != after[n]] == [], what

@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,7 +24,7 @@ from app.clock import FrozenClock
 from app.oidc.clients import client_registry
 from app.oidc.token_store import TokenKind, token_store
 from tests.dpop_client import DpopKey
-from tests.helpers import register, row_counts, table_rows
+from tests.helpers import register, table_rows
 from tests.oidc_helpers import (
     FIRST_PARTY,
     PUBLIC_APP,
@@ -41,6 +39,7 @@ from tests.oidc_helpers import (
     refresh,
     signed_jwt,
     step_aligned_now,
+    unchanged,
 )
 
 ISSUER = "https://localhost"
@@ -59,16 +58,6 @@ def clock() -> FrozenClock:
 def browser(client: FlaskClient, mailbox: Any, sms: Any) -> FlaskClient:
     register(client, mailbox, sms, token_delivery="cookie")
     return client
-
-
-@contextmanager
-def unchanged(app: Flask, what: str = "") -> Iterator[None]:
-    """No row written, changed or removed by the block."""
-    before = table_rows(app)
-    yield
-    after = table_rows(app)
-    assert row_counts(after) == row_counts(before), what
-    assert [n for n in before if before[n] != after[n]] == [], what
 
 
 def oauth_error(answer: Any, status: int, error: str) -> dict[str, Any]:

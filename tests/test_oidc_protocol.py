@@ -37,6 +37,7 @@ from tests.oidc_helpers import (
     sign_in_when_asked,
     signed_jwt,
     step_aligned_now,
+    unchanged,
 )
 
 ISSUER = "https://localhost"
@@ -211,6 +212,29 @@ def test_request_objects_are_refused_with_the_standard_errors(
         authorize_query(rp, request_uri="https://rp.example/request.jwt", state="s-8")
     )
     _error_to_client(answer, rp, "request_uri_not_supported", "s-8")
+
+
+def test_bad_authorization_requests_change_nothing(
+    app: Flask, signed_in: tuple[FlaskClient, Person]
+) -> None:
+    browser, _ = signed_in
+    rp = add_client(app)
+    stray = RegisteredClient(rp.client_id, rp.secret, "https://evil.example/cb")
+    unknown = RegisteredClient("0" * 32, None, rp.redirect_uri)
+    bad = [
+        authorize_query(stray), authorize_query(unknown),
+        authorize_query(rp, response_type="token"),
+        authorize_query(rp, request="e30.e30."), authorize_query(rp, claims="{"),
+        authorize_query(rp, max_age="-1"), authorize_query(rp, prompt="none login"),
+        authorize_query(rp, code_challenge="x" * 43, code_challenge_method="plain"),
+        authorize_query(rp, id_token_hint="e30.e30.e30"), authorize_query(rp, prompt="none"),
+        authorize_query(rp) + "&state=twice",
+    ]  # fmt: skip
+    for query in bad:
+        with unchanged(app, query):
+            answer = browser.get(query)
+        assert answer.status_code in (302, 303, 400), (query, answer.status_code)
+        assert "code=" not in answer.headers.get("Location", ""), query
 
 
 @pytest.mark.parametrize("display", ["page", "popup"])
