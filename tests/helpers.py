@@ -382,8 +382,13 @@ TOTP_START = datetime(2026, 11, 27, 9, 0, 10, tzinfo=UTC)
 def enable_totp(
     client: FlaskClient, session: dict[str, Any], at: datetime = TOTP_START
 ) -> tuple[pyotp.TOTP, list[str]]:
-    """Enrols and confirms TOTP; returns the generator and the recovery codes."""
-    auth = bearer(session["token"])
+    """Enrols and confirms TOTP; returns the generator and the recovery codes.
+    A cookie session (token None) sends its CSRF token instead of a bearer."""
+    auth = (
+        bearer(session["token"])
+        if session.get("token")
+        else {"X-CSRF-Token": session["csrf_token"]}
+    )
     enrolled = client.post("/api/v1/me/mfa/totp", headers=auth)
     assert enrolled.status_code == 201, enrolled.json
     assert enrolled.json["otpauth_uri"].startswith("otpauth://totp/privid:")

@@ -8,15 +8,22 @@ import base64
 import hashlib
 import re
 import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
 
 from app.cli import unit_of_work
 from app.oidc.clients import NewClient, client_registry
+from tests.helpers import row_counts, table_rows
 
 REDIRECT = "https://rp.example/callback"
 PARTNER = NewClient(
@@ -138,3 +145,52 @@ def refresh(client: FlaskClient, rp: RegisteredClient, token: str, **extra: str)
     if not rp.secret:
         form["client_id"] = rp.client_id
     return client.post("/oauth/token", data=form, headers=headers)
+
+
+# -- the browser's side of sign-in, and reading tokens -------------------------------
+
+
+def step_aligned_now() -> datetime:
+    """Now, rounded into a 30 s TOTP step (10 s in), for a frozen clock that
+    DPoP proofs signed with the real time still agree with."""
+    seconds = int(time.time()) // 30 * 30 + 10
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def sign_in_when_asked(browser: FlaskClient, answer: Any, identifier: str, password: str) -> Any:
+    """The authorisation endpoint sent the browser to the sign-in page: sign
+    in there and come back; returns the authorisation endpoint's next answer."""
+    assert answer.status_code == 303, (answer.status_code, answer.data[:300])
+    assert answer.headers["Location"].startswith("/signin?"), answer.headers["Location"]
+    page = browser.get(answer.headers["Location"])
+    assert page.status_code == 200
+    fields = approval_fields(page.get_data(as_text=True))
+    done = browser.post("/signin", data={**fields, "identifier": identifier, "password": password})
+    assert done.status_code == 303, done.data[:300]
+    assert done.headers["Location"].startswith("/oauth/authorize?"), done.headers["Location"]
+    return browser.get(done.headers["Location"])
+
+
+def signed_jwt(client: FlaskClient, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, claims) of a token the provider signed, verified with its JWKS."""
+    keys = KeySet.import_key_set(client.get("/.well-known/jwks.json").json)
+    decoded = jwt.decode(token, keys, algorithms=["RS256", "ES256"])
+    return dict(decoded.header), dict(decoded.claims)
+
+
+def bearer_get(client: FlaskClient, path: str, token: str) -> Any:
+    return client.get(path, headers={"Authorization": f"Bearer {token}"})
+
+
+def introspect(client: FlaskClient, rp: RegisteredClient, token: str) -> Any:
+    return client.post("/oauth/introspect", data={"token": token}, headers=rp.basic)
+
+
+@contextmanager
+def unchanged(app: Flask, what: str = "") -> Iterator[None]:
+    """No row written, changed or removed by the block."""
+    before = table_rows(app)
+    yield
+    after = table_rows(app)
+    assert row_counts(after) == row_counts(before), what
+    assert [n for n in before if before[n] != after[n]] == [], what

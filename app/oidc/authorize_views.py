@@ -27,7 +27,7 @@ from app.http.gate import Caller, current_caller, optional_caller, owes_consent
 from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import record_failure
 from app.oidc import interaction
-from app.oidc.claims import claims_of_scopes, requested_claims
+from app.oidc.claims import claims_of_scopes, claims_within, scopes_of_claims
 from app.oidc.client_models import OAuthClient
 from app.oidc.interaction import LOGIN_AFTER, SILENT_ERRORS, Need
 from app.oidc.keys import SigningKeys
@@ -79,9 +79,9 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     redirect_uri: str = grant.redirect_uri
     client: OAuthClient = grant.request.client.row
 
-    def to_client(error: OAuth2Error) -> Response:
+    def to_client(error: OAuth2Error, *, keep_changes: bool = False) -> Response:
         error.redirect_uri, error.state = redirect_uri, state
-        return _refuse(error)
+        return _refuse(error, keep_changes=keep_changes)
 
     if "request" in params:
         return to_client(RequestNotSupportedError())
@@ -100,21 +100,28 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     except interaction.BadRequest as error:
         return to_client(InvalidRequestError(str(error)))
     svc = services()
-    scopes = scope_to_list(grant.request.scope or "") or []
+    claims = claims_within(asked.claims, client.scopes)
+    # What the person approves: the scopes asked for, and those whose claims
+    # the claims parameter asks for one by one.
+    scopes = sorted(set(scope_to_list(grant.request.scope or "") or []) | scopes_of_claims(claims))
     partners = PartnerAuthorizations.of(svc)
-    if caller is not None and decision == "deny" and not client.first_party:
-        partners.refuse(caller.user.id, client, request_context())
-        return to_client(AccessDeniedError("The person did not allow this."))
+    if caller is not None and decision == "deny":
+        if not client.first_party:
+            partners.refuse(caller.user.id, client, request_context())
+        # The refusal is the person's decision: the ledger keeps it.
+        return to_client(AccessDeniedError("The person did not allow this."), keep_changes=True)
     if caller is not None and decision == "approve" and not client.first_party:
         partners.approve(caller.user.id, client, scopes, request_context())
     session = caller.session if caller else None
+    approved_now = caller is not None and decision == "approve"
     verdict = interaction.decide(
         asked,
         session,
         runtime().clock.now(),
         consent_owed=session is not None and owes_consent(session),
-        partner_approved=caller is not None
-        and (decision == "approve" or partners.covers(caller.user.id, client, scopes)),
+        partner_approved=approved_now
+        or (caller is not None and partners.covers(caller.user.id, client, scopes)),
+        approved_now=approved_now,
         someone_else_hinted=_hint_names_someone_else(params.get("id_token_hint"), client, caller),
     )
     if verdict.need == Need.STEP_UP and caller is not None:
@@ -131,14 +138,15 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
                 session,
                 runtime().clock.now(),
                 consent_owed=session is not None and owes_consent(session),
-                partner_approved=partners.covers(caller.user.id, client, scopes),
+                partner_approved=approved_now or partners.covers(caller.user.id, client, scopes),
+                approved_now=approved_now,
             )
     if verdict.need != Need.NOTHING:
         if "none" in asked.prompts:
             return to_client(SILENT[SILENT_ERRORS[verdict.need]]())
-        return _interact(verdict, params, client, scopes, asked.claims, key)
+        return _interact(verdict, params, client, scopes, key)
     assert session is not None
-    g.oidc_authorization = AuthorizationContext(session.id, asked.claims)
+    g.oidc_authorization = AuthorizationContext(session.id, claims)
     response = server.create_authorization_response(grant_user=user, grant=grant)
     return _with_issuer(response)
 
@@ -183,7 +191,6 @@ def _interact(
     params: MultiDict[str, str],
     client: OAuthClient,
     scopes: list[str],
-    claims: dict[str, object] | None,
     key: bytes,
 ) -> ResponseReturnValue:
     if verdict.need == Need.SIGN_IN:
@@ -201,17 +208,16 @@ def _interact(
         )
     if verdict.need == Need.CONSENT_STEP:
         return redirect("/consent?" + urlencode({"next": _back_here(params)}), code=303)
-    return _approval_page(params, client, scopes, claims)
+    return _approval_page(params, client, scopes)
 
 
 def _approval_page(
     params: MultiDict[str, str],
     client: OAuthClient,
     scopes: list[str],
-    claims: dict[str, object] | None,
 ) -> ResponseReturnValue:
     purpose = runtime().catalogue.get(PARTNER_PURPOSE)
-    released = sorted(claims_of_scopes(scopes) | set(requested_claims(claims, "userinfo")))
+    released = sorted(claims_of_scopes(scopes))
     shown_scopes = [s for s in scopes if s not in SILENT_SCOPES]
     chinese = html_lang() == "zh-CN"
     assert purpose is not None
@@ -227,9 +233,9 @@ def _approval_page(
     )
 
 
-def _refuse(error: OAuth2Error) -> Response:
+def _refuse(error: OAuth2Error, *, keep_changes: bool = False) -> Response:
     """To the client when its redirect URI is known and registered; else a page."""
-    record_failure()
+    record_failure(keep_changes=keep_changes)
     if error.redirect_uri:
         response = authorization_server().handle_error_response(None, error)
         return _with_issuer(response)

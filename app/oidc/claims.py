@@ -29,8 +29,39 @@ SUPPORTED_CLAIMS = sorted(
 )
 
 
+# Each user claim's scope: asking for the claim is asking for what the scope
+# releases, and needs the same registration and the same approval.
+CLAIM_SCOPES: Mapping[str, str] = {
+    claim: scope for scope, claims in SCOPE_CLAIMS.items() for claim in claims
+}
+
+
 def claims_of_scopes(scopes: Iterable[str]) -> set[str]:
     return {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
+
+
+def scopes_of_claims(claims: Mapping[str, Any] | None) -> set[str]:
+    """The scopes whose claims the claims parameter asks for (either target)."""
+    names = set(requested_claims(claims, "userinfo")) | set(requested_claims(claims, "id_token"))
+    return {CLAIM_SCOPES[name] for name in names if name in CLAIM_SCOPES}
+
+
+def claims_within(claims: dict[str, Any] | None, scopes: Iterable[str]) -> dict[str, Any] | None:
+    """The claims parameter without the user claims of scopes the client is
+    not registered for: a claim is never a way around its scope."""
+    if not claims:
+        return claims
+    allowed = set(scopes)
+    kept: dict[str, Any] = {}
+    for target, wanted in claims.items():
+        if isinstance(wanted, dict):
+            wanted = {
+                name: spec
+                for name, spec in wanted.items()
+                if name not in CLAIM_SCOPES or CLAIM_SCOPES[name] in allowed
+            }
+        kept[target] = wanted
+    return kept
 
 
 def requested_claims(claims: Mapping[str, Any] | None, target: str) -> dict[str, Any]:

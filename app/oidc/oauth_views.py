@@ -5,6 +5,7 @@ work; these only hand over the request and keep the unit of work honest."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
@@ -41,9 +42,35 @@ def discovery() -> ResponseReturnValue:
     return response
 
 
+def _ambiguous() -> Response | None:
+    """Requests authlib would read one way among several, refused instead:
+    a parameter sent twice (RFC 6749 section 3.2; authlib reads the first),
+    more than one client authentication (section 2.3), or a client_id that
+    names another client than the Basic credentials do."""
+    problem = None
+    for name, values in request.form.lists():
+        if len(values) > 1:
+            problem = f"The parameter {name} is sent more than once."
+    basic = request.authorization
+    basic_id = unquote(basic.username or "") if basic and basic.type == "basic" else None
+    methods = [basic_id is not None, "client_secret" in request.form]
+    methods.append("client_assertion" in request.form)
+    if sum(methods) > 1:
+        problem = "Authenticate the client one way only."
+    named = request.form.get("client_id")
+    if basic_id is not None and named is not None and named != basic_id:
+        problem = "client_id names another client than the credentials."
+    if problem is None:
+        return None
+    refused = InvalidRequestError(problem)
+    return _settle(authorization_server().handle_error_response(None, refused))
+
+
 @bp.post("/oauth/token")
 @public(csrf=False)
 def token() -> ResponseReturnValue:
+    if (refused := _ambiguous()) is not None:
+        return refused
     header = dpop_header(required=False)
     if header is not None:
         # RFC 9449 section 5: the tokens this answer carries are bound to the key.
@@ -54,12 +81,16 @@ def token() -> ResponseReturnValue:
 @bp.post("/oauth/introspect")
 @public(csrf=False)
 def introspect() -> ResponseReturnValue:
+    if (refused := _ambiguous()) is not None:
+        return refused
     return _settle(authorization_server().create_endpoint_response("introspection"))
 
 
 @bp.post("/oauth/revoke")
 @public(csrf=False)
 def revoke() -> ResponseReturnValue:
+    if (refused := _ambiguous()) is not None:
+        return refused
     return _settle(authorization_server().create_endpoint_response("revocation"))
 
 

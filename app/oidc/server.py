@@ -13,6 +13,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import (
     ClientMixin,
+    InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -40,6 +41,9 @@ TOKEN_PATH = "/oauth/token"
 # Scopes about a user: never for a client acting for itself.
 USER_SCOPES = frozenset({"openid", "profile", "email", "phone", "offline_access", "identity"})
 ASSERTION_REPLAY_PREFIX = "privid-oidc-assertion:"
+# How long a client assertion's jti is remembered; an assertion may not be
+# valid for longer, or it could be replayed once its jti is forgotten.
+ASSERTION_WINDOW_SECONDS = 600
 
 
 class Client(ClientMixin):
@@ -159,8 +163,9 @@ def issue(
     }
     if include_refresh_token:
         refresh = secrets.token_urlsafe(32)
-        # RFC 9449 section 5: a public client's refresh token is bound to its key.
-        bound = token_grant.dpop_jkt if client.row.client_type == "public" else None
+        # RFC 9449 section 5: a public client's refresh token is bound to the
+        # key of the proof this token request carried.
+        bound = jkt if client.row.client_type == "public" else None
         store.record(token_grant, TokenKind.REFRESH, refresh, scopes, dpop_jkt=bound)
         answer["refresh_token"] = refresh
     g.oidc_token_grant = token_grant
@@ -382,12 +387,20 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     def resolve_client_public_key(self, client: Client) -> KeySet:
         return KeySet.import_key_set(cast(Any, client.row.jwks or {"keys": []}))
 
+    def verify_claims(self, claims: Any) -> None:
+        exp = claims.get("exp")
+        now = services().runtime.clock.now().timestamp()
+        if isinstance(exp, int | float) and exp - now > ASSERTION_WINDOW_SECONDS:
+            raise InvalidClientError(
+                description="The client assertion must expire within 10 minutes."
+            )
+        super().verify_claims(claims)
+
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
         """Each assertion once: the replay cache every worker shares."""
         rt = services().runtime
         key = f"{ASSERTION_REPLAY_PREFIX}{claims.get('iss')}:{jti}"
-        window = 600
-        return int(rt.replay_cache.incr(key, window)) == 1
+        return int(rt.replay_cache.incr(key, ASSERTION_WINDOW_SECONDS)) == 1
 
 
 def build_server(app: Flask) -> AuthorizationServer:

@@ -218,6 +218,15 @@ class TokenStore:
         live = self._live(row)
         if live is None or live.client.client_id != client_id:
             return Claim.INVALID, None
+        # The grant's row first, as revoke_grant takes it: PostgreSQL keeps a
+        # lock on a row a concurrent UPDATE rechecked and skipped, so racing
+        # presentations that each locked the token and then waited on the
+        # grant deadlocked with the one revoking the grant's tokens.
+        self._db.execute(
+            select(TokenGrant.id)
+            .where(TokenGrant.id == row.grant_id)
+            .with_for_update(key_share=True)
+        )
         now = self._clock.now()
         won = affected_rows(
             self._db.execute(
@@ -265,10 +274,22 @@ class TokenStore:
             self._db.flush()
 
     def revoke_grant(self, grant: TokenGrant, reason: str) -> None:
+        """End the grant and its tokens, once: of concurrent revocations (20
+        racing replays of one code) exactly one does it and is audited."""
         if grant.revoked_at is not None:
             return
         now = self._clock.now()
-        grant.revoked_at, grant.revoke_reason = now, reason
+        won = affected_rows(
+            self._db.execute(
+                update(TokenGrant)
+                .where(TokenGrant.id == grant.id, TokenGrant.revoked_at.is_(None))
+                .values(revoked_at=now, revoke_reason=reason)
+                .execution_options(synchronize_session=False)
+            )
+        )
+        self._db.refresh(grant)
+        if not won:
+            return
         self._db.execute(
             update(IssuedToken)
             .where(IssuedToken.grant_id == grant.id, IssuedToken.revoked_at.is_(None))
