@@ -79,9 +79,9 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     redirect_uri: str = grant.redirect_uri
     client: OAuthClient = grant.request.client.row
 
-    def to_client(error: OAuth2Error) -> Response:
+    def to_client(error: OAuth2Error, *, keep_changes: bool = False) -> Response:
         error.redirect_uri, error.state = redirect_uri, state
-        return _refuse(error)
+        return _refuse(error, keep_changes=keep_changes)
 
     if "request" in params:
         return to_client(RequestNotSupportedError())
@@ -104,7 +104,8 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     partners = PartnerAuthorizations.of(svc)
     if caller is not None and decision == "deny" and not client.first_party:
         partners.refuse(caller.user.id, client, request_context())
-        return to_client(AccessDeniedError("The person did not allow this."))
+        # The refusal is the person's decision: the ledger keeps it.
+        return to_client(AccessDeniedError("The person did not allow this."), keep_changes=True)
     if caller is not None and decision == "approve" and not client.first_party:
         partners.approve(caller.user.id, client, scopes, request_context())
     session = caller.session if caller else None
@@ -227,9 +228,9 @@ def _approval_page(
     )
 
 
-def _refuse(error: OAuth2Error) -> Response:
+def _refuse(error: OAuth2Error, *, keep_changes: bool = False) -> Response:
     """To the client when its redirect URI is known and registered; else a page."""
-    record_failure()
+    record_failure(keep_changes=keep_changes)
     if error.redirect_uri:
         response = authorization_server().handle_error_response(None, error)
         return _with_issuer(response)
