@@ -1,0 +1,138 @@
+"""Hostile review of the OpenID provider's browser-facing parts (issue 10):
+a malicious partner, a cross-site page, someone with the victim's browser for
+a minute, and a partner whose back-channel endpoint misbehaves. Each test is
+an attack that must fail; the token endpoint's own attacks are in
+tests/test_oidc_attacks.py."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from app.adapters.http_post import OutgoingPost, StdlibPoster
+from app.adapters.messages import DeliveryError, DeliveryRefused
+
+# -- a partner's back-channel receiver that misbehaves ------------------------------------
+
+
+@dataclass
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers each connection with ``behave``."""
+
+    behave: Callable[[socket.socket], None]
+    port: int = 0
+    connections: list[bytes] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/backchannel"
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[[Callable[[socket.socket], None]], RawServer]]:
+    listeners: list[socket.socket] = []
+    stop = threading.Event()
+
+    def start(behave: Callable[[socket.socket], None]) -> RawServer:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(0.2)
+        listeners.append(listener)
+        server = RawServer(behave, listener.getsockname()[1])
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(5)
+                    try:
+                        server.connections.append(conn.recv(65536))
+                        behave(conn)
+                    except OSError:
+                        pass  # the poster hung up: that is the point
+
+        threading.Thread(target=serve, daemon=True).start()
+        return server
+
+    yield start
+    stop.set()
+    for listener in listeners:
+        listener.close()
+
+
+def dribble(conn: socket.socket) -> None:
+    """A status line, then a header one byte at a time, each well within the
+    socket timeout, for far longer than any deadline."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(300):
+        conn.sendall(b"a")
+        time.sleep(0.1)
+    conn.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_deadline(
+    raw_server: Callable[[Callable[[socket.socket], None]], RawServer],
+) -> None:
+    server = raw_server(dribble)
+    poster = StdlibPoster(timeout=0.5, deadline=1.0)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError) as failed:
+        poster.post(OutgoingPost(server.url, (("logout_token", "t"),)))
+    assert time.monotonic() - started < 4
+    # Not delivered, not refused for good: it is tried again after the back-off.
+    assert not isinstance(failed.value, DeliveryRefused)
+
+
+def test_a_huge_or_garbled_answer_neither_hangs_nor_escapes_as_an_unknown_error(
+    raw_server: Callable[[Callable[[socket.socket], None]], RawServer],
+) -> None:
+    def endless_body(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+        for _ in range(200):
+            conn.sendall(b"x" * 65536)
+
+    def huge_header(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+
+    def not_http(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    poster = StdlibPoster(timeout=0.5, deadline=2.0)
+    started = time.monotonic()
+    # The body is never read: a 2xx is the receiver's answer, however long.
+    poster.post(OutgoingPost(raw_server(endless_body).url, ()))
+    assert time.monotonic() - started < 3
+    for behave in (huge_header, not_http):
+        with pytest.raises(DeliveryError) as failed:
+            poster.post(OutgoingPost(raw_server(behave).url, ()))
+        assert not isinstance(failed.value, DeliveryRefused)
+
+
+def test_a_redirect_to_an_internal_address_is_not_followed(
+    raw_server: Callable[[Callable[[socket.socket], None]], RawServer],
+) -> None:
+    internal = raw_server(lambda conn: conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n"))
+
+    def redirect(conn: socket.socket) -> None:
+        conn.sendall(
+            f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {internal.url}\r\n"
+            "Content-Length: 0\r\n\r\n".encode()
+        )
+
+    poster = StdlibPoster(timeout=0.5)
+    with pytest.raises(DeliveryRefused):
+        poster.post(OutgoingPost(raw_server(redirect).url, (("logout_token", "secret"),)))
+    time.sleep(0.3)
+    assert internal.connections == []  # the token never went there
+    for address in ("ftp://127.0.0.1/", "http:///nohost", "http://127.0.0.1:99999/"):
+        with pytest.raises(DeliveryRefused):
+            poster.post(OutgoingPost(address, ()))
