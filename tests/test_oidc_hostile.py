@@ -11,11 +11,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from app.adapters.http_post import OutgoingPost, StdlibPoster
 from app.adapters.messages import DeliveryError, DeliveryRefused
+from tests.helpers import HIGH_LIMITS, other_browser, register
+from tests.oidc_helpers import (
+    RegisteredClient,
+    add_client,
+    approve,
+    authorize_query,
+    exchange,
+    get_code,
+    redirect_params,
+    refresh,
+)
 
 # -- a partner's back-channel receiver that misbehaves ------------------------------------
 
@@ -136,3 +150,56 @@ def test_a_redirect_to_an_internal_address_is_not_followed(
     for address in ("ftp://127.0.0.1/", "http:///nohost", "http://127.0.0.1:99999/"):
         with pytest.raises(DeliveryRefused):
             poster.post(OutgoingPost(address, ()))
+
+
+# -- the approval page ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return dict(HIGH_LIMITS)
+
+
+@dataclass
+class Browser:
+    client: FlaskClient
+    email: str
+    password: str
+
+
+@pytest.fixture
+def victim(client: FlaskClient, mailbox: Any, sms: Any) -> Browser:
+    who, _ = register(client, mailbox, sms, token_delivery="cookie")
+    return Browser(client, who.email, who.password)
+
+
+def tokens_for(browser: FlaskClient, rp: RegisteredClient, scope: str) -> dict[str, Any]:
+    back = get_code(browser, rp, scope=scope)
+    answer = exchange(other_browser(browser.application), rp, back["code"])
+    assert answer.status_code == 200, answer.json
+    return dict(answer.json)
+
+
+def token_works(app: Flask, rp: RegisteredClient, token: str) -> bool:
+    answer = other_browser(app).post("/oauth/introspect", data={"token": token}, headers=rp.basic)
+    return bool(answer.json["active"])
+
+
+def test_refusing_a_partner_approved_before_ends_what_it_holds(app: Flask, victim: Browser) -> None:
+    """The page asks again (prompt=consent) and the person says no: the
+    partner's access ends, as the page promises, not only the next code."""
+    rp = add_client(app)
+    tokens = tokens_for(victim.client, rp, "openid profile offline_access")
+    page = victim.client.get(authorize_query(rp, scope="openid profile", prompt="consent"))
+    assert page.status_code == 200
+    refused = redirect_params(approve(victim.client, page.get_data(as_text=True), "deny"))
+    assert refused["error"] == "access_denied"
+
+    assert not token_works(app, rp, tokens["access_token"])
+    assert not token_works(app, rp, tokens["refresh_token"])
+    assert refresh(other_browser(app), rp, tokens["refresh_token"]).status_code == 400
+    listed = victim.client.get("/privacy/partners").get_data(as_text=True)
+    assert "Partner shop" not in listed
+    # And nothing is silent any more.
+    silent = victim.client.get(authorize_query(rp, prompt="none"))
+    assert redirect_params(silent)["error"] == "consent_required"
