@@ -6,12 +6,15 @@ tests/test_oidc_attacks.py."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from html import unescape
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from flask import Flask
@@ -19,6 +22,7 @@ from flask.testing import FlaskClient
 
 from app.adapters.http_post import OutgoingPost, StdlibPoster
 from app.adapters.messages import DeliveryError, DeliveryRefused
+from app.oidc.interaction import LOGIN_AFTER
 from tests.helpers import HIGH_LIMITS, other_browser, register
 from tests.oidc_helpers import (
     RegisteredClient,
@@ -203,3 +207,91 @@ def test_refusing_a_partner_approved_before_ends_what_it_holds(app: Flask, victi
     # And nothing is silent any more.
     silent = victim.client.get(authorize_query(rp, prompt="none"))
     assert redirect_params(silent)["error"] == "consent_required"
+
+
+# -- the sign-in note (privid_login_after) -------------------------------------------------
+
+
+def hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no hidden {name}"
+    return unescape(found.group(1))
+
+
+def sign_in_when_sent(who: Browser, answer: Any) -> str:
+    """The authorisation endpoint sent the browser to sign in: do so; the
+    address it returns to (the request again, with its sign-in note)."""
+    assert answer.status_code == 303 and answer.headers["Location"].startswith("/signin?")
+    page = who.client.get(answer.headers["Location"]).get_data(as_text=True)
+    done = who.client.post(
+        "/signin",
+        data={
+            "csrf_token": hidden(page, "csrf_token"),
+            "next": hidden(page, "next"),
+            "identifier": who.email,
+            "password": who.password,
+        },
+    )
+    assert done.status_code == 303, done.data[:300]
+    back: str = done.headers["Location"]
+    assert back.startswith("/oauth/authorize?") and LOGIN_AFTER in back
+    return back
+
+
+def note_of(address: str) -> str:
+    return parse_qs(urlsplit(address).query)[LOGIN_AFTER][0]
+
+
+def sent_to_sign_in(answer: Any) -> bool:
+    return answer.status_code == 303 and answer.headers["Location"].startswith("/signin?")
+
+
+def test_an_old_sign_in_note_does_not_skip_the_sign_in_a_new_request_forces(
+    app: Flask, victim: Browser
+) -> None:
+    """Someone at the victim's signed-in browser takes the note from the
+    history of an earlier prompt=login and adds it to the partner's new one:
+    the new request still asks for the password."""
+    rp = add_client(app)
+    get_code(victim.client, rp)  # approved, so only the sign-in stands between
+    first = victim.client.get(authorize_query(rp, prompt="login"))
+    back = sign_in_when_sent(victim, first)
+    assert "code" in redirect_params(victim.client.get(back))
+
+    fresh_request = authorize_query(rp, prompt="login")
+    replayed = victim.client.get(f"{fresh_request}&{LOGIN_AFTER}={quote(note_of(back))}")
+    assert sent_to_sign_in(replayed)
+    same_for_max_age = authorize_query(rp, max_age="0")
+    replayed = victim.client.get(f"{same_for_max_age}&{LOGIN_AFTER}={quote(note_of(back))}")
+    assert sent_to_sign_in(replayed)
+
+
+def test_the_note_still_carries_its_own_request_through_the_approval_page(
+    app: Flask, victim: Browser
+) -> None:
+    rp = add_client(app)
+    back = sign_in_when_sent(victim, victim.client.get(authorize_query(rp, max_age="0")))
+    page = victim.client.get(back)
+    assert page.status_code == 200  # never approved: the page, not another sign-in
+    assert "code" in redirect_params(approve(victim.client, page.get_data(as_text=True)))
+
+
+class TestSignInNoteOnAFrozenClock:
+    @pytest.fixture
+    def clock(self, frozen_clock: Any) -> Any:
+        return frozen_clock
+
+    def test_the_note_expires(self, app: Flask, victim: Browser, clock: Any) -> None:
+        """The very address the sign-in returned to, opened again much later
+        in the same browser, does not stand for a fresh sign-in."""
+        rp = add_client(app)
+        get_code(victim.client, rp)
+        first = victim.client.get(authorize_query(rp, prompt="login"))
+        clock.advance(seconds=5)
+        back = sign_in_when_sent(victim, first)
+        clock.advance(seconds=5)
+        assert "code" in redirect_params(victim.client.get(back))
+        for _ in range(3):  # an hour, the session kept alive all along
+            clock.advance(minutes=20)
+            assert victim.client.get("/account").status_code == 200
+        assert sent_to_sign_in(victim.client.get(back))
