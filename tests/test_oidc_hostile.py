@@ -14,16 +14,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html import unescape
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from app.adapters.http_post import OutgoingPost, StdlibPoster
 from app.adapters.messages import DeliveryError, DeliveryRefused
+from app.cli import unit_of_work
+from app.models import Session
+from app.oidc.grant_models import ClientAuthorization
 from app.oidc.interaction import LOGIN_AFTER
-from tests.helpers import HIGH_LIMITS, other_browser, register
+from tests.helpers import (
+    HIGH_LIMITS,
+    account_csrf,
+    other_browser,
+    register,
+    row_counts,
+    table_rows,
+)
 from tests.oidc_helpers import (
     RegisteredClient,
     add_client,
@@ -295,3 +306,160 @@ class TestSignInNoteOnAFrozenClock:
             clock.advance(minutes=20)
             assert victim.client.get("/account").status_code == 200
         assert sent_to_sign_in(victim.client.get(back))
+
+
+# -- forged answers, redirect URIs, injected parameters -----------------------------------
+
+OAUTH_TABLES = ("client_authorizations", "oauth_grants", "oauth_codes", "consent_records")
+
+
+def oauth_rows(app: Flask) -> dict[str, int]:
+    counts = row_counts(table_rows(app))
+    return {name: counts[name] for name in OAUTH_TABLES}
+
+
+def request_fields(rp: RegisteredClient, **params: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(authorize_query(rp, **params)).query).items()}
+
+
+def test_a_cross_site_form_cannot_approve_a_partner_for_the_victim(
+    app: Flask, victim: Browser, mailbox: Any, sms: Any
+) -> None:
+    """A partner's page auto-submits the approval to the victim's browser:
+    to the decision endpoint without the form token, with the token of the
+    attacker's own session, or to the authorisation endpoint (no CSRF there)
+    with decision=approve. No approval, no code, nothing recorded."""
+    rp = add_client(app)
+    attacker = other_browser(app)
+    register(attacker, mailbox, sms, token_delivery="cookie")
+    attackers_token = account_csrf(attacker)
+    fields = request_fields(rp, scope="openid profile email")
+    before = oauth_rows(app)
+    for forged in ({}, {"csrf_token": attackers_token}, {"csrf_token": ""}):
+        answer = victim.client.post(
+            "/oauth/authorize/decision", data={**fields, **forged, "decision": "approve"}
+        )
+        assert answer.status_code == 403 and "Location" not in answer.headers
+    answer = victim.client.post("/oauth/authorize", data={**fields, "decision": "approve"})
+    assert answer.status_code == 200 and "Location" not in answer.headers  # the page, asking
+    assert oauth_rows(app) == before
+    silent = victim.client.get(authorize_query(rp, prompt="none"))
+    assert redirect_params(silent)["error"] == "consent_required"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "https://RP.example/callback",
+        "https://rp.example/Callback",
+        "https://rp.example/callback/",
+        "https://rp.example/callback?x=1",
+        "https://rp.example/callback#frag",
+        "https://rp.example/callback/../evil",
+        "https://rp.example%2fcallback",
+        "https://rp.example/callback%2F..%2Fevil",
+        "https://rp.example:443/callback",
+        "http://rp.example/callback",
+        "https://rp.example@evil.example/callback",
+        "https://evil.example/?https://rp.example/callback",
+        "//rp.example/callback",
+        " https://rp.example/callback",
+        '"><script>alert(1)</script>',
+    ],
+)
+def test_a_redirect_uri_not_registered_exactly_gets_a_page_never_a_redirect(
+    app: Flask, victim: Browser, variant: str
+) -> None:
+    rp = add_client(app)
+    get_code(victim.client, rp)  # approved: a valid request would go straight back
+    before = oauth_rows(app)
+    answer = victim.client.get(authorize_query(rp, redirect_uri=variant, prompt="none"))
+    assert answer.status_code == 400 and "Location" not in answer.headers
+    page = answer.get_data(as_text=True)
+    assert "<script>alert(1)" not in page and "This sign-in link does not work" in page
+    assert oauth_rows(app) == before
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"redirect_uri": "https://rp.example/callback\\"},
+        {"redirect_uri": "https://例子.example/callback"},
+        {"response_type": 'code"'},
+        {"response_type": "código"},
+    ],
+)
+def test_characters_an_oauth_error_may_not_quote_get_a_page_not_a_500(
+    app: Flask, victim: Browser, params: dict[str, str]
+) -> None:
+    """authlib will not build an error whose description quotes them."""
+    rp = add_client(app)
+    before = oauth_rows(app)
+    answer = victim.client.get(authorize_query(rp, **params))
+    assert answer.status_code == 400 and "Location" not in answer.headers
+    assert "This sign-in link does not work" in answer.get_data(as_text=True)
+    assert oauth_rows(app) == before
+
+
+def test_a_second_redirect_uri_or_client_id_cannot_steer_the_code(
+    app: Flask, victim: Browser
+) -> None:
+    """Parameters sent twice: whichever value is read, the code goes to an
+    address registered for the client the page named, or nowhere."""
+    rp = add_client(app)
+    get_code(victim.client, rp)
+    evil = add_client(app, redirect_uris=("https://evil.example/cb",))
+    get_code(victim.client, evil)  # approved too: only the steering is in question
+    twice = [
+        (rp, {"redirect_uri": evil.redirect_uri}),
+        (rp, {"client_id": evil.client_id}),
+        (rp, {"client_id": evil.client_id, "redirect_uri": evil.redirect_uri}),
+    ]
+    for first, extra in twice:
+        answer = victim.client.get(f"{authorize_query(first)}&{urlencode(extra)}")
+        location = answer.headers.get("Location", "")
+        assert answer.status_code == 400 or location.startswith(rp.redirect_uri + "?"), location
+
+
+def test_login_hint_and_ui_locales_cannot_inject_into_the_pages(
+    app: Flask, client: FlaskClient
+) -> None:
+    rp = add_client(app)
+    payload = '"><script>alert(1)</script>'
+    answer = client.get(authorize_query(rp, login_hint=payload, ui_locales=payload))
+    assert answer.status_code == 303
+    page = client.get(answer.headers["Location"])
+    assert page.status_code == 200
+    assert "<script>alert(1)" not in page.get_data(as_text=True)
+
+
+def test_the_approval_page_cannot_be_framed_or_cached(app: Flask, victim: Browser) -> None:
+    rp = add_client(app)
+    page = victim.client.get(authorize_query(rp))
+    assert page.status_code == 200
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "no-store" in page.headers["Cache-Control"]
+
+
+def test_an_approval_row_written_into_the_database_is_not_an_approval(
+    app: Flask, victim: Browser
+) -> None:
+    """Someone who can write the database adds an approval for the victim:
+    the consent ledger (keyed, chained) has no grant for it, so the page is
+    still shown and prompt=none gets no code."""
+    rp = add_client(app)
+    victim.client.get("/account")
+    with app.app_context(), unit_of_work() as svc:
+        user_id = svc.db.scalars(select(Session.user_id)).first()
+        svc.db.add(
+            ClientAuthorization(
+                user_id=user_id,
+                client_id=rp.client_id,
+                scopes=["openid", "profile"],
+                granted_at=svc.runtime.clock.now(),
+            )
+        )
+    silent = victim.client.get(authorize_query(rp, prompt="none"))
+    assert redirect_params(silent)["error"] == "consent_required"
+    assert victim.client.get(authorize_query(rp)).status_code == 200

@@ -74,6 +74,11 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as error:
         return _refuse(error)
+    except ValueError:
+        # authlib refuses to build an error whose description would quote a
+        # character RFC 6749 forbids there (a quote, a backslash, non-ASCII)
+        # from the request: a bad request all the same, never a 500.
+        return _refuse(InvalidRequestError("The request holds characters it may not."))
     params = _client_params()
     state = params.get("state")
     redirect_uri: str = grant.redirect_uri
