@@ -6,6 +6,10 @@ tests/test_oidc_attacks.py."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import re
 import socket
 import threading
@@ -463,3 +467,102 @@ def test_an_approval_row_written_into_the_database_is_not_an_approval(
     silent = victim.client.get(authorize_query(rp, prompt="none"))
     assert redirect_params(silent)["error"] == "consent_required"
     assert victim.client.get(authorize_query(rp)).status_code == 200
+
+
+# -- RP-initiated logout -------------------------------------------------------------------
+
+LOGOUT_PAGE = "https://rp.example/signed-out"
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forged(token: str, alg: str, key: bytes | None) -> str:
+    """The token's claims, for another subject, under a header naming
+    ``alg``, signed with ``key`` by HMAC (or not at all for none)."""
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    head = b64(json.dumps({**header, "alg": alg}).encode())
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    body = b64(json.dumps({**claims, "sub": "someone-else"}).encode())
+    if key is None:
+        return f"{head}.{body}."
+    mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(mac)}"
+
+
+def live_sessions(app: Flask) -> int:
+    with app.app_context(), unit_of_work() as svc:
+        return len(svc.db.scalars(select(Session).where(Session.revoked_at.is_(None))).all())
+
+
+def logout_query(**params: str) -> str:
+    return "/oauth/logout?" + urlencode(params)
+
+
+def test_a_hint_under_alg_none_or_hmac_with_the_public_key_is_not_ours(
+    app: Flask, victim: Browser
+) -> None:
+    rp = add_client(app, post_logout_redirect_uris=(LOGOUT_PAGE,))
+    id_token = tokens_for(victim.client, rp, "openid")["id_token"]
+    kid = json.loads(base64.urlsafe_b64decode(id_token.split(".")[0] + "=="))["kid"]
+    keys = app.test_client().get("/.well-known/jwks.json").json["keys"]
+    [jwk] = [k for k in keys if k["kid"] == kid]
+    public = [jwk["n"].encode(), json.dumps(jwk).encode(), base64.urlsafe_b64decode(
+        jwk["n"] + "==")]  # fmt: skip
+    attempts = [forged(id_token, "none", None), forged(id_token, "None", None)]
+    attempts += [forged(id_token, "HS256", key) for key in public]
+    for hint in attempts:
+        answer = victim.client.get(
+            logout_query(id_token_hint=hint, post_logout_redirect_uri=LOGOUT_PAGE)
+        )
+        assert answer.status_code == 400 and "Location" not in answer.headers
+        # Nor does it name someone else at the authorisation endpoint (which
+        # would send the victim to sign in again).
+        silent = victim.client.get(
+            authorize_query(rp, scope="openid", prompt="none", id_token_hint=hint)
+        )
+        assert "code" in redirect_params(silent)
+    assert live_sessions(app) == 1
+
+
+def test_state_cannot_add_parameters_to_the_post_logout_redirect(
+    app: Flask, client: FlaskClient
+) -> None:
+    rp = add_client(app, post_logout_redirect_uris=(LOGOUT_PAGE,))
+    state = "x&next=https://evil.example/#frag"
+    back = client.get(
+        logout_query(client_id=rp.client_id, post_logout_redirect_uri=LOGOUT_PAGE, state=state)
+    )
+    assert back.status_code == 303
+    location = back.headers["Location"]
+    parts = urlsplit(location)
+    assert location.startswith(LOGOUT_PAGE + "?") and parts.fragment == ""
+    assert parse_qs(parts.query) == {"state": [state]}
+
+
+def test_a_confirmation_left_open_does_not_sign_out_whoever_is_signed_in_now(
+    app: Flask, victim: Browser, mailbox: Any, sms: Any
+) -> None:
+    """The partner's logout request named one person's session; by the time
+    the form is sent, another person is signed in on this browser. The form
+    (CSRF-valid for the new session) must not end theirs."""
+    rp = add_client(app, post_logout_redirect_uris=(LOGOUT_PAGE,))
+    id_token = tokens_for(victim.client, rp, "openid")["id_token"]
+    page = victim.client.get(
+        logout_query(id_token_hint=id_token, post_logout_redirect_uri=LOGOUT_PAGE,
+                     ui_locales='"><script>alert(1)</script>')
+    )  # fmt: skip
+    assert page.status_code == 200
+    assert "<script>alert(1)" not in page.get_data(as_text=True)
+    fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.get_data(as_text=True)))
+    # The victim's browser is now someone else's session.
+    victim.client.delete_cookie(app.extensions["privid.runtime"].settings.session_cookie_name)
+    register(victim.client, mailbox, sms, token_delivery="cookie")
+    fields = {k: unescape(v) for k, v in fields.items()}
+    assert account_csrf(victim.client) != fields["csrf_token"]  # another session
+    fields["csrf_token"] = account_csrf(victim.client)
+    answer = victim.client.post("/oauth/logout/confirm", data=fields)
+    assert answer.status_code == 303 and answer.headers["Location"] == LOGOUT_PAGE
+    assert victim.client.get("/account").status_code == 200  # still signed in
+    assert live_sessions(app) == 2
