@@ -28,12 +28,13 @@ from sqlalchemy import select
 from app.adapters.http_post import OutgoingPost, StdlibPoster
 from app.adapters.messages import DeliveryError, DeliveryRefused
 from app.cli import unit_of_work
-from app.models import Session
+from app.models import OutboxMessage, Session
 from app.oidc.grant_models import ClientAuthorization
 from app.oidc.interaction import LOGIN_AFTER
 from tests.helpers import (
     HIGH_LIMITS,
     account_csrf,
+    database_text,
     other_browser,
     register,
     row_counts,
@@ -566,3 +567,23 @@ def test_a_confirmation_left_open_does_not_sign_out_whoever_is_signed_in_now(
     assert answer.status_code == 303 and answer.headers["Location"] == LOGOUT_PAGE
     assert victim.client.get("/account").status_code == 200  # still signed in
     assert live_sessions(app) == 2
+
+
+# -- what the database holds ---------------------------------------------------------------
+
+
+def test_a_queued_logout_token_keeps_the_partners_subject_and_session_sealed(
+    app: Flask, victim: Browser
+) -> None:
+    """Someone reading the database while a back-channel logout waits in the
+    outbox learns neither whom it is about at the partner nor which session."""
+    rp = add_client(app, backchannel_logout_uri="http://127.0.0.1:9/backchannel")
+    id_token = tokens_for(victim.client, rp, "openid")["id_token"]
+    claims = json.loads(base64.urlsafe_b64decode(id_token.split(".")[1] + "=="))
+    done = victim.client.post("/signout", data={"csrf_token": account_csrf(victim.client)})
+    assert done.status_code == 303
+    with app.app_context(), unit_of_work() as svc:
+        queued = svc.db.scalars(select(OutboxMessage).where(OutboxMessage.channel == "http"))
+        assert len(list(queued)) == 1
+    stored = database_text(app)
+    assert claims["sub"] not in stored and claims["sid"] not in stored
