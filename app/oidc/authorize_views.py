@@ -107,20 +107,23 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     svc = services()
     scopes = scope_to_list(grant.request.scope or "") or []
     partners = PartnerAuthorizations.of(svc)
-    if caller is not None and decision == "deny" and not client.first_party:
-        partners.refuse(caller.user.id, client, request_context())
+    if caller is not None and decision == "deny":
+        if not client.first_party:
+            partners.refuse(caller.user.id, client, request_context())
         # The refusal is the person's decision: the ledger keeps it.
         return to_client(AccessDeniedError("The person did not allow this."), keep_changes=True)
     if caller is not None and decision == "approve" and not client.first_party:
         partners.approve(caller.user.id, client, scopes, request_context())
     session = caller.session if caller else None
+    approved_now = caller is not None and decision == "approve"
     verdict = interaction.decide(
         asked,
         session,
         runtime().clock.now(),
         consent_owed=session is not None and owes_consent(session),
-        partner_approved=caller is not None
-        and (decision == "approve" or partners.covers(caller.user.id, client, scopes)),
+        partner_approved=approved_now
+        or (caller is not None and partners.covers(caller.user.id, client, scopes)),
+        approved_now=approved_now,
         someone_else_hinted=_hint_names_someone_else(params.get("id_token_hint"), client, caller),
     )
     if verdict.need == Need.STEP_UP and caller is not None:
@@ -137,7 +140,8 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
                 session,
                 runtime().clock.now(),
                 consent_owed=session is not None and owes_consent(session),
-                partner_approved=partners.covers(caller.user.id, client, scopes),
+                partner_approved=approved_now or partners.covers(caller.user.id, client, scopes),
+                approved_now=approved_now,
             )
     if verdict.need != Need.NOTHING:
         if "none" in asked.prompts:

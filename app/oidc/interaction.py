@@ -124,8 +124,12 @@ def decide(
     *,
     consent_owed: bool,
     partner_approved: bool,
+    approved_now: bool = False,
     someone_else_hinted: bool = False,
 ) -> Verdict:
+    """``approved_now``: this request is the person's answer on the approval
+    page, which is what prompt=consent asked for (else the page would come
+    back for ever)."""
     # id_token_hint naming another person than the one signed in: the client
     # expects that person, so whoever is here signs in again (OIDC Core 3.1.2.2).
     if session is None or someone_else_hinted:
@@ -146,7 +150,7 @@ def decide(
             return Verdict(Need.STEP_UP, lowest)
     if consent_owed:
         return Verdict(Need.CONSENT_STEP)
-    if "consent" in request.prompts or not partner_approved:
+    if ("consent" in request.prompts and not approved_now) or not partner_approved:
         return Verdict(Need.PARTNER_APPROVAL)
     return Verdict(Need.NOTHING)
 
