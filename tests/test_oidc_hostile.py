@@ -149,6 +149,11 @@ def test_a_huge_or_garbled_answer_neither_hangs_nor_escapes_as_an_unknown_error(
         with pytest.raises(DeliveryError) as failed:
             poster.post(OutgoingPost(raw_server(behave).url, ()))
         assert not isinstance(failed.value, DeliveryRefused)
+    # https to a server that speaks no TLS: a retry, like any unreachable one.
+    plain = raw_server(not_http).url.replace("http://", "https://")
+    with pytest.raises(DeliveryError) as failed:
+        poster.post(OutgoingPost(plain, ()))
+    assert not isinstance(failed.value, DeliveryRefused)
 
 
 def test_a_redirect_to_an_internal_address_is_not_followed(
