@@ -22,7 +22,7 @@ from joserfc import jws, jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
-from app.adapters.http_post import OutgoingPost, UrllibPoster
+from app.adapters.http_post import OutgoingPost, StdlibPoster
 from app.adapters.messages import DeliveryError, DeliveryRefused
 from app.cli import unit_of_work
 from app.models import OutboxMessage, Session
@@ -436,7 +436,7 @@ class TestDeliveryOnAFrozenClock:
 def test_the_poster_judges_answers_and_gives_up_on_a_silent_server(
     receiver: Receiver,
 ) -> None:
-    poster = UrllibPoster(timeout=0.5)
+    poster = StdlibPoster(timeout=0.5)
     message = OutgoingPost(receiver.url, (("logout_token", "x"),))
     receiver.answers = [200, 204, 404, 401, 503, 429, 302]
     poster.post(message)

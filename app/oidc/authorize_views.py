@@ -74,6 +74,11 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as error:
         return _refuse(error)
+    except ValueError:
+        # authlib refuses to build an error whose description would quote a
+        # character RFC 6749 forbids there (a quote, a backslash, non-ASCII)
+        # from the request: a bad request all the same, never a 500.
+        return _refuse(InvalidRequestError("The request holds characters it may not."))
     params = _client_params()
     state = params.get("state")
     redirect_uri: str = grant.redirect_uri
@@ -89,7 +94,7 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         return to_client(RequestURINotSupportedError())
     key = derive_key(runtime().settings.secret_key_bytes, "oidc-login-after")
     login_after = interaction.read_login_after(
-        key, client.client_id, request.values.get(LOGIN_AFTER)
+        key, client.client_id, params, request.values.get(LOGIN_AFTER), runtime().clock.now()
     )
     if login_after is not None:
         # Carried through the step-up, consent step and approval page, so the
@@ -194,9 +199,11 @@ def _interact(
     key: bytes,
 ) -> ResponseReturnValue:
     if verdict.need == Need.SIGN_IN:
-        note = interaction.login_after_note(key, client.client_id, runtime().clock.now())
         request_params = params.copy()
         request_params.pop(LOGIN_AFTER, None)
+        note = interaction.login_after_note(
+            key, client.client_id, request_params, runtime().clock.now()
+        )
         query = {"next": _back_here(request_params, {LOGIN_AFTER: note})}
         if params.get("login_hint"):
             query["login_hint"] = params["login_hint"]

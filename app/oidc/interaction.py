@@ -11,9 +11,11 @@ import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from werkzeug.datastructures import MultiDict
 
 from app.models import Session
 from app.services.sessions import ACR_ORDER, Acr, acr_at_least
@@ -22,6 +24,11 @@ from app.services.sessions import ACR_ORDER, Acr, acr_at_least
 # of prompt=login or max_age: the sign-in that follows satisfies the request
 # (else a max_age shorter than the sign-in itself would loop for ever).
 LOGIN_AFTER = "privid_login_after"
+# The note stands for the request it was made for (its MAC covers every
+# parameter, state and nonce too), and only for a while: from a browser's
+# history, added to another request or opened again later, it must not pass
+# for the fresh sign-in a new prompt=login or max_age asks for.
+LOGIN_AFTER_LIFETIME = timedelta(minutes=10)
 PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 
 
@@ -148,20 +155,34 @@ def decide(
     return Verdict(Need.NOTHING)
 
 
-def login_after_note(key: bytes, client_id: str, moment: datetime) -> str:
+def login_after_note(
+    key: bytes, client_id: str, params: MultiDict[str, str], moment: datetime
+) -> str:
     # Milliseconds: a sign-in in the same second as the redirect still counts.
     stamp = str(int(moment.timestamp() * 1000) + 1)
-    return f"{stamp}.{_mac(key, client_id, stamp)}"
+    return f"{stamp}.{_mac(key, client_id, params, stamp)}"
 
 
-def read_login_after(key: bytes, client_id: str, note: str | None) -> datetime | None:
+def read_login_after(
+    key: bytes, client_id: str, params: MultiDict[str, str], note: str | None, now: datetime
+) -> datetime | None:
+    """When the sign-in the note asks for had to happen after, if the note
+    was made for this very request and is not too old."""
     if not note or "." not in note or len(note) > 100:
         return None
     stamp, mac = note.split(".", 1)
-    if not stamp.isdigit() or not hmac.compare_digest(mac, _mac(key, client_id, stamp)):
+    if not stamp.isdigit() or len(stamp) > 15:
         return None
-    return datetime.fromtimestamp(int(stamp) / 1000, UTC)
+    if not hmac.compare_digest(mac, _mac(key, client_id, params, stamp)):
+        return None
+    after = datetime.fromtimestamp(int(stamp) / 1000, UTC)
+    if not now - LOGIN_AFTER_LIFETIME <= after <= now + timedelta(seconds=1):
+        return None
+    return after
 
 
-def _mac(key: bytes, client_id: str, stamp: str) -> str:
-    return hmac.new(key, f"{client_id}\x00{stamp}".encode(), hashlib.sha256).hexdigest()[:32]
+def _mac(key: bytes, client_id: str, params: MultiDict[str, str], stamp: str) -> str:
+    # The request's parameters in a canonical order, the note itself left out.
+    request = sorted((k, v) for k, v in params.items(multi=True) if k != LOGIN_AFTER)
+    message = json.dumps([client_id, stamp, request], ensure_ascii=True, separators=(",", ":"))
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()[:32]

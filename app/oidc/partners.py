@@ -95,9 +95,13 @@ class PartnerAuthorizations:
         self._db.flush()
 
     def refuse(self, user_id: str, client: OAuthClient, context: RequestContext) -> None:
+        """The person said no on the approval page. Asked again (prompt=consent)
+        about a partner approved before, no means no from now on: the ledger's
+        latest word is a refusal, so what the partner holds ends with it."""
         self._consent.decide_for_client(
             user_id, PARTNER_PURPOSE, client.client_id, Decision.REFUSED, context
         )
+        self.forget(user_id, client.client_id)
 
     def revoke(
         self,

@@ -9,7 +9,7 @@ from functools import cached_property
 from limits.storage import Storage
 from sqlalchemy.orm import Session as DbSession
 
-from app.adapters.http_post import HttpPoster, OutgoingPost, UrllibPoster
+from app.adapters.http_post import HttpPoster, OutgoingPost, StdlibPoster
 from app.adapters.messages import EmailSender, SmsSender
 from app.adapters.push import LoggingPushSender, PushSender
 from app.clock import Clock
@@ -91,7 +91,7 @@ class Runtime:
     # channel in production while this stand-in is in place.
     push_sender: PushSender = field(default_factory=LoggingPushSender)
     # Form POSTs to other servers (back-channel logout), sent by the outbox.
-    http_poster: HttpPoster = field(default_factory=UrllibPoster)
+    http_poster: HttpPoster = field(default_factory=StdlibPoster)
     # From the installed capabilities (app/capabilities.py).
     session_end_listeners: Sequence[SessionEndListener] = ()
     outbox_renderers: Mapping[str, DeferredRenderer] = field(default_factory=dict)

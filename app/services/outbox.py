@@ -34,7 +34,7 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
 
-from app.adapters.http_post import HttpPoster, OutgoingPost, UrllibPoster
+from app.adapters.http_post import HttpPoster, OutgoingPost, StdlibPoster
 from app.adapters.messages import (
     DeliveryRefused,
     EmailSender,
@@ -130,7 +130,7 @@ class OutboxService:
     ) -> None:
         self._db, self._clock, self._vault, self._key_ring = db, clock, vault, key_ring
         self._email, self._sms, self._push = email, sms, push
-        self._http = http or UrllibPoster()
+        self._http = http or StdlibPoster()
         self._render = render
         self._max_attempts = max(1, max_attempts)
         self._claim = timedelta(seconds=claim_seconds)
