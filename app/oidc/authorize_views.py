@@ -36,6 +36,7 @@ from app.oidc.server import AuthorizationContext, authorization_server
 from app.oidc.signed_tokens import issuer
 from app.oidc.subjects import subject_for
 from app.pages.i18n import html_lang
+from app.pages.surface import allow_form_target
 from app.security.signing import SignatureInvalid
 from app.security.tokens import derive_key
 from app.services.sessions import ACR_ORDER, Acr
@@ -228,6 +229,8 @@ def _approval_page(
     shown_scopes = [s for s in scopes if s not in SILENT_SCOPES]
     chinese = html_lang() == "zh-CN"
     assert purpose is not None
+    # The answer goes to the client by redirect (authlib checked the URI).
+    allow_form_target(params["redirect_uri"])
     return render_template(
         "oidc/approve.html",
         purpose_title=purpose.title.zh_cn if chinese else purpose.title.en,
