@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from urllib.parse import urlencode
 
 import pyotp
 import pytest
@@ -22,7 +23,16 @@ from app.oidc.clients import NewClient
 from app.services.sessions import Acr
 from tests.conftest import LiveServer
 from tests.fakes import Mailbox, SmsOutbox, free_port
-from tests.helpers import Person, assert_accessible, row_count, sign_in_browser
+from tests.helpers import (
+    Person,
+    assert_accessible,
+    baseline_consent,
+    register_passkey_in_page,
+    row_count,
+    sign_in_browser,
+    virtual_authenticator,
+    without_passkey_autofill,
+)
 from tests.oidc_helpers import FIRST_PARTY, PARTNER, add_client
 from tests.relying_party import RelyingParty, relying_party
 
@@ -219,6 +229,45 @@ def test_acr_values_asking_for_multi_factor_lead_to_the_step_up_page(
         assert {"pwd", "otp"} <= set(claims["amr"])
 
 
+def test_signing_in_with_an_authenticator_app_brings_multi_factor_to_the_partner(
+    page: Page, live_server: LiveServer, mailbox: Mailbox, sms: SmsOutbox
+) -> None:
+    person = sign_in_browser(page, mailbox, sms)
+    totp = _enable_totp(page)
+    page.context.clear_cookies()
+    wanted = Acr.MULTI_FACTOR.value
+    with partner(live_server, FIRST_PARTY) as rp:
+        page.goto(f"{rp.url}/login?acr_values={wanted}")
+        sign_in_on_page(page, person)
+        # The second-factor page's form ends, through the authorisation
+        # endpoint, at the client: form-action must allow it on every hop.
+        page.get_by_label("Six-digit code").fill(totp.at(time.time() + 30))
+        page.get_by_role("button", name="Continue").click()
+        back_at(page, rp)
+        claims = rp.last.id_claims
+        assert claims is not None and claims["acr"] == wanted
+
+
+def test_acr_values_asking_for_phishing_resistant_lead_to_a_passkey_step_up(
+    page: Page, live_server: LiveServer, mailbox: Mailbox, sms: SmsOutbox
+) -> None:
+    without_passkey_autofill(page)
+    virtual_authenticator(page)
+    sign_in_browser(page, mailbox, sms, consent=baseline_consent(device_biometrics="granted"))
+    assert register_passkey_in_page(page)["status"] == 201
+    wanted = Acr.PHISHING_RESISTANT.value
+    with partner(live_server) as rp:
+        page.goto(f"{rp.url}/login?acr_values={wanted}")
+        expect(page).to_have_url(re.compile(r"/step-up\?"))
+        # Only a passkey reaches this level: the page offers no password.
+        expect(page.get_by_label("Password", exact=True)).to_have_count(0)
+        page.get_by_role("button", name="Confirm with a passkey").click()
+        page.get_by_role("button", name="Allow", exact=True).click()
+        back_at(page, rp)
+        claims = rp.last.id_claims
+        assert claims is not None and claims["acr"] == wanted
+
+
 def _enable_totp(page: Page) -> pyotp.TOTP:
     page.goto("/account")
     csrf = {"X-CSRF-Token": page.locator('meta[name="csrf-token"]').get_attribute("content") or ""}
@@ -292,3 +341,26 @@ def test_the_approval_page_is_accessible_and_works_with_the_keyboard(
         page.keyboard.press("Enter")
         back_at(page, rp)
         assert rp.last.error is None and rp.last.id_claims is not None
+
+
+@pytest.mark.parametrize(
+    ("browser_locale", "title"),
+    [("en", "This sign-in link does not work"), ("zh-CN", "此登录链接无法使用")],
+)
+def test_a_redirect_uri_the_client_did_not_register_gets_a_page_not_a_redirect(
+    page: Page, live_server: LiveServer, title: str
+) -> None:
+    with partner(live_server) as rp:
+        query = {
+            "response_type": "code",
+            "client_id": rp.client_id,
+            "redirect_uri": "http://127.0.0.1:9/elsewhere",
+            "scope": "openid",
+            "state": "s",
+        }
+        answer = page.goto(f"{live_server.url}/oauth/authorize?{urlencode(query)}")
+        assert answer is not None and answer.status == 400
+        expect(page).to_have_url(re.compile("^" + re.escape(live_server.url)))
+        expect(page.get_by_role("heading", level=1)).to_have_text(title)
+        assert_accessible(page)
+        assert rp.outcomes == []
