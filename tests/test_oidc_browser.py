@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pyotp
@@ -27,6 +28,7 @@ from tests.helpers import (
     Person,
     assert_accessible,
     baseline_consent,
+    publish_policy,
     register_passkey_in_page,
     row_count,
     sign_in_browser,
@@ -266,6 +268,26 @@ def test_acr_values_asking_for_phishing_resistant_lead_to_a_passkey_step_up(
         back_at(page, rp)
         claims = rp.last.id_claims
         assert claims is not None and claims["acr"] == wanted
+
+
+def test_the_consent_step_owed_after_a_material_change_returns_to_the_partner(
+    page: Page, live_server: LiveServer, mailbox: Mailbox, sms: SmsOutbox
+) -> None:
+    sign_in_browser(page, mailbox, sms)
+    publish_policy(
+        live_server.app,
+        version="2026-12",
+        effective_at=datetime.now(UTC),
+        material=True,
+        changes="New terms for analytics.",
+        affected_purposes=["analytics"],
+    )
+    with partner(live_server, FIRST_PARTY) as rp:
+        page.goto(f"{rp.url}/login")
+        expect(page).to_have_url(re.compile(r"/consent\?"))
+        page.locator("form[action='/consent'] button[type=submit]").click()
+        back_at(page, rp)
+        assert rp.last.error is None and rp.last.id_claims is not None
 
 
 def _enable_totp(page: Page) -> pyotp.TOTP:

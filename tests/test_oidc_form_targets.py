@@ -7,6 +7,7 @@ registered it. tests/test_oidc_browser.py shows the flows in Chromium."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,7 +17,7 @@ from flask.testing import FlaskClient
 
 from app.cli import unit_of_work
 from app.oidc.clients import client_registry
-from tests.helpers import register
+from tests.helpers import publish_policy, register
 from tests.oidc_helpers import PARTNER, add_client, authorize_query
 
 RP_ORIGIN = "https://rp.example"
@@ -47,6 +48,24 @@ def test_pages_returning_to_an_authorisation_request_allow_its_client(
     rp = add_client(app, PARTNER)
     page = client.get(f"{path}?{urlencode({'next': authorize_query(rp)})}")
     assert page.status_code == 200
+    assert form_action(page) == ["'self'", RP_ORIGIN]
+
+
+def test_the_consent_step_returning_to_an_authorisation_request_allows_its_client(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    register(client, mailbox, sms, token_delivery="cookie")
+    publish_policy(
+        app,
+        version="2026-12",
+        effective_at=datetime.now(UTC),
+        material=True,
+        changes="New terms for analytics.",
+        affected_purposes=["analytics"],
+    )
+    rp = add_client(app, PARTNER)
+    page = client.get("/consent?" + urlencode({"next": authorize_query(rp)}))
+    assert page.status_code == 200 and 'action="/consent"' in page.get_data(as_text=True)
     assert form_action(page) == ["'self'", RP_ORIGIN]
 
 
