@@ -11,10 +11,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import Person, register
+from tests.helpers import Person, register, row_count
 from tests.oidc_helpers import (
     PARTNER,
     add_client,
+    approval_action,
     approval_fields,
     approve,
     authorize_query,
@@ -22,6 +23,7 @@ from tests.oidc_helpers import (
 )
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+SESSION_COOKIE = "__Host-privid_session"
 
 
 def sign_in_at(client: FlaskClient, signin_url: str, person: Person) -> Any:
@@ -63,5 +65,26 @@ def test_a_forged_login_after_note_on_the_answer_is_ignored(
     # The answer now asks for a fresh sign-in and claims one with a made-up note.
     fields = approval_fields(page.get_data(as_text=True))
     fields.update(decision="approve", prompt="login", privid_login_after="99999999999999.forged")
-    answer = client.post("/oauth/authorize/decision", data=fields)
+    answer = client.post(approval_action(page.get_data(as_text=True)), data=fields)
     assert answer.status_code == 303 and answer.headers["Location"].startswith("/signin?")
+
+
+def test_an_answer_after_the_session_ended_signs_in_and_asks_again(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    person, _ = register(client, mailbox, sms, token_delivery="cookie")
+    rp = add_client(app, PARTNER)
+    request = authorize_query(rp)
+    html = client.get(request).get_data(as_text=True)
+    client.delete_cookie(SESSION_COOKIE)  # the session ended while the page was open
+    answer = approve(client, html)
+    assert answer.status_code == 303 and answer.headers["Location"].startswith("/signin?")
+    signed_in = sign_in_at(client, answer.headers["Location"], person)
+    assert signed_in.status_code == 303
+    # Back to the same request, the approval page again; nothing was approved.
+    again = client.get(signed_in.headers["Location"])
+    assert again.status_code == 303 and again.headers["Location"] == request
+    assert row_count(app, "client_authorizations") == 0
+    page = client.get(again.headers["Location"])
+    assert page.status_code == 200 and "Partner shop" in page.get_data(as_text=True)
+    assert "code" in redirect_params(approve(client, page.get_data(as_text=True)))

@@ -18,7 +18,7 @@ from authlib.oidc.core.errors import (
     RequestNotSupportedError,
     RequestURINotSupportedError,
 )
-from flask import Blueprint, Response, g, redirect, render_template, request
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
@@ -60,11 +60,16 @@ def authorize() -> ResponseReturnValue:
     return _authorize(caller, decision=None)
 
 
-@bp.post("/oauth/authorize/decision")
+@bp.route("/oauth/authorize/decision", methods=["GET", "POST"])
 @signed_in()
 def decide() -> ResponseReturnValue:
-    """The approval page's answer: the request's parameters come back as
-    hidden fields, so authlib validates them again from this request."""
+    """The approval page's answer (POST): the request's parameters come back
+    in the form's address, so authlib validates them again from this request.
+    A GET is a person back from the sign-in the answer needed (their session
+    had ended on the page): the same request again, asked afresh."""
+    if request.method == "GET":
+        query = request.query_string.decode("ascii", "replace")
+        return redirect(f"{url_for('oidc_pages.authorize')}?{query}", code=303)
     return _authorize(current_caller(), decision=request.form.get("decision", ""))
 
 
@@ -238,7 +243,9 @@ def _approval_page(
         client=client,
         scopes=shown_scopes,
         claims=released,
-        fields=list(params.items(multi=True)),
+        # In the address, not hidden fields: a sign-in the answer may need
+        # (the session ended on this page) then returns to the same request.
+        action=url_for("oidc_pages.decide") + "?" + urlencode(list(params.items(multi=True))),
         host=urlsplit(params.get("redirect_uri", "")).hostname or "",
     )
 
