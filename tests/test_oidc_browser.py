@@ -151,6 +151,7 @@ def test_a_partner_signs_a_person_in_refreshes_and_signs_in_silently(
         silent = rp.last
         assert silent.error is None and silent.id_claims is not None
         assert silent.id_claims["sub"] == claims["sub"]
+        assert silent.id_claims["auth_time"] == claims["auth_time"]  # no new sign-in
 
 
 def test_prompt_none_without_a_session_tells_the_partner_login_is_required(
