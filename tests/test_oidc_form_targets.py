@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from app.cli import unit_of_work
 from app.oidc.clients import client_registry
 from tests.helpers import publish_policy, register
-from tests.oidc_helpers import PARTNER, add_client, authorize_query
+from tests.oidc_helpers import PARTNER, add_client, authorize_query, exchange, get_code
 
 RP_ORIGIN = "https://rp.example"
 
@@ -119,6 +119,24 @@ def test_a_disabled_clients_origin_is_no_longer_allowed(app: Flask, client: Flas
     with app.app_context(), unit_of_work() as svc:
         client_registry(svc).disable(rp.client_id)
     assert form_action(client.get("/signin?" + urlencode({"next": next_path}))) == ["'self'"]
+
+
+def test_the_logout_confirmation_lets_its_form_end_at_the_post_logout_uri(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    register(client, mailbox, sms, token_delivery="cookie")
+    rp = add_client(app, PARTNER, post_logout_redirect_uris=(f"{RP_ORIGIN}/signed-out",))
+    tokens = exchange(client, rp, get_code(client, rp)["code"]).json
+    hint = {"id_token_hint": tokens["id_token"]}
+    going_back = client.get(
+        "/oauth/logout?"
+        + urlencode({**hint, "post_logout_redirect_uri": f"{RP_ORIGIN}/signed-out"})
+    )
+    assert going_back.status_code == 200 and "Sign out?" in going_back.get_data(as_text=True)
+    assert form_action(going_back) == ["'self'", RP_ORIGIN]
+    staying = client.get("/oauth/logout?" + urlencode(hint))
+    assert staying.status_code == 200
+    assert form_action(staying) == ["'self'"]
 
 
 def test_other_pages_keep_form_action_self(client: FlaskClient) -> None:
