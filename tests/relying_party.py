@@ -45,6 +45,8 @@ class RelyingParty:
     client_secret: str
     discovery_url: str
     outcomes: list[Outcome] = field(default_factory=list)
+    # Each return to /signed-out: "ok" when its state matched, else the error.
+    logouts: list[str] = field(default_factory=list)
 
     @property
     def last(self) -> Outcome:
@@ -119,6 +121,24 @@ def _rp_app(rp: RelyingParty, redirect_uri: str) -> Flask:
         outcome.userinfo = dict(provider.userinfo(token=token))
         shown = json.dumps({"id_token": outcome.id_claims, "userinfo": outcome.userinfo})
         return _page("Signed in", f'<pre id="claims">{html.escape(shown)}</pre>')
+
+    @app.get("/logout")
+    def logout() -> Any:
+        """RP-initiated logout with the last ID token as the hint."""
+        hint = rp.last.token["id_token"] if rp.last.token else None
+        return provider.logout_redirect(
+            post_logout_redirect_uri=f"{rp.url}/signed-out", id_token_hint=hint
+        )
+
+    @app.get("/signed-out")
+    def signed_out() -> Any:
+        try:
+            provider.validate_logout_response()
+        except OAuthError as error:
+            rp.logouts.append(error.error or "error")
+            return _page("Sign-out failed", f'<p id="error">{html.escape(str(error))}</p>')
+        rp.logouts.append("ok")
+        return _page("Signed out", "")
 
     return app
 

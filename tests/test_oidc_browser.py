@@ -53,7 +53,12 @@ def partner(
 ) -> Iterator[RelyingParty]:
     """A relying party registered with the provider and serving on ``host``."""
     port = free_port()
-    made = add_client(server.app, new, redirect_uris=(f"http://{host}:{port}/callback",))
+    made = add_client(
+        server.app,
+        new,
+        redirect_uris=(f"http://{host}:{port}/callback",),
+        post_logout_redirect_uris=(f"http://{host}:{port}/signed-out",),
+    )
     assert made.secret is not None
     with relying_party(server.url, made.client_id, made.secret, port, host) as rp:
         yield rp
@@ -393,3 +398,22 @@ def test_a_redirect_uri_the_client_did_not_register_gets_a_page_not_a_redirect(
         expect(page.get_by_role("heading", level=1)).to_have_text(title)
         assert_accessible(page)
         assert rp.outcomes == []
+
+
+def test_the_partner_signs_the_person_out_after_they_confirm(
+    page: Page, live_server: LiveServer, mailbox: Mailbox, sms: SmsOutbox
+) -> None:
+    sign_in_browser(page, mailbox, sms)
+    with partner(live_server) as rp:
+        page.goto(f"{rp.url}/login")
+        page.get_by_role("button", name="Allow", exact=True).click()
+        back_at(page, rp)
+        page.goto(f"{rp.url}/logout")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign out?")
+        expect(page.locator("main")).to_contain_text("Partner shop asks to sign you out")
+        assert_accessible(page)
+        # The answer ends at the partner's registered post-logout URI.
+        page.locator("main").get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(re.compile(re.escape(rp.url) + r"/signed-out\?"))
+        assert rp.logouts == ["ok"]  # authlib matched the state it sent
+        assert page.request.get(f"{live_server.url}/api/v1/me").status == 401
