@@ -196,7 +196,7 @@ def test_the_approval_page_speaks_chinese(
             "允许 Partner shop 使用您的账户吗？"
         )
         released = page.locator("#released-heading + ul")
-        for item in ("您的姓名", "您的电子邮箱", "在您不使用其服务时也可访问"):
+        for item in ("您的姓名", "您的电子邮箱地址", "在您未使用其服务时也可访问"):
             expect(released).to_contain_text(item)
         expect(page.locator("#purpose-heading")).to_have_text("与授权合作伙伴共享")
         page.get_by_role("button", name="允许", exact=True).click()
