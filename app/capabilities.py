@@ -53,6 +53,10 @@ class Capability:
     retention_purge: Purge | None = None
     # Pages of its own in the privacy centre: (endpoint, label), for the nav.
     privacy_pages: Sequence[tuple[str, Any]] = ()
+    # Addresses off the site that a page's forms may end at, through redirects,
+    # when the page returns the person to ``next`` (an authorisation request
+    # ends at its client's redirect URI); browsers check form-action on each hop.
+    form_targets: Callable[[str], Sequence[str]] | None = None
 
 
 @cache
@@ -100,3 +104,12 @@ def published_keys(services: Services) -> list[Mapping[str, Any]]:
         if capability.published_keys is not None:
             keys.extend(capability.published_keys(services))
     return keys
+
+
+def form_targets(next_path: str) -> list[str]:
+    """Every installed capability's off-site form targets for ``next_path``."""
+    found: list[str] = []
+    for capability in installed():
+        if capability.form_targets is not None:
+            found.extend(capability.form_targets(next_path))
+    return found

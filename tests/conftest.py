@@ -8,6 +8,8 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ from app.services.container import Runtime
 from app.settings import Environment, Settings
 from app.worker import OutboxWorker
 from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer, free_port
+from tests.helpers import privid_env, stop_process, wait_until_ready
 
 PG_URL = os.environ.get("PRIVID_TEST_DATABASE_URL", "")
 RATELIMIT_URI = os.environ.get("PRIVID_TEST_RATELIMIT_STORAGE_URI", "memory://")
@@ -273,6 +276,50 @@ def live_server(
             server.shutdown()
             server.server_close()
             thread.join(timeout=10)
+
+
+GUNICORN_WORKERS = 2
+
+
+@pytest.fixture
+def gunicorn_live_server(
+    settings: Settings,
+    clock: SystemClock,
+    smtp_server: SmtpServer,
+    sms_gateway: SmsGateway,
+    tmp_path: Path,
+) -> Iterator[LiveServer]:
+    """The service as deployed: gunicorn (config/gunicorn.conf.py, two sync
+    workers) on the suite's database and rate-limit storage, serving
+    http://localhost:<port>. ``app`` is an in-process app on the same database
+    and settings, for registering clients and reading rows; it also delivers
+    the outbox the workers fill (mailbox and SMS stand-in). Use it as
+    ``live_server`` in a module (``page`` then talks to gunicorn)."""
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    live_settings = settings.model_copy(
+        update={"public_url": origin, "webauthn_rp_id": "localhost", "webauthn_origins": origin}
+    )
+    env = privid_env(
+        live_settings, PUBLIC_URL=origin, WEBAUTHN_RP_ID="localhost", WEBAUTHN_ORIGINS=origin
+    )
+    root = Path(__file__).resolve().parent.parent
+    log_path = tmp_path / "gunicorn.log"
+    runtime = build_runtime(live_settings, clock=clock)
+    with _test_app(runtime, smtp_server, sms_gateway) as app, log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-c", str(root / "config" / "gunicorn.conf.py"),
+                "--workers", str(GUNICORN_WORKERS), "--bind", f"127.0.0.1:{port}",
+            ],
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}", process, log_path, "gunicorn")
+            yield LiveServer(app=app, url=origin)
+        finally:
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -893,6 +893,31 @@ def set_user_verified(page: Page, authenticator_id: str, verified: bool) -> None
     )
 
 
+_REGISTER_PASSKEY = """async () => {
+  const options = await privid.postJson('/api/v1/webauthn/registration/options');
+  if (!options.ok) return options;
+  const { challenge_id, ...publicKey } = options.data;
+  let credential;
+  try {
+    credential = await privid.create(publicKey);
+  } catch (error) {
+    return { ok: false, status: 0, error: error.name };
+  }
+  return privid.postJson('/api/v1/webauthn/registration/verify', { ...credential, challenge_id });
+}"""
+
+
+def register_passkey_in_page(page: Page) -> dict[str, Any]:
+    """A passkey for the signed-in account, made by the page's authenticator
+    with the pages' own webauthn.js (on /policies, a page that loads no other
+    script); the API's answer, or the browser's refusal as status 0."""
+    if not page.url.endswith("/policies"):
+        page.goto("/policies")
+    page.add_script_tag(url="/assets/webauthn.js")
+    result: dict[str, Any] = page.evaluate(_REGISTER_PASSKEY)
+    return result
+
+
 def without_passkey_autofill(page: Page) -> None:
     """The page's browser reports no conditional mediation (no passkeys in
     autofill), as browsers without it do: Chromium's virtual authenticators

@@ -99,7 +99,7 @@ def redirect_params(response: Any) -> dict[str, str]:
 
 
 def approval_fields(page_html: str) -> dict[str, str]:
-    """The hidden fields of the approval page's form (the request, CSRF)."""
+    """The hidden fields of the approval page's form (its CSRF token)."""
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page_html))
     return {k: _unescape(v) for k, v in fields.items()}
 
@@ -111,10 +111,18 @@ def _unescape(value: str) -> str:
     )  # fmt: skip
 
 
+def approval_action(page_html: str) -> str:
+    """Where the approval page's form posts: the decision endpoint, with the
+    client's request in its query."""
+    found = re.search(r'<form method="post" action="(/oauth/authorize/decision\?[^"]*)"', page_html)
+    assert found, "no approval form on the page"
+    return _unescape(found.group(1))
+
+
 def approve(browser: FlaskClient, page_html: str, decision: str = "approve") -> Any:
     fields = approval_fields(page_html)
     fields["decision"] = decision
-    return browser.post("/oauth/authorize/decision", data=fields)
+    return browser.post(approval_action(page_html), data=fields)
 
 
 def get_code(browser: FlaskClient, rp: RegisteredClient, **params: str) -> dict[str, str]:

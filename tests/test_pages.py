@@ -51,6 +51,7 @@ def test_every_page_message_has_a_chinese_translation():
     msgids = _extracted_msgids()
     assert "Privacy policy archive" in msgids  # the extractor sees the templates
     assert "Page not found" in msgids  # and the Python code
+    assert "Do not allow" in msgids  # and the OpenID provider's approval page
     translated: dict[str, str] = {}
     for po in _catalogue_files(".po"):
         with po.open("rb") as source:

@@ -24,6 +24,7 @@ from tests.helpers import (
     enable_totp,
     publish_policy,
     register,
+    register_passkey_in_page,
     set_user_verified,
     sign_in_browser,
     virtual_authenticator,
@@ -400,18 +401,6 @@ def test_sign_out_ends_the_session_and_needs_the_form_token(client: FlaskClient,
 
 # -- in a browser ----------------------------------------------------------------------
 
-REGISTER_PASSKEY = """async () => {
-  const options = await privid.postJson('/api/v1/webauthn/registration/options');
-  if (!options.ok) return options;
-  const { challenge_id, ...publicKey } = options.data;
-  let credential;
-  try {
-    credential = await privid.create(publicKey);
-  } catch (error) {
-    return { ok: false, status: 0, error: error.name };
-  }
-  return privid.postJson('/api/v1/webauthn/registration/verify', { ...credential, challenge_id });
-}"""
 PASSKEY_CONSENT = baseline_consent(device_biometrics="granted")
 
 
@@ -420,16 +409,6 @@ def _account(live_server: Any, mailbox: Any, sms: Any, **kw: Any) -> tuple[Any, 
     api = live_server.app.test_client()
     api.environ_base["wsgi.url_scheme"] = "https"
     return register(api, mailbox, sms, **kw)
-
-
-def _register_passkey(page: Page) -> dict[str, Any]:
-    """A passkey for the signed-in account, made with the pages' own
-    webauthn.js (the account pages that will offer this are not built yet)."""
-    if not page.url.endswith("/policies"):
-        page.goto("/policies")
-    page.add_script_tag(url="/assets/webauthn.js")
-    result: dict[str, Any] = page.evaluate(REGISTER_PASSKEY)
-    return result
 
 
 def _csrf_header(page: Page) -> dict[str, str]:
@@ -544,7 +523,7 @@ def test_browser_passkey_from_the_username_autofill(
 ):
     virtual_authenticator(page)
     sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
-    assert _register_passkey(page)["status"] == 201
+    assert register_passkey_in_page(page)["status"] == 201
     page.context.clear_cookies()  # a new browser session, nobody signed in
     # Chromium's virtual authenticator answers a conditional (autofill)
     # request by itself, as if the person picked the passkey: no click here.
@@ -560,7 +539,7 @@ def test_browser_passkey_button_then_remove_and_register_again(
     without_passkey_autofill(page)
     authenticator = virtual_authenticator(page)
     sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
-    first = _register_passkey(page)
+    first = register_passkey_in_page(page)
     assert first["status"] == 201
     _sign_out(page)
     page.goto("/signin?next=/policies")
@@ -572,7 +551,7 @@ def test_browser_passkey_button_then_remove_and_register_again(
         f"/api/v1/me/credentials/{first['data']['id']}", headers=_csrf_header(page)
     )
     assert removed.status == 204
-    second = _register_passkey(page)
+    second = register_passkey_in_page(page)
     assert second["status"] == 201 and second["data"]["id"] != first["data"]["id"]
     # The device keeps one passkey per account: the new one replaced the old.
     assert len(authenticator_credentials(page, authenticator)) == 1
@@ -591,7 +570,7 @@ def test_browser_an_authenticator_without_resident_keys_cannot_make_a_passkey(
     person = sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
     # The options require a resident key: the browser refuses before anything
     # reaches the server (were it to answer rk=false, the API refuses it too).
-    refused = _register_passkey(page)
+    refused = register_passkey_in_page(page)
     assert refused == {"ok": False, "status": 0, "error": "NotAllowedError"}
     assert page.request.get("/api/v1/me/credentials").json()["credentials"] == []
     _sign_out(page)
@@ -611,7 +590,7 @@ def test_browser_step_up_by_passkey_needs_user_verification(
     without_passkey_autofill(page)
     authenticator = virtual_authenticator(page)
     sign_in_browser(page, mailbox, sms, consent=PASSKEY_CONSENT)
-    credential = _register_passkey(page)["data"]["id"]
+    credential = register_passkey_in_page(page)["data"]["id"]
     clock.advance(minutes=6)  # older than removing a passkey allows
     remove = f"/api/v1/me/credentials/{credential}"
     assert page.request.delete(remove, headers=_csrf_header(page)).status == 401
@@ -663,7 +642,7 @@ def test_browser_second_factor_by_email_code_after_a_device_was_bound(
     consent = baseline_consent(device_biometrics="granted", security="granted")
     person = sign_in_browser(page, mailbox, sms, consent=consent)
     # A passkey on this device binds it: a password alone no longer signs in.
-    assert _register_passkey(page)["status"] == 201
+    assert register_passkey_in_page(page)["status"] == 201
     _sign_out(page)
     page.goto("/signin?next=/policies")
     page.get_by_label("Email or phone number").fill(person.email)

@@ -20,6 +20,7 @@ from app.oidc.backchannel import RENDERER, on_sessions_ended, render
 from app.oidc.client_models import OAuthClient
 from app.oidc.endings import end_account_grants, register_withdrawal_effects
 from app.oidc.export import SECTION as EXPORT_SECTION
+from app.oidc.form_targets import form_targets
 from app.oidc.grant_models import AuthorizationCode, ClientAuthorization, IssuedToken, TokenGrant
 from app.oidc.key_models import SigningKey
 from app.oidc.keys import SigningKeys
@@ -81,4 +82,5 @@ capability = Capability(
     account_ending=end_account_grants,
     retention_purge=purge,
     privacy_pages=(("oidc_privacy.partners", NAV_LABEL),),
+    form_targets=form_targets,
 )

@@ -18,7 +18,7 @@ from authlib.oidc.core.errors import (
     RequestNotSupportedError,
     RequestURINotSupportedError,
 )
-from flask import Blueprint, Response, g, redirect, render_template, request
+from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
@@ -36,6 +36,7 @@ from app.oidc.server import AuthorizationContext, authorization_server
 from app.oidc.signed_tokens import issuer
 from app.oidc.subjects import subject_for
 from app.pages.i18n import html_lang
+from app.pages.surface import allow_form_target
 from app.security.signing import SignatureInvalid
 from app.security.tokens import derive_key
 from app.services.sessions import ACR_ORDER, Acr
@@ -59,11 +60,16 @@ def authorize() -> ResponseReturnValue:
     return _authorize(caller, decision=None)
 
 
-@bp.post("/oauth/authorize/decision")
+@bp.route("/oauth/authorize/decision", methods=["GET", "POST"])
 @signed_in()
 def decide() -> ResponseReturnValue:
-    """The approval page's answer: the request's parameters come back as
-    hidden fields, so authlib validates them again from this request."""
+    """The approval page's answer (POST): the request's parameters come back
+    in the form's address, so authlib validates them again from this request.
+    A GET is a person back from the sign-in the answer needed (their session
+    had ended on the page): the same request again, asked afresh."""
+    if request.method == "GET":
+        query = request.query_string.decode("ascii", "replace")
+        return redirect(f"{url_for('oidc_pages.authorize')}?{query}", code=303)
     return _authorize(current_caller(), decision=request.form.get("decision", ""))
 
 
@@ -228,6 +234,8 @@ def _approval_page(
     shown_scopes = [s for s in scopes if s not in SILENT_SCOPES]
     chinese = html_lang() == "zh-CN"
     assert purpose is not None
+    # The answer goes to the client by redirect (authlib checked the URI).
+    allow_form_target(params["redirect_uri"])
     return render_template(
         "oidc/approve.html",
         purpose_title=purpose.title.zh_cn if chinese else purpose.title.en,
@@ -235,7 +243,9 @@ def _approval_page(
         client=client,
         scopes=shown_scopes,
         claims=released,
-        fields=list(params.items(multi=True)),
+        # In the address, not hidden fields: a sign-in the answer may need
+        # (the session ended on this page) then returns to the same request.
+        action=url_for("oidc_pages.decide") + "?" + urlencode(list(params.items(multi=True))),
         host=urlsplit(params.get("redirect_uri", "")).hostname or "",
     )
 

@@ -23,6 +23,7 @@ from app.http.scope import request_context, services
 from app.http.unit_of_work import record_failure
 from app.oidc import end_session
 from app.oidc.end_session import BadLogoutRequest, LogoutRequest
+from app.pages.surface import allow_form_target
 
 bp = Blueprint("oidc_logout", __name__, template_folder="templates")
 
@@ -38,6 +39,9 @@ def logout() -> ResponseReturnValue:
         return _refuse(error)
     caller = optional_caller()
     if caller is not None and (asked.hint is None or asked.names(svc, caller.session)):
+        if asked.redirect_to is not None:
+            # The answer goes on to the client's registered post-logout URI.
+            allow_form_target(asked.redirect_to)
         return render_template(
             "oidc/logout_confirm.html",
             client=asked.client,

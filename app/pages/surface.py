@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
-from urllib.parse import urlencode
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlencode, urlsplit
 
 from flask import g, redirect, render_template, request
 from flask_babel import gettext
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from app.capabilities import form_targets as capability_form_targets
 from app.http.surfaces import Problem, Surface
 
 
@@ -24,17 +26,48 @@ def csp_nonce() -> str:
     return nonce
 
 
-def content_security_policy(nonce: str) -> str:
+def content_security_policy(nonce: str, form_origins: Iterable[str] = ()) -> str:
+    form_sources = " ".join(["'self'", *form_origins])
     return (
         "default-src 'none'; "
         f"script-src 'self' 'nonce-{nonce}'; "
         "style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        f"form-action {form_sources}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
+# An origin as a CSP source: scheme, host and port, nothing that could end the directive.
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+
+
+def allow_form_target(url: str) -> None:
+    """This page's form ends, through a redirect, at ``url`` (a client's
+    registered redirect URI): browsers check form-action on every hop, so
+    its origin joins 'self' there."""
+    g.setdefault("privid_form_targets", set()).add(url)
+
+
+def _form_origins() -> list[str]:
+    targets = set(g.get("privid_form_targets", ()))
+    try:
+        next_path = request.values.get("next")
+    except HTTPException:  # a body too large or malformed to read: no form
+        next_path = None
+    if next_path:
+        targets.update(capability_form_targets(next_path))
+    origins = set()
+    for target in targets:
+        parts = urlsplit(target)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if _ORIGIN.fullmatch(origin):
+            origins.add(origin)
+    return sorted(origins)
+
+
 def apply_page_headers(response: Response) -> None:
-    response.headers["Content-Security-Policy"] = content_security_policy(csp_nonce())
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        csp_nonce(), _form_origins()
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
     # Same-origin referrers let a page send the visitor back where they came from.
