@@ -39,7 +39,7 @@ from app.pages.i18n import html_lang
 from app.pages.surface import allow_form_target
 from app.security.signing import SignatureInvalid
 from app.security.tokens import derive_key
-from app.services.sessions import ACR_ORDER, Acr
+from app.services.sessions import Acr
 
 bp = Blueprint("oidc_pages", __name__, template_folder="templates")
 
@@ -134,24 +134,10 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
         or (caller is not None and partners.covers(caller.user.id, client, scopes)),
         approved_now=approved_now,
         someone_else_hinted=_hint_names_someone_else(params.get("id_token_hint"), client, caller),
+        reachable_acr=(lambda: _reachable_acr(caller)) if caller is not None else None,
     )
-    if verdict.need == Need.STEP_UP and caller is not None:
-        reachable = _reachable_acr(caller)
-        assert verdict.acr is not None
-        if ACR_ORDER.index(reachable) < ACR_ORDER.index(verdict.acr):
-            if asked.essential_acr:
-                return to_client(AccessDeniedError("This account cannot sign in that strongly."))
-            # acr_values are preferences: go on at the level the account has.
-            verdict = interaction.decide(
-                interaction.Request(
-                    asked.prompts, asked.max_age, (), False, asked.claims, asked.login_after
-                ),
-                session,
-                runtime().clock.now(),
-                consent_owed=session is not None and owes_consent(session),
-                partner_approved=approved_now or partners.covers(caller.user.id, client, scopes),
-                approved_now=approved_now,
-            )
+    if verdict.need == Need.UNREACHABLE_ACR:
+        return to_client(AccessDeniedError("This account cannot sign in that strongly."))
     if verdict.need != Need.NOTHING:
         if "none" in asked.prompts:
             return to_client(SILENT[SILENT_ERRORS[verdict.need]]())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -38,6 +38,8 @@ class Need(StrEnum):
     STEP_UP = "step_up"
     CONSENT_STEP = "consent_step"
     PARTNER_APPROVAL = "partner_approval"
+    # An essential acr the account has no factor for: the client is refused.
+    UNREACHABLE_ACR = "unreachable_acr"
 
 
 # With prompt=none, each need is this error for the client (OIDC Core 3.1.2.6).
@@ -126,10 +128,12 @@ def decide(
     partner_approved: bool,
     approved_now: bool = False,
     someone_else_hinted: bool = False,
+    reachable_acr: Callable[[], Acr] | None = None,
 ) -> Verdict:
     """``approved_now``: this request is the person's answer on the approval
     page, which is what prompt=consent asked for (else the page would come
-    back for ever)."""
+    back for ever). ``reachable_acr``: the strongest level the account's
+    factors reach, asked only when a step-up would be needed."""
     # id_token_hint naming another person than the one signed in: the client
     # expects that person, so whoever is here signs in again (OIDC Core 3.1.2.2).
     if session is None or someone_else_hinted:
@@ -147,7 +151,12 @@ def decide(
         # Any of the listed levels will do; the lowest is the one to ask for.
         lowest = min(request.acr_values, key=ACR_ORDER.index)
         if not acr_at_least(session.acr, lowest):
-            return Verdict(Need.STEP_UP, lowest)
+            reachable = reachable_acr() if reachable_acr is not None else lowest
+            if acr_at_least(reachable, lowest):
+                return Verdict(Need.STEP_UP, lowest)
+            if request.essential_acr:
+                return Verdict(Need.UNREACHABLE_ACR)
+            # acr_values are preferences: go on at the level the account has.
     if consent_owed:
         return Verdict(Need.CONSENT_STEP)
     if ("consent" in request.prompts and not approved_now) or not partner_approved:
