@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     oidc_id_token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
     oidc_access_token_lifetime_seconds: int = Field(default=600, ge=60, le=86400)
     oidc_max_token_lifetime_seconds: int | None = Field(default=None, ge=60)
+    # How long a worker keeps its copy of the signing keys. A rotation announces
+    # the new key this long before it signs (and the old one signs until then),
+    # so every worker publishes a key before any worker signs with it.
+    oidc_key_cache_seconds: int = Field(default=60, ge=0, le=3600)
     # A refresh token unused this long lapses; rotation never takes a grant past
     # its absolute lifetime (the user signs in again then).
     oidc_refresh_token_lifetime_seconds: int = Field(default=14 * 86400, ge=300)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from joserfc import jws
 from joserfc.jwk import KeySet, RSAKey
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.cli import unit_of_work
 from app.oidc.key_models import SigningKey
@@ -25,6 +26,8 @@ from app.settings import Settings, SettingsError
 from tests.helpers import database_text, race
 
 RECEIPT_KID = "dev-signing-1"  # the receipt key of the test settings
+# PRIVID_OIDC_KEY_CACHE_SECONDS by default: a rotated-in key signs this long after.
+TAKES_OVER = 60
 
 
 @pytest.fixture
@@ -151,7 +154,7 @@ def test_tampered_and_foreign_tokens_are_refused(app, client):
 # -- rotation -------------------------------------------------------------------------
 
 
-def test_rotation_keeps_the_old_key_published_until_its_tokens_have_expired(
+def test_rotation_announces_the_new_key_before_it_signs_and_keeps_the_old_one_published(
     app, client, frozen_clock
 ):
     old_token = sign(app, {"sub": "alice"})
@@ -159,14 +162,22 @@ def test_rotation_keeps_the_old_key_published_until_its_tokens_have_expired(
 
     new_kid = rotate(app)
 
+    # Published at once, signing only once every worker's copy has it.
     assert new_kid != old_kid
-    assert header_of(sign(app, {"sub": "bob"}))["kid"] == new_kid
     assert set(published(client)) == {RECEIPT_KID, old_kid, new_kid}
+    frozen_clock.advance(seconds=TAKES_OVER - 1)
+    assert header_of(sign(app, {"sub": "bob"}))["kid"] == old_kid
+    assert stored_keys(app)[old_kid].private_key_sealed is not None
+
+    frozen_clock.advance(seconds=1)
+    assert header_of(sign(app, {"sub": "bob"}))["kid"] == new_kid
     # The retired key signs nothing more: its private part is gone.
     retired = stored_keys(app)[old_kid]
     assert retired.private_key_sealed is None and retired.wrapped_key is None
+    assert set(published(client)) == {RECEIPT_KID, old_kid, new_kid}
 
-    # The ID token lives 3600 s by default, the longest of the token lifetimes.
+    # The ID token lives 3600 s by default, the longest of the token lifetimes,
+    # counted from the last moment the old key signed.
     frozen_clock.advance(seconds=3599)
     assert old_kid in published(client)
     assert rp_verify(client, old_token) == verify(app, old_token) == {"sub": "alice"}
@@ -175,6 +186,23 @@ def test_rotation_keeps_the_old_key_published_until_its_tokens_have_expired(
     assert set(published(client)) == {RECEIPT_KID, new_kid}
     with pytest.raises(SignatureInvalid):
         verify(app, old_token)
+
+
+def test_a_rotation_at_once_signs_with_the_new_key_now_and_erases_the_old_one(app, client):
+    old_kid = header_of(sign(app, {"sub": "alice"}))["kid"]
+
+    result = app.test_cli_runner().invoke(args=["oidc-keys", "rotate", "--at-once"])
+
+    assert result.exit_code == 0, result.output
+    new_kid = result.output.strip()
+    assert header_of(sign(app, {"sub": "bob"}))["kid"] == new_kid
+    assert stored_keys(app)[old_kid].private_key_sealed is None
+    assert set(published(client)) == {RECEIPT_KID, old_kid, new_kid}
+
+
+def test_the_first_rotation_signs_at_once_as_there_is_nothing_to_hand_over_from(app):
+    first = rotate(app)
+    assert header_of(sign(app, {"sub": "alice"}))["kid"] == first
 
 
 @pytest.mark.parametrize(
@@ -189,7 +217,7 @@ def test_the_publication_window_follows_the_longest_token_lifetime(
 ):
     old_kid = header_of(sign(app, {"sub": "alice"}))["kid"]
     rotate(app)
-    frozen_clock.advance(seconds=window - 1)
+    frozen_clock.advance(seconds=TAKES_OVER + window - 1)
     assert old_kid in published(client)
     frozen_clock.advance(seconds=1)
     assert old_kid not in published(client)
@@ -200,13 +228,15 @@ def test_a_window_shorter_than_a_token_lifetime_is_refused_at_start():
         Settings(oidc_max_token_lifetime_seconds=600).check()  # ID tokens live 3600 s
 
 
-def test_the_cli_rotates_and_prints_only_the_new_kid(app, client):
+def test_the_cli_rotates_and_prints_only_the_new_kid(app, client, frozen_clock):
     first = rotate(app)
     second = rotate(app)
 
     assert first != second
     assert first == thumbprint(published(client)[first])
     assert second == thumbprint(published(client)[second])
+    assert header_of(sign(app, {"sub": "alice"}))["kid"] == first
+    frozen_clock.advance(seconds=TAKES_OVER)
     assert header_of(sign(app, {"sub": "alice"}))["kid"] == second
     assert set(published(client)) == {RECEIPT_KID, first, second}
 
@@ -265,3 +295,56 @@ def test_rotations_racing_leave_one_active_key(app, client):
     active = [row.kid for row in stored_keys(app).values() if row.retired_at is None]
     assert len(active) == 1 and active[0] in made
     assert set(published(client)) == {RECEIPT_KID, first, *made}
+
+
+# -- each worker's copy ------------------------------------------------------------------
+
+
+def key_reads(app) -> list[str]:
+    """The statements that read the signing keys table, as they run."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "signing_keys" in statement:
+            seen.append(statement)
+
+    event.listen(app.extensions["privid.engine"], "before_cursor_execute", note)
+    return seen
+
+
+def test_a_worker_reads_the_keys_once_per_cache_period(app, client, frozen_clock):
+    first = header_of(sign(app, {"sub": "alice"}))["kid"]
+    reads = key_reads(app)
+
+    for _ in range(5):
+        assert first in published(client)
+        assert header_of(sign(app, {"sub": "alice"}))["kid"] == first
+    assert len(reads) <= 1
+
+    frozen_clock.advance(seconds=TAKES_OVER)
+    assert first in published(client)
+    assert len(reads) == 2
+
+
+def test_a_worker_that_meets_a_kid_it_has_not_seen_looks_again(app):
+    """Two workers, each with its own copy: a key the other one made since
+    this one last looked is found, not refused."""
+    with app.app_context(), unit_of_work() as svc:
+        rt = svc.runtime
+        settings = rt.settings
+        this_worker = SigningKeys(
+            svc.db,
+            rt.clock,
+            rt.key_ring,
+            timedelta(seconds=settings.oidc_key_publish_seconds),
+            svc.audit,
+            timedelta(seconds=TAKES_OVER),
+            {},
+        )
+        assert this_worker.jwks() == []
+    token = sign(app, {"sub": "alice"})  # the other worker makes the first key
+
+    with app.app_context(), unit_of_work() as svc:
+        this_worker._db = svc.db  # the next request's session
+        assert this_worker.verify(token) == {"sub": "alice"}
+        assert [key["kid"] for key in this_worker.jwks()] == [header_of(token)["kid"]]

@@ -1,7 +1,13 @@
-"""The OpenID provider's signing keys: one active key per algorithm (RS256, the
-default, and ES256), created on first use; rotation retires the active key,
-erases its private half and keeps its public half in the JWKS until the
-longest-lived token it may have signed has expired."""
+"""The OpenID provider's signing keys: one signing key per algorithm (RS256,
+the default, and ES256), created on first use. A rotation announces the new
+key: it is published at once and signs only after ``oidc_key_cache_seconds``,
+the longest any worker keeps its copy of the keys, so no relying party meets
+a kid the JWKS does not list yet; the old key signs until then, then its
+private half is erased and its public half stays in the JWKS until the
+longest-lived token it may have signed has expired.
+
+Every worker reads the keys from its copy (one query per worker per cache
+period, not one per token or JWKS request)."""
 
 from __future__ import annotations
 
@@ -9,17 +15,18 @@ import json
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
+from app.db import affected_rows
 from app.oidc.key_models import SigningKey
 from app.security.envelope import FieldCipher, KeyRing, WrappedKey
 from app.security.signing import SignatureInvalid
@@ -71,6 +78,52 @@ class Rotation:
     retired: SigningKey | None
 
 
+@dataclass(frozen=True)
+class KeyView:
+    """A signing key as a worker keeps it between reads (no database session)."""
+
+    kid: str
+    alg: str
+    public_jwk: Mapping[str, Any]
+    activated_at: datetime
+    retired_at: datetime | None
+    published_until: datetime | None
+    kek_id: str | None
+    wrapped_key: bytes | None
+    private_key_sealed: bytes | None
+
+    @classmethod
+    def of(cls, row: SigningKey) -> KeyView:
+        return cls(
+            row.kid,
+            row.alg,
+            dict(row.public_jwk),
+            row.activated_at,
+            row.retired_at,
+            row.published_until,
+            row.kek_id,
+            row.wrapped_key,
+            row.private_key_sealed,
+        )
+
+    def signs_at(self, now: datetime) -> bool:
+        return self.activated_at <= now and (self.retired_at is None or self.retired_at > now)
+
+    def published_at(self, now: datetime) -> bool:
+        return self.retired_at is None or (
+            self.published_until is not None and self.published_until > now
+        )
+
+
+@dataclass(frozen=True)
+class _Copy:
+    keys: tuple[KeyView, ...]
+    read_at: datetime
+
+
+CACHE = "oidc.signing_keys"
+
+
 class SigningKeys:
     def __init__(
         self,
@@ -79,48 +132,63 @@ class SigningKeys:
         key_ring: KeyRing,
         publish_for: timedelta,
         audit: AuditTrail,
+        cache_for: timedelta = timedelta(0),
+        cache: dict[str, Any] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._key_ring = key_ring
         self._publish_for = publish_for
         self._audit = audit
+        self._cache_for = cache_for
+        self._cache: dict[str, Any] = {} if cache is None else cache
 
     @classmethod
     def of(cls, svc: Services) -> SigningKeys:
         rt = svc.runtime
-        publish_for = timedelta(seconds=rt.settings.oidc_key_publish_seconds)
-        return cls(svc.db, rt.clock, rt.key_ring, publish_for, svc.audit)
+        s = rt.settings
+        publish_for = timedelta(seconds=s.oidc_key_publish_seconds)
+        cache_for = timedelta(seconds=s.oidc_key_cache_seconds)
+        return cls(svc.db, rt.clock, rt.key_ring, publish_for, svc.audit, cache_for, rt.caches)
 
     # -- keys --------------------------------------------------------------------
 
-    def active(self, alg: Algorithm = DEFAULT_ALGORITHM) -> SigningKey:
+    def active(self, alg: Algorithm = DEFAULT_ALGORITHM) -> KeyView:
         """The key that signs with ``alg`` now; the first one is made here."""
-        found = self._active_row(alg)
+        now = self._clock.now()
+        found = self._signing(self._copy().keys, alg, now)
+        if found is None:
+            # Only the first key of an algorithm can be missing; look again
+            # past this worker's copy before making it.
+            found = self._signing(self._copy(fresh=True).keys, alg, now)
         if found is not None:
             return found
-        made = self._new_row(alg)
+        made = self._new_row(alg, activated_at=now)
         try:
             with self._db.begin_nested():
                 self._db.add(made)
                 self._db.flush()
         except IntegrityError:
             # Another worker made the first key in the meantime: use that one.
-            return self._require_active(alg)
+            return KeyView.of(self._require_active(alg))
         self._audit.record("oidc.signing_key_created", kid=made.kid, alg=alg)
-        return made
+        self._forget_copy()
+        return KeyView.of(made)
 
-    def rotate(self, alg: Algorithm = DEFAULT_ALGORITHM) -> Rotation:
-        """A new active key for ``alg``; the old one retired and kept published."""
+    def rotate(self, alg: Algorithm = DEFAULT_ALGORITHM, *, at_once: bool = False) -> Rotation:
+        """A new key for ``alg``, published now and signing once every worker
+        has seen it (``at_once``: signing now, for a key believed leaked; a
+        worker may still sign with the old one until its copy expires). The
+        old key signs until the new one takes over, then stays published."""
         made = self._new_row(alg)  # before taking the lock: generating RSA is slow
         now = self._clock.now()
         retired = self._active_row(alg, for_update=True)
+        # With no key before it, nothing signs until this one does: at once.
+        takes_over = now if at_once or retired is None else now + self._cache_for
+        made.activated_at = takes_over
         if retired is not None:
-            retired.retired_at = now
-            retired.published_until = now + self._publish_for
-            retired.kek_id = retired.wrapped_key = retired.private_key_sealed = None
-            with _parsed_lock:
-                _parsed.pop(retired.kid, None)
+            retired.retired_at = takes_over
+            retired.published_until = takes_over + self._publish_for
             # Retired before the insert: the one-active index sees it gone.
             self._db.flush()
         try:
@@ -129,26 +197,29 @@ class SigningKeys:
                 self._db.flush()
         except IntegrityError:
             raise RotationRaced(alg) from None
+        self._erase_retired(now)
         self._audit.record(
             "oidc.signing_key_rotated",
             kid=made.kid,
             alg=alg,
             retired_kid=retired.kid if retired else None,
+            takes_over=takes_over.isoformat(),
         )
+        self._forget_copy()
         return Rotation(made, retired)
 
-    def published(self) -> list[SigningKey]:
-        """Active keys, and retired ones until their window ends; newest first."""
-        now = self._clock.now()
-        rows = self._db.scalars(
-            select(SigningKey)
-            .where(or_(SigningKey.retired_at.is_(None), SigningKey.published_until > now))
-            .order_by(SigningKey.activated_at.desc(), SigningKey.kid)
-        )
-        return list(rows)
+    def published(self) -> list[KeyView]:
+        """Signing and announced keys, and retired ones until their window
+        ends; newest first."""
+        return self._published(self._copy().keys)
 
     def jwks(self) -> list[dict[str, Any]]:
-        return [dict(row.public_jwk) for row in self.published()]
+        return [dict(key.public_jwk) for key in self.published()]
+
+    def erase_retired(self) -> int:
+        """Erase the private half of every key that has stopped signing (a
+        rotation and a worker refreshing its copy do it too)."""
+        return self._erase_retired(self._clock.now())
 
     # -- tokens ------------------------------------------------------------------
 
@@ -156,10 +227,10 @@ class SigningKeys:
         self, claims: Mapping[str, Any], alg: Algorithm = DEFAULT_ALGORITHM, typ: str = "JWT"
     ) -> str:
         """A compact JWS over ``claims`` by the active key, naming it by kid."""
-        row = self.active(alg)
+        key = self.active(alg)
         payload = json.dumps(dict(claims), separators=(",", ":"), ensure_ascii=False)
-        header = {"alg": alg, "kid": row.kid, "typ": typ}
-        return jws.serialize_compact(header, payload.encode("utf-8"), self._private_key(row))
+        header = {"alg": alg, "kid": key.kid, "typ": typ}
+        return jws.serialize_compact(header, payload.encode("utf-8"), self._private_key(key))
 
     def verify(self, token: str, algorithms: tuple[Algorithm, ...] = ALGORITHMS) -> dict[str, Any]:
         """The claims of a token signed by a published key (its kid says which).
@@ -169,11 +240,11 @@ class SigningKeys:
         except (JoseError, ValueError, UnicodeError):
             raise SignatureInvalid("not a compact JWS") from None
         kid = header.get("kid")
-        row = next((r for r in self.published() if r.kid == kid), None)
+        row = self._published_key(kid)
         if row is None or row.alg not in algorithms or header.get("alg") != row.alg:
             raise SignatureInvalid("no published key signs that way under that kid")
         try:
-            keys = KeySet.import_key_set({"keys": [row.public_jwk]})
+            keys = KeySet.import_key_set({"keys": [dict(row.public_jwk)]})
             found = jws.deserialize_compact(token, keys, algorithms=[row.alg])
             claims = json.loads(found.payload)
         except (JoseError, ValueError) as exc:
@@ -181,6 +252,70 @@ class SigningKeys:
         if not isinstance(claims, dict):
             raise SignatureInvalid("the payload is not a JSON object")
         return claims
+
+    # -- this worker's copy ------------------------------------------------------
+
+    def _copy(self, *, fresh: bool = False) -> _Copy:
+        now = self._clock.now()
+        kept: _Copy | None = self._cache.get(CACHE)
+        if not fresh and kept is not None and timedelta(0) <= now - kept.read_at < self._cache_for:
+            return kept
+        rows = self._db.scalars(
+            select(SigningKey).where(
+                or_(SigningKey.retired_at.is_(None), SigningKey.published_until > now)
+            )
+        )
+        keys = tuple(KeyView.of(row) for row in rows)
+        ended = [k for k in keys if not self._still_signs(k, now)]
+        if any(k.private_key_sealed is not None for k in ended):
+            # A key's turn ended since the last look: the first worker to see it erases it.
+            self._erase_retired(now)
+        with _parsed_lock:
+            for key in ended:
+                _parsed.pop(key.kid, None)
+        copy = _Copy(keys, now)
+        self._cache[CACHE] = copy
+        return copy
+
+    def _forget_copy(self) -> None:
+        self._cache.pop(CACHE, None)
+
+    @staticmethod
+    def _still_signs(key: KeyView, now: datetime) -> bool:
+        return key.retired_at is None or key.retired_at > now
+
+    @staticmethod
+    def _signing(keys: tuple[KeyView, ...], alg: str, now: datetime) -> KeyView | None:
+        candidates = [k for k in keys if k.alg == alg and k.signs_at(now)]
+        return max(candidates, key=lambda k: k.activated_at, default=None)
+
+    def _published(self, keys: tuple[KeyView, ...]) -> list[KeyView]:
+        now = self._clock.now()
+        shown = [k for k in keys if k.published_at(now)]
+        shown.sort(key=lambda k: k.kid)
+        shown.sort(key=lambda k: k.activated_at, reverse=True)
+        return shown
+
+    def _published_key(self, kid: object) -> KeyView | None:
+        if not isinstance(kid, str):
+            return None
+        for fresh in (False, True):
+            # A kid this worker has not seen yet may be a key made since its
+            # last look: look once more before refusing.
+            keys = self._published(self._copy(fresh=fresh).keys)
+            found = next((k for k in keys if k.kid == kid), None)
+            if found is not None:
+                return found
+        return None
+
+    def _erase_retired(self, now: datetime) -> int:
+        erased = self._db.execute(
+            update(SigningKey)
+            .where(SigningKey.retired_at <= now, SigningKey.private_key_sealed.is_not(None))
+            .values(kek_id=None, wrapped_key=None, private_key_sealed=None)
+            .execution_options(synchronize_session="fetch")
+        )
+        return affected_rows(erased)
 
     # -- inside ------------------------------------------------------------------
 
@@ -196,7 +331,7 @@ class SigningKeys:
             raise RuntimeError(f"no active {alg} signing key after a concurrent insert")
         return found
 
-    def _new_row(self, alg: Algorithm) -> SigningKey:
+    def _new_row(self, alg: Algorithm, *, activated_at: datetime | None = None) -> SigningKey:
         if alg not in ALGORITHMS:
             raise ValueError(f"unsupported signing algorithm {alg!r}")
         key = _generate(alg)
@@ -214,10 +349,10 @@ class SigningKeys:
             wrapped_key=wrapped.wrapped,
             private_key_sealed=FieldCipher(data_key, _owner(kid)).encrypt(FIELD, pem),
             created_at=now,
-            activated_at=now,
+            activated_at=activated_at or now,
         )
 
-    def _private_key(self, row: SigningKey) -> RSAKey | ECKey:
+    def _private_key(self, row: KeyView) -> RSAKey | ECKey:
         cached = _parsed.get(row.kid)
         if cached is not None:
             return cached

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from limits.storage import Storage
 from sqlalchemy.orm import Session as DbSession
@@ -99,6 +100,9 @@ class Runtime:
     account_endings: tuple[AccountEnding, ...] = ()
     # What installed capabilities purge of their own tables on a retention run.
     retention_purges: tuple[Purge, ...] = ()
+    # Process-local caches of installed capabilities, by name; each says how
+    # it stays correct when another process changes what it copied.
+    caches: dict[str, Any] = field(default_factory=dict)
 
 
 class Services:
