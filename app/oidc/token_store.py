@@ -12,10 +12,12 @@ from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import Clock
-from app.db import affected_rows
+from app.db import affected_rows, insert_row
 from app.models import Session, User
+from app.models.base import new_id
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, IssuedToken, TokenGrant
 from app.oidc.logout_hook import GrantsEnded, backchannel_logout
@@ -91,6 +93,7 @@ class TokenStore:
     ) -> TokenGrant:
         now = self._clock.now()
         grant = TokenGrant(
+            id=new_id(),
             user_id=user.id if user else None,
             client_id=client.client_id,
             scopes=list(scopes),
@@ -102,8 +105,7 @@ class TokenStore:
             created_at=now,
             expires_at=now + self.lifetimes.grant,
         )
-        self._db.add(grant)
-        self._db.flush()
+        insert_row(self._db, grant)
         return grant
 
     def save_code(
@@ -180,6 +182,7 @@ class TokenStore:
         else:
             expires = min(now + self.lifetimes.refresh, grant.expires_at)
         row = IssuedToken(
+            id=new_id(),
             grant_id=grant.id,
             kind=kind,
             token_hash=hash_token(token),
@@ -188,8 +191,7 @@ class TokenStore:
             expires_at=expires,
             dpop_jkt=dpop_jkt,
         )
-        self._db.add(row)
-        self._db.flush()
+        insert_row(self._db, row)
         return row
 
     def find(self, token: str, kind: TokenKind | None = None) -> LiveToken | None:
@@ -197,27 +199,22 @@ class TokenStore:
         not revoked, its client not disabled, its user still active."""
         if not token or len(token) > 4096:
             return None
-        row = self._db.execute(
-            select(IssuedToken).where(IssuedToken.token_hash == hash_token(token))
-        ).scalar_one_or_none()
-        if row is None or (kind is not None and row.kind != kind):
+        live = self._lookup(token)
+        if live is None or (kind is not None and live.token.kind != kind):
             return None
-        live = self._live(row)
-        if live is None or (row.kind == TokenKind.REFRESH and row.used_at is not None):
+        if live.token.kind == TokenKind.REFRESH and live.token.used_at is not None:
             return None
         return live
 
     def claim_refresh(self, token: str, client_id: str) -> tuple[Claim, LiveToken | None]:
         """Rotate a refresh token: it works once. Presenting a rotated one
         again means it leaked: the whole grant is revoked."""
-        row = self._db.execute(
-            select(IssuedToken).where(IssuedToken.token_hash == hash_token(token))
-        ).scalar_one_or_none()
-        if row is None or row.kind != TokenKind.REFRESH:
+        live = self._lookup(token)
+        if live is None or live.token.kind != TokenKind.REFRESH:
             return Claim.INVALID, None
-        live = self._live(row)
-        if live is None or live.client.client_id != client_id:
+        if live.client.client_id != client_id:
             return Claim.INVALID, None
+        row = live.token
         # The grant's row first, as revoke_grant takes it: PostgreSQL keeps a
         # lock on a row a concurrent UPDATE rechecked and skipped, so racing
         # presentations that each locked the token and then waited on the
@@ -236,27 +233,32 @@ class TokenStore:
                 .execution_options(synchronize_session=False)
             )
         )
-        self._db.refresh(row)
         if won:
+            set_committed_value(row, "used_at", now)
             return Claim.WON, live
         self.revoke_grant(live.grant, "refresh_reused")
         return Claim.REUSED, None
 
-    def _live(self, row: IssuedToken) -> LiveToken | None:
-        now = self._clock.now()
-        if row.revoked_at is not None or row.expires_at <= now:
+    def _lookup(self, token: str) -> LiveToken | None:
+        """The token with its grant, client and user, in one query, if each
+        still lets it work: not expired, not revoked, its grant not revoked,
+        its client not disabled, its user still active."""
+        found = self._db.execute(
+            select(IssuedToken, TokenGrant, OAuthClient, User)
+            .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
+            .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
+            .outerjoin(User, User.id == TokenGrant.user_id)
+            .where(IssuedToken.token_hash == hash_token(token))
+        ).one_or_none()
+        if found is None:
             return None
-        grant = self._db.get(TokenGrant, row.grant_id)
-        if grant is None or grant.revoked_at is not None:
+        row, grant, client, user = found
+        if row.revoked_at is not None or row.expires_at <= self._clock.now():
             return None
-        client = self._db.get(OAuthClient, grant.client_id)
-        if client is None or client.disabled:
+        if grant.revoked_at is not None or client.disabled:
             return None
-        user = None
-        if grant.user_id is not None:
-            user = self._db.get(User, grant.user_id)
-            if user is None or not user.is_active:
-                return None
+        if grant.user_id is not None and (user is None or not user.is_active):
+            return None
         return LiveToken(row, grant, client, user)
 
     # -- revocation ------------------------------------------------------------------------
