@@ -62,8 +62,10 @@ class Token(TokenMixin):
         return Client(self.live.client)
 
 
-def find_token(token_string: str, kind: TokenKind | None = None) -> Token | None:
-    live = token_store(services()).find(token_string, kind)
+def find_token(
+    token_string: str, kind: TokenKind | None = None, *, with_user: bool = False
+) -> Token | None:
+    live = token_store(services()).find(token_string, kind, with_user=with_user)
     return Token(live, token_string) if live is not None else None
 
 
@@ -71,7 +73,7 @@ class BearerValidator(BearerTokenValidator):
     """Plain bearer access tokens; a DPoP-bound one is refused without its proof."""
 
     def authenticate_token(self, token_string: str) -> Token | None:
-        found = find_token(token_string, TokenKind.ACCESS)
+        found = find_token(token_string, TokenKind.ACCESS, with_user=True)  # UserInfo
         if found is not None and found.live.token.dpop_jkt is not None:
             raise InvalidTokenError(
                 description="This token is bound to a key: use the DPoP scheme with a proof."
@@ -86,7 +88,7 @@ class DpopValidator(BearerTokenValidator):
     TOKEN_TYPE = "dpop"
 
     def authenticate_token(self, token_string: str) -> Token | None:
-        found = find_token(token_string, TokenKind.ACCESS)
+        found = find_token(token_string, TokenKind.ACCESS, with_user=True)  # UserInfo
         if found is None:
             return None
         bound = found.live.token.dpop_jkt

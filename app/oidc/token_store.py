@@ -6,9 +6,10 @@ conditional UPDATE, so of two concurrent redemptions exactly one wins."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session as DbSession
@@ -18,6 +19,7 @@ from app.clock import Clock
 from app.db import affected_rows, insert_row
 from app.models import Session, User
 from app.models.base import new_id
+from app.models.user import UserStatus
 from app.oidc.client_models import OAuthClient
 from app.oidc.grant_models import AuthorizationCode, IssuedToken, TokenGrant
 from app.oidc.logout_hook import GrantsEnded, backchannel_logout
@@ -49,12 +51,21 @@ class Lifetimes:
     grant: timedelta
 
 
-@dataclass(frozen=True)
+@dataclass
 class LiveToken:
     token: IssuedToken
     grant: TokenGrant
     client: OAuthClient
-    user: User | None
+    db: DbSession = field(repr=False)
+    # Loaded with the token when the caller said it would need it, else on first use.
+    loaded_user: User | None = None
+
+    @property
+    def user(self) -> User | None:
+        """The person the grant is for; None for a client's own token."""
+        if self.loaded_user is None and self.grant.user_id is not None:
+            self.loaded_user = self.db.get(User, self.grant.user_id)
+        return self.loaded_user
 
 
 class TokenStore:
@@ -194,12 +205,14 @@ class TokenStore:
         insert_row(self._db, row)
         return row
 
-    def find(self, token: str, kind: TokenKind | None = None) -> LiveToken | None:
+    def find(
+        self, token: str, kind: TokenKind | None = None, *, with_user: bool = False
+    ) -> LiveToken | None:
         """The token if it still works: not expired, not revoked, its grant
         not revoked, its client not disabled, its user still active."""
         if not token or len(token) > 4096:
             return None
-        live = self._lookup(token)
+        live = self._lookup(token, with_user=with_user)
         if live is None or (kind is not None and live.token.kind != kind):
             return None
         if live.token.kind == TokenKind.REFRESH and live.token.used_at is not None:
@@ -209,7 +222,7 @@ class TokenStore:
     def claim_refresh(self, token: str, client_id: str) -> tuple[Claim, LiveToken | None]:
         """Rotate a refresh token: it works once. Presenting a rotated one
         again means it leaked: the whole grant is revoked."""
-        live = self._lookup(token)
+        live = self._lookup(token, with_user=True)  # the new ID token is about them
         if live is None or live.token.kind != TokenKind.REFRESH:
             return Claim.INVALID, None
         if live.client.client_id != client_id:
@@ -239,12 +252,14 @@ class TokenStore:
         self.revoke_grant(live.grant, "refresh_reused")
         return Claim.REUSED, None
 
-    def _lookup(self, token: str) -> LiveToken | None:
-        """The token with its grant, client and user, in one query, if each
+    def _lookup(self, token: str, *, with_user: bool = False) -> LiveToken | None:
+        """The token with its grant, client and (``with_user``) user, if each
         still lets it work: not expired, not revoked, its grant not revoked,
-        its client not disabled, its user still active."""
+        its client not disabled, its user still active. One query; the client
+        is usually the one that just authenticated, already in the session."""
+        user_state: Any = User if with_user else User.status
         found = self._db.execute(
-            select(IssuedToken, TokenGrant, OAuthClient, User)
+            select(IssuedToken, TokenGrant, OAuthClient.disabled_at, user_state)
             .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
             .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
             .outerjoin(User, User.id == TokenGrant.user_id)
@@ -252,14 +267,19 @@ class TokenStore:
         ).one_or_none()
         if found is None:
             return None
-        row, grant, client, user = found
+        row, grant, client_disabled_at, user_found = found
+        user: User | None = user_found if with_user else None
+        status = user.status if user is not None else user_found
         if row.revoked_at is not None or row.expires_at <= self._clock.now():
             return None
-        if grant.revoked_at is not None or client.disabled:
+        if grant.revoked_at is not None or client_disabled_at is not None:
             return None
-        if grant.user_id is not None and (user is None or not user.is_active):
+        if grant.user_id is not None and status != UserStatus.ACTIVE:
             return None
-        return LiveToken(row, grant, client, user)
+        client = self._db.get(OAuthClient, grant.client_id)
+        if client is None:
+            return None
+        return LiveToken(row, grant, client, self._db, user)
 
     # -- revocation ------------------------------------------------------------------------
 
