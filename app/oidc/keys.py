@@ -188,7 +188,10 @@ class SigningKeys:
         made.activated_at = takes_over
         if retired is not None:
             retired.retired_at = takes_over
-            retired.published_until = takes_over + self._publish_for
+            # At once, a worker whose copy predates the rotation may sign with
+            # the old key for one more cache period.
+            last_signature = takes_over + (self._cache_for if at_once else timedelta(0))
+            retired.published_until = last_signature + self._publish_for
             # Retired before the insert: the one-active index sees it gone.
             self._db.flush()
         try:
