@@ -219,11 +219,6 @@ class SigningKeys:
     def jwks(self) -> list[dict[str, Any]]:
         return [dict(key.public_jwk) for key in self.published()]
 
-    def erase_retired(self) -> int:
-        """Erase the private half of every key that has stopped signing (a
-        rotation and a worker refreshing its copy do it too)."""
-        return self._erase_retired(self._clock.now())
-
     # -- tokens ------------------------------------------------------------------
 
     def sign(
