@@ -177,18 +177,17 @@ def authenticated_caller() -> Caller:
         challenge = "DPoP" if scheme == "dpop" else "Bearer"
         if scheme not in {"bearer", "dpop"} or not token:
             raise _invalid_token(challenge)
-        session = svc.sessions.resolve(token, Transport.BEARER)
-        if session is not None:
-            proof = _sender_proof(session, scheme, token)
+        found = svc.sessions.resolve_with_user(token, Transport.BEARER)
+        if found is not None:
+            proof = _sender_proof(found[0], scheme, token)
     else:
         cookie = request.cookies.get(runtime().settings.session_cookie_name)
         if not cookie:
             raise authentication_required()
-        session = svc.sessions.resolve(cookie, Transport.COOKIE)
-    if session is None:
+        found = svc.sessions.resolve_with_user(cookie, Transport.COOKIE)
+    if found is None:
         raise _invalid_token(challenge)
-    user = svc.db.get(User, session.user_id)
-    assert user is not None
+    session, user = found
     known = Caller(session, user, proof)
     g.privid_authenticated = known
     return known

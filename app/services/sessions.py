@@ -119,22 +119,33 @@ class SessionService:
 
     def resolve(self, token: str, transport: Transport) -> Session | None:
         """The live session for a token presented over ``transport``, or None."""
-        session = self._db.execute(
-            select(Session).where(Session.token_hash == hash_token(token))
-        ).scalar_one_or_none()
-        if session is None or session.transport != transport or session.revoked_at:
+        found = self.resolve_with_user(token, transport)
+        return found[0] if found is not None else None
+
+    def resolve_with_user(self, token: str, transport: Transport) -> tuple[Session, User] | None:
+        """The live session for a token presented over ``transport`` and its
+        user, or None. The caller keeps the user: the ORM's identity map holds
+        rows weakly, so asking for it again would read it again."""
+        found = self._db.execute(
+            select(Session, User)
+            .join(User, User.id == Session.user_id)
+            .where(Session.token_hash == hash_token(token))
+        ).one_or_none()
+        if found is None:
+            return None
+        session, user = found
+        if session.transport != transport or session.revoked_at:
             return None
         now = self._clock.now()
         idle_limit = session.last_seen_at + timedelta(seconds=self._rules.idle_timeout_seconds)
         if now >= session.expires_at or now >= idle_limit:
             return None
-        user = self._db.get(User, session.user_id)
-        if user is None or not user.is_active:
+        if not user.is_active:
             return None
         if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
             session.last_seen_at = now
             self._db.flush()
-        return session
+        return session, user
 
     def active_for(self, user_id: str) -> Sequence[Session]:
         now = self._clock.now()
