@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from app.services.container import DeferredRenderer, Services, SessionEndListener
 
 # Modules with a ``capability`` attribute, in the order their blueprints register.
-INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
+INSTALLED: tuple[str, ...] = (
+    "app.core",
+    "app.api.capability",
+    "app.pages",
+    "app.oidc",
+    "verification",
+)
 
 
 @dataclass(frozen=True)
