@@ -87,6 +87,10 @@ class Document:
     number: str
     birth_date: date | None = None
 
+    def __repr__(self) -> str:
+        # Keeps the number out of tracebacks and log lines.
+        return f"Document(type={self.type.value!r}, masked={self.masked()!r})"
+
     def masked(self) -> str:
         """What may be shown and stored: ``110105**********1X`` for the
         18-character numbers, else the first and the last two characters."""
