@@ -10,6 +10,7 @@ from datetime import date
 
 import pytest
 
+from tests.verification_fakes import ANSWER_KEY, KEY_ID, LIVENESS_PASS, REQUEST_KEY, FakeProvider
 from verification.documents import DocumentType, parse
 from verification.http_provider import HttpProvider, HttpProviderConfig
 from verification.provider import (
@@ -19,7 +20,6 @@ from verification.provider import (
     ProviderError,
     ProviderUnavailable,
 )
-from tests.verification_fakes import ANSWER_KEY, KEY_ID, LIVENESS_PASS, REQUEST_KEY, FakeProvider
 
 NUMBER = "11010519491231002X"
 ZHANG = Person("张三", parse(DocumentType.RESIDENT_ID_CARD, NUMBER, date(2026, 11, 30)))

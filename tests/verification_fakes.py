@@ -6,6 +6,7 @@ answer signatures, an outage."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 import time
@@ -105,10 +106,9 @@ class FakeProvider:
                     "X-Provider-Signature", answer_signature(key, status, stamp, nonce, payload)
                 )
                 self.end_headers()
-                try:
+                # A slow answer the client stopped waiting for goes nowhere.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # a slow answer the client stopped waiting for
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
