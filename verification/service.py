@@ -189,10 +189,11 @@ class VerificationService:
         attempt = str(uuid.uuid4())
         kind = checked.person.document.type.value
 
-        def audit(outcome: str, **details: str) -> None:
+        def audit(result: str, **details: str) -> None:
             self._svc.audit.record(
                 AUDIT_EVENT,
-                outcome=outcome,
+                outcome="success" if result == "confirmed" else "failure",
+                result=result,
                 user_id=user.id,
                 ip_prefix=context.ip_prefix,
                 attempt=attempt,
@@ -241,7 +242,7 @@ class VerificationService:
                 "The name and document number do not match the issuing institution's record.",
                 keep_changes=True,
             )
-        audit("success", level=outcome.level.value, reference=outcome.reference)
+        audit("confirmed", level=outcome.level.value, reference=outcome.reference)
         return outcome
 
     def _keep(self, user_id: str, checked: Checked, outcome: Outcome) -> IdentityVerification:
