@@ -63,6 +63,9 @@ class Capability:
     # when the page returns the person to ``next`` (an authorisation request
     # ends at its client's redirect URI); browsers check form-action on each hop.
     form_targets: Callable[[str], Sequence[str]] | None = None
+    # Its pages' message catalogues, when it lives outside app/ (whose
+    # ``translations/`` folders are found without being named).
+    translations: str | None = None
 
 
 @cache
@@ -110,6 +113,11 @@ def published_keys(services: Services) -> list[Mapping[str, Any]]:
         if capability.published_keys is not None:
             keys.extend(capability.published_keys(services))
     return keys
+
+
+def capability_translations() -> list[str]:
+    """The catalogue folders capabilities outside app/ name."""
+    return [c.translations for c in installed() if c.translations is not None]
 
 
 def form_targets(next_path: str) -> list[str]:

@@ -6,20 +6,27 @@ only the result kept. It depends on the app's public interfaces; nothing in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.api.problems import JSON_API
 from app.capabilities import Capability
+from app.pages.surface import PAGES
 from verification.api import bp as api_bp
 from verification.lifecycle import EXPORT_SECTION, erase, purge, register_withdrawal_effects
 from verification.models import IdentityVerification
+from verification.pages import NAV_LABEL
+from verification.pages import bp as pages_bp
 from verification.wiring import install_provider
 
 capability = Capability(
     name="verification",
-    blueprints=((api_bp, JSON_API),),
+    blueprints=((api_bp, JSON_API), (pages_bp, PAGES)),
     withdrawal_effects=register_withdrawal_effects,
     export_sections=(EXPORT_SECTION,),
     models=(IdentityVerification,),
     init_app=install_provider,
     account_ending=erase,
     retention_purge=purge,
+    privacy_pages=(("verification_pages.identity", NAV_LABEL),),
+    translations=str(Path(__file__).resolve().parent / "translations"),
 )

@@ -10,11 +10,11 @@ from app.extensions import limiter
 from app.http.access import IDENTITY_VERIFICATION, signed_in
 from app.http.gate import current_caller
 from app.http.limits import caller_key, setting
-from app.http.scope import request_context, runtime, services
+from app.http.scope import request_context, services
 from verification.models import IdentityVerification
 from verification.schemas import PersonIn, ResultOut, ResultsOut, VerificationIn
-from verification.service import GUARDIAN, SELF, Submitted, VerificationService, results_of
-from verification.wiring import provider
+from verification.service import GUARDIAN, SELF, Submitted, results_of
+from verification.wiring import flow
 
 bp = Blueprint("verification_api", __name__, url_prefix="/api/v1/me/identity-verification")
 TAG = "identity verification"
@@ -37,12 +37,6 @@ def result_out(row: IdentityVerification) -> ResultOut:
         document_masked=row.document_masked,
         verified_at=row.verified_at,
         retain_until=row.retain_until,
-    )
-
-
-def flow() -> VerificationService:
-    return VerificationService(
-        services(), provider(), runtime().settings.verification_provider_abroad
     )
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from app.clock import Clock
+from app.http.scope import runtime, services
 from app.settings import Settings, SettingsError, decode_key
 from verification.http_provider import HttpProvider, HttpProviderConfig
 from verification.provider import Provider
 from verification.sandbox import SandboxProvider
+from verification.service import VerificationService
 
 EXTENSION = "privid.verification.provider"
 
@@ -54,3 +56,9 @@ def install_provider(app: Flask) -> None:
 def provider() -> Provider:
     found: Provider = current_app.extensions[EXTENSION]
     return found
+
+
+def flow() -> VerificationService:
+    """The verification service of this request, with the app's provider."""
+    settings = runtime().settings
+    return VerificationService(services(), provider(), settings.verification_provider_abroad)
