@@ -13,38 +13,31 @@ from sqlalchemy import select
 from app.clock import FrozenClock
 from app.models import AuditEvent, ConsentRecord, LegalArchiveRecord
 from tests.helpers import (
-    POLICY_VERSION,
     assert_problem,
     bearer,
     register,
     row_count,
     table_rows,
 )
-from tests.verification_fakes import ANSWER_KEY, KEY_ID, REQUEST_KEY, FakeProvider, b64
+from tests.verification_helpers import (
+    ANSWER_KEY,
+    CHILD,
+    KEY_ID,
+    REQUEST_KEY,
+    ZHANG,
+    ZHANG_NUMBER,
+    FakeProvider,
+    b64,
+    grant,
+)
 from verification.sandbox import LIVENESS_PASS, UNAVAILABLE_NAME
 
 URL = "/api/v1/me/identity-verification"
-ZHANG = {"full_name": "张三", "document_type": "cn_resident_id_card"}
-ZHANG_NUMBER = "11010519491231002X"
-CHILD = {
-    "full_name": "王小明",
-    "document_type": "cn_resident_id_card",
-    "document_number": "110105201803010047",
-}
 
 
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
-
-
-def grant(client, token: str, purpose: str = "identity_verification") -> None:
-    answer = client.post(
-        f"/api/v1/me/consent/{purpose}/grant",
-        json={"policy_version": POLICY_VERSION},
-        headers=bearer(token),
-    )
-    assert answer.status_code == 200, answer.json
 
 
 def verify(client, token: str, **body: object):

@@ -16,9 +16,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from app.extensions import limiter
-from tests.helpers import bearer, register
-from tests.test_encryption_at_rest import dump_tables, file_bytes
-from tests.test_verification_flow import CHILD, ZHANG_NUMBER, grant
+from tests.helpers import bearer, dump_tables, file_bytes, register
+from tests.verification_helpers import CHILD, ZHANG_NUMBER, grant
 from verification.sandbox import UNAVAILABLE_NAME
 
 URL = "/api/v1/me/identity-verification"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import HIGH_LIMITS, account_form, register, table_rows
-from tests.test_verification_flow import ZHANG_NUMBER
+from tests.verification_helpers import ZHANG_NUMBER
 
 PATH = "/privacy/identity"
 

@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 
-from tests.verification_fakes import ANSWER_KEY, KEY_ID, LIVENESS_PASS, REQUEST_KEY, FakeProvider
+from tests.verification_helpers import ANSWER_KEY, KEY_ID, LIVENESS_PASS, REQUEST_KEY, FakeProvider
 from verification.documents import DocumentType, parse
 from verification.http_provider import HttpProvider, HttpProviderConfig
 from verification.provider import (

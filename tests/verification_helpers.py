@@ -1,7 +1,8 @@
-"""A fake identity verification provider on 127.0.0.1: speaks the protocol
-verification/http_provider.py expects (signed requests, signed answers) and
-misbehaves on demand: mismatches, slow answers, 500s, malformed JSON, bad
-answer signatures, an outage."""
+"""What the identity verification tests share: the sandbox's test identities
+as the API takes them, granting the purpose, and a fake provider on 127.0.0.1
+that speaks the protocol verification/http_provider.py expects (signed
+requests, signed answers) and misbehaves on demand: mismatches, slow answers,
+500s, malformed JSON, bad answer signatures, an outage."""
 
 from __future__ import annotations
 
@@ -17,10 +18,30 @@ from typing import Any
 
 from verification.signing import answer_signature, request_signature, same
 
+# Sandbox test identities (verification/sandbox.py).
+ZHANG = {"full_name": "张三", "document_type": "cn_resident_id_card"}
+ZHANG_NUMBER = "11010519491231002X"
+CHILD = {
+    "full_name": "王小明",
+    "document_type": "cn_resident_id_card",
+    "document_number": "110105201803010047",
+}
+POLICY_VERSION = "2026-06"  # published by the app fixture
+
 REQUEST_KEY = b"fake-provider-request-key-000000"
 ANSWER_KEY = b"fake-provider-answer-key-0000000"
 KEY_ID = "privid-test"
 LIVENESS_PASS = "fake-liveness-ok"
+
+
+def grant(client: Any, token: str, purpose: str = "identity_verification") -> None:
+    """The separate consent, through the consent API."""
+    answer = client.post(
+        f"/api/v1/me/consent/{purpose}/grant",
+        json={"policy_version": POLICY_VERSION},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200, answer.json
 
 
 def b64(key: bytes) -> str:
