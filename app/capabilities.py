@@ -21,7 +21,11 @@ from app.services.export import Section, register_section
 from app.services.retention import Purge
 
 if TYPE_CHECKING:
+    from app.models import User
     from app.services.container import DeferredRenderer, Services, SessionEndListener
+
+# (services, user, client id, claim names) -> {claim: value}
+ClaimValues = Callable[["Services", "User", str, frozenset[str]], Mapping[str, Any]]
 
 # Modules with a ``capability`` attribute, in the order their blueprints register.
 INSTALLED: tuple[str, ...] = (
@@ -66,6 +70,9 @@ class Capability:
     # Its pages' message catalogues, when it lives outside app/ (whose
     # ``translations/`` folders are found without being named).
     translations: str | None = None
+    # Values of the OIDC user claims it answers for (app/oidc/claims.py names
+    # them under a scope), for one client; a claim it has no value for is left out.
+    user_claims: ClaimValues | None = None
 
 
 @cache
@@ -113,6 +120,10 @@ def published_keys(services: Services) -> list[Mapping[str, Any]]:
         if capability.published_keys is not None:
             keys.extend(capability.published_keys(services))
     return keys
+
+
+def capability_claims() -> list[ClaimValues]:
+    return [c.user_claims for c in installed() if c.user_claims is not None]
 
 
 def capability_translations() -> list[str]:

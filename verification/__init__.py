@@ -12,6 +12,7 @@ from app.api.problems import JSON_API
 from app.capabilities import Capability
 from app.pages.surface import PAGES
 from verification.api import bp as api_bp
+from verification.claims import identity_claims
 from verification.lifecycle import EXPORT_SECTION, erase, purge, register_withdrawal_effects
 from verification.models import IdentityVerification
 from verification.pages import NAV_LABEL
@@ -28,5 +29,6 @@ capability = Capability(
     account_ending=erase,
     retention_purge=purge,
     privacy_pages=(("verification_pages.identity", NAV_LABEL),),
+    user_claims=identity_claims,
     translations=str(Path(__file__).resolve().parent / "translations"),
 )
