@@ -241,6 +241,13 @@ class Settings(BaseSettings):
             raise ValueError("must be 'console' or 'smtp'")
         return value
 
+    @field_validator("verification_provider")
+    @classmethod
+    def _verification_provider(cls, value: str) -> str:
+        if value not in {"sandbox", "http"}:
+            raise ValueError("must be 'sandbox' or 'http'")
+        return value
+
     @field_validator("sms_backend")
     @classmethod
     def _sms_backend(cls, value: str) -> str:
@@ -331,6 +338,9 @@ class Settings(BaseSettings):
             problems.append("PRIVID_EMAIL_BACKEND must be 'smtp' in production")
         if self.sms_backend == "console":
             problems.append("PRIVID_SMS_BACKEND must be 'http' in production")
+        if self.verification_provider == "sandbox":
+            # The sandbox confirms its made-up test identities to anyone.
+            problems.append("PRIVID_VERIFICATION_PROVIDER must be 'http' in production")
         # smtplib's timeout is per step (connect, greeting, each command): a
         # send that outlives its claim could be sent again by another worker.
         slowest_send = 3 * max(self.smtp_timeout_seconds, self.sms_http_timeout_seconds)
