@@ -67,7 +67,7 @@ def verify(body: VerificationIn) -> ResponseReturnValue:
 @operation(
     "My verification results (mine, and my guardian's for a child's account)",
     tag=TAG,
-    responses={200: ("Newest first", ResultsOut)},
+    responses={200: ("The account holder's first, then a guardian's", ResultsOut)},
 )
 def results() -> ResponseReturnValue:
     rows = results_of(services(), current_caller().user.id)
