@@ -4,9 +4,19 @@ explained and never put back into the page."""
 
 from __future__ import annotations
 
-import pytest
+import re
 
-from tests.helpers import HIGH_LIMITS, account_form, register, table_rows
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.helpers import (
+    HIGH_LIMITS,
+    account_form,
+    assert_accessible,
+    register,
+    sign_in_browser,
+    table_rows,
+)
 from tests.verification_helpers import ZHANG_NUMBER
 
 PATH = "/privacy/identity"
@@ -78,3 +88,41 @@ def test_an_unknown_document_type_is_refused(browser_client):
     answer = submit(browser_client, document_type="library_card")
     assert answer.status_code == 422
     assert "Choose the kind of document." in answer.get_data(as_text=True)
+
+
+# -- in a browser, both languages, axe on the page ---------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize(
+    ("browser_locale", "consent", "verify", "done", "level"),
+    [
+        ("en", "I give my separate consent", "Verify my identity", "Your identity is verified.",
+         "Name and number confirmed (L1)"),
+        ("zh-CN", "我单独同意进行实名身份验证", "验证我的身份", "您的身份已通过验证。",
+         "姓名与证件号码一致（L1）"),
+    ],
+)  # fmt: skip
+def test_a_person_verifies_in_the_browser(
+    page: Page, mailbox, sms, browser_locale: str, consent: str, verify: str, done: str, level: str
+):
+    sign_in_browser(page, mailbox, sms)
+    page.goto(PATH)
+    assert_accessible(page)
+    page.locator("#full_name").fill("张三")
+    page.locator("#document_type").select_option("cn_resident_id_card")
+    page.locator("#document_number").fill("110105194912310021")
+    page.get_by_label(re.compile(consent)).check()
+    page.get_by_role("button", name=verify).click()
+    # A typo in the check character: explained, the number not given back.
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert page.locator("#document_number").input_value() == ""
+    assert_accessible(page)
+    page.locator("#full_name").fill("张三")
+    page.locator("#document_number").fill(ZHANG_NUMBER)
+    page.get_by_label(re.compile(consent)).check()
+    page.get_by_role("button", name=verify).click()
+    expect(page.get_by_role("status")).to_have_text(done)
+    expect(page.locator(".verification")).to_contain_text(level)
+    expect(page.locator(".verification")).to_contain_text("110105**********2X")
+    assert_accessible(page)
