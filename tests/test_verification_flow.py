@@ -53,6 +53,10 @@ def consenting(client, mailbox, sms) -> str:
     return str(session["token"])
 
 
+def changed_tables(before: dict, after: dict) -> set[str]:
+    return {name for name in before if before[name] != after[name]}
+
+
 def verification_rows(app) -> list[tuple]:
     return table_rows(app)["identity_verifications"]
 
@@ -155,9 +159,7 @@ def test_provider_down_is_answered_and_only_the_attempt_is_audited(app, client, 
     before = table_rows(app)
     answer = verify(client, consenting, full_name=UNAVAILABLE_NAME)
     assert_problem(answer, 503, "provider-unavailable")
-    after = table_rows(app)
-    changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"audit_events"}
+    assert changed_tables(before, table_rows(app)) == {"audit_events"}
     assert verification_rows(app) == []
 
 
@@ -248,6 +250,14 @@ def test_a_child_under_14_needs_a_verified_adult_guardian(app, client, consentin
                 )
             ).all()
     assert "guardian" in channels
+
+
+def test_an_adult_gives_no_guardian_details(app, client, consenting):
+    before = table_rows(app)
+    guardian = {**ZHANG, "document_number": ZHANG_NUMBER}
+    answer = verify(client, consenting, document_number="440305198507120033", guardian=guardian)
+    assert_problem(answer, 422, "guardian-not-needed")
+    assert table_rows(app) == before
 
 
 def test_a_child_is_not_sent_out_when_the_guardian_fails(app, client, consenting):
@@ -345,15 +355,18 @@ class TestAgainstTheFakeProvider:
         self, app, client, consenting, fake_provider
     ):
         fake_provider.state.mode = "bad-signature"
+        before = table_rows(app)
         assert_problem(verify(client, consenting), 502, "provider-answer-rejected")
+        assert changed_tables(before, table_rows(app)) == {"audit_events"}
         assert verification_rows(app) == []
 
     def test_an_outage_trips_the_breaker(self, app, client, consenting, fake_provider):
         fake_provider.state.mode = "down"
+        before = table_rows(app)
         for _ in range(2):
             assert_problem(verify(client, consenting), 503, "provider-unavailable")
         reached = len(fake_provider.state.requests)
         answer = verify(client, consenting)
         assert_problem(answer, 503, "provider-unavailable")
         assert len(fake_provider.state.requests) == reached
-        assert verification_rows(app) == []
+        assert changed_tables(before, table_rows(app)) == {"audit_events"}

@@ -56,7 +56,6 @@ class Checked:
     person: Person
     role: str
     document_hash: str
-    pointer: str
 
 
 def document_problem(rule_error: DocumentError, pointer: str) -> ServiceError:
@@ -68,10 +67,6 @@ def document_problem(rule_error: DocumentError, pointer: str) -> ServiceError:
         detail,
         errors=[FieldError(pointer, detail, rule_error.rule.value)],
     )
-
-
-def _refused(slug: str, status: int, title: str, detail: str) -> ServiceError:
-    return ServiceError(slug, status, title, detail)
 
 
 class VerificationService:
@@ -91,7 +86,7 @@ class VerificationService:
             raise document_problem(exc, f"{prefix}/document_number") from None
         name = normalise_full_name(submitted.full_name, f"{prefix}/full_name")
         person = Person(name, document, submitted.liveness_token)
-        return Checked(person, role, self.document_hash(document), prefix)
+        return Checked(person, role, self.document_hash(document))
 
     def document_hash(self, document: Document) -> str:
         return self._svc.runtime.blind_index(
@@ -106,7 +101,7 @@ class VerificationService:
         for purpose in needed:
             record = current.get((purpose, None))
             if record is None or record.decision != Decision.GRANTED:
-                raise _refused(
+                raise ServiceError(
                     "separate-consent-required",
                     403,
                     "Separate consent required",
@@ -125,6 +120,15 @@ class VerificationService:
                 "The document shows an age under 14: a parent or guardian verifies "
                 "their own identity and consents for the child.",
                 errors=[FieldError("#/guardian", "Add the guardian's details.")],
+            )
+        if guardian is not None and (age is None or age >= GUARDIAN_AGE):
+            # A guardian's details are processed only when the law asks for them.
+            raise ServiceError(
+                "guardian-not-needed",
+                422,
+                "No guardian is needed",
+                "A guardian verifies only for a child under 14 (from the document's birth date).",
+                errors=[FieldError("#/guardian", "Leave the guardian out.")],
             )
         if guardian is not None:
             guardian_age = guardian.person.document.age_on(today)
@@ -148,7 +152,7 @@ class VerificationService:
             )
         )
         if other is not None:
-            raise _refused(
+            raise ServiceError(
                 "identity-already-bound",
                 409,
                 "This identity belongs to another account",
