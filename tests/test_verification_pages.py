@@ -17,7 +17,7 @@ from tests.helpers import (
     sign_in_browser,
     table_rows,
 )
-from tests.verification_helpers import ZHANG_NUMBER
+from tests.verification_helpers import CHILD, ZHANG_NUMBER
 
 PATH = "/privacy/identity"
 
@@ -82,6 +82,23 @@ def test_a_refused_number_is_explained_in_chinese_and_not_shown_again(app, brows
     assert "最后一位校验码与号码不符" in html and "实名身份验证" in html
     assert bad not in html
     assert table_rows(app)["identity_verifications"] == []
+
+
+def test_a_child_verifies_with_a_guardian_on_the_page(browser_client):
+    fields = {**CHILD, "consent_identity_verification": "yes"}
+    alone = submit(browser_client, **fields)
+    assert alone.status_code == 422
+    assert "a parent or guardian must verify too" in alone.get_data(as_text=True)
+    done = submit(
+        browser_client,
+        **fields,
+        guardian_full_name="张三",
+        guardian_document_type="cn_resident_id_card",
+        guardian_document_number=ZHANG_NUMBER,
+    )
+    assert done.status_code == 303
+    html = browser_client.get(PATH).get_data(as_text=True)
+    assert "Your guardian" in html and "110105**********47" in html
 
 
 def test_an_unknown_document_type_is_refused(browser_client):

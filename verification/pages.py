@@ -4,6 +4,8 @@ number typed is never put back into the page, even when it is refused."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import Blueprint, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext
@@ -18,7 +20,14 @@ from app.pages.messages import message_for
 from app.pages.privacy.views import when
 from verification.documents import DocumentType, Rule
 from verification.models import IdentityVerification
-from verification.service import CROSS_BORDER, PURPOSE, SELF, Submitted, results_of
+from verification.service import (
+    CROSS_BORDER,
+    GUARDIAN,
+    PURPOSE,
+    SELF,
+    Submitted,
+    results_of,
+)
 from verification.wiring import flow
 
 bp = Blueprint("verification_pages", __name__, template_folder="templates")
@@ -61,9 +70,13 @@ OUTCOMES = {
     ),
     "identity-already-bound": lazy_gettext("This identity already verified another account."),
     "guardian-required": lazy_gettext(
-        "The document shows an age under 14: a parent or guardian must verify too "
-        "(through the app)."
+        "The document shows an age under 14: a parent or guardian must verify too."
     ),
+    "guardian-not-adult": lazy_gettext("The guardian must be an adult."),
+    "guardian-not-needed": lazy_gettext(
+        "A guardian verifies only for a child under 14: leave the guardian's details empty."
+    ),
+    "unknown-document-type": lazy_gettext("Choose the kind of document."),
     "provider-unavailable": lazy_gettext(
         "Verification is unavailable right now; nothing was kept. Try again later."
     ),
@@ -114,6 +127,18 @@ def _page(error: str | None = None, status: int = 200) -> ResponseReturnValue:
     return body, status
 
 
+def _guardian_typed(form: Mapping[str, str]) -> Submitted:
+    try:
+        kind = DocumentType(form.get("guardian_document_type", ""))
+    except ValueError:
+        raise ServiceError(
+            "unknown-document-type", 422, "Unknown document", "Choose the kind of document."
+        ) from None
+    return Submitted(
+        form.get("guardian_full_name", ""), kind, form.get("guardian_document_number", "")
+    )
+
+
 @bp.get("/privacy/identity")
 @signed_in()
 def identity() -> ResponseReturnValue:
@@ -135,6 +160,9 @@ def verify() -> ResponseReturnValue:
         service = flow()
         typed = Submitted(form.get("full_name", ""), kind, form.get("document_number", ""))
         subject = service.check(typed, SELF)
+        guardian = None
+        if form.get("guardian_document_number", "").strip():
+            guardian = service.check(_guardian_typed(form), GUARDIAN, "#/guardian")
         # The separate consent, given with its own box on this form: recorded
         # in the ledger before the provider sees anything.
         version = form.get("policy_version", "")
@@ -142,7 +170,7 @@ def verify() -> ResponseReturnValue:
         for purpose in [PURPOSE, CROSS_BORDER] if abroad else [PURPOSE]:
             if form.get(f"consent_{purpose}") == "yes" and not _granted(user.id, purpose):
                 svc.consent.grant(user.id, purpose, version, context)
-        return service.verify(user, subject, None, context)
+        return service.verify(user, subject, guardian, context)
 
     outcome = attempt(run)
     if isinstance(outcome, ServiceError):
