@@ -58,6 +58,10 @@ class _Retryable(ProviderUnavailable):
     """A try that may succeed when repeated (5xx, timeout, connection refused)."""
 
 
+class _Refused(ProviderError):
+    """A 4xx: our request was refused; repeating it would not help."""
+
+
 class HttpProvider:
     def __init__(self, config: HttpProviderConfig) -> None:
         parts = urlsplit(config.base_url)
@@ -142,10 +146,6 @@ class HttpProvider:
             raise ProviderAnswerRejected("the provider's answer signature is wrong")
         if not stamp.isdigit() or abs(int(stamp) - time.time()) > ANSWER_SKEW_SECONDS:
             raise ProviderAnswerRejected("the provider's answer is too old or from the future")
-
-
-class _Refused(ProviderError):
-    """A 4xx: our request was refused; repeating it would not help."""
 
 
 def _outcome(body: bytes) -> Outcome:
