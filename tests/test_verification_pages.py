@@ -5,10 +5,12 @@ explained and never put back into the page."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from playwright.sync_api import Page, expect
 
+from app.clock import FrozenClock
 from tests.helpers import (
     HIGH_LIMITS,
     account_form,
@@ -25,6 +27,11 @@ PATH = "/privacy/identity"
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return dict(HIGH_LIMITS)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -99,6 +106,32 @@ def test_a_child_verifies_with_a_guardian_on_the_page(browser_client):
     assert done.status_code == 303
     html = browser_client.get(PATH).get_data(as_text=True)
     assert "Your guardian" in html and "110105**********47" in html
+
+
+def test_a_form_without_its_csrf_token_is_refused(app, browser_client):
+    before = table_rows(app)
+    answer = browser_client.post(
+        PATH,
+        data={
+            "full_name": "张三",
+            "document_type": "cn_resident_id_card",
+            "document_number": ZHANG_NUMBER,
+            "consent_identity_verification": "yes",
+        },
+    )
+    assert answer.status_code == 403
+    assert table_rows(app) == before
+
+
+def test_an_old_sign_in_is_sent_to_step_up_first(app, browser_client, clock):
+    clock.advance(minutes=11)
+    before = table_rows(app)
+    answer = submit(browser_client, consent_identity_verification="yes")
+    assert answer.status_code in (302, 303)
+    assert "/step-up" in answer.headers["Location"]
+    after = table_rows(app)
+    # Only the session's last use moves; no consent, no attempt, no result.
+    assert {name for name in before if before[name] != after[name]} == {"sessions"}
 
 
 def test_an_unknown_document_type_is_refused(browser_client):
