@@ -188,11 +188,12 @@ def test_images_videos_and_templates_are_refused(app, client, consenting, extra)
     assert table_rows(app) == before
 
 
-def test_one_identity_binds_one_account(client, mailbox, sms, consenting):
+def test_one_identity_binds_one_account(app, client, mailbox, sms, consenting):
     assert verify(client, consenting).status_code == 201
     _, other = register(client, mailbox, sms)
     grant(client, other["token"])
     assert_problem(verify(client, other["token"]), 409, "identity-already-bound")
+    assert attempts(app)[-1].details["result"] == "identity_already_bound"
     # The same account may verify again (a new level, say).
     assert verify(client, consenting, liveness_token=LIVENESS_PASS).status_code == 201
 

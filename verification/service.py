@@ -176,10 +176,17 @@ class VerificationService:
     ) -> list[IdentityVerification]:
         self._require_guardian_if_minor(subject, guardian)
         self.require_consent(user.id)
-        self._require_unbound(user.id, subject)
         people = [guardian, subject] if guardian is not None else [subject]
-        for checked in people:
-            self._count_attempt(checked)
+        try:
+            self._require_unbound(user.id, subject)
+            for checked in people:
+                self._count_attempt(checked)
+        except ServiceError as refused:
+            # Someone trying a document bound elsewhere, or trying one too
+            # often, is worth a trace (without the document).
+            self._audit(user, subject, context, refused.slug.replace("-", "_"))
+            refused.keep_changes = True
+            raise
         outcomes = []
         if guardian is not None:
             # The guardian first, and their consent in the ledger, before
@@ -189,23 +196,27 @@ class VerificationService:
         outcomes.append((subject, self._ask(user, subject, context)))
         return [self._keep(user.id, checked, outcome) for checked, outcome in outcomes]
 
+    def _audit(
+        self, user: User, checked: Checked, context: RequestContext, result: str, **details: str
+    ) -> None:
+        """One attempt in the audit trail: its result, never the name or number."""
+        self._svc.audit.record(
+            AUDIT_EVENT,
+            outcome="success" if result == "confirmed" else "failure",
+            result=result,
+            user_id=user.id,
+            ip_prefix=context.ip_prefix,
+            role=checked.role,
+            document_type=checked.person.document.type.value,
+            provider=self._provider.name,
+            **details,
+        )
+
     def _ask(self, user: User, checked: Checked, context: RequestContext) -> Outcome:
         attempt = str(uuid.uuid4())
-        kind = checked.person.document.type.value
 
         def audit(result: str, **details: str) -> None:
-            self._svc.audit.record(
-                AUDIT_EVENT,
-                outcome="success" if result == "confirmed" else "failure",
-                result=result,
-                user_id=user.id,
-                ip_prefix=context.ip_prefix,
-                attempt=attempt,
-                role=checked.role,
-                document_type=kind,
-                provider=self._provider.name,
-                **details,
-            )
+            self._audit(user, checked, context, result, attempt=attempt, **details)
 
         try:
             outcome = self._provider.verify(checked.person, attempt)
