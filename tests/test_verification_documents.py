@@ -33,6 +33,8 @@ def test_a_valid_card_number_is_normalised_and_masked():
     assert document.masked() == "110105**********2X"
     assert document.birth_date == date(1949, 12, 31)
     assert document.age_on(TODAY) == 76
+    # Full-width, as Chinese input methods type it.
+    assert parse(CARD, "１１０１０５１９４９１２３１００２ｘ", TODAY).number == "11010519491231002X"
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,8 @@ def test_a_valid_card_number_is_normalised_and_masked():
     [
         (CARD, "", Rule.EMPTY),
         (CARD, "  - ", Rule.EMPTY),
-        (CARD, "11010519491231002Ｘ", Rule.CHARACTERS),
+        (CARD, "11010519491231002*", Rule.CHARACTERS),
+        (CARD, "1101051949123100２九", Rule.CHARACTERS),
         (CARD, "1101051949123100X2", Rule.CHARACTERS),
         (CARD, "1101051949123100", Rule.LENGTH),
         # The first-generation 15-digit number: refused, never converted.

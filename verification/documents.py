@@ -17,6 +17,7 @@ layout and check character, with the fixed address codes 810000/820000/
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -106,7 +107,8 @@ class Document:
 
 
 def _clean(raw: str) -> str:
-    number = _SEPARATORS.sub("", raw).upper()
+    # NFKC: full-width digits and letters, as Chinese input methods type them.
+    number = _SEPARATORS.sub("", unicodedata.normalize("NFKC", raw)).upper()
     if not number:
         raise DocumentError(Rule.EMPTY)
     if not number.isascii() or not number.isalnum():
