@@ -4,6 +4,7 @@ keeps, and every bad input answered clearly with nothing stored."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -359,6 +360,24 @@ class TestAgainstTheFakeProvider:
         before = table_rows(app)
         assert_problem(verify(client, consenting), 502, "provider-answer-rejected")
         assert changed_tables(before, table_rows(app)) == {"audit_events"}
+        assert verification_rows(app) == []
+
+    def test_a_mismatch_and_a_malformed_answer(self, app, client, consenting, fake_provider):
+        assert_problem(verify(client, consenting, full_name="李四"), 422, "identity-not-confirmed")
+        fake_provider.state.mode = "malformed"
+        before = table_rows(app)
+        assert_problem(verify(client, consenting), 502, "provider-answer-rejected")
+        assert changed_tables(before, table_rows(app)) == {"audit_events"}
+        assert verification_rows(app) == []
+
+    def test_slow_answers_are_answered_in_bounded_time(
+        self, app, client, consenting, fake_provider
+    ):
+        fake_provider.state.mode, fake_provider.state.slow_seconds = "slow", 1.5
+        started = time.monotonic()
+        assert_problem(verify(client, consenting), 503, "provider-unavailable")
+        # Two tries of 0.5 s each and a short back-off, not the provider's 1.5 s twice.
+        assert time.monotonic() - started < 2.0
         assert verification_rows(app) == []
 
     def test_an_outage_trips_the_breaker(self, app, client, consenting, fake_provider):
