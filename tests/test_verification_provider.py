@@ -96,11 +96,11 @@ def test_retries_are_bounded(fake, provider_state):
 
 
 def test_a_slow_answer_times_out_and_is_retried(fake, provider_state):
-    provider_state.mode, provider_state.slow_seconds = "slow", 1.0
+    provider_state.mode, provider_state.slow_seconds = "slow", 2.0
     started = time.monotonic()
     with pytest.raises(ProviderUnavailable):
         adapter(fake, timeout_seconds=0.2, retries=1).verify(ZHANG, "attempt-1")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 1.8  # not the provider's 2 s even once
     assert len(provider_state.requests) == 2
 
 
