@@ -16,6 +16,7 @@ from app.models import AuditEvent, ConsentRecord, LegalArchiveRecord
 from tests.helpers import (
     assert_problem,
     bearer,
+    race,
     register,
     row_count,
     table_rows,
@@ -197,6 +198,20 @@ def test_one_identity_binds_one_account(app, client, mailbox, sms, consenting):
     assert attempts(app)[-1].details["result"] == "identity_already_bound"
     # The same account may verify again (a new level, say).
     assert verify(client, consenting, liveness_token=LIVENESS_PASS).status_code == 201
+
+
+def test_two_accounts_racing_for_one_identity_bind_one(app, client, mailbox, sms):
+    tokens = []
+    for _ in range(2):
+        _, session = register(client, mailbox, sms)
+        grant(client, session["token"])
+        tokens.append(session["token"])
+
+    def attempt(index: int, own) -> int:
+        return verify(own, tokens[index]).status_code
+
+    assert sorted(race(app, 2, attempt)) == [201, 409]
+    assert len(verification_rows(app)) == 1
 
 
 @pytest.fixture

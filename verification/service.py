@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from limits import parse as parse_limit
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from app.errors import FieldError, ServiceError, too_many_attempts
 from app.models import Decision, User
@@ -144,6 +144,14 @@ class VerificationService:
     def _require_unbound(self, user_id: str, subject: Checked) -> None:
         if not self._settings.verification_one_account_per_identity:
             return
+        if self._svc.db.get_bind().dialect.name == "postgresql":
+            # Two accounts verifying one document take turns until commit, so
+            # the second sees the first's row. (SQLite's BEGIN IMMEDIATE
+            # already serialises every writer.)
+            self._svc.db.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                {"k": f"identity-document:{subject.document_hash}"},
+            )
         other = self._svc.db.scalar(
             select(IdentityVerification.user_id).where(
                 IdentityVerification.document_hash == subject.document_hash,
