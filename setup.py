@@ -19,11 +19,14 @@ from setuptools.command.build_py import build_py
 BUNDLED = ("migrations", "config")
 ROOT = Path(__file__).resolve().parent
 # Every capability with pages keeps its catalogues beside its templates.
-CATALOGUES = "app/**/translations/*/LC_MESSAGES/*.po"
+CATALOGUES = (
+    "app/**/translations/*/LC_MESSAGES/*.po",
+    "verification/**/translations/*/LC_MESSAGES/*.po",
+)
 
 
 def compile_catalogues(target_root: Path) -> None:
-    for po in sorted(ROOT.glob(CATALOGUES)):
+    for po in sorted(po for pattern in CATALOGUES for po in ROOT.glob(pattern)):
         with po.open("rb") as source:
             catalogue = read_po(source, locale=po.parent.parent.name)
         mo = target_root / po.relative_to(ROOT).with_suffix(".mo")

@@ -21,10 +21,20 @@ from app.services.export import Section, register_section
 from app.services.retention import Purge
 
 if TYPE_CHECKING:
+    from app.models import User
     from app.services.container import DeferredRenderer, Services, SessionEndListener
 
+# (services, user, client id, claim names) -> {claim: value}
+ClaimValues = Callable[["Services", "User", str, frozenset[str]], Mapping[str, Any]]
+
 # Modules with a ``capability`` attribute, in the order their blueprints register.
-INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
+INSTALLED: tuple[str, ...] = (
+    "app.core",
+    "app.api.capability",
+    "app.pages",
+    "app.oidc",
+    "verification",
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,12 @@ class Capability:
     # when the page returns the person to ``next`` (an authorisation request
     # ends at its client's redirect URI); browsers check form-action on each hop.
     form_targets: Callable[[str], Sequence[str]] | None = None
+    # Its pages' message catalogues, when it lives outside app/ (whose
+    # ``translations/`` folders are found without being named).
+    translations: str | None = None
+    # Values of the OIDC user claims it answers for (app/oidc/claims.py names
+    # them under a scope), for one client; a claim it has no value for is left out.
+    user_claims: ClaimValues | None = None
 
 
 @cache
@@ -104,6 +120,15 @@ def published_keys(services: Services) -> list[Mapping[str, Any]]:
         if capability.published_keys is not None:
             keys.extend(capability.published_keys(services))
     return keys
+
+
+def capability_claims() -> list[ClaimValues]:
+    return [c.user_claims for c in installed() if c.user_claims is not None]
+
+
+def capability_translations() -> list[str]:
+    """The catalogue folders capabilities outside app/ name."""
+    return [c.translations for c in installed() if c.translations is not None]
 
 
 def form_targets(next_path: str) -> list[str]:

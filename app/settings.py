@@ -202,6 +202,30 @@ class Settings(BaseSettings):
     revoked_device_kept_days: int = 30
     idle_device_kept_days: int = 400
 
+    # Real-name identity verification (verification/). "sandbox" answers from
+    # its test identities (development only); "http" is the provider's HTTPS
+    # JSON API: requests signed with the request key, answers checked with the
+    # answer key (both base64, 32 bytes).
+    verification_provider: str = "sandbox"  # sandbox | http
+    verification_provider_name: str = "provider"
+    verification_provider_url: str = ""
+    verification_provider_key_id: str = ""
+    verification_provider_request_key: str = ""
+    verification_provider_answer_key: str = ""
+    verification_provider_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    verification_provider_retries: int = Field(default=2, ge=0, le=5)
+    verification_provider_backoff_seconds: float = Field(default=0.2, ge=0, le=10)
+    verification_breaker_fail_max: int = Field(default=5, ge=1)
+    verification_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+    # The provider checks data outside mainland China: cross_border consent too.
+    verification_provider_abroad: bool = False
+    # One identity document binds to one account at most.
+    verification_one_account_per_identity: bool = True
+    identity_verification_max_auth_age_seconds: int = Field(default=10 * 60, ge=30)
+    # Attempts (flask-limiter syntax), per account and per document (keyed hash).
+    limit_verification_per_account: str = "5/day"
+    limit_verification_per_document: str = "3/day"
+
     @property
     def webauthn_origin_list(self) -> list[str]:
         listed = [o.strip() for o in self.webauthn_origins.split(",") if o.strip()]
@@ -219,6 +243,13 @@ class Settings(BaseSettings):
     def _email_backend(cls, value: str) -> str:
         if value not in {"console", "smtp"}:
             raise ValueError("must be 'console' or 'smtp'")
+        return value
+
+    @field_validator("verification_provider")
+    @classmethod
+    def _verification_provider(cls, value: str) -> str:
+        if value not in {"sandbox", "http"}:
+            raise ValueError("must be 'sandbox' or 'http'")
         return value
 
     @field_validator("sms_backend")
@@ -311,6 +342,9 @@ class Settings(BaseSettings):
             problems.append("PRIVID_EMAIL_BACKEND must be 'smtp' in production")
         if self.sms_backend == "console":
             problems.append("PRIVID_SMS_BACKEND must be 'http' in production")
+        if self.verification_provider == "sandbox":
+            # The sandbox confirms its made-up test identities to anyone.
+            problems.append("PRIVID_VERIFICATION_PROVIDER must be 'http' in production")
         # smtplib's timeout is per step (connect, greeting, each command): a
         # send that outlives its claim could be sent again by another worker.
         slowest_send = 3 * max(self.smtp_timeout_seconds, self.sms_http_timeout_seconds)

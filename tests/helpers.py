@@ -5,6 +5,7 @@ Test modules import from here, never from each other."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import CDPSession, Page
 from sqlalchemy import Connection, event, inspect, select, text
+from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
 from app.models import Base
@@ -415,6 +417,8 @@ HIGH_LIMITS = {
         "limit_registration_per_ip",
         "limit_reset_per_ip",
         "limit_requests_per_account",
+        "limit_verification_per_account",
+        "limit_verification_per_document",
     )
 }
 
@@ -951,9 +955,68 @@ def account_form(client: FlaskClient, path: str, **fields: str) -> TestResponse:
 
 # POST /api/v1/password/check (live feedback on the sign-up page): a valid body
 # for the contract tests, with every optional detail given.
+# POST /api/v1/me/identity-verification: a sandbox test identity (verification/sandbox.py).
+VALID_BODIES[("post", "/api/v1/me/identity-verification")] = lambda w: {
+    "full_name": "张三",
+    "document_type": "cn_resident_id_card",
+    "document_number": "11010519491231002X",
+}
 VALID_BODIES[("post", "/api/v1/password/check")] = lambda w: {
     "password": GOOD_PASSWORD,
     "email": w.person.email,
     "phone": w.person.phone,
     "full_name": w.person.full_name,
 }
+
+
+# -- what a database holds, for "is this secret stored anywhere" searches ------------
+
+
+def render(value: Any) -> bytes:
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def dump_tables(app: Flask) -> tuple[bytes, set[str], int]:
+    """Every column of every row of every model table, as bytes."""
+    chunks: list[bytes] = []
+    rows = 0
+    with app.extensions["privid.engine"].connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            for row in connection.execute(select(table)).mappings():
+                rows += 1
+                chunks.extend(render(value) for value in row.values())
+    return b"\x00".join(chunks), {t.name for t in Base.metadata.sorted_tables}, rows
+
+
+def database_files(app: Flask) -> list[Path]:
+    url = make_url(str(app.extensions["privid.engine"].url))
+    main = Path(str(url.database))
+    candidates = [main, *(main.with_name(main.name + s) for s in ("-wal", "-shm", "-journal"))]
+    return [path for path in candidates if path.exists()]
+
+
+def file_bytes(app: Flask) -> bytes:
+    """The bytes the database keeps on disk for our tables."""
+    engine = app.extensions["privid.engine"]
+    if engine.dialect.name == "sqlite":
+        return b"\x00".join(path.read_bytes() for path in database_files(app))
+    # PostgreSQL: flush to disk, then read each table's heap file as the server
+    # stores it (the test role is a superuser, as on the CI machine).
+    chunks = []
+    with engine.connect() as connection:
+        connection.execute(text("CHECKPOINT"))
+        for table in inspect(connection).get_table_names():
+            path = connection.execute(
+                text("SELECT pg_relation_filepath(CAST(:t AS regclass))"), {"t": table}
+            ).scalar_one()
+            chunks.append(
+                connection.execute(text("SELECT pg_read_binary_file(:p)"), {"p": path}).scalar_one()
+            )
+    assert chunks, "no table files were read"
+    return b"\x00".join(bytes(chunk) for chunk in chunks)

@@ -3,78 +3,34 @@ good once the user's data key is deleted (crypto-shredding)."""
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, inspect, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import delete, inspect, select, update
 
-from app.models import Base, User, UserDataKey
+from app.models import User, UserDataKey
 from app.security.envelope import DecryptionError
 from app.services.container import Services
-from tests.helpers import Person, bearer, login, new_person, register, start_registration
+from tests.helpers import (
+    Person,
+    bearer,
+    dump_tables,
+    file_bytes,
+    login,
+    new_person,
+    register,
+    start_registration,
+)
 
 NAME_TYPED = "Zoe\u0308 Ångström 王小明"  # decomposed ë; stored composed
 HEX_ONLY = re.compile(r"[0-9a-fA-F]+")
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def render(value: Any) -> bytes:
-    if value is None:
-        return b""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
-
-
-def dump_tables(app: Flask) -> tuple[bytes, set[str], int]:
-    """Every column of every row of every model table, as bytes."""
-    chunks: list[bytes] = []
-    rows = 0
-    with app.extensions["privid.engine"].connect() as connection:
-        for table in Base.metadata.sorted_tables:
-            for row in connection.execute(select(table)).mappings():
-                rows += 1
-                chunks.extend(render(value) for value in row.values())
-    return b"\x00".join(chunks), {t.name for t in Base.metadata.sorted_tables}, rows
-
-
-def database_files(app: Flask) -> list[Path]:
-    url = make_url(str(app.extensions["privid.engine"].url))
-    main = Path(str(url.database))
-    candidates = [main, *(main.with_name(main.name + s) for s in ("-wal", "-shm", "-journal"))]
-    return [path for path in candidates if path.exists()]
-
-
-def file_bytes(app: Flask) -> bytes:
-    """The bytes the database keeps on disk for our tables."""
-    engine = app.extensions["privid.engine"]
-    if engine.dialect.name == "sqlite":
-        return b"\x00".join(path.read_bytes() for path in database_files(app))
-    # PostgreSQL: flush to disk, then read each table's heap file as the server
-    # stores it (the test role is a superuser, as on the CI machine).
-    chunks = []
-    with engine.connect() as connection:
-        connection.execute(text("CHECKPOINT"))
-        for table in inspect(connection).get_table_names():
-            path = connection.execute(
-                text("SELECT pg_relation_filepath(CAST(:t AS regclass))"), {"t": table}
-            ).scalar_one()
-            chunks.append(
-                connection.execute(text("SELECT pg_read_binary_file(:p)"), {"p": path}).scalar_one()
-            )
-    assert chunks, "no table files were read"
-    return b"\x00".join(bytes(chunk) for chunk in chunks)
 
 
 def encodings(secret: str) -> Iterable[bytes]:

@@ -1,4 +1,4 @@
-"""What the project declares is what it needs: app/ type-checks, every
+"""What the project declares is what it needs: app/ and verification/ type-check, every
 distribution the code imports is a declared dependency, and an installed copy
 (not an editable one, not run from the checkout) can migrate and serve."""
 
@@ -42,18 +42,18 @@ def _declared_distributions() -> set[str]:
 
 def _imported_top_level_modules() -> set[str]:
     modules: set[str] = set()
-    for path in (ROOT / "app").rglob("*.py"):
+    for path in [*(ROOT / "app").rglob("*.py"), *(ROOT / "verification").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 modules.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    return modules - set(sys.stdlib_module_names) - {"app", "__future__"}
+    return modules - set(sys.stdlib_module_names) - {"app", "verification", "__future__"}
 
 
 def test_app_type_checks_clean():
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "app"],
+        [sys.executable, "-m", "mypy", "app", "verification"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -67,7 +67,7 @@ def test_every_imported_distribution_is_a_declared_dependency():
     providers = importlib.metadata.packages_distributions()
     declared = _declared_distributions()
     imported = _imported_top_level_modules()
-    assert {"flask", "sqlalchemy", "joserfc"} <= imported  # the walk sees the code
+    assert {"flask", "sqlalchemy", "joserfc", "stdnum"} <= imported  # the walk sees the code
     undeclared = {
         module: sorted(providers.get(module, ["<not installed>"]))
         for module in imported
@@ -108,6 +108,10 @@ def test_an_installed_copy_migrates_and_serves(tmp_path: Path):
     )
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     shutil.rmtree(source)  # nothing may still point into the source copy
+    # The identity verification capability's page and compiled catalogue too.
+    shipped = site / "verification"
+    assert (shipped / "templates" / "verification" / "identity.html").exists()
+    assert (shipped / "translations" / "zh_Hans_CN" / "LC_MESSAGES" / "messages.mo").exists()
 
     env = {
         key: value

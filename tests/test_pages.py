@@ -27,7 +27,7 @@ LANG_COOKIE = "__Host-privid_lang"
 def _catalogue_files(suffix: str) -> list[Path]:
     # Every page area's catalogue, the provider's too (babel.cfg names its pages).
     pattern = f"**/translations/zh_Hans_CN/LC_MESSAGES/messages{suffix}"
-    return sorted((ROOT / "app").glob(pattern))
+    return sorted(path for top in ("app", "verification") for path in (ROOT / top).glob(pattern))
 
 
 def _extracted_msgids() -> set[str]:

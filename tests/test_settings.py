@@ -29,6 +29,7 @@ def production(**overrides: object) -> Settings:
         "email_backend": "smtp",
         "sms_backend": "http",
         "sms_http_url": "https://sms.example.com/send",
+        "verification_provider": "http",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -58,6 +59,8 @@ def test_complete_production_settings_pass():
         ({"email_backend": "console"}, "PRIVID_EMAIL_BACKEND"),
         ({"sms_backend": "console"}, "PRIVID_SMS_BACKEND"),
         ({"sms_http_url": ""}, "PRIVID_SMS_HTTP_URL"),
+        # The sandbox confirms its test identities to anyone.
+        ({"verification_provider": "sandbox"}, "PRIVID_VERIFICATION_PROVIDER"),
         ({"public_url": "http://id.example.com"}, "PRIVID_PUBLIC_URL"),
         # A send that outlives its claim could be sent again by another worker.
         ({"outbox_claim_seconds": 20}, "PRIVID_OUTBOX_CLAIM_SECONDS"),

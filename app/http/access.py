@@ -47,6 +47,8 @@ CREDENTIAL_CHANGE = StepUp(Freshness.CREDENTIAL_CHANGE, Level.ACCOUNT)
 # Adding a passkey or binding a device: as fresh as removing a binding.
 DEVICE_MANAGEMENT = StepUp(Freshness.DEVICE_MANAGEMENT, Level.ACCOUNT)
 SECOND_FACTOR_ENROLMENT = StepUp(Freshness.SECOND_FACTOR)
+# Sending an identity document to the verification provider.
+IDENTITY_VERIFICATION = StepUp(Freshness.IDENTITY_VERIFICATION, Level.ACCOUNT)
 
 
 @dataclass(frozen=True)

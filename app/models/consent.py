@@ -23,6 +23,8 @@ class Channel(StrEnum):
     OAUTH = "oauth"
     SETTINGS = "settings"
     API = "api"
+    # A verified guardian deciding for a child's account (PIPL Art. 31).
+    GUARDIAN = "guardian"
 
 
 class PolicyVersion(Base):

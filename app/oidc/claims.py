@@ -8,19 +8,25 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from app.capabilities import capability_claims
 from app.models import User
 from app.services.container import Services
 
-# Scope → the claims it releases. ``identity`` is reserved for the
-# identity-verification capability (level and date only) and releases nothing yet.
+# Scope → the claims it releases. ``identity``'s claims (the verification level
+# and its date, nothing of the document) are answered by the identity
+# verification capability (``Capability.user_claims``).
 SCOPE_CLAIMS: Mapping[str, tuple[str, ...]] = {
     "openid": (),
     "profile": ("name",),
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
     "offline_access": (),
-    "identity": (),
+    "identity": ("identity_level", "identity_verified_on"),
 }
+# The claims read from the encrypted profile; the others come from capabilities.
+PROFILE_CLAIMS = frozenset(
+    {"name", "email", "email_verified", "phone_number", "phone_number_verified"}
+)
 USER_CLAIMS = frozenset(c for claims in SCOPE_CLAIMS.values() for c in claims)
 # Claims the ID token carries about the sign-in itself, never from the profile.
 SIGN_IN_CLAIMS = frozenset({"auth_time", "acr", "amr"})
@@ -75,21 +81,28 @@ def requested_claims(claims: Mapping[str, Any] | None, target: str) -> dict[str,
     return {name: spec for name, spec in wanted.items() if name in USER_CLAIMS | SIGN_IN_CLAIMS}
 
 
-def user_claims(svc: Services, user: User, names: Iterable[str]) -> dict[str, Any]:
-    """The values of the named user claims; the profile is decrypted only if
-    one of them needs it."""
+def user_claims(svc: Services, user: User, names: Iterable[str], client_id: str) -> dict[str, Any]:
+    """The values of the named user claims for ``client_id``; the profile is
+    decrypted only if one of them needs it. A claim no one answers for (an
+    unverified identity) is left out."""
     wanted = set(names) & USER_CLAIMS
     if not wanted:
         return {}
-    profile = svc.vault.profile(user)
-    values: dict[str, Any] = {
-        "name": profile.full_name,
-        "email": profile.email,
-        "email_verified": _verified(user.email_verified_at),
-        "phone_number": profile.phone,
-        "phone_number_verified": _verified(user.phone_verified_at),
-    }
-    return {name: values[name] for name in sorted(wanted)}
+    values: dict[str, Any] = {}
+    if wanted & PROFILE_CLAIMS:
+        profile = svc.vault.profile(user)
+        values = {
+            "name": profile.full_name,
+            "email": profile.email,
+            "email_verified": _verified(user.email_verified_at),
+            "phone_number": profile.phone,
+            "phone_number_verified": _verified(user.phone_verified_at),
+        }
+    others = frozenset(wanted - PROFILE_CLAIMS)
+    if others:
+        for answer in capability_claims():
+            values.update(answer(svc, user, client_id, others))
+    return {name: values[name] for name in sorted(wanted) if name in values}
 
 
 def _verified(at: datetime | None) -> bool:

@@ -128,7 +128,7 @@ def userinfo() -> ResponseReturnValue:
         return _settle(authorization_server().handle_error_response(None, refused))
     wanted = claims_of_scopes(live.token.scopes) | set(_claims_request(live.grant.id))
     body: dict[str, Any] = {"sub": subject_for(svc, live.client, live.user.id)}
-    body.update(user_claims(svc, live.user, wanted))
+    body.update(user_claims(svc, live.user, wanted, live.client.client_id))
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

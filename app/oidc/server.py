@@ -339,7 +339,8 @@ def _id_token(
     client: Client = grant_flow.request.client
     user = svc.db.get(User, token_grant.user_id) if token_grant.user_id else None
     assert user is not None
-    extra = user_claims(svc, user, requested_claims(claims_request, "id_token"))
+    wanted = requested_claims(claims_request, "id_token")
+    extra = user_claims(svc, user, wanted, client.row.client_id)
     return TokenMinter(svc).id_token(
         client.row, token_grant, access_token=token.get("access_token"), nonce=nonce, extra=extra
     )  # fmt: skip

@@ -2,7 +2,7 @@
 by the language switch), else the best match for Accept-Language, else English.
 
 Catalogues: every ``translations/`` folder under app/ (one per page area or
-capability),
+capability) and those capabilities outside app/ name (``Capability.translations``),
 compiled to .mo when the package is installed (setup.py).
 """
 
@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, request
 from flask_babel import Babel, get_locale
+
+from app.capabilities import capability_translations
 
 PAGES_DIR = Path(__file__).resolve().parent
 LANG_COOKIE = "__Host-privid_lang"
@@ -29,7 +31,9 @@ babel = Babel()
 
 def translation_directories() -> list[str]:
     # Other capabilities with pages (the OIDC provider's) keep theirs too.
-    return sorted(str(p) for p in PAGES_DIR.parent.rglob("translations") if p.is_dir())
+    found = {str(p) for p in PAGES_DIR.parent.rglob("translations") if p.is_dir()}
+    found.update(capability_translations())
+    return sorted(found)
 
 
 def chosen_language() -> str | None:

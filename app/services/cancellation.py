@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session as DbSession
@@ -117,12 +118,27 @@ class CancellationService:
 
     def _archive_identity(self, user: User) -> LegalArchiveRecord:
         profile = self._vault.profile(user)
+        return self.archive(
+            user.id,
+            "identity",
+            {
+                "full_name": profile.full_name,
+                "phone": profile.phone,
+                "email": profile.email,
+                "registered_at": user.created_at.isoformat(),
+            },
+        )
+
+    def archive(self, user_id: str, category: str, payload: dict[str, Any]) -> LegalArchiveRecord:
+        """Keep ``payload`` in the legal archive for its legal period: sealed
+        under a data key of its own, linked to the account by pseudonym only.
+        Capabilities archive what the law makes them keep through this too."""
         purpose = self._catalogue.get(LEGAL_ARCHIVE)
         retention = purpose.retention if purpose else "P3Y"
         now = self._clock.now()
         record = LegalArchiveRecord(
-            subject_pseudonym=self.pseudonym(user.id),
-            category="identity",
+            subject_pseudonym=self.pseudonym(user_id),
+            category=category,
             created_at=now,
             retain_until=after(now, retention),
         )
@@ -130,15 +146,7 @@ class CancellationService:
         data_key, wrapped = self._key_ring.new_data_key(f"archive:{record_id}")
         record.key_id, record.wrapped_key = wrapped.key_id, wrapped.wrapped
         record.payload_encrypted = FieldCipher(data_key, f"archive:{record_id}").encrypt(
-            "identity",
-            json.dumps(
-                {
-                    "full_name": profile.full_name,
-                    "phone": profile.phone,
-                    "email": profile.email,
-                    "registered_at": user.created_at.isoformat(),
-                }
-            ),
+            category, json.dumps(payload)
         )
         self._db.add(record)
         self._db.flush()

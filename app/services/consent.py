@@ -545,6 +545,19 @@ class ConsentService:
             context,
         )[0]
 
+    def grant_by_guardian(
+        self, user_id: str, purpose_code: str, context: RequestContext
+    ) -> ConsentRecord:
+        """A verified guardian's grant for a child's account (PIPL Art. 31):
+        recorded even when the account already granted the purpose, since it
+        is another person's decision."""
+        purpose = self._purpose(purpose_code)
+        self._lock(user_id)
+        policy = self._policies.require_current()
+        return self._append(
+            user_id, purpose.code, Decision.GRANTED, policy, Channel.GUARDIAN, context
+        )
+
     def decide_for_client(
         self,
         user_id: str,

@@ -19,6 +19,7 @@ class Freshness(StrEnum):
     PASSKEY_REMOVAL = "passkey_removal"
     SECOND_FACTOR = "second_factor"
     EXPORT = "export"
+    IDENTITY_VERIFICATION = "identity_verification"
 
     def seconds(self, settings: Settings) -> int:
         """The age allowed, from ``PRIVID_<NAME>_MAX_AUTH_AGE_SECONDS``."""

@@ -31,6 +31,8 @@ CLAIM_LABELS = {
     "email_verified": lazy_gettext("Whether your email address is verified"),
     "phone_number": lazy_gettext("Your mobile phone number"),
     "phone_number_verified": lazy_gettext("Whether your phone number is verified"),
+    "identity_level": lazy_gettext("Your real-name verification level (not your ID number)"),
+    "identity_verified_on": lazy_gettext("The day your identity was verified"),
 }
 NOTICES = {
     "revoked": lazy_gettext("The partner's access has ended."),
