@@ -19,12 +19,19 @@ from app.services.cancellation import AccountEnding
 from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
 from app.services.retention import Purge
+from app.services.ways_in import WayInCounter, register_ways_in
 
 if TYPE_CHECKING:
     from app.services.container import DeferredRenderer, Services, SessionEndListener
 
 # Modules with a ``capability`` attribute, in the order their blueprints register.
-INSTALLED: tuple[str, ...] = ("app.core", "app.api.capability", "app.pages", "app.oidc")
+INSTALLED: tuple[str, ...] = (
+    "app.core",
+    "app.api.capability",
+    "app.pages",
+    "app.oidc",
+    "app.wechat",
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,9 @@ class Capability:
     # when the page returns the person to ``next`` (an authorisation request
     # ends at its client's redirect URI); browsers check form-action on each hop.
     form_targets: Callable[[str], Sequence[str]] | None = None
+    # The ways in to an account it holds (a linked identity), named "kind:id":
+    # app/services/ways_in.py counts them for "an account keeps one way in".
+    ways_in: WayInCounter | None = None
 
 
 @cache
@@ -65,6 +75,8 @@ def installed() -> tuple[Capability, ...]:
     for capability in found:
         for section in capability.export_sections:
             register_section(section)
+        if capability.ways_in is not None:
+            register_ways_in(capability.ways_in)
     return found
 
 

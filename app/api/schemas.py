@@ -122,6 +122,14 @@ class PasswordChange(Body):
     new_password: str = PasswordField
 
 
+class PasswordAdd(Body):
+    new_password: str = PasswordField
+
+
+class PasswordRemove(Body):
+    current_password: str = PasswordField
+
+
 class EmailChange(Body):
     email: str = EmailField
     current_password: str = PasswordField
@@ -293,7 +301,7 @@ class Receipt(BaseModel):
 
 class ProfileOut(BaseModel):
     user_id: str
-    email: str
+    email: str | None  # null: none added yet (an account made through WeChat)
     phone: str
     full_name: str
     created_at: datetime

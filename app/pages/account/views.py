@@ -40,6 +40,7 @@ from app.services.directory import EMAIL, PHONE
 from app.services.webauthn import credential_state, proves_device
 
 bp = Blueprint("account_pages", __name__, template_folder="templates")
+NO_EMAIL = lazy_gettext("None yet")
 M = TypeVar("M", bound=BaseModel)
 
 # What a field's error says on these forms (the services' own details are
@@ -141,7 +142,9 @@ def _step_up_or(error: ServiceError) -> ServiceError:
     return error
 
 
-def mask_email(email: str) -> str:
+def mask_email(email: str | None) -> str:
+    if email is None:
+        return str(NO_EMAIL)
     local, _, domain = email.partition("@")
     return f"{local[:1]}•••@{domain}" if domain else "•••"
 

@@ -71,7 +71,9 @@ def _next_from(values: dict[str, str] | None = None) -> str:
     return allowed_return_path(source.get("next"))
 
 
-def _finish(result: SignInResult | SecondFactorRequired, next_path: str) -> ResponseReturnValue:
+def finish_sign_in(
+    result: SignInResult | SecondFactorRequired, next_path: str
+) -> ResponseReturnValue:
     """A sign-in's outcome as the API gives it: the second factor due, the
     consent step, or a full session sent back to where the person was going."""
     if isinstance(result, SecondFactorRequired):
@@ -142,7 +144,7 @@ def signin_password() -> ResponseReturnValue:
     if isinstance(outcome, ServiceError):
         # One message for every failure: nothing says which part was wrong.
         return _signin_again(identifier, next_path, {"form": _message(outcome)})
-    return _finish(outcome, next_path)
+    return finish_sign_in(outcome, next_path)
 
 
 MISSING_DETAILS = lazy_gettext("Enter your email or phone number and your password.")
@@ -200,7 +202,7 @@ def sms_code() -> ResponseReturnValue:
             "signin/sms.html", next=next_path, errors=errors, phone=phone, flow=flow
         )
         return page, 400
-    return _finish(outcome, next_path)
+    return finish_sign_in(outcome, next_path)
 
 
 # -- password reset ----------------------------------------------------------------
@@ -301,7 +303,7 @@ def second_factor() -> ResponseReturnValue:
             errors = {"form": _message(outcome)}
         email_sent = field == "email_code"
         return _second_factor_page(ticket, methods, next_path, errors, email_sent, 400)
-    return _finish(outcome, next_path)
+    return finish_sign_in(outcome, next_path)
 
 
 @bp.post("/signin/second-factor/email")
