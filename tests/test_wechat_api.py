@@ -12,12 +12,16 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.helpers import (
+    POLICY_VERSION,
     assert_problem,
     bearer,
+    enrol,
     login,
+    passkey_sign_in,
     register,
     row_count,
 )
+from tests.soft_authenticator import SoftAuthenticator
 from tests.wechat_helpers import (
     APP_APPID,
     TIMEOUT,
@@ -271,3 +275,40 @@ def test_the_export_shows_the_linked_identity(app, client: FlaskClient, sms, wec
     assert identity["unionid"] == "union-alice"
     assert exported["profile"]["email"] is None
     assert exported["profile"]["credentials"] == []
+
+
+def test_an_account_made_through_wechat_adds_a_passkey_and_removes_wechat(
+    app, client: FlaskClient, sms, wechat
+):
+    _, token = wechat_account(client, sms, wechat)
+    granted = client.post(
+        "/api/v1/me/consent/device_biometrics/grant",
+        json={"policy_version": POLICY_VERSION},
+        headers=bearer(token),
+    )
+    assert granted.status_code == 200, granted.json
+    authenticator = SoftAuthenticator()
+    passkey = enrol(client, token, authenticator)
+    assert client.delete("/api/v1/me/wechat", headers=bearer(token)).status_code == 204
+
+    # The passkey signs in, and is now the last way in: it stays.
+    signed_in, _ = passkey_sign_in(client, authenticator)
+    assert signed_in.status_code == 200, signed_in.json
+    removed = client.delete(f"/api/v1/me/credentials/{passkey['id']}", headers=bearer(token))
+    assert_problem(removed, 409, "last-way-in")
+    withdrawn = client.post("/api/v1/me/consent/device_biometrics/withdraw", headers=bearer(token))
+    assert_problem(withdrawn, 409, "last-way-in")
+    assert row_count(app, "webauthn_credentials", "revoked_at IS NULL") == 1
+
+
+def test_cancelling_the_account_deletes_its_linked_identities(
+    app, client: FlaskClient, sms, wechat
+):
+    _, token = wechat_account(client, sms, wechat)
+    cancelled = client.post(
+        "/api/v1/me/cancellation", json={"confirm": "cancel my account"}, headers=bearer(token)
+    )
+    assert cancelled.status_code == 200, cancelled.json
+    assert row_count(app, "linked_identities") == 0
+    # The WeChat account is a stranger again.
+    assert app_login(client, wechat).json["status"] == "link_required"
