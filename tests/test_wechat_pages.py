@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask.testing import FlaskClient
 
-from tests.helpers import register, row_count
+from tests.helpers import CATALOGUE, register, row_count
 from tests.wechat_helpers import (
     MP_APPID,
     WEB_APPID,
@@ -26,6 +26,7 @@ from tests.wechat_helpers import (
 
 __all__ = ["fake_wechat", "settings_overrides", "wechat"]  # fixtures
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+REQUIRED = [p.code for p in CATALOGUE.decided_at_sign_in() if p.required]
 IN_WECHAT = "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 MicroMessenger/8.0.50 NetType/WIFI"
 
 
@@ -197,3 +198,35 @@ class TestWithoutWeChat:
         assert 'id="wechat-button"' not in client.get("/signin").text
         refused = client.get("/signin/wechat")
         assert refused.status_code == 404
+
+
+def test_an_account_made_through_wechat_adds_its_first_password_on_the_security_page(
+    app, client: FlaskClient, sms, wechat
+):
+    phone = new_person().phone
+    done = _create(client, sms, _back_from_wechat(client).text, phone)
+    step = client.get(done.headers["Location"])
+    decided = {
+        "csrf_token": _hidden(step.text, "csrf_token"),
+        "next": "/account/security/password",
+        "policy_version": _hidden(step.text, "policy_version"),
+        **{f"purpose-{code}": "granted" for code in REQUIRED},
+    }
+    assert client.post("/consent", data=decided).status_code == 303
+    page = client.get("/account/security/password")
+    assert page.status_code == 200 and "Add a password" in page.text
+    assert 'name="current_password"' not in page.text
+    added = client.post(
+        "/account/security/password",
+        data={
+            "csrf_token": _hidden(page.text, "csrf_token"),
+            "new_password": "tidal-ember-orchard-5",
+        },
+    )
+    assert added.status_code == 303
+    signed_in = client.post(
+        "/api/v1/login/password",
+        json={"identifier": phone, "password": "tidal-ember-orchard-5", "token_delivery": "bearer"},
+    )
+    assert signed_in.status_code == 200, signed_in.json
+    assert 'name="current_password"' in client.get("/account/security/password").text

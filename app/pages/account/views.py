@@ -312,7 +312,19 @@ def security() -> ResponseReturnValue:
 def change_password() -> ResponseReturnValue:
     error: str | None = None
     fields: dict[str, str] = {}
-    if request.method == "POST":
+    has_password = current_caller().user.password_hash is not None
+    if request.method == "POST" and not has_password:
+        # An account made through WeChat: its first password, no current one.
+        caller = current_caller()
+        added = attempt(
+            lambda: services().account.add_password(
+                caller.user, _text("new_password"), request_context()
+            )
+        )
+        if not isinstance(added, ServiceError):
+            return _see("/account/security", done="password")
+        error, fields = _problems(added)
+    elif request.method == "POST":
         caller = current_caller()
         body = _parsed(
             PasswordChange,
@@ -334,7 +346,9 @@ def change_password() -> ResponseReturnValue:
             if not isinstance(outcome, ServiceError):
                 return _see("/account/security", done="password", ended=str(outcome))
             error, fields = _problems(outcome)
-    return render_template("account/password.html", error=error, fields=fields)
+    return render_template(
+        "account/password.html", error=error, fields=fields, has_password=has_password
+    )
 
 
 @bp.route("/account/security/totp", methods=["GET", "POST"])
