@@ -982,6 +982,11 @@ VALID_BODIES.update(
             "flow": "a-flow-handle-that-was-never-issued",
             "code": "000000",
         },
+        ("post", "/api/v1/login/wechat/link/passkey"): lambda w: {
+            **_CREDENTIAL,
+            "ticket": _WECHAT_TICKET,
+            "response": _ASSERTION,
+        },
         ("post", "/api/v1/me/password/new"): lambda w: {"new_password": "amber-quartz-meadow-77"},
         ("post", "/api/v1/me/password/remove"): lambda w: {"current_password": w.person.password},
     }

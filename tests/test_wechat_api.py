@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from tests.helpers import (
     POLICY_VERSION,
     assert_problem,
+    baseline_consent,
     bearer,
     enrol,
     login,
@@ -312,3 +313,26 @@ def test_cancelling_the_account_deletes_its_linked_identities(
     assert row_count(app, "linked_identities") == 0
     # The WeChat account is a stranger again.
     assert app_login(client, wechat).json["status"] == "link_required"
+
+
+def test_linking_an_existing_account_with_one_of_its_passkeys(
+    app, client: FlaskClient, mailbox, sms, wechat
+):
+    consent = baseline_consent(device_biometrics="granted")
+    person, session = register(client, mailbox, sms, consent=consent)
+    authenticator = SoftAuthenticator()
+    enrol(client, session["token"], authenticator)
+    pending = app_login(client, wechat, "carol")
+    options = client.post("/api/v1/webauthn/authentication/options")
+    answer = authenticator.get(options.json)
+    body = {
+        **answer,
+        "challenge_id": options.json["challenge_id"],
+        "ticket": pending.json["ticket"],
+    }
+    linked = client.post("/api/v1/login/wechat/link/passkey", json=body)
+    assert linked.status_code == 200, linked.json
+    assert linked.json["amr"][0] == "fed" and len(linked.json["amr"]) > 1  # and the passkey's
+    me = client.get("/api/v1/me", headers=bearer(linked.json["token"])).json
+    assert me["email"] == person.email
+    assert app_login(client, wechat, "carol").status_code == 200

@@ -174,6 +174,15 @@ def _masked(email: str) -> str:
     return f"{local[:1]}***@{domain}" if domain else "privid account"
 
 
+@dataclass(frozen=True)
+class ProvenPasskey:
+    user: User
+    amr: list[str]
+    acr: Acr
+    context: RequestContext  # with the credential as the device hint, when it binds one
+    credential_ref: str
+
+
 def _masked_phone(phone: str) -> str:
     return f"{phone[:3]}****{phone[-4:]}" if len(phone) > 7 else "privid account"
 
@@ -388,6 +397,27 @@ class WebAuthnService:
         transport: Transport,
         context: RequestContext,
     ) -> SignInResult:
+        proven = self.prove(challenge_id, credential, context)
+        user, context = proven.user, proven.context
+        result = self._signin.complete(
+            user, transport=transport, amr=proven.amr, acr=proven.acr, context=context
+        )
+        self._audit.record(
+            "login.succeeded",
+            user_id=user.id,
+            ip_prefix=context.ip_prefix,
+            method="webauthn",
+            credential_ref=proven.credential_ref,
+            session_id=result.issued.session.id,
+            consent_pending=not result.complete,
+        )
+        return result
+
+    def prove(
+        self, challenge_id: str, credential: dict[str, Any], context: RequestContext
+    ) -> ProvenPasskey:
+        """The account whose passkey answered the username-less challenge, with
+        what the answer proves (a sign-in, or linking another way in to it)."""
         # The account whose passkey answered, once known: its failures are its
         # events, kept under its choice about network details.
         account: str | None = None
@@ -425,17 +455,7 @@ class WebAuthnService:
             raise
         amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
         acr = Acr.PHISHING_RESISTANT if user_verified else Acr.SINGLE_FACTOR
-        result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
-        self._audit.record(
-            "login.succeeded",
-            user_id=user.id,
-            ip_prefix=context.ip_prefix,
-            method="webauthn",
-            credential_ref=stored.id,
-            session_id=result.issued.session.id,
-            consent_pending=not result.complete,
-        )
-        return result
+        return ProvenPasskey(user, amr, acr, context, stored.id)
 
     def step_up(
         self, session: Session, challenge_id: str, credential: dict[str, Any]

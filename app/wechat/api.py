@@ -17,6 +17,7 @@ from app.api.operations import operation
 from app.api.render import signed_in_response
 from app.api.schemas import (
     CODE_PATTERN,
+    AssertionResponseIn,
     Body,
     CodeFlow,
     FlowHandle,
@@ -25,6 +26,7 @@ from app.api.schemas import (
     SecondFactorNeeded,
     SignedIn,
     TokenDelivery,
+    _CredentialIn,
 )
 from app.extensions import limiter
 from app.http.access import CREDENTIAL_CHANGE, public, signed_in
@@ -59,6 +61,13 @@ class WeChatLinkPassword(Body):
     ticket: str = TicketField
     identifier: str = Field(min_length=1, max_length=320, description="Email or phone number")
     password: str = PasswordField
+
+
+class WeChatLinkPasskey(_CredentialIn):
+    """A passkey's answer to /webauthn/authentication/options, with the ticket."""
+
+    ticket: str = TicketField
+    response: AssertionResponseIn
 
 
 class WeChatPhoneCode(Body):
@@ -137,6 +146,23 @@ def link_password(body: WeChatLinkPassword) -> ResponseReturnValue:
     context = sign_in_context(Transport.BEARER)
     outcome = WeChatSignIn(services()).link_with_password(
         body.ticket, _binding(context), body.identifier, body.password, context
+    )
+    return _answer(outcome)
+
+
+@bp.post("/login/wechat/link/passkey")
+@public(binds_dpop=True)
+@limiter.limit(setting("limit_login_per_ip"))
+@operation(
+    "Link the WeChat account to my account with one of its passkeys, and sign in",
+    tag=TAG,
+    body=WeChatLinkPasskey,
+    responses={200: SIGN_IN_RESPONSES[200], 202: ("A second factor is due", SecondFactorNeeded)},
+)
+def link_passkey(body: WeChatLinkPasskey) -> ResponseReturnValue:
+    context = sign_in_context(Transport.BEARER)
+    outcome = WeChatSignIn(services()).link_with_passkey(
+        body.ticket, _binding(context), body.challenge_id, body.credential(), context
     )
     return _answer(outcome)
 

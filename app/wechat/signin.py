@@ -40,7 +40,7 @@ from app.services.container import Services
 from app.services.context import RequestContext
 from app.services.identifiers import normalise_full_name
 from app.services.login import SecondFactorRequired
-from app.services.sessions import Transport
+from app.services.sessions import Acr, Transport
 from app.services.signin import SignInResult
 from app.wechat.client import HttpWeChatApi, WeChatApi, WeChatRefused, WeChatUnavailable
 from app.wechat.errors import (
@@ -209,6 +209,21 @@ class WeChatSignIn:
         transport = Transport(claims["t"])
         return self._complete(user, identity, transport, context, [FEDERATED, "pwd"])
 
+    def link_with_passkey(
+        self,
+        ticket: str,
+        binding: str,
+        challenge_id: str,
+        credential: dict[str, Any],
+        context: RequestContext,
+    ) -> Outcome:
+        identity, claims = self._open_pending(ticket, binding)
+        proven = self._svc.webauthn.prove(challenge_id, credential, context)
+        self._spend(str(claims["jti"]), self._pending, pending_invalid)
+        transport = Transport(claims["t"])
+        amr = [FEDERATED, *proven.amr]
+        return self._complete(proven.user, identity, transport, proven.context, amr, proven.acr)
+
     def send_phone_code(
         self, ticket: str, binding: str, phone: str, context: RequestContext
     ) -> str:
@@ -262,6 +277,7 @@ class WeChatSignIn:
         transport: Transport,
         context: RequestContext,
         amr: list[str],
+        acr: Acr = Acr.SINGLE_FACTOR,
     ) -> SignInResult | SecondFactorRequired:
         svc = self._svc
         # The purpose is captured at the moment of signing in with WeChat.
@@ -270,7 +286,7 @@ class WeChatSignIn:
             grant = [DecisionInput(PURPOSE, Decision.GRANTED)]
             svc.consent.decide(user.id, policy.version, grant, Channel.LOGIN, context)
         self.identities.link(user, identity, keep_nickname=self._settings.wechat_keep_nickname)
-        return svc.login.finish(user, transport, context, amr=amr)
+        return svc.login.finish(user, transport, context, amr=amr, acr=acr)
 
     def _create_account(
         self, phone_index: str, phone: str, full_name: str, context: RequestContext
