@@ -10,6 +10,7 @@ import base64
 import binascii
 from enum import StrEnum
 from functools import cached_property
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -201,7 +202,7 @@ class Settings(BaseSettings):
     wechat_app_appid: str = ""
     wechat_app_secret: SecretStr = SecretStr("")
     # "snsapi_base" (silent, openid only) or "snsapi_userinfo" inside WeChat.
-    wechat_mp_scope: str = "snsapi_base"
+    wechat_mp_scope: Literal["snsapi_base", "snsapi_userinfo"] = "snsapi_base"
     wechat_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     # Retries on "system busy" (errcode -1) and network errors; never for a code exchange.
     wechat_retries: int = Field(default=2, ge=0, le=5)

@@ -11,8 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from tests.helpers import CATALOGUE, register, row_count
+from app.cli import unit_of_work
+from app.models import User
+from tests.helpers import CATALOGUE, database_text, register, row_count
 from tests.wechat_helpers import (
     MP_APPID,
     WEB_APPID,
@@ -22,6 +25,7 @@ from tests.wechat_helpers import (
     new_person,
     settings_overrides,
     wechat,
+    wechat_settings,
 )
 
 __all__ = ["fake_wechat", "settings_overrides", "wechat"]  # fixtures
@@ -230,3 +234,31 @@ def test_an_account_made_through_wechat_adds_its_first_password_on_the_security_
     )
     assert signed_in.status_code == 200, signed_in.json
     assert 'name="current_password"' in client.get("/account/security/password").text
+
+
+class TestNicknameInsideWeChat:
+    @pytest.fixture
+    def settings_overrides(self, fake_wechat) -> dict[str, object]:
+        return {
+            **wechat_settings(fake_wechat.url),
+            "wechat_mp_scope": "snsapi_userinfo",
+            "wechat_keep_nickname": True,
+        }
+
+    def test_the_nickname_is_kept_sealed_and_exported(self, app, client: FlaskClient, sms, wechat):
+        location = _to_wechat(client, **{"User-Agent": IN_WECHAT})
+        assert parse_qs(urlsplit(location).query)["scope"] == ["snsapi_userinfo"]
+        back = client.get(local_path(follow_wechat(location)), headers={"User-Agent": IN_WECHAT})
+        done = _create(client, sms, back.text, new_person().phone)
+        assert done.status_code == 303
+        assert wechat.calls_to("/sns/userinfo") == 1
+        assert "爱丽丝" not in database_text(app)  # sealed under the account's key
+        with app.app_context(), unit_of_work() as svc:
+            exported = svc.export.export(svc.db.execute(select(User)).scalar_one())
+        assert exported["linked_identities"][0]["nickname"] == "爱丽丝"
+
+
+def test_without_keeping_the_nickname_userinfo_is_never_asked(client: FlaskClient, sms, wechat):
+    back = _back_from_wechat(client)
+    assert back.status_code == 200
+    assert wechat.calls_to("/sns/userinfo") == 0
