@@ -262,3 +262,24 @@ def test_without_keeping_the_nickname_userinfo_is_never_asked(client: FlaskClien
     back = _back_from_wechat(client)
     assert back.status_code == 200
     assert wechat.calls_to("/sns/userinfo") == 0
+
+
+def test_unlinking_the_last_way_in_on_the_account_page_says_why(
+    app, client: FlaskClient, sms, wechat
+):
+    done = _create(client, sms, _back_from_wechat(client).text, new_person().phone)
+    step = client.get(done.headers["Location"])
+    decided = {
+        "csrf_token": _hidden(step.text, "csrf_token"),
+        "next": "/account/wechat",
+        "policy_version": _hidden(step.text, "policy_version"),
+        **{f"purpose-{code}": "granted" for code in REQUIRED},
+    }
+    assert client.post("/consent", data=decided).status_code == 303
+    page = client.get("/account/wechat")
+    refused = client.post(
+        "/account/wechat/unlink", data={"csrf_token": _hidden(page.text, "csrf_token")}
+    )
+    assert refused.status_code == 409
+    assert "This is your last way to sign in" in refused.text
+    assert row_count(app, "linked_identities") == 1

@@ -58,10 +58,6 @@ MESSAGES = {
     "wechat-linked-elsewhere": lazy_gettext(
         "This WeChat account already signs in to another account. Unlink it there first."
     ),
-    "last-way-in": lazy_gettext(
-        "This is your last way to sign in. Add a password or a passkey first."
-    ),
-    "invalid-credentials": lazy_gettext("The sign-in details are not correct."),
     "account-exists": lazy_gettext("An account with this phone number was created meanwhile."),
 }
 NAME_MISSING = lazy_gettext("Enter your full name to create an account.")
