@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from tests.dpop_client import DpopKey
 from tests.helpers import (
     POLICY_VERSION,
     assert_problem,
@@ -336,3 +337,41 @@ def test_linking_an_existing_account_with_one_of_its_passkeys(
     me = client.get("/api/v1/me", headers=bearer(linked.json["token"])).json
     assert me["email"] == person.email
     assert app_login(client, wechat, "carol").status_code == 200
+
+
+def test_an_app_with_a_dpop_key_finishes_only_with_that_key(app, client: FlaskClient, sms, wechat):
+    key, other = DpopKey(), DpopKey()
+    code = wechat.issue_code(APP_APPID, "alice", "snsapi_userinfo")
+    pending = client.post(
+        "/api/v1/login/wechat",
+        json={"code": code, "token_delivery": "bearer"},
+        headers=key.headers("POST", "/api/v1/login/wechat"),
+    )
+    assert pending.status_code == 202, pending.json
+    ticket, phone = pending.json["ticket"], new_person().phone
+    path = "/api/v1/login/wechat/phone/code"
+    body = {"ticket": ticket, "phone": phone}
+    # Without the key, or with another one, the ticket is nobody's.
+    assert_problem(client.post(path, json=body), 400, "wechat-link-invalid")
+    stolen = client.post(path, json=body, headers=other.headers("POST", path))
+    assert_problem(stolen, 400, "wechat-link-invalid")
+    sent = client.post(path, json=body, headers=key.headers("POST", path))
+    assert sent.status_code == 202, sent.json
+    finish = "/api/v1/login/wechat/phone"
+    done = client.post(
+        finish,
+        json={
+            **body,
+            "flow": sent.json["flow"],
+            "code": sms.last_code(phone),
+            "full_name": "王小明",
+        },
+        headers=key.headers("POST", finish),
+    )
+    assert done.status_code == 200, done.json
+    assert done.json["token_type"] == "DPoP"
+    # The token is bound to the key: a bearer use of it is refused.
+    token = done.json["token"]
+    assert client.get("/api/v1/me/consent", headers=bearer(token)).status_code == 401
+    proof = key.headers("GET", "/api/v1/me/consent", token=token)
+    assert client.get("/api/v1/me/consent", headers=proof).status_code == 200
