@@ -283,3 +283,33 @@ def test_unlinking_the_last_way_in_on_the_account_page_says_why(
     assert refused.status_code == 409
     assert "This is your last way to sign in" in refused.text
     assert row_count(app, "linked_identities") == 1
+
+
+def test_a_wechat_only_account_confirms_it_is_them_by_signing_in_again_with_wechat(
+    app, client: FlaskClient, sms, wechat
+):
+    done = _create(client, sms, _back_from_wechat(client).text, new_person().phone)
+    step = client.get(done.headers["Location"])
+    decided = {
+        "csrf_token": _hidden(step.text, "csrf_token"),
+        "next": "/account",
+        "policy_version": _hidden(step.text, "policy_version"),
+        **{f"purpose-{code}": "granted" for code in REQUIRED},
+    }
+    assert client.post("/consent", data=decided).status_code == 303
+    page = client.get("/step-up?next=/account/wechat")
+    assert page.status_code == 200
+    assert 'id="step-up-wechat"' in page.text
+    assert 'name="password"' not in page.text  # there is no password to type
+    again = client.get("/signin/wechat?next=/account/wechat")
+    back = client.get(local_path(follow_wechat(again.headers["Location"])))
+    assert back.status_code == 303 and back.headers["Location"] == "/account/wechat"
+
+
+def test_the_step_up_page_offers_no_wechat_to_an_account_without_it(
+    client: FlaskClient, mailbox, sms, wechat
+):
+    register(client, mailbox, sms, token_delivery="cookie")
+    page = client.get("/step-up?next=/account")
+    assert page.status_code == 200, page.text
+    assert 'id="step-up-wechat"' not in page.text and 'name="password"' in page.text

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.api.problems import JSON_API
 from app.capabilities import Capability
+from app.http.scope import services
 from app.pages.surface import PAGES
 from app.services.consent import WithdrawalEffects
 from app.services.ways_in import kind_of, require_another
@@ -36,10 +37,13 @@ def register_withdrawal_effects(effects: WithdrawalEffects) -> None:
     effects.register(PURPOSE, unlink_on_withdrawal)
 
 
-def _offered() -> bool:
-    """For the sign-in page: a WeChat button only when a browser flow is set up."""
+def _offered(user_id: str | None = None) -> bool:
+    """For the sign-in page: a WeChat button only when a browser flow is set
+    up; for the step-up page (``user_id``), only when that account has WeChat."""
     settings: Settings = current_app.extensions["privid.runtime"].settings
-    return bool(settings.wechat_web_appid or settings.wechat_mp_appid)
+    if not (settings.wechat_web_appid or settings.wechat_mp_appid):
+        return False
+    return user_id is None or bool(ways_in(services().db, user_id))
 
 
 def init_app(app: Flask) -> None:

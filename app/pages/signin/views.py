@@ -331,7 +331,11 @@ def _step_up_page(errors: dict[str, str] | None = None, status: int = 200) -> Re
         next=_next_from(values),
         acr=acr,
         # Only a passkey with user verification reaches phishing-resistant.
-        password_allowed=acr != Acr.PHISHING_RESISTANT.value,
+        password_allowed=acr != Acr.PHISHING_RESISTANT.value
+        and caller.user.password_hash is not None,
+        # Signing in again (WeChat) gives a fresh sign-in, never a phishing-resistant one.
+        federated_allowed=acr != Acr.PHISHING_RESISTANT.value,
+        account_id=caller.user.id,
         totp_enabled=svc.totp.is_enabled(caller.user.id),
         has_passkeys=bool(svc.webauthn.credentials_of(caller.user.id)),
         errors=errors or {},
