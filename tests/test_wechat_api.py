@@ -237,6 +237,8 @@ def test_an_account_made_through_wechat_adds_a_password_and_signs_in_with_it(
         headers=bearer(token),
     )
     assert added.status_code == 204
+    # No email address: the notice goes to the phone.
+    assert "password was just changed" in sms.to(phone)[-1]["text"]
     assert login(client, phone, "quiet-harbour-lantern-77").status_code == 200
     twice = client.post(
         "/api/v1/me/password/new",

@@ -94,7 +94,7 @@ class AccountService:
         self._audit.record(
             "password.changed", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )
-        self._notifier.password_changed(profile.email, user_id=user.id)
+        self._notifier.password_changed(profile, user_id=user.id)
         return ended
 
     def add_password(self, user: User, new: str, context: RequestContext) -> None:
@@ -109,7 +109,7 @@ class AccountService:
             )
         profile = self._set_password(user, new)
         self._audit.record("password.added", user_id=user.id, ip_prefix=context.ip_prefix)
-        self._notifier.password_changed(profile.email, user_id=user.id)
+        self._notifier.password_changed(profile, user_id=user.id)
 
     def remove_password(self, user: User, current: str, context: RequestContext) -> None:
         """Sign in without a password from now on: refused while it is the
@@ -123,7 +123,7 @@ class AccountService:
         user.password_changed_at = None
         self._db.flush()
         self._audit.record("password.removed", user_id=user.id, ip_prefix=context.ip_prefix)
-        self._notifier.password_changed(self._vault.profile(user).email, user_id=user.id)
+        self._notifier.password_changed(self._vault.profile(user), user_id=user.id)
 
     def _lock(self, user_id: str) -> None:
         self._db.execute(select(User.id).where(User.id == user_id).with_for_update()).first()
@@ -187,7 +187,7 @@ class AccountService:
         self._audit.record(
             "password.reset", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )
-        self._notifier.password_changed(profile.email, user_id=user.id)
+        self._notifier.password_changed(profile, user_id=user.id)
 
     # -- changing email or phone ---------------------------------------------
 
