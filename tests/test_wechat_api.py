@@ -377,3 +377,27 @@ def test_an_app_with_a_dpop_key_finishes_only_with_that_key(app, client: FlaskCl
     assert client.get("/api/v1/me/consent", headers=bearer(token)).status_code == 401
     proof = key.headers("GET", "/api/v1/me/consent", token=token)
     assert client.get("/api/v1/me/consent", headers=proof).status_code == 200
+
+
+def test_an_account_made_through_wechat_adds_an_email_address_without_a_password(
+    app, client: FlaskClient, mailbox, sms, wechat
+):
+    _, token = wechat_account(client, sms, wechat)
+    email = new_person().email
+    started = client.post("/api/v1/me/email", json={"email": email}, headers=bearer(token))
+    assert started.status_code == 202, started.json
+    confirmed = client.post(
+        "/api/v1/me/email/confirm", json={"code": mailbox.last_code(email)}, headers=bearer(token)
+    )
+    assert confirmed.status_code < 300, confirmed.json
+    assert client.get("/api/v1/me", headers=bearer(token)).json["email"] == email
+
+
+def test_an_account_with_a_password_still_needs_it_to_change_its_email(
+    client: FlaskClient, mailbox, sms
+):
+    _, session = register(client, mailbox, sms)
+    answer = client.post(
+        "/api/v1/me/email", json={"email": new_person().email}, headers=bearer(session["token"])
+    )
+    assert_problem(answer, 403, "current-password-required")

@@ -130,14 +130,21 @@ class PasswordRemove(Body):
     current_password: str = PasswordField
 
 
+# An account without a password (made through WeChat) sends none: the recent
+# sign-in the endpoint's step-up asks for is its proof.
+OptionalCurrentPassword = Field(
+    default=None, min_length=1, max_length=1024, description="Required when the account has one"
+)
+
+
 class EmailChange(Body):
     email: str = EmailField
-    current_password: str = PasswordField
+    current_password: str | None = OptionalCurrentPassword
 
 
 class PhoneChange(Body):
     phone: str = PhoneField
-    current_password: str = PasswordField
+    current_password: str | None = OptionalCurrentPassword
 
 
 class CodeConfirm(Body):

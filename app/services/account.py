@@ -192,8 +192,10 @@ class AccountService:
     # -- changing email or phone ---------------------------------------------
 
     def start_contact_change(
-        self, user: User, kind: str, new_value: str, current_password: str
+        self, user: User, kind: str, new_value: str, current_password: str | None
     ) -> None:
+        """Only behind a recent sign-in (CREDENTIAL_CHANGE): an account without
+        a password has nothing else to show."""
         pointer = f"#/{kind}"
         ident = (
             self._directory.email(new_value, pointer)
@@ -203,7 +205,15 @@ class AccountService:
         current_index = user.email_index if kind == EMAIL else user.phone_index
         if ident.index == current_index:
             raise invalid_field(pointer, f"This is already your {kind}.")
-        self.require_password(user, current_password)
+        if user.password_hash is not None and current_password is None:
+            raise ServiceError(
+                "current-password-required",
+                403,
+                "Confirm with your password",
+                "This account has a password: send it as current_password.",
+            )
+        if current_password is not None:
+            self.require_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         code = self._codes.issue(
             CHANGE_PURPOSE[kind],

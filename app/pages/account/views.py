@@ -186,25 +186,31 @@ def profile() -> ResponseReturnValue:
 def _start_contact_change(kind: str) -> ResponseReturnValue:
     value, error = "", None
     fields: dict[str, str] = {}
+    # An account without a password: the recent sign-in is the proof.
+    has_password = current_caller().user.password_hash is not None
     if request.method == "POST":
         caller = current_caller()
         value = _text(kind).strip()
+        password = _text("current_password") if has_password else None
         body = _parsed(
             EmailChange if kind == EMAIL else PhoneChange,
-            **{kind: value, "current_password": _text("current_password")},
+            **{kind: value, "current_password": password},
         )
         outcome: ServiceError | None = body if isinstance(body, ServiceError) else None
         if outcome is None:
             outcome = attempt(
-                lambda: services().account.start_contact_change(
-                    caller.user, kind, value, _text("current_password")
-                )
+                lambda: services().account.start_contact_change(caller.user, kind, value, password)
             )
         if outcome is None:
             return _see(f"/account/profile/{kind}/confirm")
         error, fields = _problems(outcome)
     return render_template(
-        "account/contact.html", kind=kind, value=value, error=error, fields=fields
+        "account/contact.html",
+        kind=kind,
+        value=value,
+        error=error,
+        fields=fields,
+        has_password=has_password,
     )
 
 
