@@ -69,6 +69,10 @@ def test_an_unknown_wechat_account_creates_an_account_with_phone_and_code(
     assert "account" in owed and "wechat_login" not in owed
     token = created.json["token"]
     consent_with_wechat(client, token)
+    # wechat_login was recorded at the moment of signing in with WeChat.
+    ledger = client.get("/api/v1/me/consent", headers=bearer(token)).json["decisions"]
+    wechat_login = [d for d in ledger if d["purpose"] == "wechat_login"]
+    assert [(d["decision"], d["channel"]) for d in wechat_login] == [("granted", "login")]
 
     me = client.get("/api/v1/me", headers=bearer(token)).json
     assert me["email"] is None and me["phone"] == phone

@@ -313,3 +313,24 @@ def test_the_step_up_page_offers_no_wechat_to_an_account_without_it(
     page = client.get("/step-up?next=/account")
     assert page.status_code == 200, page.text
     assert 'id="step-up-wechat"' not in page.text and 'name="password"' in page.text
+
+
+def test_withdrawing_wechat_login_in_the_privacy_centre_keeps_the_last_way_in(
+    app, client: FlaskClient, sms, wechat
+):
+    done = _create(client, sms, _back_from_wechat(client).text, new_person().phone)
+    step = client.get(done.headers["Location"])
+    decided = {
+        "csrf_token": _hidden(step.text, "csrf_token"),
+        "next": "/privacy",
+        "policy_version": _hidden(step.text, "policy_version"),
+        **{f"purpose-{code}": "granted" for code in REQUIRED},
+    }
+    assert client.post("/consent", data=decided).status_code == 303
+    centre = client.get("/privacy")
+    refused = client.post(
+        "/privacy/wechat_login/withdraw", data={"csrf_token": _hidden(centre.text, "csrf_token")}
+    )
+    assert refused.status_code == 409
+    assert "This is your last way to sign in" in refused.text
+    assert row_count(app, "linked_identities") == 1
