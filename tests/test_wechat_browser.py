@@ -11,7 +11,14 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.services.purposes import load_catalogue
-from tests.fakes import SmsOutbox
+from tests.fakes import Mailbox, SmsOutbox
+from tests.helpers import (
+    baseline_consent,
+    register_passkey_in_page,
+    sign_in_browser,
+    virtual_authenticator,
+    without_passkey_autofill,
+)
 from tests.wechat_helpers import fake_wechat, new_person, settings_overrides, wechat
 
 __all__ = ["fake_wechat", "settings_overrides", "wechat"]  # fixtures
@@ -49,3 +56,23 @@ def test_qr_sign_in_creates_an_account_and_signs_in_again(page: Page, sms: SmsOu
     # (Browsers keep WeChat's "#wechat_redirect" fragment across the redirects.)
     expect(page).to_have_url(re.compile(r"/account(#wechat_redirect)?$"))
     assert page.request.get("/api/v1/me").json()["phone"] == phone
+
+
+@pytest.mark.browser
+def test_a_new_wechat_account_is_linked_with_an_existing_accounts_passkey(
+    page: Page, mailbox: Mailbox, sms: SmsOutbox, wechat
+):
+    virtual_authenticator(page)
+    without_passkey_autofill(page)
+    person = sign_in_browser(page, mailbox, sms, baseline_consent(device_biometrics="granted"))
+    assert register_passkey_in_page(page)["status"] == 201
+    page.context.clear_cookies()
+
+    wechat.approving = "carol"
+    page.goto("/signin?next=/account/wechat")
+    page.locator("#wechat-button").click()
+    expect(page.get_by_role("heading", name="Finish signing in with WeChat")).to_be_visible()
+    page.get_by_role("button", name="Link with a passkey").click()
+    expect(page).to_have_url(re.compile(r"/account/wechat(#wechat_redirect)?$"))
+    expect(page.locator("#wechat-linked")).to_be_visible()
+    assert page.request.get("/api/v1/me").json()["email"] == person.email

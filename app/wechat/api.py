@@ -33,8 +33,8 @@ from app.http.access import CREDENTIAL_CHANGE, public, signed_in
 from app.http.gate import current_caller
 from app.http.limits import identifier_source_key, per_destination_limit, setting
 from app.http.scope import request_context, services, sign_in_context
-from app.services.context import RequestContext
 from app.services.sessions import Transport
+from app.wechat.binding import binding
 from app.wechat.signin import APP, Outcome, PendingLink, WeChatSignIn
 
 bp = Blueprint("wechat_api", __name__, url_prefix="/api/v1")
@@ -102,11 +102,6 @@ SIGN_IN_RESPONSES: dict[int, tuple[str, type[BaseModel] | None]] = {
 }
 
 
-def _binding(context: RequestContext) -> str:
-    # An app that proved a key binds the pending link to it, as a sign-in ticket.
-    return context.device.dpop_jkt or ""
-
-
 def _answer(outcome: Outcome) -> ResponseReturnValue:
     if isinstance(outcome, PendingLink):
         body = LinkRequired(ticket=outcome.ticket, expires_in=outcome.expires_in)
@@ -125,7 +120,7 @@ def login(body: WeChatLogin) -> ResponseReturnValue:
     wechat = WeChatSignIn(services())
     identity = wechat.exchange(APP, body.code)
     outcome = wechat.sign_in(
-        identity, transport=transport, context=context, binding=_binding(context)
+        identity, transport=transport, context=context, binding=binding(context)
     )
     return _answer(outcome)
 
@@ -145,7 +140,7 @@ def link_password(body: WeChatLinkPassword) -> ResponseReturnValue:
     # one must show the same key again.
     context = sign_in_context(Transport.BEARER)
     outcome = WeChatSignIn(services()).link_with_password(
-        body.ticket, _binding(context), body.identifier, body.password, context
+        body.ticket, binding(context), body.identifier, body.password, context
     )
     return _answer(outcome)
 
@@ -162,7 +157,7 @@ def link_password(body: WeChatLinkPassword) -> ResponseReturnValue:
 def link_passkey(body: WeChatLinkPasskey) -> ResponseReturnValue:
     context = sign_in_context(Transport.BEARER)
     outcome = WeChatSignIn(services()).link_with_passkey(
-        body.ticket, _binding(context), body.challenge_id, body.credential(), context
+        body.ticket, binding(context), body.challenge_id, body.credential(), context
     )
     return _answer(outcome)
 
@@ -180,7 +175,7 @@ def link_passkey(body: WeChatLinkPasskey) -> ResponseReturnValue:
 def phone_code(body: WeChatPhoneCode) -> ResponseReturnValue:
     context = sign_in_context(Transport.BEARER)
     flow = WeChatSignIn(services()).send_phone_code(
-        body.ticket, _binding(context), body.phone, context
+        body.ticket, binding(context), body.phone, context
     )
     return jsonify(CodeFlow(detail=CODE_SENT, flow=flow).model_dump()), 202
 
@@ -198,7 +193,7 @@ def phone(body: WeChatPhone) -> ResponseReturnValue:
     context = sign_in_context(Transport.BEARER)
     outcome = WeChatSignIn(services()).with_phone(
         body.ticket,
-        _binding(context),
+        binding(context),
         phone=body.phone,
         flow=body.flow,
         code=body.code,

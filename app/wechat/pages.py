@@ -21,14 +21,18 @@ from app.http.unit_of_work import attempt
 from app.pages.messages import message_for
 from app.pages.returns import allowed_return_path
 from app.pages.signin.views import finish_sign_in
-from app.security.tokens import hash_token
 from app.services.sessions import Transport
+from app.wechat.binding import COOKIE, binding
 from app.wechat.signin import MP, PENDING_SECONDS, WEB, Outcome, PendingLink, WeChatSignIn
 
-bp = Blueprint("wechat", __name__, template_folder="templates")
+bp = Blueprint(
+    "wechat",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/assets/wechat",
+)
 
-# The browser's binding to its WeChat sign-in (state, then the pending link).
-COOKIE = "__Host-privid_wechat"
 IN_WECHAT = "MicroMessenger"  # WeChat's browser says so in its User-Agent
 
 MESSAGES = {
@@ -71,10 +75,6 @@ def _message(error: ServiceError) -> str:
 
 def _wechat() -> WeChatSignIn:
     return WeChatSignIn(services())
-
-
-def _binding() -> str:
-    return hash_token(request.cookies.get(COOKIE, ""))
 
 
 def _error_page(error: ServiceError) -> ResponseReturnValue:
@@ -140,7 +140,7 @@ def callback() -> ResponseReturnValue:
             returned.identity,
             transport=Transport.COOKIE,
             context=sign_in_context(Transport.COOKIE),
-            binding=_binding(),
+            binding=binding(),
         )
     )
     if isinstance(outcome, ServiceError):
@@ -158,7 +158,7 @@ def link_password() -> ResponseReturnValue:
     identifier, password = form.get("identifier", "").strip(), form.get("password", "")
     outcome = attempt(
         lambda: _wechat().link_with_password(
-            ticket, _binding(), identifier, password, sign_in_context(Transport.COOKIE)
+            ticket, binding(), identifier, password, sign_in_context(Transport.COOKIE)
         )
     )
     if isinstance(outcome, ServiceError):
@@ -175,7 +175,7 @@ def phone_code() -> ResponseReturnValue:
     ticket, next_path = form.get("ticket", ""), allowed_return_path(form.get("next"))
     phone = form.get("phone", "").strip()
     outcome = attempt(
-        lambda: _wechat().send_phone_code(ticket, _binding(), phone, request_context())
+        lambda: _wechat().send_phone_code(ticket, binding(), phone, request_context())
     )
     if isinstance(outcome, ServiceError):
         message = PHONE_INVALID if outcome.errors else _message(outcome)
@@ -194,7 +194,7 @@ def phone_finish() -> ResponseReturnValue:
     outcome = attempt(
         lambda: _wechat().with_phone(
             ticket,
-            _binding(),
+            binding(),
             phone=phone,
             flow=flow,
             code=code,
