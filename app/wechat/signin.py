@@ -20,6 +20,7 @@ import base64
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -361,7 +362,8 @@ class WeChatSignIn:
         identity = WeChatIdentity(found["a"], found["o"], found["u"], found["n"])
         return identity, claims
 
-    def _spend(self, jti: str, tickets: Tickets, invalid: Any) -> None:
+    def _spend(self, jti: str, tickets: Tickets, invalid: Callable[[], ServiceError]) -> None:
+        """Single use: the primary key of ``spent_tickets`` settles two at once."""
         expires = self._svc.runtime.clock.now() + timedelta(seconds=tickets.max_age_seconds)
         try:
             with self._svc.db.begin_nested():
