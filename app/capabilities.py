@@ -19,6 +19,7 @@ from app.services.cancellation import AccountEnding
 from app.services.consent import WithdrawalEffects
 from app.services.export import Section, register_section
 from app.services.retention import Purge
+from app.services.ways_in import WayInCounter, register_ways_in
 
 if TYPE_CHECKING:
     from app.models import User
@@ -33,6 +34,7 @@ INSTALLED: tuple[str, ...] = (
     "app.api.capability",
     "app.pages",
     "app.oidc",
+    "app.wechat",
     "verification",
 )
 
@@ -73,6 +75,9 @@ class Capability:
     # Values of the OIDC user claims it answers for (app/oidc/claims.py names
     # them under a scope), for one client; a claim it has no value for is left out.
     user_claims: ClaimValues | None = None
+    # The ways in to an account it holds (a linked identity), named "kind:id":
+    # app/services/ways_in.py counts them for "an account keeps one way in".
+    ways_in: WayInCounter | None = None
 
 
 @cache
@@ -81,6 +86,8 @@ def installed() -> tuple[Capability, ...]:
     for capability in found:
         for section in capability.export_sections:
             register_section(section)
+        if capability.ways_in is not None:
+            register_ways_in(capability.ways_in)
     return found
 
 

@@ -15,7 +15,12 @@ from app.services.devices import (
 )
 from app.services.safeguards import DEVICE_BINDINGS, PASSKEYS
 from app.services.sessions import erase_device_details
-from app.services.webauthn import DEVICE_BIOMETRICS, delete_credentials, holds_passkeys
+from app.services.webauthn import (
+    DEVICE_BIOMETRICS,
+    delete_credentials,
+    holds_passkeys,
+    keep_a_way_in,
+)
 
 
 def register_withdrawal_effects(effects: WithdrawalEffects) -> None:
@@ -30,6 +35,7 @@ def register_withdrawal_effects(effects: WithdrawalEffects) -> None:
     # once, and the devices they bound are bound no more. Passkeys before
     # devices: the order a passkey sign-in writes them in, so the two never
     # wait for each other crosswise.
+    effects.register(DEVICE_BIOMETRICS, keep_a_way_in)
     effects.register(
         DEVICE_BIOMETRICS, delete_credentials, removes=Removal(PASSKEYS, holds_passkeys)
     )

@@ -10,9 +10,10 @@ import base64
 import binascii
 from enum import StrEnum
 from functools import cached_property
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.security.tokens import derive_key
@@ -192,6 +193,27 @@ class Settings(BaseSettings):
     webauthn_require_attestation: bool = False
     webauthn_allowed_aaguids: str = ""  # comma-separated; empty = any authenticator
 
+    # WeChat sign-in (app/wechat). An app id left empty turns that flow off; with
+    # none set (the embedded default) the sign-in page shows no WeChat button.
+    # web: the website application on the Open Platform (QR code, snsapi_login);
+    # mp: the official account (inside WeChat's browser); app: the mobile app's SDK.
+    wechat_open_url: str = "https://open.weixin.qq.com"
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    wechat_web_appid: str = ""
+    wechat_web_secret: SecretStr = SecretStr("")
+    wechat_mp_appid: str = ""
+    wechat_mp_secret: SecretStr = SecretStr("")
+    wechat_app_appid: str = ""
+    wechat_app_secret: SecretStr = SecretStr("")
+    # "snsapi_base" (silent, openid only) or "snsapi_userinfo" inside WeChat.
+    wechat_mp_scope: Literal["snsapi_base", "snsapi_userinfo"] = "snsapi_base"
+    wechat_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    # Retries on "system busy" (errcode -1) and network errors; never for a code exchange.
+    wechat_retries: int = Field(default=2, ge=0, le=5)
+    wechat_state_ttl_seconds: int = Field(default=600, ge=60, le=3600)
+    # Keep the WeChat nickname (sealed) when the person grants wechat_login.
+    wechat_keep_nickname: bool = False
+
     # Devices. A browser carries a random device cookie (only with the security
     # purpose granted); apps prove their key with DPoP proofs (RFC 9449).
     device_cookie_name: str = "__Host-privid_device"
@@ -361,5 +383,10 @@ class Settings(BaseSettings):
             problems.append("PRIVID_SMS_HTTP_URL must be https:// (it carries a bearer token)")
         if not self.public_url.startswith("https://"):
             problems.append("PRIVID_PUBLIC_URL must be an https:// URL in production")
+        for flow in ("web", "mp", "app"):
+            appid = getattr(self, f"wechat_{flow}_appid")
+            secret: SecretStr = getattr(self, f"wechat_{flow}_secret")
+            if appid and not secret.get_secret_value():
+                problems.append(f"PRIVID_WECHAT_{flow.upper()}_SECRET is missing")
         if problems:
             raise SettingsError("refusing to start in production: " + "; ".join(problems))

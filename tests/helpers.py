@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
+import pytest
 import requests
 from axe_playwright_python.sync_playwright import Axe
 from flask import Flask
 from flask.testing import FlaskClient
 from playwright.sync_api import CDPSession, Page
-from sqlalchemy import Connection, event, inspect, select, text
+from sqlalchemy import Connection, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from werkzeug.test import TestResponse
 
@@ -1020,3 +1022,56 @@ def file_bytes(app: Flask) -> bytes:
             )
     assert chunks, "no table files were read"
     return b"\x00".join(bytes(chunk) for chunk in chunks)
+
+
+# WeChat sign-in (app/wechat): bodies that pass validation, with a ticket nobody issued.
+_WECHAT_TICKET = "not-a-ticket-anyone-issued.x"
+VALID_BODIES.update(
+    {
+        ("post", "/api/v1/login/wechat"): lambda w: {"code": "a-code-wechat-never-gave"},
+        ("post", "/api/v1/login/wechat/link/password"): lambda w: {
+            "ticket": _WECHAT_TICKET,
+            "identifier": w.person.email,
+            "password": w.person.password,
+        },
+        ("post", "/api/v1/login/wechat/phone/code"): lambda w: {
+            "ticket": _WECHAT_TICKET,
+            "phone": w.person.phone,
+        },
+        ("post", "/api/v1/login/wechat/phone"): lambda w: {
+            "ticket": _WECHAT_TICKET,
+            "phone": w.person.phone,
+            "flow": "a-flow-handle-that-was-never-issued",
+            "code": "000000",
+        },
+        ("post", "/api/v1/login/wechat/link/passkey"): lambda w: {
+            **_CREDENTIAL,
+            "ticket": _WECHAT_TICKET,
+            "response": _ASSERTION,
+        },
+        ("post", "/api/v1/me/password/new"): lambda w: {"new_password": "amber-quartz-meadow-77"},
+        ("post", "/api/v1/me/password/remove"): lambda w: {"current_password": w.person.password},
+    }
+)
+
+# -- migrations -------------------------------------------------------------------
+
+
+@pytest.fixture
+def scratch_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database of the suite's kind, dropped afterwards."""
+    pg_url = os.environ.get("PRIVID_TEST_DATABASE_URL", "")
+    if not pg_url:
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    schema = f"probe_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

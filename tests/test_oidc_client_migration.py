@@ -5,19 +5,14 @@ Runs on SQLite, and on PostgreSQL in a scratch schema when the suite uses it."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.migrate import alembic_config, upgrade
-from tests.conftest import PG_URL
+from tests.helpers import scratch_url
 
 COLUMNS = (
     "client_id, name, client_type, secret_hash, token_endpoint_auth_method, jwks, "
@@ -25,6 +20,7 @@ COLUMNS = (
     "require_pkce, id_token_signed_response_alg, access_token_format, dpop_bound, created_at, "
     "disabled_at"
 )
+__all__ = ["scratch_url"]  # fixture
 PARAMS = ", ".join(f":{name.strip()}" for name in COLUMNS.split(","))
 
 
@@ -59,25 +55,6 @@ ROWS = [
     _row("b" * 32, ["https://one.example/cb", "https://two.example/cb"]),
     _row("c" * 32, [], disabled_at=datetime(2026, 11, 2, 8, 0)),
 ]
-
-
-@pytest.fixture
-def scratch_url(tmp_path: Path) -> Iterator[str]:
-    """An empty database of the suite's kind, dropped afterwards."""
-    if not PG_URL:
-        yield f"sqlite:///{tmp_path / 'scratch.db'}"
-        return
-    schema = f"probe_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def test_existing_clients_keep_everything_and_become_pairwise_partners(scratch_url: str):

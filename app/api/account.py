@@ -10,7 +10,9 @@ from app.api.schemas import (
     Accepted,
     CodeConfirm,
     EmailChange,
+    PasswordAdd,
     PasswordChange,
+    PasswordRemove,
     PhoneChange,
     ProfileOut,
     RevokedCount,
@@ -59,6 +61,34 @@ def change_password(body: PasswordChange) -> ResponseReturnValue:
         caller.user, caller.session, body.current_password, body.new_password, request_context()
     )
     return jsonify(RevokedCount(revoked=ended).model_dump())
+
+
+@bp.post("/me/password/new")
+@signed_in(step_up=CREDENTIAL_CHANGE)
+@operation(
+    "Add a password to an account that has none (one made through WeChat)",
+    tag=TAG,
+    body=PasswordAdd,
+    responses={204: ("Added", None)},
+)
+def add_password(body: PasswordAdd) -> ResponseReturnValue:
+    services().account.add_password(current_caller().user, body.new_password, request_context())
+    return "", 204
+
+
+@bp.post("/me/password/remove")
+@signed_in(step_up=CREDENTIAL_CHANGE)
+@operation(
+    "Remove my password (refused while it is my last way to sign in)",
+    tag=TAG,
+    body=PasswordRemove,
+    responses={204: ("Removed", None)},
+)
+def remove_password(body: PasswordRemove) -> ResponseReturnValue:
+    services().account.remove_password(
+        current_caller().user, body.current_password, request_context()
+    )
+    return "", 204
 
 
 @bp.post("/me/email")

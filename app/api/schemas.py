@@ -122,14 +122,29 @@ class PasswordChange(Body):
     new_password: str = PasswordField
 
 
+class PasswordAdd(Body):
+    new_password: str = PasswordField
+
+
+class PasswordRemove(Body):
+    current_password: str = PasswordField
+
+
+# An account without a password (made through WeChat) sends none: the recent
+# sign-in the endpoint's step-up asks for is its proof.
+OptionalCurrentPassword = Field(
+    default=None, min_length=1, max_length=1024, description="Required when the account has one"
+)
+
+
 class EmailChange(Body):
     email: str = EmailField
-    current_password: str = PasswordField
+    current_password: str | None = OptionalCurrentPassword
 
 
 class PhoneChange(Body):
     phone: str = PhoneField
-    current_password: str = PasswordField
+    current_password: str | None = OptionalCurrentPassword
 
 
 class CodeConfirm(Body):
@@ -293,7 +308,7 @@ class Receipt(BaseModel):
 
 class ProfileOut(BaseModel):
     user_id: str
-    email: str
+    email: str | None  # null: none added yet (an account made through WeChat)
     phone: str
     full_name: str
     created_at: datetime

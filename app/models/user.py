@@ -27,15 +27,18 @@ class User(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE)
     role: Mapped[str] = mapped_column(String(16), default=Role.USER, server_default=Role.USER)
-    email_index: Mapped[str] = mapped_column(String(64), unique=True)
+    # Email and password are optional (an account made through WeChat has
+    # neither until the person adds them); app/services/ways_in.py keeps at
+    # least one way to sign in. The phone stays required and verified.
+    email_index: Mapped[str | None] = mapped_column(String(64), unique=True)
     phone_index: Mapped[str] = mapped_column(String(64), unique=True)
-    email_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    email_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     phone_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     full_name_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
-    password_hash: Mapped[str] = mapped_column(String(255))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime]
-    password_changed_at: Mapped[datetime]
-    email_verified_at: Mapped[datetime]
+    password_changed_at: Mapped[datetime | None]
+    email_verified_at: Mapped[datetime | None]
     phone_verified_at: Mapped[datetime]
 
     @property

@@ -19,6 +19,10 @@ MESSAGES = {
     "too-many-attempts": lazy_gettext("Too many attempts. Wait a while and try again."),
     "rate-limited": lazy_gettext("Too many requests. Wait a while and try again."),
     "validation-error": lazy_gettext("Check the highlighted fields."),
+    # app/services/ways_in.py: unlinking, removing a password or passkey, a withdrawal.
+    "last-way-in": lazy_gettext(
+        "This is your last way to sign in. Add a password or a passkey first."
+    ),
 }
 # The password policy's reason codes (FieldError.reason, and POST
 # /api/v1/password/check), in words.

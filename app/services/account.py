@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
-from app.errors import ServiceError, invalid_code, invalid_field
+from app.errors import ServiceError, invalid_code, invalid_field, not_found
 from app.models import CodePurpose, DataSubjectRequest, RequestKind, Session, User
 from app.security.passwords import Argon2Passwords, PasswordPolicy, PersonalData
 from app.services.audit import AuditTrail
@@ -22,6 +22,7 @@ from app.services.rights import RightsService
 from app.services.sessions import SessionService
 from app.services.throttle import AccountThrottle, account_key
 from app.services.vault import PersonalDataVault, Profile
+from app.services.ways_in import PASSWORD, require_another
 
 CHANGE_PURPOSE = {EMAIL: CodePurpose.CHANGE_EMAIL, "phone": CodePurpose.CHANGE_PHONE}
 
@@ -61,7 +62,10 @@ class AccountService:
     def _personal(self, profile: Profile) -> PersonalData:
         national = self._directory.phone(profile.phone).phone
         return PersonalData(
-            profile.email, profile.phone, national.national if national else "", profile.full_name
+            profile.email or "",
+            profile.phone,
+            national.national if national else "",
+            profile.full_name,
         )
 
     def require_password(self, user: User, password: str) -> None:
@@ -90,8 +94,39 @@ class AccountService:
         self._audit.record(
             "password.changed", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )
-        self._notifier.password_changed(profile.email, user_id=user.id)
+        self._notifier.password_changed(profile, user_id=user.id)
         return ended
+
+    def add_password(self, user: User, new: str, context: RequestContext) -> None:
+        """A first password, for an account that has none (made through WeChat)."""
+        self._lock(user.id)
+        if user.password_hash is not None:
+            raise ServiceError(
+                "password-exists",
+                409,
+                "The account has a password",
+                "Change the password instead (it needs the current one).",
+            )
+        profile = self._set_password(user, new)
+        self._audit.record("password.added", user_id=user.id, ip_prefix=context.ip_prefix)
+        self._notifier.password_changed(profile, user_id=user.id)
+
+    def remove_password(self, user: User, current: str, context: RequestContext) -> None:
+        """Sign in without a password from now on: refused while it is the
+        account's last way in."""
+        self._lock(user.id)
+        if user.password_hash is None:
+            raise not_found("A password")
+        self.require_password(user, current)
+        require_another(self._db, user.id, {PASSWORD})
+        user.password_hash = None
+        user.password_changed_at = None
+        self._db.flush()
+        self._audit.record("password.removed", user_id=user.id, ip_prefix=context.ip_prefix)
+        self._notifier.password_changed(self._vault.profile(user), user_id=user.id)
+
+    def _lock(self, user_id: str) -> None:
+        self._db.execute(select(User.id).where(User.id == user_id).with_for_update()).first()
 
     def change_full_name(
         self, user: User, new_name: str, current_password: str
@@ -152,13 +187,15 @@ class AccountService:
         self._audit.record(
             "password.reset", user_id=user.id, ip_prefix=context.ip_prefix, sessions_ended=ended
         )
-        self._notifier.password_changed(profile.email, user_id=user.id)
+        self._notifier.password_changed(profile, user_id=user.id)
 
     # -- changing email or phone ---------------------------------------------
 
     def start_contact_change(
-        self, user: User, kind: str, new_value: str, current_password: str
+        self, user: User, kind: str, new_value: str, current_password: str | None
     ) -> None:
+        """Only behind a recent sign-in (CREDENTIAL_CHANGE): an account without
+        a password has nothing else to show."""
         pointer = f"#/{kind}"
         ident = (
             self._directory.email(new_value, pointer)
@@ -168,7 +205,15 @@ class AccountService:
         current_index = user.email_index if kind == EMAIL else user.phone_index
         if ident.index == current_index:
             raise invalid_field(pointer, f"This is already your {kind}.")
-        self.require_password(user, current_password)
+        if user.password_hash is not None and current_password is None:
+            raise ServiceError(
+                "current-password-required",
+                403,
+                "Confirm with your password",
+                "This account has a password: send it as current_password.",
+            )
+        if current_password is not None:
+            self.require_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         code = self._codes.issue(
             CHANGE_PURPOSE[kind],
@@ -207,9 +252,9 @@ class AccountService:
             # The unique index settles a race with another account claiming it.
             with self._db.begin_nested():
                 # The old address's failed sign-ins are about nobody from now on.
-                self._throttle.forget_identifier(
-                    user.email_index if kind == EMAIL else user.phone_index
-                )
+                old_index = user.email_index if kind == EMAIL else user.phone_index
+                if old_index is not None:
+                    self._throttle.forget_identifier(old_index)
                 if kind == EMAIL:
                     user.email_encrypted = cipher.encrypt("email", new_value)
                     user.email_index = row.destination_index

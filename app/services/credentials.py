@@ -57,8 +57,8 @@ class CredentialState:
         ).scalars()
         parts = [
             user.status,
-            user.password_hash,
-            user.email_index,
+            user.password_hash or "-",
+            user.email_index or "-",
             user.phone_index,
             "totp:" + ("-" if factor is None else f"{factor[0]}/{factor[1]}"),
             "recovery:" + ",".join(sorted(recovery)),

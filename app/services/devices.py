@@ -175,7 +175,7 @@ class DeviceService:
             )  # fmt: skip
             if known_elsewhere:
                 self._notifier.new_device_sign_in(
-                    self._vault.profile(user).email,
+                    self._vault.profile(user),
                     device.label,
                     context.ip_prefix,
                     now,

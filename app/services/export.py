@@ -74,12 +74,20 @@ def _profile(ctx: ExportContext) -> dict[str, Any]:
         "status": user.status,
         "role": user.role,
         "created_at": user.created_at.isoformat(),
-        "email_verified_at": user.email_verified_at.isoformat(),
+        "email_verified_at": _when(user.email_verified_at),
         "phone_verified_at": user.phone_verified_at.isoformat(),
         # Credentials' metadata only: the password itself exists nowhere, its hash stays.
-        "credentials": [{"type": "password", "changed_at": user.password_changed_at.isoformat()}],
+        "credentials": (
+            [{"type": "password", "changed_at": _when(user.password_changed_at)}]
+            if user.password_hash is not None
+            else []
+        ),
         "encryption": "email, phone and full name are stored encrypted under your own key",
     }
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
 
 
 def _sessions(ctx: ExportContext) -> list[dict[str, Any]]:
@@ -109,7 +117,7 @@ def _audit(ctx: ExportContext) -> list[dict[str, Any]]:
 
 def _sent_to(ctx: ExportContext, index: str) -> str:
     """Where a code went, in words: the blind index itself means nothing to anyone."""
-    if index == ctx.user.email_index:
+    if ctx.user.email_index is not None and index == ctx.user.email_index:
         return "your email address"
     if index == ctx.user.phone_index:
         return "your phone number"
@@ -170,7 +178,7 @@ def _throttles(ctx: ExportContext) -> list[dict[str, Any]]:
     out = []
     for row in user_throttles(ctx):
         about = f"{row.subject or ''} {row.key}"
-        if ctx.user.email_index in about:
+        if ctx.user.email_index and ctx.user.email_index in about:
             applies_to = "your email address"
         elif ctx.user.phone_index in about:
             applies_to = "your phone number"

@@ -65,6 +65,12 @@ class LoginService:
     def with_password(
         self, identifier: str, password: str, *, transport: Transport, context: RequestContext
     ) -> SignInResult | SecondFactorRequired:
+        user = self.prove_password(identifier, password, context)
+        return self.finish(user, transport, context, amr=["pwd"])
+
+    def prove_password(self, identifier: str, password: str, context: RequestContext) -> User:
+        """The account whose identifier and password these are, under the usual
+        throttles (a sign-in, or linking another way in to the account)."""
         ident = self._directory.identifier(identifier)
         user = self._directory.find(ident)
         source = self._source(user, context)
@@ -78,9 +84,9 @@ class LoginService:
             self._fail(user, context, "invalid_credentials", "pwd")
             raise invalid_credentials()
         self._throttle.ownership_proven(user, source)
-        if self._passwords.needs_rehash(user.password_hash):
+        if user.password_hash and self._passwords.needs_rehash(user.password_hash):
             user.password_hash = self._passwords.hash(password)
-        return self._succeed(user, transport, context, amr=["pwd"])
+        return user
 
     def send_sms_code(self, phone: str, context: RequestContext) -> str:
         """Sends a code if the number has an account; returns the flow handle
@@ -110,6 +116,11 @@ class LoginService:
         transport: Transport,
         context: RequestContext,
     ) -> SignInResult | SecondFactorRequired:
+        user = self.prove_sms_code(phone, flow, code, context)
+        return self.finish(user, transport, context, amr=["sms"])
+
+    def prove_sms_code(self, phone: str, flow: str, code: str, context: RequestContext) -> User:
+        """The account of this phone, proven by the code sent for ``flow``."""
         ident = self._directory.phone(phone)
         user = self._directory.find(ident)
         try:
@@ -131,18 +142,20 @@ class LoginService:
         self._codes.consume(row)
         # Proving the phone is proving ownership: the run of password failures ends.
         self._throttle.ownership_proven(user, self._source(user, context))
-        return self._succeed(user, transport, context, amr=["sms"])
+        return user
 
     def send_email_code(self, ticket: str) -> None:
         """The second proof for an unbound device: a code to the account's email."""
         user, claims = self._tickets.open(ticket)
-        if "email_code" not in claims.get("methods", TOTP_METHODS):
+        email = self._vault.profile(user).email
+        if "email_code" not in claims.get("methods", TOTP_METHODS) or user.email_index is None:
             raise invalid_field("#/ticket", "This sign-in does not use an email code.")
         code = self._codes.issue(
             CodePurpose.LOGIN_EMAIL, user.id, user.email_index, user_id=user.id
         )
+        assert email is not None  # the email index says there is one
         self._notifier.code_by_email(
-            self._vault.profile(user).email, code, CodePurpose.LOGIN_EMAIL,
+            email, code, CodePurpose.LOGIN_EMAIL,
             self._codes.ttl_minutes, user_id=user.id,
         )  # fmt: skip
 
@@ -193,7 +206,7 @@ class LoginService:
             raise
         self._throttle.second_factor_proven(user.id, source)
         self._tickets.spend(claims)
-        return self._succeed(
+        return self.finish(
             user,
             Transport(claims["transport"]),
             context,
@@ -202,7 +215,7 @@ class LoginService:
             device_confirmed=True,
         )
 
-    def _succeed(
+    def finish(
         self,
         user: User,
         transport: Transport,
@@ -211,6 +224,8 @@ class LoginService:
         acr: Acr = Acr.SINGLE_FACTOR,
         device_confirmed: bool = False,
     ) -> SignInResult | SecondFactorRequired:
+        """A first factor passed (any method, WeChat's too): the second factor
+        the account still owes, or the sign-in completed."""
         methods = self._second_factor_methods(user, acr, context, device_confirmed)
         if methods:
             self._audit.record(
@@ -251,6 +266,9 @@ class LoginService:
             return []
         if self._totp.is_enabled(user.id):
             return TOTP_METHODS
+        # An account without an email address has no mailbox for the code.
+        if user.email_index is None:
+            return []
         if not device_confirmed and self._devices.requires_step_up(user.id, context.device):
             return DEVICE_METHODS
         return []

@@ -7,6 +7,7 @@ loses nothing, and a request never waits for, or shows the timing of, a send.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session as DbSession
 
@@ -26,6 +27,15 @@ CODE_PURPOSE_TEXT = {
     "change_phone": "confirm your new phone number",
     "login_email": "finish signing in on a device your account is not bound to",
 }
+
+
+class Contact(Protocol):
+    """Where an account is reached (app/services/vault.py ``Profile``)."""
+
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def phone(self) -> str: ...
 
 
 class Notifier:
@@ -72,6 +82,21 @@ class Notifier:
         self, message: OutgoingEmail, user_id: str | None, valid_minutes: int | None = None
     ) -> None:
         self._queue(OutboxChannel.EMAIL, message, user_id, valid_minutes)
+
+    def _to_account(self, to: str | None, *, subject: str, body: str, user_id: str | None) -> None:
+        """A notice to an address the account had (none: nothing to send)."""
+        if to is not None:
+            self._email_later(OutgoingEmail(to=to, subject=subject, body=body), user_id)
+
+    def _security_notice(
+        self, to: Contact, *, subject: str, body: str, sms: str, user_id: str | None
+    ) -> None:
+        """A security notice by email; by SMS to an account that has no email
+        address (one made through WeChat, none added yet)."""
+        if to.email is not None:
+            self._email_later(OutgoingEmail(to=to.email, subject=subject, body=body), user_id)
+        else:
+            self._sms_later(OutgoingSms(to=to.phone, text=f"[privid] {sms}"), user_id)
 
     def _sms_later(
         self, message: OutgoingSms, user_id: str | None, valid_minutes: int | None = None
@@ -167,18 +192,16 @@ class Notifier:
             user_id,
         )
 
-    def contact_changed_by_email(self, to: str, what: str, *, user_id: str) -> None:
-        self._email_later(
-            OutgoingEmail(
-                to=to,
-                subject=f"Your privid {what} was changed",
-                body=(
-                    f"The {what} of your privid account was just changed, so this address "
-                    "no longer signs in. If this was not you, reset your password with your "
-                    "phone number and contact us."
-                ),
+    def contact_changed_by_email(self, to: str | None, what: str, *, user_id: str) -> None:
+        self._to_account(
+            to,
+            subject=f"Your privid {what} was changed",
+            body=(
+                f"The {what} of your privid account was just changed, so this address "
+                "no longer signs in. If this was not you, reset your password with your "
+                "phone number and contact us."
             ),
-            user_id,
+            user_id=user_id,
         )
 
     def contact_changed_by_sms(self, to: str, *, user_id: str) -> None:
@@ -191,51 +214,49 @@ class Notifier:
             user_id,
         )
 
-    def password_changed(self, to: str, *, user_id: str) -> None:
-        self._email_later(
-            OutgoingEmail(
-                to=to,
-                subject="Your privid password was changed",
-                body=(
-                    "The password of your privid account was just changed and your other "
-                    "sessions were signed out. If this was not you, reset your password now."
-                ),
+    def password_changed(self, to: Contact, *, user_id: str) -> None:
+        self._security_notice(
+            to,
+            sms="Your password was just changed. If this was not you, reset it now.",
+            subject="Your privid password was changed",
+            body=(
+                "The password of your privid account was just changed and your other "
+                "sessions were signed out. If this was not you, reset your password now."
             ),
-            user_id,
+            user_id=user_id,
         )
 
     def new_device_sign_in(
-        self, to: str, device: str, network: str, when: datetime, *, user_id: str | None
+        self, to: Contact, device: str, network: str, when: datetime, *, user_id: str | None
     ) -> None:
-        self._email_later(
-            OutgoingEmail(
-                to=to,
-                subject="New sign-in to your privid account",
-                body=(
-                    f"Your privid account was signed in to from a device we have not seen "
-                    f"before: {device}, network {network}, at {when:%Y-%m-%d %H:%M} UTC. If "
-                    "this was you, there is nothing to do. If not, change your password and "
-                    "revoke the device under your account's devices."
-                ),
+        self._security_notice(
+            to,
+            sms=f"New sign-in from a device not seen before ({device}). Not you? Revoke it.",
+            subject="New sign-in to your privid account",
+            body=(
+                f"Your privid account was signed in to from a device we have not seen "
+                f"before: {device}, network {network}, at {when:%Y-%m-%d %H:%M} UTC. If "
+                "this was you, there is nothing to do. If not, change your password and "
+                "revoke the device under your account's devices."
             ),
-            user_id,
+            user_id=user_id,
         )
 
     def sign_in_protection_removed(
-        self, to: str, removed: list[str], how: str, when: datetime, *, user_id: str | None
+        self, to: Contact, removed: list[str], how: str, when: datetime, *, user_id: str | None
     ) -> None:
         """A passkey or a device binding was taken away, directly or by a
         consent withdrawal: the account is easier to get into than before."""
-        self._email_later(
-            OutgoingEmail(
-                to=to,
-                subject="A sign-in protection was removed from your privid account",
-                body=(
-                    f"At {when:%Y-%m-%d %H:%M} UTC, {' and '.join(removed)} stopped protecting "
-                    f"your privid account ({how}). Signing in may now ask for less than before. "
-                    "If this was not you, change your password, review your devices and "
-                    "passkeys, and contact us."
-                ),
+        self._security_notice(
+            to,
+            sms=f"{' and '.join(removed)} stopped protecting your account ({how}). Not you? "
+            "Contact us.",
+            subject="A sign-in protection was removed from your privid account",
+            body=(
+                f"At {when:%Y-%m-%d %H:%M} UTC, {' and '.join(removed)} stopped protecting "
+                f"your privid account ({how}). Signing in may now ask for less than before. "
+                "If this was not you, change your password, review your devices and "
+                "passkeys, and contact us."
             ),
-            user_id,
+            user_id=user_id,
         )

@@ -289,6 +289,8 @@ class OutboxService:
         # Only the address is decrypted. Any other decryption failure (a missing
         # key-encryption key) raises: a configuration mistake stops the run
         # instead of abandoning every message.
+        if user.email_encrypted is None:
+            raise _Unrenderable  # no address to write to (an account made through WeChat)
         address = self._vault.cipher_for(user.id).decrypt("email", user.email_encrypted)
         return OutgoingEmail(to=address, subject=subject, body=body)
 

@@ -359,7 +359,7 @@ class RegistrationService:
         # Guesses at these addresses before they had an account were aimed at no
         # password: the new account starts with none of them (and its export
         # shows nobody else's).
-        for index in (user.email_index, user.phone_index):
+        for index in (flow.email_index, flow.phone_index):
             self._throttle.forget_identifier(index)
         self._db.delete(flow)
         self._db.flush()

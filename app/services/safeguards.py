@@ -132,5 +132,5 @@ class Safeguards:
             return
         described = sorted({p.described for p in protections})
         self._notifier.sign_in_protection_removed(
-            self._vault.profile(user).email, described, how, self._clock.now(), user_id=user.id
+            self._vault.profile(user), described, how, self._clock.now(), user_id=user.id
         )

@@ -131,11 +131,15 @@ def is_device(source: str) -> bool:
     return source.startswith(("device:", "session:"))
 
 
+def _indexes(user: User) -> list[str]:
+    """The account's identifiers' blind indexes (it may have no email)."""
+    return [index for index in (user.email_index, user.phone_index) if index is not None]
+
+
 def keys_of(user: User) -> list[str]:
     """The fixed-name buckets of an account (source buckets are found by subject)."""
     return [
-        identifier_key(user.email_index),
-        identifier_key(user.phone_index),
+        *(identifier_key(index) for index in _indexes(user)),
         account_key(user.id),
         second_factor_key(user.id),
     ]
@@ -143,7 +147,7 @@ def keys_of(user: User) -> list[str]:
 
 def rows_of(user: User) -> ColumnElement[bool]:
     """Every throttle row about this account, for cancellation and export."""
-    subjects = [user.email_index, user.phone_index, user.id]
+    subjects = [*_indexes(user), user.id]
     return or_(LoginThrottle.subject.in_(subjects), LoginThrottle.key.in_(keys_of(user)))
 
 
@@ -177,8 +181,8 @@ class AccountThrottle:
     def ownership_proven(self, user: User, source: str) -> None:
         """The owner proved it (right password, SMS code): the run of failures
         ends, account-wide and from this source, for both identifiers."""
-        keys = [identifier_key(user.email_index), identifier_key(user.phone_index)]
-        keys += [source_key(index, source) for index in (user.email_index, user.phone_index)]
+        keys = [identifier_key(index) for index in _indexes(user)]
+        keys += [source_key(index, source) for index in _indexes(user)]
         self.clear(*keys)
 
     def forget_account(self, user: User) -> None:

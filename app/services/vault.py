@@ -13,7 +13,7 @@ from app.security.envelope import DecryptionError, FieldCipher, KeyRing, Wrapped
 
 @dataclass(frozen=True)
 class Profile:
-    email: str
+    email: str | None  # None: the account has no email address (yet)
     phone: str
     full_name: str
 
@@ -47,7 +47,11 @@ class PersonalDataVault:
     def profile(self, user: User) -> Profile:
         cipher = self.cipher_for(user.id)
         return Profile(
-            email=cipher.decrypt("email", user.email_encrypted),
+            email=(
+                cipher.decrypt("email", user.email_encrypted)
+                if user.email_encrypted is not None
+                else None
+            ),
             phone=cipher.decrypt("phone", user.phone_encrypted),
             full_name=cipher.decrypt("full_name", user.full_name_encrypted),
         )

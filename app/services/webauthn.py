@@ -50,6 +50,7 @@ from app.services.sessions import Acr, IssuedSession, SessionService, Transport
 from app.services.signin import SignInCompleter, SignInResult
 from app.services.throttle import AccountThrottle, network, signed_in
 from app.services.vault import PersonalDataVault
+from app.services.ways_in import PASSKEY_PREFIX, kind_of, require_another
 from app.settings import Settings
 
 DEVICE_BIOMETRICS = "device_biometrics"
@@ -173,6 +174,19 @@ def _masked(email: str) -> str:
     return f"{local[:1]}***@{domain}" if domain else "privid account"
 
 
+@dataclass(frozen=True)
+class ProvenPasskey:
+    user: User
+    amr: list[str]
+    acr: Acr
+    context: RequestContext  # with the credential as the device hint, when it binds one
+    credential_ref: str
+
+
+def _masked_phone(phone: str) -> str:
+    return f"{phone[:3]}****{phone[-4:]}" if len(phone) > 7 else "privid account"
+
+
 def credential_kind(credential: WebAuthnCredential) -> str:
     return "synced passkey" if credential.backup_eligible else "bound to this device"
 
@@ -226,7 +240,9 @@ class WebAuthnService:
     def registration_options(self, user: User) -> Ceremony:
         self._require_purpose(user.id)
         s = self._settings
-        label = _masked(self._vault.profile(user).email)
+        profile = self._vault.profile(user)
+        # The label the authenticator shows: the email, else the phone, masked.
+        label = _masked(profile.email) if profile.email else _masked_phone(profile.phone)
         options = generate_registration_options(
             rp_id=s.webauthn_rp_id,
             rp_name=s.webauthn_rp_name,
@@ -381,6 +397,27 @@ class WebAuthnService:
         transport: Transport,
         context: RequestContext,
     ) -> SignInResult:
+        proven = self.prove(challenge_id, credential, context)
+        user, context = proven.user, proven.context
+        result = self._signin.complete(
+            user, transport=transport, amr=proven.amr, acr=proven.acr, context=context
+        )
+        self._audit.record(
+            "login.succeeded",
+            user_id=user.id,
+            ip_prefix=context.ip_prefix,
+            method="webauthn",
+            credential_ref=proven.credential_ref,
+            session_id=result.issued.session.id,
+            consent_pending=not result.complete,
+        )
+        return result
+
+    def prove(
+        self, challenge_id: str, credential: dict[str, Any], context: RequestContext
+    ) -> ProvenPasskey:
+        """The account whose passkey answered the username-less challenge, with
+        what the answer proves (a sign-in, or linking another way in to it)."""
         # The account whose passkey answered, once known: its failures are its
         # events, kept under its choice about network details.
         account: str | None = None
@@ -418,17 +455,7 @@ class WebAuthnService:
             raise
         amr = amr_for(backup_eligible=stored.backup_eligible, user_verified=user_verified)
         acr = Acr.PHISHING_RESISTANT if user_verified else Acr.SINGLE_FACTOR
-        result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
-        self._audit.record(
-            "login.succeeded",
-            user_id=user.id,
-            ip_prefix=context.ip_prefix,
-            method="webauthn",
-            credential_ref=stored.id,
-            session_id=result.issued.session.id,
-            consent_pending=not result.complete,
-        )
-        return result
+        return ProvenPasskey(user, amr, acr, context, stored.id)
 
     def step_up(
         self, session: Session, challenge_id: str, credential: dict[str, Any]
@@ -464,6 +491,7 @@ class WebAuthnService:
         # second delete of it arriving at once finds it gone (404).
         self._safeguards.hold(user_id)
         credential = self._owned(user_id, credential_ref, lock=True)
+        require_another(self._db, user_id, {PASSKEY_PREFIX + credential.id})
         removed: list[Protection] = [PASSKEYS]
         if self._devices.bound_by_passkey(credential.id):
             removed.append(DEVICE_BINDINGS)
@@ -664,6 +692,13 @@ def holds_passkeys(db: DbSession, user_id: str) -> bool:
         .limit(1)
     ).first()
     return found is not None
+
+
+def keep_a_way_in(db: DbSession, user_id: str) -> None:
+    """Withdrawal check of device_biometrics: refused when the passkeys are
+    the account's last way in (registered before the effects that remove them)."""
+    if holds_passkeys(db, user_id):
+        require_another(db, user_id, kind_of(PASSKEY_PREFIX))
 
 
 def delete_credentials(db: DbSession, user_id: str) -> None:

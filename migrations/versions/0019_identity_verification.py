@@ -1,7 +1,7 @@
 """identity verification results (verification/)
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-11-30
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 revision: str = "0019"
 # 0018 is added in parallel; the merge re-points this to it.
-down_revision: str | None = "0017"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -40,6 +40,7 @@ from app.services.directory import EMAIL, PHONE
 from app.services.webauthn import credential_state, proves_device
 
 bp = Blueprint("account_pages", __name__, template_folder="templates")
+NO_EMAIL = lazy_gettext("None yet")
 M = TypeVar("M", bound=BaseModel)
 
 # What a field's error says on these forms (the services' own details are
@@ -141,7 +142,9 @@ def _step_up_or(error: ServiceError) -> ServiceError:
     return error
 
 
-def mask_email(email: str) -> str:
+def mask_email(email: str | None) -> str:
+    if email is None:
+        return str(NO_EMAIL)
     local, _, domain = email.partition("@")
     return f"{local[:1]}•••@{domain}" if domain else "•••"
 
@@ -183,25 +186,31 @@ def profile() -> ResponseReturnValue:
 def _start_contact_change(kind: str) -> ResponseReturnValue:
     value, error = "", None
     fields: dict[str, str] = {}
+    # An account without a password: the recent sign-in is the proof.
+    has_password = current_caller().user.password_hash is not None
     if request.method == "POST":
         caller = current_caller()
         value = _text(kind).strip()
+        password = _text("current_password") if has_password else None
         body = _parsed(
             EmailChange if kind == EMAIL else PhoneChange,
-            **{kind: value, "current_password": _text("current_password")},
+            **{kind: value, "current_password": password},
         )
         outcome: ServiceError | None = body if isinstance(body, ServiceError) else None
         if outcome is None:
             outcome = attempt(
-                lambda: services().account.start_contact_change(
-                    caller.user, kind, value, _text("current_password")
-                )
+                lambda: services().account.start_contact_change(caller.user, kind, value, password)
             )
         if outcome is None:
             return _see(f"/account/profile/{kind}/confirm")
         error, fields = _problems(outcome)
     return render_template(
-        "account/contact.html", kind=kind, value=value, error=error, fields=fields
+        "account/contact.html",
+        kind=kind,
+        value=value,
+        error=error,
+        fields=fields,
+        has_password=has_password,
     )
 
 
@@ -309,7 +318,19 @@ def security() -> ResponseReturnValue:
 def change_password() -> ResponseReturnValue:
     error: str | None = None
     fields: dict[str, str] = {}
-    if request.method == "POST":
+    has_password = current_caller().user.password_hash is not None
+    if request.method == "POST" and not has_password:
+        # An account made through WeChat: its first password, no current one.
+        caller = current_caller()
+        added = attempt(
+            lambda: services().account.add_password(
+                caller.user, _text("new_password"), request_context()
+            )
+        )
+        if not isinstance(added, ServiceError):
+            return _see("/account/security", done="password")
+        error, fields = _problems(added)
+    elif request.method == "POST":
         caller = current_caller()
         body = _parsed(
             PasswordChange,
@@ -331,7 +352,9 @@ def change_password() -> ResponseReturnValue:
             if not isinstance(outcome, ServiceError):
                 return _see("/account/security", done="password", ended=str(outcome))
             error, fields = _problems(outcome)
-    return render_template("account/password.html", error=error, fields=fields)
+    return render_template(
+        "account/password.html", error=error, fields=fields, has_password=has_password
+    )
 
 
 @bp.route("/account/security/totp", methods=["GET", "POST"])

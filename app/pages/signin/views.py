@@ -71,7 +71,9 @@ def _next_from(values: dict[str, str] | None = None) -> str:
     return allowed_return_path(source.get("next"))
 
 
-def _finish(result: SignInResult | SecondFactorRequired, next_path: str) -> ResponseReturnValue:
+def finish_sign_in(
+    result: SignInResult | SecondFactorRequired, next_path: str
+) -> ResponseReturnValue:
     """A sign-in's outcome as the API gives it: the second factor due, the
     consent step, or a full session sent back to where the person was going."""
     if isinstance(result, SecondFactorRequired):
@@ -142,7 +144,7 @@ def signin_password() -> ResponseReturnValue:
     if isinstance(outcome, ServiceError):
         # One message for every failure: nothing says which part was wrong.
         return _signin_again(identifier, next_path, {"form": _message(outcome)})
-    return _finish(outcome, next_path)
+    return finish_sign_in(outcome, next_path)
 
 
 MISSING_DETAILS = lazy_gettext("Enter your email or phone number and your password.")
@@ -200,7 +202,7 @@ def sms_code() -> ResponseReturnValue:
             "signin/sms.html", next=next_path, errors=errors, phone=phone, flow=flow
         )
         return page, 400
-    return _finish(outcome, next_path)
+    return finish_sign_in(outcome, next_path)
 
 
 # -- password reset ----------------------------------------------------------------
@@ -301,7 +303,7 @@ def second_factor() -> ResponseReturnValue:
             errors = {"form": _message(outcome)}
         email_sent = field == "email_code"
         return _second_factor_page(ticket, methods, next_path, errors, email_sent, 400)
-    return _finish(outcome, next_path)
+    return finish_sign_in(outcome, next_path)
 
 
 @bp.post("/signin/second-factor/email")
@@ -329,7 +331,11 @@ def _step_up_page(errors: dict[str, str] | None = None, status: int = 200) -> Re
         next=_next_from(values),
         acr=acr,
         # Only a passkey with user verification reaches phishing-resistant.
-        password_allowed=acr != Acr.PHISHING_RESISTANT.value,
+        password_allowed=acr != Acr.PHISHING_RESISTANT.value
+        and caller.user.password_hash is not None,
+        # Signing in again (WeChat) gives a fresh sign-in, never a phishing-resistant one.
+        federated_allowed=acr != Acr.PHISHING_RESISTANT.value,
+        account_id=caller.user.id,
         totp_enabled=svc.totp.is_enabled(caller.user.id),
         has_passkeys=bool(svc.webauthn.credentials_of(caller.user.id)),
         errors=errors or {},
