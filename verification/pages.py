@@ -28,7 +28,7 @@ from verification.service import (
     Submitted,
     results_of,
 )
-from verification.wiring import flow
+from verification.wiring import attempts_per_account, flow
 
 bp = Blueprint("verification_pages", __name__, template_folder="templates")
 
@@ -73,6 +73,10 @@ OUTCOMES = {
         "The document shows an age under 14: a parent or guardian must verify too."
     ),
     "guardian-not-adult": lazy_gettext("The guardian must be an adult."),
+    "guardian-age-unknown": lazy_gettext(
+        "The guardian's document must show their birth date: use a resident identity card, "
+        "a residence permit or a permanent residence card."
+    ),
     "guardian-not-needed": lazy_gettext(
         "A guardian verifies only for a child under 14: leave the guardian's details empty."
     ),
@@ -147,6 +151,7 @@ def identity() -> ResponseReturnValue:
 
 @bp.post("/privacy/identity")
 @signed_in(step_up=IDENTITY_VERIFICATION)
+@attempts_per_account
 def verify() -> ResponseReturnValue:
     form = submitted_form()
     user = current_caller().user

@@ -132,7 +132,22 @@ class VerificationService:
             )
         if guardian is not None:
             guardian_age = guardian.person.document.age_on(today)
-            if guardian_age is not None and guardian_age < ADULT_AGE:
+            if guardian_age is None:
+                # A passport or travel permit shows no birth date: anyone's,
+                # the child's own included, would pass as an adult's.
+                raise ServiceError(
+                    "guardian-age-unknown",
+                    422,
+                    "The guardian's document must show their age",
+                    "The guardian verifies with a document that carries their birth date: "
+                    "a resident identity card, a residence permit or a permanent residence card.",
+                    errors=[
+                        FieldError(
+                            "#/guardian/document_type", "Choose a document with a birth date."
+                        )
+                    ],
+                )
+            if guardian_age < ADULT_AGE:
                 raise ServiceError(
                     "guardian-not-adult",
                     422,
@@ -183,6 +198,11 @@ class VerificationService:
         self, user: User, subject: Checked, guardian: Checked | None, context: RequestContext
     ) -> list[IdentityVerification]:
         self._require_guardian_if_minor(subject, guardian)
+        # The account's removal lock (what a withdrawal takes first) until
+        # commit: a withdrawal during the provider's answer would otherwise
+        # erase nothing and the result be kept without consent, and two
+        # verifications of one account would both insert their row.
+        self._svc.safeguards.hold(user.id)
         self.require_consent(user.id)
         people = [guardian, subject] if guardian is not None else [subject]
         try:

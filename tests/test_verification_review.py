@@ -1,0 +1,169 @@
+"""Attacks on identity verification (the issue 12 review): limits through the
+other door, a guardian who may be the child, and what runs while the
+provider answers (a withdrawal, a second verification of the same account)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from app.clock import FrozenClock
+from tests.helpers import (
+    HIGH_LIMITS,
+    account_form,
+    assert_problem,
+    bearer,
+    https_client,
+    race,
+    register,
+    table_rows,
+)
+from tests.verification_helpers import CHILD, ZHANG, ZHANG_NUMBER, grant
+from verification.provider import Outcome, Person, Provider
+from verification.wiring import EXTENSION
+
+URL = "/api/v1/me/identity-verification"
+LI_NUMBER = "440305198507120033"
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return {**HIGH_LIMITS, "limit_verification_per_account": "2/day"}
+
+
+@pytest.fixture
+def consenting(client, mailbox, sms) -> str:
+    _, session = register(client, mailbox, sms)
+    grant(client, session["token"])
+    return str(session["token"])
+
+
+def verify(client, token: str, **body: object):
+    payload = {**ZHANG, "document_number": ZHANG_NUMBER, **body}
+    return client.post(URL, json=payload, headers=bearer(token))
+
+
+def kept(app) -> list[tuple]:
+    return table_rows(app)["identity_verifications"]
+
+
+class During:
+    """The app's provider, running ``meanwhile`` while it is being asked (once)."""
+
+    def __init__(self, inner: Provider, meanwhile: Any) -> None:
+        self.name, self._inner, self._meanwhile = inner.name, inner, meanwhile
+
+    def verify(self, person: Person, idempotency_key: str) -> Outcome:
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return self._inner.verify(person, idempotency_key)
+
+
+# -- limits -------------------------------------------------------------------------
+
+
+def test_the_page_counts_against_the_per_account_limit(client, mailbox, sms):
+    """The per-account limit stops the service being an oracle for whether a
+    name goes with a number; the page is a second door to the same flow."""
+    register(client, mailbox, sms, token_delivery="cookie")
+    numbers = [LI_NUMBER, "310115198001010059", "110105199003070017"]
+    answers = [
+        account_form(
+            client,
+            "/privacy/identity",
+            full_name="某人",
+            document_type="cn_resident_id_card",
+            document_number=number,
+            policy_version="2026-06",
+            consent_identity_verification="yes",
+        ).status_code
+        for number in numbers
+    ]
+    assert answers == [422, 422, 429]
+
+
+# -- guardians ----------------------------------------------------------------------
+
+
+def test_a_guardian_whose_age_the_document_cannot_show_is_refused(app, client, consenting):
+    """A passport shows no birth date: the child's own passport (or any
+    other) would pass as an adult guardian's."""
+    before = table_rows(app)
+    passport = {"full_name": "ALICE EXAMPLE", "document_type": "passport"}
+    answer = verify(
+        client, consenting, **CHILD, guardian={**passport, "document_number": "E12345678"}
+    )
+    body = assert_problem(answer, 422, "guardian-age-unknown")
+    assert body["errors"][0]["pointer"] == "#/guardian/document_type"
+    assert table_rows(app) == before
+
+
+# -- what runs while the provider answers ---------------------------------------------
+
+
+def test_consent_withdrawn_while_the_provider_answers_keeps_nothing(app, client, consenting):
+    withdrawn: list[int] = []
+
+    def withdraw() -> None:
+        own = https_client(app)
+        answer = own.post(
+            "/api/v1/me/consent/identity_verification/withdraw", headers=bearer(consenting)
+        )
+        withdrawn.append(answer.status_code)
+
+    withdrawal = threading.Thread(target=withdraw)
+
+    def meanwhile() -> None:
+        withdrawal.start()
+        # Long enough for a withdrawal that nothing holds back to finish.
+        withdrawal.join(timeout=3)
+
+    app.extensions[EXTENSION] = During(app.extensions[EXTENSION], meanwhile)
+    answer = verify(client, consenting)
+    withdrawal.join(timeout=60)
+    assert withdrawn == [200]
+    # Either order is lawful, but not a result kept after the withdrawal erased nothing.
+    if answer.status_code == 201:
+        assert kept(app) == []
+    else:
+        assert_problem(answer, 403, "separate-consent-required")
+        assert kept(app) == []
+
+
+def test_two_verifications_of_one_account_at_once_keep_one_result(app, consenting):
+    gate = threading.Barrier(2)
+
+    class BothInFlight:
+        name = "sandbox"
+
+        def __init__(self, inner: Provider) -> None:
+            self._inner = inner
+
+        def verify(self, person: Person, idempotency_key: str) -> Outcome:
+            # Both requests have read "nothing kept yet" before either writes;
+            # a second that waits its turn never gets here while the first does.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                gate.wait(timeout=2)
+            return self._inner.verify(person, idempotency_key)
+
+    app.extensions[EXTENSION] = BothInFlight(app.extensions[EXTENSION])
+    people = [
+        {"document_number": ZHANG_NUMBER},
+        {"full_name": "李四", "document_number": LI_NUMBER},
+    ]
+
+    def attempt(index: int, own) -> int:
+        return verify(own, consenting, **people[index]).status_code
+
+    assert sorted(race(app, 2, attempt)) == [201, 201]
+    assert len(kept(app)) == 1
