@@ -24,6 +24,7 @@ from tests.helpers import (
 )
 from tests.verification_helpers import CHILD, ZHANG, ZHANG_NUMBER, grant
 from verification.provider import Outcome, Person, Provider
+from verification.sandbox import LIVENESS_PASS
 from verification.wiring import EXTENSION
 
 URL = "/api/v1/me/identity-verification"
@@ -37,7 +38,7 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
-    return {**HIGH_LIMITS, "limit_verification_per_account": "2/day"}
+    return dict(HIGH_LIMITS)
 
 
 @pytest.fixture
@@ -72,24 +73,29 @@ class During:
 # -- limits -------------------------------------------------------------------------
 
 
-def test_the_page_counts_against_the_per_account_limit(client, mailbox, sms):
-    """The per-account limit stops the service being an oracle for whether a
-    name goes with a number; the page is a second door to the same flow."""
-    register(client, mailbox, sms, token_delivery="cookie")
-    numbers = [LI_NUMBER, "310115198001010059", "110105199003070017"]
-    answers = [
-        account_form(
-            client,
-            "/privacy/identity",
-            full_name="某人",
-            document_type="cn_resident_id_card",
-            document_number=number,
-            policy_version="2026-06",
-            consent_identity_verification="yes",
-        ).status_code
-        for number in numbers
-    ]
-    assert answers == [422, 422, 429]
+class TestTheAttemptLimitPerAccount:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, object]:
+        return {**HIGH_LIMITS, "limit_verification_per_account": "2/day"}
+
+    def test_the_page_counts_against_it(self, client, mailbox, sms):
+        """The per-account limit stops the service being an oracle for whether a
+        name goes with a number; the page is a second door to the same flow."""
+        register(client, mailbox, sms, token_delivery="cookie")
+        numbers = [LI_NUMBER, "310115198001010059", "110105199003070017"]
+        answers = [
+            account_form(
+                client,
+                "/privacy/identity",
+                full_name="某人",
+                document_type="cn_resident_id_card",
+                document_number=number,
+                policy_version="2026-06",
+                consent_identity_verification="yes",
+            ).status_code
+            for number in numbers
+        ]
+        assert answers == [422, 422, 429]
 
 
 # -- guardians ----------------------------------------------------------------------
@@ -167,3 +173,29 @@ def test_two_verifications_of_one_account_at_once_keep_one_result(app, consentin
 
     assert sorted(race(app, 2, attempt)) == [201, 201]
     assert len(kept(app)) == 1
+
+
+# -- liveness -----------------------------------------------------------------------
+
+
+def test_a_liveness_token_is_spent_by_the_verification_it_came_with(
+    app, client, mailbox, sms, consenting
+):
+    """One liveness check on a device proves one verification: the same token
+    sent again (a replay, by this account or another) is refused before the
+    provider sees it."""
+    first = verify(client, consenting, liveness_token=LIVENESS_PASS)
+    assert first.status_code == 201 and first.json["results"][0]["level"] == "L2"
+    again = verify(client, consenting, liveness_token=LIVENESS_PASS)
+    assert_problem(again, 409, "liveness-token-used")
+    _, other = register(client, mailbox, sms)
+    grant(client, other["token"])
+    replayed = verify(
+        client, other["token"], full_name="李四", document_number=LI_NUMBER,
+        liveness_token=LIVENESS_PASS,
+    )  # fmt: skip
+    assert_problem(replayed, 409, "liveness-token-used")
+    assert len(kept(app)) == 1
+    # A fresh check on the device gives a fresh token.
+    fresh = verify(client, consenting, liveness_token=LIVENESS_PASS + "-2")
+    assert fresh.status_code == 201 and fresh.json["results"][0]["level"] == "L2"

@@ -39,6 +39,8 @@ ADULT_AGE = 18
 SELF, GUARDIAN = "self", "guardian"
 VERIFIED = "verified"
 AUDIT_EVENT = "identity_verification.attempt"
+# How long a liveness token is remembered as spent (providers' tokens live minutes).
+LIVENESS_TOKEN_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,23 @@ class VerificationService:
                 3600, "This document was tried too often today; try again tomorrow."
             )
 
+    def _spend_liveness_token(self, checked: Checked) -> None:
+        """A liveness token proves one check on one device, so it vouches for
+        one verification: a token seen before (a replay) never reaches the
+        provider. The cache holds a keyed hash of it, for a day."""
+        token = checked.person.liveness_token
+        if token is None:
+            return
+        key = "identity-liveness:" + self._svc.runtime.blind_index("liveness_token", token)
+        if int(self._svc.runtime.replay_cache.incr(key, LIVENESS_TOKEN_SECONDS)) != 1:
+            raise ServiceError(
+                "liveness-token-used",
+                409,
+                "This liveness check was already used",
+                "Each liveness check vouches for one verification: do the check on your "
+                "device again and send its new token.",
+            )
+
     # -- the flow ------------------------------------------------------------------
 
     def verify(
@@ -209,6 +228,7 @@ class VerificationService:
             self._require_unbound(user.id, subject)
             for checked in people:
                 self._count_attempt(checked)
+                self._spend_liveness_token(checked)
         except ServiceError as refused:
             # Someone trying a document bound elsewhere, or trying one too
             # often, is worth a trace (without the document).
