@@ -5,6 +5,7 @@ provider answers (a withdrawal, a second verification of the same account)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ from tests.helpers import (
     register,
     table_rows,
 )
+from tests.oidc_helpers import PARTNER, add_client, exchange, get_code, signed_jwt
+from tests.test_verification_oauth import verified_browser
 from tests.verification_helpers import CHILD, ZHANG, ZHANG_NUMBER, grant
 from verification.provider import Outcome, Person, Provider
 from verification.sandbox import LIVENESS_PASS
@@ -199,3 +202,61 @@ def test_a_liveness_token_is_spent_by_the_verification_it_came_with(
     # A fresh check on the device gives a fresh token.
     fresh = verify(client, consenting, liveness_token=LIVENESS_PASS + "-2")
     assert fresh.status_code == 201 and fresh.json["results"][0]["level"] == "L2"
+
+
+# -- OAuth --------------------------------------------------------------------------
+
+
+def test_the_claims_parameter_is_no_way_around_the_identity_scope(app, client, mailbox, sms):
+    """A partner not registered for ``identity`` asks for its claims by name,
+    in the ID token and from userinfo: it gets neither."""
+    verified_browser(client, mailbox, sms)
+    rp = add_client(app, PARTNER)
+    wanted = {"identity_level": None, "identity_verified_on": None}
+    claims = json.dumps({"userinfo": wanted, "id_token": wanted})
+    back = get_code(client, rp, scope="openid", claims=claims)
+    tokens = exchange(client, rp, back["code"]).json
+    _, id_token = signed_jwt(client, tokens["id_token"])
+    info = client.get("/oauth/userinfo", headers=bearer(tokens["access_token"])).json
+    for given in (id_token, info):
+        assert "identity_level" not in given and "identity_verified_on" not in given
+
+
+# -- the number in answers and logs, and its variants ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"document_number": ZHANG_NUMBER + "0" * 30},  # too long
+        {"document_number": int(ZHANG_NUMBER[:-1])},  # not a string
+        {"document_type": ZHANG_NUMBER},  # in the wrong field
+        {"full_name": ZHANG_NUMBER * 6},  # too long a name
+        {"liveness_token": ZHANG_NUMBER + "!"},  # not a token
+        {"id_number": ZHANG_NUMBER},  # a field of another name
+        {"guardian": {"full_name": "张三", "document_number": ZHANG_NUMBER}},  # incomplete
+        {"guardian": [ZHANG_NUMBER]},  # of the wrong shape
+    ],
+)
+def test_a_refused_body_never_echoes_the_number(app, client, consenting, caplog, body):
+    before = table_rows(app)
+    answer = verify(client, consenting, **body)
+    assert_problem(answer, 422)
+    for text in (answer.get_data(as_text=True), caplog.text):
+        assert ZHANG_NUMBER[:-1] not in text and "张三" not in text
+    assert table_rows(app) == before
+
+
+def test_variants_of_one_number_are_one_identity(client, mailbox, sms, consenting):
+    """Full-width digits, a lower-case x, spaces and dashes: the same keyed
+    hash, so neither the binding nor the per-document limit is dodged."""
+    assert verify(client, consenting).status_code == 201
+    _, other = register(client, mailbox, sms)
+    grant(client, other["token"])
+    for typed in (
+        "１１０１０５１９４９１２３１００２ｘ",
+        " 110105-19491231-002x ",
+        "110105 1949 1231 002X",
+    ):
+        answer = verify(client, other["token"], document_number=typed)
+        assert_problem(answer, 409, "identity-already-bound")

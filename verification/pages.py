@@ -15,7 +15,6 @@ from app.http.access import IDENTITY_VERIFICATION, signed_in
 from app.http.gate import current_caller, submitted_form
 from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import attempt
-from app.models import Decision
 from app.pages.messages import message_for
 from app.pages.privacy.views import when
 from verification.documents import DocumentType, Rule
@@ -100,8 +99,7 @@ UNKNOWN_TYPE = lazy_gettext("Choose the kind of document.")
 
 
 def _granted(user_id: str, purpose: str) -> bool:
-    record = services().consent.current(user_id).get((purpose, None))
-    return record is not None and record.decision == Decision.GRANTED
+    return services().consent.is_granted(user_id, purpose)
 
 
 def _message(error: ServiceError) -> str:

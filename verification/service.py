@@ -15,7 +15,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import delete, select, text
 
 from app.errors import FieldError, ServiceError, too_many_attempts
-from app.models import Decision, User
+from app.models import User
 from app.services.cancellation import after
 from app.services.container import Services
 from app.services.context import RequestContext
@@ -99,10 +99,8 @@ class VerificationService:
         """The purpose (and cross_border, for a provider abroad) granted on
         its own, as separate consent, before the provider sees anything."""
         needed = [PURPOSE, CROSS_BORDER] if self._abroad else [PURPOSE]
-        current = self._svc.consent.current(user_id)
         for purpose in needed:
-            record = current.get((purpose, None))
-            if record is None or record.decision != Decision.GRANTED:
+            if not self._svc.consent.is_granted(user_id, purpose):
                 raise ServiceError(
                     "separate-consent-required",
                     403,
