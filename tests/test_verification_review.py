@@ -260,3 +260,19 @@ def test_variants_of_one_number_are_one_identity(client, mailbox, sms, consentin
     ):
         answer = verify(client, other["token"], document_number=typed)
         assert_problem(answer, 409, "identity-already-bound")
+
+
+# -- withdrawal ---------------------------------------------------------------------
+
+
+def test_a_withdrawn_result_lives_on_only_in_the_sealed_archive(app, client, consenting):
+    """The provider's reference finds the person's document at the provider:
+    after a withdrawal it is kept sealed in the legal archive, not in clear in
+    the audit trail (whose attempt id already correlates with the provider)."""
+    answer = verify(client, consenting)
+    reference = answer.json["results"][0]["provider_reference"]
+    withdrawn = client.post(
+        "/api/v1/me/consent/identity_verification/withdraw", headers=bearer(consenting)
+    )
+    assert withdrawn.status_code == 200
+    assert reference not in repr(table_rows(app))

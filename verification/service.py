@@ -245,7 +245,9 @@ class VerificationService:
     def _audit(
         self, user: User, checked: Checked, context: RequestContext, result: str, **details: str
     ) -> None:
-        """One attempt in the audit trail: its result, never the name or number."""
+        """One attempt in the audit trail: its result, never the name or number,
+        nor the provider's reference (it outlives a withdrawal here, and the
+        attempt id, the provider's Idempotency-Key, finds its record anyway)."""
         self._svc.audit.record(
             AUDIT_EVENT,
             outcome="success" if result == "confirmed" else "failure",
@@ -295,7 +297,7 @@ class VerificationService:
                 keep_changes=True,
             ) from None
         if outcome.level is None:
-            audit("not_confirmed", reference=outcome.reference)
+            audit("not_confirmed")
             raise ServiceError(
                 "identity-not-confirmed",
                 422,
@@ -303,7 +305,7 @@ class VerificationService:
                 "The name and document number do not match the issuing institution's record.",
                 keep_changes=True,
             )
-        audit("confirmed", level=outcome.level.value, reference=outcome.reference)
+        audit("confirmed", level=outcome.level.value)
         return outcome
 
     def _keep(self, user_id: str, checked: Checked, outcome: Outcome) -> IdentityVerification:
