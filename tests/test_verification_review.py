@@ -276,3 +276,21 @@ def test_a_withdrawn_result_lives_on_only_in_the_sealed_archive(app, client, con
     )
     assert withdrawn.status_code == 200
     assert reference not in repr(table_rows(app))
+
+
+# -- what an attempt tells about others -----------------------------------------------
+
+
+def test_a_number_alone_does_not_tell_whether_it_has_an_account_here(
+    app, client, mailbox, sms, consenting
+):
+    """Anyone with an account could type ID numbers and learn from
+    ``identity-already-bound`` which of them belong to an account here: the
+    binding is told only to whoever the provider confirmed name and number for."""
+    assert verify(client, consenting).status_code == 201
+    _, other = register(client, mailbox, sms)
+    grant(client, other["token"])
+    probe = verify(client, other["token"], full_name="某人")
+    assert_problem(probe, 422, "identity-not-confirmed")
+    assert_problem(verify(client, other["token"]), 409, "identity-already-bound")
+    assert len(kept(app)) == 1

@@ -156,7 +156,7 @@ class VerificationService:
                     errors=[FieldError("#/guardian/document_number", "Not an adult's document.")],
                 )
 
-    def _require_unbound(self, user_id: str, subject: Checked) -> None:
+    def _lock_document(self, subject: Checked) -> None:
         if not self._settings.verification_one_account_per_identity:
             return
         if self._svc.db.get_bind().dialect.name == "postgresql":
@@ -167,6 +167,11 @@ class VerificationService:
                 text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                 {"k": f"identity-document:{subject.document_hash}"},
             )
+
+    def _require_unbound(self, user_id: str, subject: Checked) -> None:
+        """Under the document's lock (_lock_document)."""
+        if not self._settings.verification_one_account_per_identity:
+            return
         other = self._svc.db.scalar(
             select(IdentityVerification.user_id).where(
                 IdentityVerification.document_hash == subject.document_hash,
@@ -223,16 +228,12 @@ class VerificationService:
         self.require_consent(user.id)
         people = [guardian, subject] if guardian is not None else [subject]
         try:
-            self._require_unbound(user.id, subject)
+            self._lock_document(subject)
             for checked in people:
                 self._count_attempt(checked)
                 self._spend_liveness_token(checked)
         except ServiceError as refused:
-            # Someone trying a document bound elsewhere, or trying one too
-            # often, is worth a trace (without the document).
-            self._audit(user, subject, context, refused.slug.replace("-", "_"))
-            refused.keep_changes = True
-            raise
+            raise self._refused(user, subject, context, refused) from None
         outcomes = []
         if guardian is not None:
             # The guardian first, and their consent in the ledger, before
@@ -240,7 +241,23 @@ class VerificationService:
             outcomes.append((guardian, self._ask(user, guardian, context)))
             self._svc.consent.grant_by_guardian(user.id, PURPOSE, context)
         outcomes.append((subject, self._ask(user, subject, context)))
+        try:
+            # Only once the provider confirmed the name and the number: told
+            # any earlier, anyone with an account could type ID numbers and
+            # learn which belong to an account here.
+            self._require_unbound(user.id, subject)
+        except ServiceError as refused:
+            raise self._refused(user, subject, context, refused) from None
         return [self._keep(user.id, checked, outcome) for checked, outcome in outcomes]
+
+    def _refused(
+        self, user: User, subject: Checked, context: RequestContext, refused: ServiceError
+    ) -> ServiceError:
+        """Someone trying a document bound elsewhere, or trying one too often,
+        is worth a trace (without the document): kept with the refusal."""
+        self._audit(user, subject, context, refused.slug.replace("-", "_"))
+        refused.keep_changes = True
+        return refused
 
     def _audit(
         self, user: User, checked: Checked, context: RequestContext, result: str, **details: str
