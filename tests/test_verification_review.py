@@ -294,3 +294,26 @@ def test_a_number_alone_does_not_tell_whether_it_has_an_account_here(
     assert_problem(probe, 422, "identity-not-confirmed")
     assert_problem(verify(client, other["token"]), 409, "identity-already-bound")
     assert len(kept(app)) == 1
+
+
+def test_a_result_past_its_retention_date_is_not_shared(app, client, consenting, clock):
+    """Retention runs from cron: until it does, a result past its date is
+    still a row, but no partner learns of it any more."""
+    from app.cli import unit_of_work
+    from app.models import Channel, Decision, User
+    from app.services.context import RequestContext
+    from verification.claims import identity_claims
+
+    assert verify(client, consenting).status_code == 201
+    names = frozenset({"identity_level", "identity_verified_on"})
+    with app.app_context(), unit_of_work() as svc:
+        user = svc.db.query(User).one()
+        context = RequestContext("203.0.113.0/24", "test", "x")
+        svc.consent.decide_for_client(
+            user.id, "partner_sharing", "rp-1", Decision.GRANTED, context, Channel.OAUTH
+        )
+    with app.app_context(), unit_of_work() as svc:
+        user = svc.db.query(User).one()
+        assert identity_claims(svc, user, "rp-1", names)["identity_level"] == "L1"
+        clock.advance(days=3 * 366 + 1)
+        assert identity_claims(svc, user, "rp-1", names) == {}
