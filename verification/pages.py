@@ -159,20 +159,15 @@ def verify() -> ResponseReturnValue:
         return _page(str(UNKNOWN_TYPE), 422)
 
     def run() -> list[IdentityVerification]:
-        svc, context = services(), request_context()
+        context = request_context()
         service = flow()
         typed = Submitted(form.get("full_name", ""), kind, form.get("document_number", ""))
         subject = service.check(typed, SELF)
         guardian = None
         if form.get("guardian_document_number", "").strip():
             guardian = service.check(_guardian_typed(form), GUARDIAN, "#/guardian")
-        # The separate consent, given with its own box on this form: recorded
-        # in the ledger before the provider sees anything.
-        version = form.get("policy_version", "")
-        abroad = runtime().settings.verification_provider_abroad
-        for purpose in [PURPOSE, CROSS_BORDER] if abroad else [PURPOSE]:
-            if form.get(f"consent_{purpose}") == "yes" and not _granted(user.id, purpose):
-                svc.consent.grant(user.id, purpose, version, context)
+        ticked = {p for p in (PURPOSE, CROSS_BORDER) if form.get(f"consent_{p}") == "yes"}
+        service.grant_ticked(user.id, ticked, form.get("policy_version", ""), context)
         return service.verify(user, subject, guardian, context)
 
     outcome = attempt(run)

@@ -8,6 +8,7 @@ clear, or stored. What is stored is verification/models.py's row."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from limits import parse as parse_limit
@@ -95,11 +96,22 @@ class VerificationService:
             "identity_document", f"{document.type.value}:{document.number}"
         )
 
+    def needed_purposes(self) -> list[str]:
+        return [PURPOSE, CROSS_BORDER] if self._abroad else [PURPOSE]
+
+    def grant_ticked(
+        self, user_id: str, ticked: Collection[str], policy_version: str, context: RequestContext
+    ) -> None:
+        """The separate consent given with its own box on the page's form,
+        recorded in the ledger before the provider sees anything."""
+        for purpose in self.needed_purposes():
+            if purpose in ticked and not self._svc.consent.is_granted(user_id, purpose):
+                self._svc.consent.grant(user_id, purpose, policy_version, context)
+
     def require_consent(self, user_id: str) -> None:
         """The purpose (and cross_border, for a provider abroad) granted on
         its own, as separate consent, before the provider sees anything."""
-        needed = [PURPOSE, CROSS_BORDER] if self._abroad else [PURPOSE]
-        for purpose in needed:
+        for purpose in self.needed_purposes():
             if not self._svc.consent.is_granted(user_id, purpose):
                 raise ServiceError(
                     "separate-consent-required",
