@@ -24,8 +24,7 @@ from tests.helpers import (
     table_rows,
 )
 from tests.oidc_helpers import PARTNER, add_client, exchange, get_code, signed_jwt
-from tests.test_verification_oauth import verified_browser
-from tests.verification_helpers import CHILD, ZHANG, ZHANG_NUMBER, grant
+from tests.verification_helpers import CHILD, ZHANG, ZHANG_NUMBER, grant, verified_browser
 from verification.provider import Outcome, Person, Provider
 from verification.sandbox import LIVENESS_PASS
 from verification.wiring import EXTENSION
