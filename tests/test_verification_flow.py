@@ -196,7 +196,11 @@ def test_one_identity_binds_one_account(app, client, mailbox, sms, consenting):
     grant(client, other["token"])
     assert_problem(verify(client, other["token"]), 409, "identity-already-bound")
     assert attempts(app)[-1].details["result"] == "identity_already_bound"
-    # The same account may verify again (a new level, say).
+
+
+def test_the_same_account_may_verify_again(client, consenting):
+    assert verify(client, consenting).status_code == 201
+    # A new level, say.
     assert verify(client, consenting, liveness_token=LIVENESS_PASS).status_code == 201
 
 

@@ -11,28 +11,9 @@ from app.cli import unit_of_work
 from app.models import Channel, Decision
 from tests.helpers import bearer, register
 from tests.oidc_helpers import PARTNER, add_client, exchange, get_code
-from tests.verification_helpers import ZHANG, ZHANG_NUMBER, grant
+from tests.verification_helpers import ZHANG_NUMBER, verified_browser
 
 IDENTITY_PARTNER = replace(PARTNER, scopes=(*PARTNER.scopes, "identity"))
-
-
-def verified_browser(client: Any, mailbox: Any, sms: Any) -> str:
-    """A cookie session in ``client`` (for the authorisation pages) and a
-    bearer token of the same account (for the API), verified at L1."""
-    person, _ = register(client, mailbox, sms, token_delivery="cookie")
-    answer = client.post(
-        "/api/v1/login/password",
-        json={"identifier": person.email, "password": person.password, "token_delivery": "bearer"},
-    )
-    token = answer.json["token"]
-    grant(client, token)
-    verified = client.post(
-        "/api/v1/me/identity-verification",
-        json={**ZHANG, "document_number": ZHANG_NUMBER},
-        headers=bearer(token),
-    )
-    assert verified.status_code == 201, verified.json
-    return str(token)
 
 
 def userinfo(client: Any, access_token: str) -> dict[str, Any]:

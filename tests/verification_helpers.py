@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.helpers import bearer, register
 from verification.signing import answer_signature, request_signature, same
 
 # Sandbox test identities (verification/sandbox.py).
@@ -152,3 +153,22 @@ class FakeProvider:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def verified_browser(client: Any, mailbox: Any, sms: Any) -> str:
+    """A cookie session in ``client`` (for the authorisation pages) and a
+    bearer token of the same account (for the API), verified at L1."""
+    person, _ = register(client, mailbox, sms, token_delivery="cookie")
+    answer = client.post(
+        "/api/v1/login/password",
+        json={"identifier": person.email, "password": person.password, "token_delivery": "bearer"},
+    )
+    token = answer.json["token"]
+    grant(client, token)
+    verified = client.post(
+        "/api/v1/me/identity-verification",
+        json={**ZHANG, "document_number": ZHANG_NUMBER},
+        headers=bearer(token),
+    )
+    assert verified.status_code == 201, verified.json
+    return str(token)

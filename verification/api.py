@@ -6,15 +6,13 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from app.api.operations import operation
-from app.extensions import limiter
 from app.http.access import IDENTITY_VERIFICATION, signed_in
 from app.http.gate import current_caller
-from app.http.limits import caller_key, setting
 from app.http.scope import request_context, services
 from verification.models import IdentityVerification
 from verification.schemas import PersonIn, ResultOut, ResultsOut, VerificationIn
 from verification.service import GUARDIAN, SELF, Submitted, results_of
-from verification.wiring import flow
+from verification.wiring import attempts_per_account, flow
 
 bp = Blueprint("verification_api", __name__, url_prefix="/api/v1/me/identity-verification")
 TAG = "identity verification"
@@ -42,7 +40,7 @@ def result_out(row: IdentityVerification) -> ResultOut:
 
 @bp.post("")
 @signed_in(step_up=IDENTITY_VERIFICATION)
-@limiter.limit(setting("limit_verification_per_account"), key_func=caller_key)
+@attempts_per_account
 @operation(
     "Verify my real-name identity with the provider: needs the identity_verification purpose "
     "(and cross_border for a provider abroad) granted on its own, and a recent sign-in; "

@@ -24,7 +24,11 @@ def identity_claims(
         return {}
     row = svc.db.scalar(
         select(IdentityVerification).where(
-            IdentityVerification.user_id == user.id, IdentityVerification.role == SELF
+            IdentityVerification.user_id == user.id,
+            IdentityVerification.role == SELF,
+            # Past its date the row waits for the retention run; it is no
+            # longer a result to share.
+            IdentityVerification.retain_until > svc.runtime.clock.now(),
         )
     )
     if row is None:

@@ -2,7 +2,7 @@
 
 No column can hold a number, a name, an image, a video or a biometric
 template: the only strings are short codes, the provider's reference, a keyed
-hash and the masked number (tests/test_verification_schema.py holds every
+hash and the masked number (tests/test_verification_package.py holds every
 column to that)."""
 
 from __future__ import annotations

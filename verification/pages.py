@@ -15,7 +15,6 @@ from app.http.access import IDENTITY_VERIFICATION, signed_in
 from app.http.gate import current_caller, submitted_form
 from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import attempt
-from app.models import Decision
 from app.pages.messages import message_for
 from app.pages.privacy.views import when
 from verification.documents import DocumentType, Rule
@@ -28,7 +27,7 @@ from verification.service import (
     Submitted,
     results_of,
 )
-from verification.wiring import flow
+from verification.wiring import attempts_per_account, flow
 
 bp = Blueprint("verification_pages", __name__, template_folder="templates")
 
@@ -73,6 +72,10 @@ OUTCOMES = {
         "The document shows an age under 14: a parent or guardian must verify too."
     ),
     "guardian-not-adult": lazy_gettext("The guardian must be an adult."),
+    "guardian-age-unknown": lazy_gettext(
+        "The guardian's document must show their birth date: use a resident identity card, "
+        "a residence permit or a permanent residence card."
+    ),
     "guardian-not-needed": lazy_gettext(
         "A guardian verifies only for a child under 14: leave the guardian's details empty."
     ),
@@ -96,8 +99,7 @@ UNKNOWN_TYPE = lazy_gettext("Choose the kind of document.")
 
 
 def _granted(user_id: str, purpose: str) -> bool:
-    record = services().consent.current(user_id).get((purpose, None))
-    return record is not None and record.decision == Decision.GRANTED
+    return services().consent.is_granted(user_id, purpose)
 
 
 def _message(error: ServiceError) -> str:
@@ -147,6 +149,7 @@ def identity() -> ResponseReturnValue:
 
 @bp.post("/privacy/identity")
 @signed_in(step_up=IDENTITY_VERIFICATION)
+@attempts_per_account
 def verify() -> ResponseReturnValue:
     form = submitted_form()
     user = current_caller().user
@@ -156,20 +159,15 @@ def verify() -> ResponseReturnValue:
         return _page(str(UNKNOWN_TYPE), 422)
 
     def run() -> list[IdentityVerification]:
-        svc, context = services(), request_context()
+        context = request_context()
         service = flow()
         typed = Submitted(form.get("full_name", ""), kind, form.get("document_number", ""))
         subject = service.check(typed, SELF)
         guardian = None
         if form.get("guardian_document_number", "").strip():
             guardian = service.check(_guardian_typed(form), GUARDIAN, "#/guardian")
-        # The separate consent, given with its own box on this form: recorded
-        # in the ledger before the provider sees anything.
-        version = form.get("policy_version", "")
-        abroad = runtime().settings.verification_provider_abroad
-        for purpose in [PURPOSE, CROSS_BORDER] if abroad else [PURPOSE]:
-            if form.get(f"consent_{purpose}") == "yes" and not _granted(user.id, purpose):
-                svc.consent.grant(user.id, purpose, version, context)
+        ticked = {p for p in (PURPOSE, CROSS_BORDER) if form.get(f"consent_{p}") == "yes"}
+        service.grant_ticked(user.id, ticked, form.get("policy_version", ""), context)
         return service.verify(user, subject, guardian, context)
 
     outcome = attempt(run)

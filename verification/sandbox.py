@@ -16,7 +16,9 @@ ALICE EXAMPLE         passport                    E12345678             match
 anyone else           any                         any                   no match
 ====================  ==========================  ====================  ============
 
-Liveness tokens: ``sandbox-liveness-pass`` passes, anything else fails. The
+Liveness tokens: ``sandbox-liveness-pass``, alone or followed by anything
+(``sandbox-liveness-pass-2``), passes; anything else fails. Each token is
+spent by one verification (verification/service.py), as a real one is. The
 name ``SANDBOX UNAVAILABLE`` makes the provider unavailable (to try the
 "provider down" answer by hand)."""
 
@@ -50,7 +52,8 @@ class SandboxProvider:
         if person.full_name == UNAVAILABLE_NAME:
             raise ProviderUnavailable("the sandbox provider plays unavailable")
         identity = (person.full_name, person.document.type.value, person.document.number)
-        liveness = None if person.liveness_token is None else person.liveness_token == LIVENESS_PASS
+        token = person.liveness_token
+        liveness = None if token is None else token.startswith(LIVENESS_PASS)
         # A reference derived from the attempt only: it says nothing about the person.
         reference = "sbx-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
         return Outcome(identity in TEST_IDENTITIES, liveness, reference, self._clock.now())

@@ -8,6 +8,7 @@ clear, or stored. What is stored is verification/models.py's row."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from limits import parse as parse_limit
@@ -15,7 +16,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import delete, select, text
 
 from app.errors import FieldError, ServiceError, too_many_attempts
-from app.models import Decision, User
+from app.models import User
 from app.services.cancellation import after
 from app.services.container import Services
 from app.services.context import RequestContext
@@ -39,6 +40,8 @@ ADULT_AGE = 18
 SELF, GUARDIAN = "self", "guardian"
 VERIFIED = "verified"
 AUDIT_EVENT = "identity_verification.attempt"
+# How long a liveness token is remembered as spent (providers' tokens live minutes).
+LIVENESS_TOKEN_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -93,14 +96,23 @@ class VerificationService:
             "identity_document", f"{document.type.value}:{document.number}"
         )
 
+    def needed_purposes(self) -> list[str]:
+        return [PURPOSE, CROSS_BORDER] if self._abroad else [PURPOSE]
+
+    def grant_ticked(
+        self, user_id: str, ticked: Collection[str], policy_version: str, context: RequestContext
+    ) -> None:
+        """The separate consent given with its own box on the page's form,
+        recorded in the ledger before the provider sees anything."""
+        for purpose in self.needed_purposes():
+            if purpose in ticked and not self._svc.consent.is_granted(user_id, purpose):
+                self._svc.consent.grant(user_id, purpose, policy_version, context)
+
     def require_consent(self, user_id: str) -> None:
         """The purpose (and cross_border, for a provider abroad) granted on
         its own, as separate consent, before the provider sees anything."""
-        needed = [PURPOSE, CROSS_BORDER] if self._abroad else [PURPOSE]
-        current = self._svc.consent.current(user_id)
-        for purpose in needed:
-            record = current.get((purpose, None))
-            if record is None or record.decision != Decision.GRANTED:
+        for purpose in self.needed_purposes():
+            if not self._svc.consent.is_granted(user_id, purpose):
                 raise ServiceError(
                     "separate-consent-required",
                     403,
@@ -132,7 +144,22 @@ class VerificationService:
             )
         if guardian is not None:
             guardian_age = guardian.person.document.age_on(today)
-            if guardian_age is not None and guardian_age < ADULT_AGE:
+            if guardian_age is None:
+                # A passport or travel permit shows no birth date: anyone's,
+                # the child's own included, would pass as an adult's.
+                raise ServiceError(
+                    "guardian-age-unknown",
+                    422,
+                    "The guardian's document must show their age",
+                    "The guardian verifies with a document that carries their birth date: "
+                    "a resident identity card, a residence permit or a permanent residence card.",
+                    errors=[
+                        FieldError(
+                            "#/guardian/document_type", "Choose a document with a birth date."
+                        )
+                    ],
+                )
+            if guardian_age < ADULT_AGE:
                 raise ServiceError(
                     "guardian-not-adult",
                     422,
@@ -141,7 +168,7 @@ class VerificationService:
                     errors=[FieldError("#/guardian/document_number", "Not an adult's document.")],
                 )
 
-    def _require_unbound(self, user_id: str, subject: Checked) -> None:
+    def _lock_document(self, subject: Checked) -> None:
         if not self._settings.verification_one_account_per_identity:
             return
         if self._svc.db.get_bind().dialect.name == "postgresql":
@@ -152,6 +179,11 @@ class VerificationService:
                 text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                 {"k": f"identity-document:{subject.document_hash}"},
             )
+
+    def _require_unbound(self, user_id: str, subject: Checked) -> None:
+        """Under the document's lock (_lock_document)."""
+        if not self._settings.verification_one_account_per_identity:
+            return
         other = self._svc.db.scalar(
             select(IdentityVerification.user_id).where(
                 IdentityVerification.document_hash == subject.document_hash,
@@ -177,24 +209,43 @@ class VerificationService:
                 3600, "This document was tried too often today; try again tomorrow."
             )
 
+    def _spend_liveness_token(self, checked: Checked) -> None:
+        """A liveness token proves one check on one device, so it vouches for
+        one verification: a token seen before (a replay) never reaches the
+        provider. The cache holds a keyed hash of it, for a day."""
+        token = checked.person.liveness_token
+        if token is None:
+            return
+        key = "identity-liveness:" + self._svc.runtime.blind_index("liveness_token", token)
+        if int(self._svc.runtime.replay_cache.incr(key, LIVENESS_TOKEN_SECONDS)) != 1:
+            raise ServiceError(
+                "liveness-token-used",
+                409,
+                "This liveness check was already used",
+                "Each liveness check vouches for one verification: do the check on your "
+                "device again and send its new token.",
+            )
+
     # -- the flow ------------------------------------------------------------------
 
     def verify(
         self, user: User, subject: Checked, guardian: Checked | None, context: RequestContext
     ) -> list[IdentityVerification]:
         self._require_guardian_if_minor(subject, guardian)
+        # The account's removal lock (what a withdrawal takes first) until
+        # commit: a withdrawal during the provider's answer would otherwise
+        # erase nothing and the result be kept without consent, and two
+        # verifications of one account would both insert their row.
+        self._svc.safeguards.hold(user.id)
         self.require_consent(user.id)
         people = [guardian, subject] if guardian is not None else [subject]
         try:
-            self._require_unbound(user.id, subject)
+            self._lock_document(subject)
             for checked in people:
                 self._count_attempt(checked)
+                self._spend_liveness_token(checked)
         except ServiceError as refused:
-            # Someone trying a document bound elsewhere, or trying one too
-            # often, is worth a trace (without the document).
-            self._audit(user, subject, context, refused.slug.replace("-", "_"))
-            refused.keep_changes = True
-            raise
+            raise self._refused(user, subject, context, refused) from None
         outcomes = []
         if guardian is not None:
             # The guardian first, and their consent in the ledger, before
@@ -202,12 +253,30 @@ class VerificationService:
             outcomes.append((guardian, self._ask(user, guardian, context)))
             self._svc.consent.grant_by_guardian(user.id, PURPOSE, context)
         outcomes.append((subject, self._ask(user, subject, context)))
+        try:
+            # Only once the provider confirmed the name and the number: told
+            # any earlier, anyone with an account could type ID numbers and
+            # learn which belong to an account here.
+            self._require_unbound(user.id, subject)
+        except ServiceError as refused:
+            raise self._refused(user, subject, context, refused) from None
         return [self._keep(user.id, checked, outcome) for checked, outcome in outcomes]
+
+    def _refused(
+        self, user: User, subject: Checked, context: RequestContext, refused: ServiceError
+    ) -> ServiceError:
+        """Someone trying a document bound elsewhere, or trying one too often,
+        is worth a trace (without the document): kept with the refusal."""
+        self._audit(user, subject, context, refused.slug.replace("-", "_"))
+        refused.keep_changes = True
+        return refused
 
     def _audit(
         self, user: User, checked: Checked, context: RequestContext, result: str, **details: str
     ) -> None:
-        """One attempt in the audit trail: its result, never the name or number."""
+        """One attempt in the audit trail: its result, never the name or number,
+        nor the provider's reference (it outlives a withdrawal here, and the
+        attempt id, the provider's Idempotency-Key, finds its record anyway)."""
         self._svc.audit.record(
             AUDIT_EVENT,
             outcome="success" if result == "confirmed" else "failure",
@@ -257,7 +326,7 @@ class VerificationService:
                 keep_changes=True,
             ) from None
         if outcome.level is None:
-            audit("not_confirmed", reference=outcome.reference)
+            audit("not_confirmed")
             raise ServiceError(
                 "identity-not-confirmed",
                 422,
@@ -265,7 +334,7 @@ class VerificationService:
                 "The name and document number do not match the issuing institution's record.",
                 keep_changes=True,
             )
-        audit("confirmed", level=outcome.level.value, reference=outcome.reference)
+        audit("confirmed", level=outcome.level.value)
         return outcome
 
     def _keep(self, user_id: str, checked: Checked, outcome: Outcome) -> IdentityVerification:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from flask import Flask, current_app
 
 from app.clock import Clock
+from app.extensions import limiter
+from app.http.limits import caller_key, setting
 from app.http.scope import runtime, services
 from app.settings import Settings, decode_key
 from verification.http_provider import HttpProvider, HttpProviderConfig
@@ -14,6 +16,12 @@ from verification.sandbox import SandboxProvider
 from verification.service import VerificationService
 
 EXTENSION = "privid.verification.provider"
+
+# Attempts per account, one count for the API and the page: the limit keeps the
+# service from being an oracle for whether a name goes with a number.
+attempts_per_account = limiter.shared_limit(
+    setting("limit_verification_per_account"), scope="identity-verification", key_func=caller_key
+)
 
 
 def build_provider(settings: Settings, clock: Clock) -> Provider:
