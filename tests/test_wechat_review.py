@@ -4,14 +4,20 @@ attacks of the review, each as the person or the attacker would notice it."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
+from alembic import command
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
 
 from app.clock import FrozenClock
-from tests.helpers import bearer, enable_totp, register, row_count
+from app.migrate import alembic_config, upgrade
+from tests.helpers import bearer, enable_totp, register, row_count, scratch_url
+from tests.test_wechat_migration import COLUMNS, PARAMS, _account
 from tests.wechat_helpers import APP_APPID, app_login, fake_wechat, settings_overrides, wechat
 
-__all__ = ["fake_wechat", "settings_overrides", "wechat"]  # fixtures
+__all__ = ["fake_wechat", "scratch_url", "settings_overrides", "wechat"]  # fixtures
 
 SECOND_FACTOR = "/api/v1/login/second-factor"
 
@@ -56,3 +62,46 @@ def test_a_password_alone_does_not_link_wechat_to_an_account_with_a_second_facto
     # From now on bob's WeChat signs in to that account (its second factor still asked).
     later = app_login(client, wechat, "bob")
     assert later.status_code == 202 and later.json["methods"] == ["totp", "recovery_code"]
+
+
+# -- migration 0018: a downgrade that cannot work refuses before it changes anything
+
+
+def test_downgrading_0018_with_a_wechat_only_account_refuses_and_keeps_everything(
+    scratch_url: str,
+):
+    upgrade(scratch_url, "0018")
+    engine = create_engine(scratch_url)
+    bare = {**_account(4), "email_index": None, "email_encrypted": None}
+    bare.update(password_hash=None, password_changed_at=None, email_verified_at=None)
+    link = {
+        "id": "00000000-0000-4000-8000-0000000000a1",
+        "user_id": bare["id"],
+        "provider": "wechat",
+        "app_id": APP_APPID,
+        "openid_index": "c" * 64,
+        "openid_encrypted": b"\x01" * 40,
+        "created_at": datetime(2026, 11, 30, 12, 0),
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(f"INSERT INTO users ({COLUMNS}) VALUES ({PARAMS})"), [_account(1), bare]
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO linked_identities (id, user_id, provider, app_id, "
+                    "openid_index, openid_encrypted, created_at) VALUES (:id, :user_id, "
+                    ":provider, :app_id, :openid_index, :openid_encrypted, :created_at)"
+                ),
+                link,
+            )
+        with pytest.raises(RuntimeError, match="without an email address or a password"):
+            command.downgrade(alembic_config(scratch_url), "0017")
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM users")).scalar() == 2
+            links = connection.execute(text("SELECT count(*) FROM linked_identities")).scalar()
+            version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert links == 1 and version == "0018"
+    finally:
+        engine.dispose()
