@@ -4,6 +4,10 @@ attacks of the review, each as the person or the attacker would notice it."""
 
 from __future__ import annotations
 
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -13,9 +17,17 @@ from sqlalchemy import create_engine, text
 
 from app.clock import FrozenClock
 from app.migrate import alembic_config, upgrade
+from app.wechat.client import HttpWeChatApi, WeChatUnavailable
 from tests.helpers import bearer, enable_totp, register, row_count, scratch_url
 from tests.test_wechat_migration import COLUMNS, PARAMS, _account
-from tests.wechat_helpers import APP_APPID, app_login, fake_wechat, settings_overrides, wechat
+from tests.wechat_helpers import (
+    APP_APPID,
+    APP_SECRET,
+    app_login,
+    fake_wechat,
+    settings_overrides,
+    wechat,
+)
 
 __all__ = ["fake_wechat", "scratch_url", "settings_overrides", "wechat"]  # fixtures
 
@@ -105,3 +117,52 @@ def test_downgrading_0018_with_a_wechat_only_account_refuses_and_keeps_everythin
         assert links == 1 and version == "0018"
     finally:
         engine.dispose()
+
+
+# -- the adapter: an answer that is not HTTP is "unavailable", not a crash
+
+
+@contextmanager
+def _answering(raw: bytes) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers every request with ``raw`` bytes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                conn.recv(65536)
+                conn.sendall(raw)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"not http at all\r\n\r\n", id="bad-status-line"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b'{"openid":',
+            id="cut-short",
+        ),
+    ],
+)
+def test_a_broken_http_answer_is_unavailable_and_never_shows_the_secret(raw: bytes):
+    with _answering(raw) as url:
+        api = HttpWeChatApi(url, timeout=2, retries=1)
+        with pytest.raises(WeChatUnavailable) as raised:
+            api.exchange_code(APP_APPID, APP_SECRET, "a-code")
+        with pytest.raises(WeChatUnavailable):
+            api.user_info("an-access-token", "an-openid")
+    assert APP_SECRET not in str(raised.value) and "a-code" not in str(raised.value)
