@@ -4,11 +4,13 @@ attacks of the review, each as the person or the attacker would notice it."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import pytest
 from alembic import command
@@ -18,13 +20,24 @@ from sqlalchemy import create_engine, text
 from app.clock import FrozenClock
 from app.migrate import alembic_config, upgrade
 from app.wechat.client import HttpWeChatApi, WeChatUnavailable
-from tests.helpers import bearer, enable_totp, register, row_count, scratch_url
+from tests.helpers import (
+    bearer,
+    enable_totp,
+    https_client,
+    register,
+    row_count,
+    scratch_url,
+)
 from tests.test_wechat_migration import COLUMNS, PARAMS, _account
+from tests.test_wechat_pages import IN_WECHAT
 from tests.wechat_helpers import (
     APP_APPID,
     APP_SECRET,
     app_login,
     fake_wechat,
+    follow_wechat,
+    local_path,
+    new_person,
     settings_overrides,
     wechat,
 )
@@ -166,3 +179,53 @@ def test_a_broken_http_answer_is_unavailable_and_never_shows_the_secret(raw: byt
         with pytest.raises(WeChatUnavailable):
             api.user_info("an-access-token", "an-openid")
     assert APP_SECRET not in str(raised.value) and "a-code" not in str(raised.value)
+
+
+# -- one person, one account: the same unionid from two WeChat apps at once
+
+CSRF_RE = re.compile(r'name="(csrf_token|ticket|next|flow)" value="([^"]*)"')
+
+
+def _hidden(html: str) -> dict[str, str]:
+    return dict(CSRF_RE.findall(html))
+
+
+def _ready_to_create(app: Any, sms: Any, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """A browser back from WeChat (QR code, or inside WeChat) with the phone
+    code sent to a new number: the form that creates the account."""
+    browser = https_client(app)
+    started = browser.get("/signin/wechat?next=/privacy", headers=headers)
+    back = browser.get(local_path(follow_wechat(started.headers["Location"])), headers=headers)
+    assert back.status_code == 200 and "Finish signing in with WeChat" in back.text
+    phone = new_person().phone
+    sent = browser.post("/signin/wechat/phone", data={**_hidden(back.text), "phone": phone})
+    assert sent.status_code == 200, sent.text
+    form = {**_hidden(sent.text), "phone": phone, "code": sms.last_code(phone, 1)}
+    return browser, {**form, "full_name": "王小明"}
+
+
+def test_one_unionid_from_two_apps_at_once_makes_one_account_not_two(app, sms, wechat):
+    ready = [
+        _ready_to_create(app, sms, {}),
+        _ready_to_create(app, sms, {"User-Agent": IN_WECHAT}),
+    ]
+    barrier = threading.Barrier(2)
+    answers: list[Any] = [None, None]
+
+    def finish(index: int) -> None:
+        browser, form = ready[index]
+        barrier.wait(timeout=30)
+        answers[index] = browser.post("/signin/wechat/phone/code", data=form)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    won, lost = sorted(answers, key=lambda answer: answer.status_code)
+    assert won.status_code == 303 and lost.status_code == 400, lost.text
+    assert "already signs in to another account" in lost.text
+    # alice's unionid belongs to one account; the other was never made.
+    assert row_count(app, "users") == 1
+    owners = row_count(app, "linked_identities", "user_id = (SELECT min(id) FROM users)")
+    assert owners == row_count(app, "linked_identities") == 1
