@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from app.clock import FrozenClock
 from app.migrate import alembic_config, upgrade
 from app.wechat.client import HttpWeChatApi, WeChatUnavailable
+from tests.fake_wechat import FakeWeChat, Person
 from tests.helpers import (
     bearer,
     enable_totp,
@@ -38,11 +39,11 @@ from tests.wechat_helpers import (
     follow_wechat,
     local_path,
     new_person,
-    settings_overrides,
     wechat,
+    wechat_settings,
 )
 
-__all__ = ["fake_wechat", "scratch_url", "settings_overrides", "wechat"]  # fixtures
+__all__ = ["fake_wechat", "scratch_url", "wechat"]  # fixtures
 
 SECOND_FACTOR = "/api/v1/login/second-factor"
 
@@ -52,12 +53,20 @@ def clock(frozen_clock: FrozenClock) -> FrozenClock:
     return frozen_clock  # TOTP codes at known steps
 
 
+@pytest.fixture
+def settings_overrides(fake_wechat: FakeWeChat) -> dict[str, object]:
+    # The nickname kept: the largest pending identity a ticket carries.
+    return {**wechat_settings(fake_wechat.url), "wechat_keep_nickname": True}
+
+
 def test_a_password_alone_does_not_link_wechat_to_an_account_with_a_second_factor(
     app, client: FlaskClient, mailbox, sms, wechat, clock
 ):
     person, session = register(client, mailbox, sms)
     totp, _ = enable_totp(client, session, at=clock.now())
     clock.advance(seconds=30)
+    # A WeChat account with a unionid and the longest nickname WeChat gives.
+    wechat.people["bob"] = Person("bob", "union-bob-" + "9" * 18, "长" * 128)
     # The attacker has the victim's password, not the authenticator app.
     pending = app_login(client, wechat, "bob")
     linked = client.post(
