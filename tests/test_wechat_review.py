@@ -25,6 +25,8 @@ from tests.helpers import (
     bearer,
     enable_totp,
     https_client,
+    login,
+    race,
     register,
     row_count,
     scratch_url,
@@ -40,6 +42,7 @@ from tests.wechat_helpers import (
     local_path,
     new_person,
     wechat,
+    wechat_account,
     wechat_settings,
 )
 
@@ -238,3 +241,33 @@ def test_one_unionid_from_two_apps_at_once_makes_one_account_not_two(app, sms, w
     assert row_count(app, "users") == 1
     owners = row_count(app, "linked_identities", "user_id = (SELECT min(id) FROM users)")
     assert owners == row_count(app, "linked_identities") == 1
+
+
+# -- the last way in: two removals at once cannot take the last two ways
+
+
+def test_unlinking_wechat_and_removing_the_password_at_once_leave_one_way_in(
+    app, client: FlaskClient, sms, wechat
+):
+    phone, token = wechat_account(client, sms, wechat)
+    password = "quiet-harbour-lantern-77"
+    added = client.post(
+        "/api/v1/me/password/new", json={"new_password": password}, headers=bearer(token)
+    )
+    assert added.status_code == 204, added.json
+
+    def remove(index: int, own: FlaskClient) -> Any:
+        if index == 0:
+            return own.delete("/api/v1/me/wechat", headers=bearer(token))
+        body = {"current_password": password}
+        return own.post("/api/v1/me/password/remove", json=body, headers=bearer(token))
+
+    answers = race(app, 2, remove)
+    assert sorted(answer.status_code for answer in answers) == [204, 409]
+    [refused] = [answer for answer in answers if answer.status_code == 409]
+    assert refused.json["type"].endswith("last-way-in")
+    # Whichever won, the other way still signs in.
+    if row_count(app, "linked_identities") == 1:
+        assert app_login(client, wechat).status_code == 200
+    else:
+        assert login(client, phone, password).status_code == 200
