@@ -202,11 +202,13 @@ def _hidden(html: str) -> dict[str, str]:
     return dict(CSRF_RE.findall(html))
 
 
-def _ready_to_create(app: Any, sms: Any, headers: dict[str, str]) -> tuple[Any, dict[str, str]]:
+def _ready_to_create(
+    app: Any, sms: Any, headers: dict[str, str], next_path: str = "/privacy"
+) -> tuple[Any, dict[str, str]]:
     """A browser back from WeChat (QR code, or inside WeChat) with the phone
     code sent to a new number: the form that creates the account."""
     browser = https_client(app)
-    started = browser.get("/signin/wechat?next=/privacy", headers=headers)
+    started = browser.get("/signin/wechat", query_string={"next": next_path}, headers=headers)
     back = browser.get(local_path(follow_wechat(started.headers["Location"])), headers=headers)
     assert back.status_code == 200 and "Finish signing in with WeChat" in back.text
     phone = new_person().phone
@@ -271,3 +273,19 @@ def test_unlinking_wechat_and_removing_the_password_at_once_leave_one_way_in(
         assert app_login(client, wechat).status_code == 200
     else:
         assert login(client, phone, password).status_code == 200
+
+
+# -- `next` cannot lead off the site through WeChat's round trip
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    ["https://evil.example/", "//evil.example/account", "/\\evil.example", "/account/../../x"],
+)
+def test_next_never_leaves_the_site_after_wechat(app, sms, wechat, next_path: str):
+    wechat.people["dave"] = Person("dave", "union-dave", "Dave")
+    wechat.approving = "dave"
+    browser, form = _ready_to_create(app, sms, {}, next_path=next_path)
+    done = browser.post("/signin/wechat/phone/code", data=form)
+    assert done.status_code == 303
+    assert done.headers["Location"] == "/consent?next=%2Faccount"
