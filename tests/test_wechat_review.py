@@ -4,6 +4,7 @@ attacks of the review, each as the person or the attacker would notice it."""
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -23,6 +24,7 @@ from app.wechat.client import HttpWeChatApi, WeChatUnavailable
 from tests.fake_wechat import FakeWeChat, Person
 from tests.helpers import (
     bearer,
+    database_text,
     enable_totp,
     https_client,
     login,
@@ -289,3 +291,24 @@ def test_next_never_leaves_the_site_after_wechat(app, sms, wechat, next_path: st
     done = browser.post("/signin/wechat/phone/code", data=form)
     assert done.status_code == 303
     assert done.headers["Location"] == "/consent?next=%2Faccount"
+
+
+# -- nothing of WeChat's in clear: database (audit trail, outbox), logs, answers
+
+
+def test_wechat_ids_tokens_and_secrets_are_nowhere_in_clear(
+    app, client: FlaskClient, sms, wechat, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    wechat.fail_next("/sns/oauth2/access_token", "html")
+    failed = app_login(client, wechat)
+    assert failed.status_code == 503
+    wechat_account(client, sms, wechat)
+    again = app_login(client, wechat)
+    assert again.status_code == 200
+    openid = wechat.openid(APP_APPID, "alice")
+    stored = database_text(app)
+    seen = caplog.text + failed.text + again.text + stored
+    assert wechat.tokens  # WeChat did hand out access tokens
+    for secret in (openid, "union-alice", APP_SECRET, *wechat.tokens):
+        assert secret not in seen
