@@ -312,3 +312,32 @@ def test_wechat_ids_tokens_and_secrets_are_nowhere_in_clear(
     assert wechat.tokens  # WeChat did hand out access tokens
     for secret in (openid, "union-alice", APP_SECRET, *wechat.tokens):
         assert secret not in seen
+
+
+def test_on_the_pages_a_password_link_waits_for_the_second_factor(
+    app, client: FlaskClient, mailbox, sms, wechat, clock
+):
+    person, session = register(client, mailbox, sms)
+    totp, _ = enable_totp(client, session, at=clock.now())
+    clock.advance(seconds=30)
+    browser = https_client(app)
+    started = browser.get("/signin/wechat?next=/privacy")
+    back = browser.get(local_path(follow_wechat(started.headers["Location"])))
+    form = {**_hidden(back.text), "identifier": person.email, "password": person.password}
+    asked = browser.post("/signin/wechat/link/password", data=form)
+    assert asked.status_code == 200 and "authenticator app" in asked.text, asked.text
+    assert row_count(app, "linked_identities") == 0
+    step = _hidden(asked.text)
+    methods = re.search(r'name="methods" value="([^"]*)"', asked.text)
+    assert methods is not None
+    done = browser.post(
+        "/signin/second-factor",
+        data={
+            **step,
+            "methods": methods.group(1),
+            "method": "totp",
+            "totp": totp.at(clock.now()),
+        },
+    )
+    assert done.status_code == 303, done.text
+    assert row_count(app, "linked_identities") == 1
