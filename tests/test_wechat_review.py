@@ -33,11 +33,13 @@ from tests.helpers import (
     row_count,
     scratch_url,
 )
-from tests.test_wechat_migration import COLUMNS, PARAMS, _account
-from tests.test_wechat_pages import IN_WECHAT
 from tests.wechat_helpers import (
     APP_APPID,
     APP_SECRET,
+    COLUMNS,
+    IN_WECHAT,
+    PARAMS,
+    account_row,
     app_login,
     fake_wechat,
     follow_wechat,
@@ -111,7 +113,7 @@ def test_downgrading_0018_with_a_wechat_only_account_refuses_and_keeps_everythin
 ):
     upgrade(scratch_url, "0018")
     engine = create_engine(scratch_url)
-    bare = {**_account(4), "email_index": None, "email_encrypted": None}
+    bare = {**account_row(4), "email_index": None, "email_encrypted": None}
     bare.update(password_hash=None, password_changed_at=None, email_verified_at=None)
     link = {
         "id": "00000000-0000-4000-8000-0000000000a1",
@@ -125,7 +127,7 @@ def test_downgrading_0018_with_a_wechat_only_account_refuses_and_keeps_everythin
     try:
         with engine.begin() as connection:
             connection.execute(
-                text(f"INSERT INTO users ({COLUMNS}) VALUES ({PARAMS})"), [_account(1), bare]
+                text(f"INSERT INTO users ({COLUMNS}) VALUES ({PARAMS})"), [account_row(1), bare]
             )
             connection.execute(
                 text(
