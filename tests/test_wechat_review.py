@@ -23,9 +23,11 @@ from app.migrate import alembic_config, upgrade
 from app.wechat.client import HttpWeChatApi, WeChatUnavailable
 from tests.fake_wechat import FakeWeChat, Person
 from tests.helpers import (
+    POLICY_VERSION,
     bearer,
     database_text,
     enable_totp,
+    enrol,
     https_client,
     login,
     race,
@@ -33,6 +35,7 @@ from tests.helpers import (
     row_count,
     scratch_url,
 )
+from tests.soft_authenticator import SoftAuthenticator
 from tests.wechat_helpers import (
     APP_APPID,
     APP_SECRET,
@@ -343,3 +346,29 @@ def test_on_the_pages_a_password_link_waits_for_the_second_factor(
     )
     assert done.status_code == 303, done.text
     assert row_count(app, "linked_identities") == 1
+
+
+def test_withdrawing_wechat_login_and_removing_the_passkey_at_once_leave_one_way_in(
+    app, client: FlaskClient, sms, wechat
+):
+    _, token = wechat_account(client, sms, wechat)
+    granted = client.post(
+        "/api/v1/me/consent/device_biometrics/grant",
+        json={"policy_version": POLICY_VERSION},
+        headers=bearer(token),
+    )
+    assert granted.status_code == 200, granted.json
+    passkey = enrol(client, token, SoftAuthenticator())
+
+    def remove(index: int, own: FlaskClient) -> Any:
+        if index == 0:
+            return own.post("/api/v1/me/consent/wechat_login/withdraw", headers=bearer(token))
+        return own.delete(f"/api/v1/me/credentials/{passkey['id']}", headers=bearer(token))
+
+    answers = race(app, 2, remove)
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes[1] == 409 and codes[0] in (200, 204), [a.json for a in answers]
+    ways = row_count(app, "linked_identities") + row_count(
+        app, "webauthn_credentials", "revoked_at IS NULL"
+    )
+    assert ways == 1
