@@ -17,6 +17,7 @@ from app.cli import unit_of_work
 from app.models import User
 from tests.helpers import CATALOGUE, database_text, register, row_count
 from tests.wechat_helpers import (
+    IN_WECHAT,
     MP_APPID,
     WEB_APPID,
     fake_wechat,
@@ -31,7 +32,6 @@ from tests.wechat_helpers import (
 __all__ = ["fake_wechat", "settings_overrides", "wechat"]  # fixtures
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 REQUIRED = [p.code for p in CATALOGUE.decided_at_sign_in() if p.required]
-IN_WECHAT = "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 MicroMessenger/8.0.50 NetType/WIFI"
 
 
 def _hidden(html: str, name: str) -> str:

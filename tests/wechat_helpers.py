@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ WEB_APPID, WEB_SECRET = "wx00000000000web1", "web-secret-0123456789abcdef"
 MP_APPID, MP_SECRET = "wx000000000000mp1", "mp-secret-0123456789abcdef"
 APP_APPID, APP_SECRET = "wx00000000000app1", "app-secret-0123456789abcdef"
 TIMEOUT = 0.5
+IN_WECHAT = "Mozilla/5.0 (iPhone) AppleWebKit/605.1.15 MicroMessenger/8.0.50 NetType/WIFI"
 
 
 @pytest.fixture(scope="session")
@@ -144,3 +146,33 @@ def follow_wechat(location: str) -> str:
 def local_path(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.path}?{parts.query}"
+
+
+# -- migration 0018 ------------------------------------------------------------------
+
+COLUMNS = (
+    "id, status, role, email_index, phone_index, email_encrypted, phone_encrypted, "
+    "full_name_encrypted, password_hash, created_at, password_changed_at, email_verified_at, "
+    "phone_verified_at"
+)
+PARAMS = ", ".join(f":{name.strip()}" for name in COLUMNS.split(","))
+
+
+def account_row(n: int) -> dict[str, object]:
+    """A users row as migrations 0017/0018 know it (tests of migration 0018)."""
+    when = datetime(2026, 11, n, 12, 0)
+    return {
+        "id": f"00000000-0000-4000-8000-00000000000{n}",
+        "status": "active",
+        "role": "user",
+        "email_index": f"{n:064x}",
+        "phone_index": f"{n + 100:064x}",
+        "email_encrypted": bytes([n]) * 40,
+        "phone_encrypted": bytes([n + 1]) * 40,
+        "full_name_encrypted": bytes([n + 2]) * 40,
+        "password_hash": f"$argon2id$v=19$m=65536,t=3,p=4$salt{n}$hash{n}",
+        "created_at": when,
+        "password_changed_at": when,
+        "email_verified_at": when,
+        "phone_verified_at": when,
+    }

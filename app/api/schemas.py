@@ -537,8 +537,12 @@ class SecondFactorNeeded(BaseModel):
     expires_in: int
 
 
+# A second-factor ticket may carry a pending WeChat link (app/services/after_sign_in.py).
+SecondFactorTicketField = Field(min_length=1, max_length=4096)
+
+
 class SecondFactorIn(Body):
-    ticket: str = Field(min_length=1, max_length=1024)
+    ticket: str = SecondFactorTicketField
     totp_code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")
     recovery_code: str | None = Field(default=None, min_length=5, max_length=32)
     email_code: str | None = Field(
@@ -547,7 +551,7 @@ class SecondFactorIn(Body):
 
 
 class SecondFactorTicket(Body):
-    ticket: str = Field(min_length=1, max_length=1024)
+    ticket: str = SecondFactorTicketField
 
 
 class StepUpIn(Body):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
@@ -10,6 +11,7 @@ from app.clock import Clock
 from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_field
 from app.models import CodePurpose, User
 from app.security.passwords import Argon2Passwords
+from app.services import after_sign_in
 from app.services.audit import AuditTrail
 from app.services.codes import CodeService, flow_subject
 from app.services.context import RequestContext
@@ -213,6 +215,7 @@ class LoginService:
             amr=[*claims["amr"], *amr],
             acr=acr,
             device_confirmed=True,
+            then=claims.get("then"),
         )
 
     def finish(
@@ -223,9 +226,11 @@ class LoginService:
         amr: list[str],
         acr: Acr = Acr.SINGLE_FACTOR,
         device_confirmed: bool = False,
+        then: after_sign_in.Then | list[Any] | None = None,
     ) -> SignInResult | SecondFactorRequired:
         """A first factor passed (any method, WeChat's too): the second factor
-        the account still owes, or the sign-in completed."""
+        the account still owes, or the sign-in completed. ``then`` is written
+        only once it completes (app/services/after_sign_in.py)."""
         methods = self._second_factor_methods(user, acr, context, device_confirmed)
         if methods:
             self._audit.record(
@@ -242,9 +247,11 @@ class LoginService:
                     "transport": transport,
                     "methods": methods,
                     "jkt": context.device.dpop_jkt,
+                    **({"then": list(then)} if then is not None else {}),
                 },
             )
             return SecondFactorRequired(ticket, methods, self._tickets.max_age_seconds)
+        after_sign_in.run(then, user, context)
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
         self._audit.record(
             "login.succeeded",

@@ -42,8 +42,13 @@ def last_way_in() -> ServiceError:
 
 def ways_in(db: DbSession, user_id: str) -> list[str]:
     found: list[str] = []
-    user = db.get(User, user_id)
-    if user is not None and user.password_hash is not None:
+    # Read from the database, not the session's copy of the user: that copy was
+    # loaded before the caller took the user row's lock, and a removal that
+    # committed meanwhile (the password) would still look present.
+    has_password = db.execute(
+        select(User.password_hash.is_not(None)).where(User.id == user_id)
+    ).scalar()
+    if has_password:
         found.append(PASSWORD)
     passkeys = db.execute(
         select(WebAuthnCredential.id).where(

@@ -7,6 +7,8 @@ With no app id configured (the embedded default) nothing of it shows."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, current_app
 from sqlalchemy import delete
 from sqlalchemy.orm import Session as DbSession
@@ -14,15 +16,18 @@ from sqlalchemy.orm import Session as DbSession
 from app.api.problems import JSON_API
 from app.capabilities import Capability
 from app.http.scope import services
+from app.models import User
 from app.pages.surface import PAGES
+from app.services.after_sign_in import register_after_sign_in
 from app.services.consent import WithdrawalEffects
+from app.services.context import RequestContext
 from app.services.ways_in import kind_of, require_another
 from app.settings import Settings
 from app.wechat.api import bp as api_bp
 from app.wechat.identities import EXPORT_SECTION, WAY_IN_PREFIX, ways_in
 from app.wechat.models import LinkedIdentity
 from app.wechat.pages import bp as pages_bp
-from app.wechat.signin import PURPOSE
+from app.wechat.signin import LINK_AFTER_SIGN_IN, PURPOSE, WeChatSignIn
 
 
 def unlink_on_withdrawal(db: DbSession, user_id: str) -> None:
@@ -46,8 +51,13 @@ def _offered(user_id: str | None = None) -> bool:
     return user_id is None or bool(ways_in(services().db, user_id))
 
 
+def _link_after_sign_in(user: User, sealed: Any, context: RequestContext) -> None:
+    WeChatSignIn(services()).link_after_sign_in(user, sealed, context)
+
+
 def init_app(app: Flask) -> None:
     app.jinja_env.globals["wechat_offered"] = _offered
+    register_after_sign_in(LINK_AFTER_SIGN_IN, _link_after_sign_in)
 
 
 capability = Capability(

@@ -2,7 +2,7 @@
 
 WeChat answers errors as HTTP 200 with ``errcode`` and ``errmsg``; they come
 out of here as ``WeChatRefused`` with the code, and every other failure
-(timeout, connection, HTML page, malformed JSON) as ``WeChatUnavailable``.
+(timeout, connection, broken HTTP, HTML page, malformed JSON) as ``WeChatUnavailable``.
 Retries are bounded and only on "system busy" (-1) and network failures, and
 never for a code exchange: a code works once, so a retry after an answer that
 was lost would burn it and hide the first outcome. The app secret travels in
@@ -10,6 +10,7 @@ the query string WeChat requires; no message or log line here carries a URL."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -129,7 +130,7 @@ class HttpWeChatApi:
         try:
             with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
                 body = response.read(64 * 1024)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             # The exception's text may hold the URL, and so the secret: only its type.
             raise WeChatUnavailable(type(exc).__name__) from None
         try:

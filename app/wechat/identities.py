@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -95,6 +95,7 @@ class LinkedIdentities:
     def link(self, user: User, identity: WeChatIdentity, *, keep_nickname: bool) -> LinkedIdentity:
         """Link (or refresh) this identity on ``user``; refused when it, or
         its unionid, already belongs to another account."""
+        self._hold_unionid(identity)
         found = self.find(identity)
         if found is not None and found[0].id != user.id:
             raise identity_taken()
@@ -127,6 +128,19 @@ class LinkedIdentities:
         row.last_used_at = now
         self._db.flush()
         return row
+
+    def _hold_unionid(self, identity: WeChatIdentity) -> None:
+        """Two of the platform's apps linking one unionid at once would each
+        find no owner (its index cannot be unique: every app has its row) and
+        make two accounts of one person. Links of one unionid take turns; the
+        second then finds the first's row. (SQLite's BEGIN IMMEDIATE already
+        serialises every writer.)"""
+        if identity.unionid is None or self._db.get_bind().dialect.name != "postgresql":
+            return
+        self._db.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+            {"k": "wechat-unionid:" + self._unionid_index(identity.unionid)},
+        )
 
     def of_user(self, user_id: str) -> Sequence[LinkedIdentity]:
         query = select(LinkedIdentity).where(LinkedIdentity.user_id == user_id)

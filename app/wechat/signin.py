@@ -60,6 +60,10 @@ FEDERATED = "fed"  # RFC 8176
 # Time to choose between linking and creating, and to type a code.
 PENDING_SECONDS = 900
 SCOPES_WITH_PROFILE = ("snsapi_userinfo", "snsapi_login")
+# The pending ticket's sealed identity (its owner, wrapped key, sealed payload),
+# carried to the end of a sign-in that links it (app/services/after_sign_in.py).
+SEALED = ("o", "k", "w", "p")
+LINK_AFTER_SIGN_IN = "wechat-link"
 
 
 @dataclass(frozen=True)
@@ -204,11 +208,11 @@ class WeChatSignIn:
     def link_with_password(
         self, ticket: str, binding: str, identifier: str, password: str, context: RequestContext
     ) -> Outcome:
-        identity, claims = self._open_pending(ticket, binding)
+        _, claims = self._open_pending(ticket, binding)
         user = self._svc.login.prove_password(identifier, password, context)
         self._spend(str(claims["jti"]), self._pending, pending_invalid)
         transport = Transport(claims["t"])
-        return self._complete(user, identity, transport, context, [FEDERATED, "pwd"])
+        return self._link_and_finish(user, claims, transport, context, [FEDERATED, "pwd"])
 
     def link_with_passkey(
         self,
@@ -218,12 +222,14 @@ class WeChatSignIn:
         credential: dict[str, Any],
         context: RequestContext,
     ) -> Outcome:
-        identity, claims = self._open_pending(ticket, binding)
+        _, claims = self._open_pending(ticket, binding)
         proven = self._svc.webauthn.prove(challenge_id, credential, context)
         self._spend(str(claims["jti"]), self._pending, pending_invalid)
         transport = Transport(claims["t"])
         amr = [FEDERATED, *proven.amr]
-        return self._complete(proven.user, identity, transport, proven.context, amr, proven.acr)
+        return self._link_and_finish(
+            proven.user, claims, transport, proven.context, amr, proven.acr
+        )
 
     def send_phone_code(
         self, ticket: str, binding: str, phone: str, context: RequestContext
@@ -253,7 +259,7 @@ class WeChatSignIn:
         full_name: str | None,
         context: RequestContext,
     ) -> Outcome:
-        identity, claims = self._open_pending(ticket, binding)
+        _, claims = self._open_pending(ticket, binding)
         transport = Transport(claims["t"])
         svc = self._svc
         ident = svc.directory.phone(phone)
@@ -267,7 +273,7 @@ class WeChatSignIn:
             svc.codes.consume(row)
             user = self._create_account(ident.index, ident.value, name, context)
         self._spend(str(claims["jti"]), self._pending, pending_invalid)
-        return self._complete(user, identity, transport, context, [FEDERATED, "sms"])
+        return self._link_and_finish(user, claims, transport, context, [FEDERATED, "sms"])
 
     # -- internals -----------------------------------------------------------------
 
@@ -278,8 +284,32 @@ class WeChatSignIn:
         transport: Transport,
         context: RequestContext,
         amr: list[str],
+    ) -> SignInResult | SecondFactorRequired:
+        """A known identity signs in to its account."""
+        self._link(user, identity, context)
+        return self._svc.login.finish(user, transport, context, amr=amr)
+
+    def _link_and_finish(
+        self,
+        user: User,
+        pending: dict[str, Any],
+        transport: Transport,
+        context: RequestContext,
+        amr: list[str],
         acr: Acr = Acr.SINGLE_FACTOR,
     ) -> SignInResult | SecondFactorRequired:
+        """An account proven for a pending identity: linked (and the purpose
+        recorded) only when its sign-in completes, after any second factor it
+        owes; a password alone must not add a way in to an account."""
+        sealed = {k: pending[k] for k in SEALED}
+        then = (LINK_AFTER_SIGN_IN, sealed)
+        return self._svc.login.finish(user, transport, context, amr=amr, acr=acr, then=then)
+
+    def link_after_sign_in(self, user: User, sealed: Any, context: RequestContext) -> None:
+        """after_sign_in step: the sign-in that proved ``user`` completes now."""
+        self._link(user, self._unseal(dict(sealed)), context)
+
+    def _link(self, user: User, identity: WeChatIdentity, context: RequestContext) -> None:
         svc = self._svc
         # The purpose is captured at the moment of signing in with WeChat.
         if not svc.consent.is_granted(user.id, PURPOSE):
@@ -287,7 +317,6 @@ class WeChatSignIn:
             grant = [DecisionInput(PURPOSE, Decision.GRANTED)]
             svc.consent.decide(user.id, policy.version, grant, Channel.LOGIN, context)
         self.identities.link(user, identity, keep_nickname=self._settings.wechat_keep_nickname)
-        return svc.login.finish(user, transport, context, amr=amr, acr=acr)
 
     def _create_account(
         self, phone_index: str, phone: str, full_name: str, context: RequestContext
@@ -354,13 +383,15 @@ class WeChatSignIn:
         ).first()
         if spent is not None:
             raise pending_invalid()
+        return self._unseal(claims), claims
+
+    def _unseal(self, claims: dict[str, Any]) -> WeChatIdentity:
         owner = str(claims["o"])
         wrapped = WrappedKey(str(claims["k"]), base64.urlsafe_b64decode(claims["w"]))
         data_key = self._svc.runtime.key_ring.unwrap(wrapped, owner)
         sealed = base64.urlsafe_b64decode(claims["p"])
         found = json.loads(FieldCipher(data_key, owner).decrypt("wechat_identity", sealed))
-        identity = WeChatIdentity(found["a"], found["o"], found["u"], found["n"])
-        return identity, claims
+        return WeChatIdentity(found["a"], found["o"], found["u"], found["n"])
 
     def _spend(self, jti: str, tickets: Tickets, invalid: Callable[[], ServiceError]) -> None:
         """Single use: the primary key of ``spent_tickets`` settles two at once."""

@@ -62,10 +62,27 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Refused up front, saying why, rather than failing in the middle with a
+    # NOT NULL error about a temporary table.
+    without = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT count(*) FROM users WHERE email_index IS NULL OR email_encrypted IS NULL "
+                "OR email_verified_at IS NULL OR password_hash IS NULL "
+                "OR password_changed_at IS NULL"
+            )
+        )
+        .scalar()
+    )
+    if without:
+        raise RuntimeError(
+            f"Cannot downgrade below 0018: {without} account(s) without an email address or a "
+            "password (made through WeChat, or password removed). They need both first."
+        )
     op.drop_index(op.f("ix_linked_identities_unionid_index"), table_name="linked_identities")
     op.drop_index(op.f("ix_linked_identities_user_id"), table_name="linked_identities")
     op.drop_table("linked_identities")
-    # Only possible while every account still has an email and a password.
     with op.batch_alter_table("users") as batch:
         for name, kind in reversed(OPTIONAL):
             batch.alter_column(name, existing_type=kind, nullable=False)
