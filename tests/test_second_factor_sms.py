@@ -111,7 +111,7 @@ def test_a_password_sign_in_from_an_unbound_device_needs_an_sms_code(
     assert_problem(wrong, 400, "invalid-code")
     assert row_count(app, "sessions") == sessions_before
     # Both refusals are audited as failed SMS-code attempts.
-    failed = "event_type = 'login.failed' AND details LIKE '%sms_code%'"
+    failed = "event_type = 'login.failed' AND CAST(details AS TEXT) LIKE '%sms_code%'"
     assert row_count(app, "audit_events", failed) == 2
 
     done = laptop.post(SECOND_FACTOR, json={"ticket": ticket, "sms_code": code})
