@@ -691,6 +691,7 @@ VALID_BODIES: dict[tuple[str, str], BodyFactory] = {
     },
     ("post", "/api/v1/me/credentials/{credential_id}/rename"): lambda w: {"nickname": "Phone"},
     ("post", "/api/v1/login/second-factor/email"): lambda w: {"ticket": "not-a-ticket"},
+    ("post", "/api/v1/login/second-factor/sms"): lambda w: {"ticket": "not-a-ticket"},
     ("post", "/api/v1/me/devices/{device_id}/rename"): lambda w: {"label": "Work laptop"},
     ("post", "/api/v1/me/devices/app-key"): lambda w: {
         "challenge_id": "00000000-0000-0000-0000-000000000000",

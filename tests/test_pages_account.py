@@ -151,6 +151,16 @@ def test_name_change_checks_the_password_and_the_apis_bounds(client, mailbox, sm
     assert "Ada Lovelace" in client.get("/account").get_data(as_text=True)
 
 
+def test_name_change_left_without_the_password_changes_nothing(client, mailbox, sms):
+    person = _signed_in(client, mailbox, sms)
+    page = client.get("/account/profile/name").get_data(as_text=True)
+    assert 'name="current_password"' in page
+    refused = form(client, "/account/profile/name", full_name="Mallory")
+    assert refused.status_code == 200
+    assert "The current password is not correct." in refused.get_data(as_text=True)
+    assert person.full_name in client.get("/account").get_data(as_text=True)
+
+
 @pytest.mark.parametrize("clock", ["frozen"], indirect=True)
 @pytest.mark.parametrize(
     ("path", "acr"),

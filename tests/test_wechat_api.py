@@ -405,3 +405,35 @@ def test_an_account_with_a_password_still_needs_it_to_change_its_email(
         "/api/v1/me/email", json={"email": new_person().email}, headers=bearer(session["token"])
     )
     assert_problem(answer, 403, "current-password-required")
+
+
+def test_an_account_made_through_wechat_corrects_its_name_without_a_password(
+    client: FlaskClient, sms, wechat
+):
+    _, token = wechat_account(client, sms, wechat)
+    corrected = client.post("/api/v1/me/name", json={"full_name": "王大明"}, headers=bearer(token))
+    assert corrected.status_code == 200, corrected.json
+    assert client.get("/api/v1/me", headers=bearer(token)).json["full_name"] == "王大明"
+
+
+def test_an_account_with_a_password_still_needs_it_to_correct_its_name(
+    client: FlaskClient, mailbox, sms
+):
+    person, session = register(client, mailbox, sms)
+    headers = bearer(session["token"])
+    answer = client.post("/api/v1/me/name", json={"full_name": "Grace Hopper"}, headers=headers)
+    assert_problem(answer, 403, "current-password-required")
+    wrong = client.post(
+        "/api/v1/me/name",
+        json={"full_name": "Grace Hopper", "current_password": "not-the-password"},
+        headers=headers,
+    )
+    assert_problem(wrong, 422)
+    assert client.get("/api/v1/me", headers=headers).json["full_name"] == person.full_name
+    done = client.post(
+        "/api/v1/me/name",
+        json={"full_name": "Grace Hopper", "current_password": person.password},
+        headers=headers,
+    )
+    assert done.status_code == 200, done.json
+    assert client.get("/api/v1/me", headers=headers).json["full_name"] == "Grace Hopper"

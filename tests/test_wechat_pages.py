@@ -236,6 +236,30 @@ def test_an_account_made_through_wechat_adds_its_first_password_on_the_security_
     assert 'name="current_password"' in client.get("/account/security/password").text
 
 
+def test_an_account_made_through_wechat_corrects_its_name_on_the_profile_page(
+    client: FlaskClient, sms, wechat
+):
+    done = _create(client, sms, _back_from_wechat(client).text, new_person().phone)
+    step = client.get(done.headers["Location"])
+    decided = {
+        "csrf_token": _hidden(step.text, "csrf_token"),
+        "next": "/account/profile/name",
+        "policy_version": _hidden(step.text, "policy_version"),
+        **{f"purpose-{code}": "granted" for code in REQUIRED},
+    }
+    assert client.post("/consent", data=decided).status_code == 303
+    page = client.get("/account/profile/name")
+    assert page.status_code == 200
+    assert 'name="current_password"' not in page.text
+    corrected = client.post(
+        "/account/profile/name",
+        data={"csrf_token": _hidden(page.text, "csrf_token"), "full_name": "王大明"},
+    )
+    assert corrected.status_code == 303
+    assert corrected.headers["Location"] == "/account/profile?done=name"
+    assert "王大明" in client.get("/account").text
+
+
 class TestNicknameInsideWeChat:
     @pytest.fixture
     def settings_overrides(self, fake_wechat) -> dict[str, object]:

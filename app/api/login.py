@@ -107,8 +107,23 @@ def sms_login(body: SmsLogin) -> ResponseReturnValue:
     responses={202: ("Sent to the account's email address", Accepted)},
 )
 def second_factor_email(body: SecondFactorTicket) -> ResponseReturnValue:
-    services().login.send_email_code(body.ticket)
+    services().login.send_device_code(body.ticket, "email_code")
     detail = "A code is on its way to your account's email address."
+    return jsonify(Accepted(detail=detail).model_dump()), 202
+
+
+@bp.post("/login/second-factor/sms")
+@public()
+@limiter.limit(setting("limit_code_send_per_ip"))
+@operation(
+    "Send the SMS code a sign-in from an unbound device needs (an account without email)",
+    tag=TAG,
+    body=SecondFactorTicket,
+    responses={202: ("Sent to the account's phone", Accepted)},
+)
+def second_factor_sms(body: SecondFactorTicket) -> ResponseReturnValue:
+    services().login.send_device_code(body.ticket, "sms_code")
+    detail = "A code is on its way to your account's phone."
     return jsonify(Accepted(detail=detail).model_dump()), 202
 
 
@@ -116,12 +131,12 @@ def second_factor_email(body: SecondFactorTicket) -> ResponseReturnValue:
 @public(binds_dpop=True)
 @limiter.limit(setting("limit_login_per_ip"))
 @operation(
-    "Finish signing in with a TOTP code, a recovery code or an email code",
+    "Finish signing in with a TOTP code, a recovery code, or an email or SMS code",
     tag=TAG,
     body=SecondFactorIn,
     responses={
         200: ("Signed in, or consent is owed first", SignedIn),
-        # An email-code ticket, and TOTP was enabled since it was issued.
+        # An email- or SMS-code ticket, and TOTP was enabled since it was issued.
         202: ("TOTP is now owed as well", SecondFactorNeeded),
     },
 )
@@ -133,6 +148,7 @@ def second_factor(body: SecondFactorIn) -> ResponseReturnValue:
         totp_code=body.totp_code,
         recovery_code=body.recovery_code,
         email_code=body.email_code,
+        sms_code=body.sms_code,
         context=sign_in_context(Transport.BEARER),
     )
     return signed_in_response(result)

@@ -16,7 +16,7 @@ from app.api.schemas import (
     RequestOut,
 )
 from app.extensions import limiter
-from app.http.access import CANCELLATION, EXPORT, signed_in
+from app.http.access import CANCELLATION, CREDENTIAL_CHANGE, EXPORT, signed_in
 from app.http.cookies import clear_session_cookie
 from app.http.gate import current_caller
 from app.http.limits import caller_key, setting
@@ -60,9 +60,9 @@ def export() -> ResponseReturnValue:
 
 
 @bp.post("/name")
-@signed_in()
+@signed_in(step_up=CREDENTIAL_CHANGE)
 @operation(
-    "Correct my full name (needs my password)",
+    "Correct my full name (needs my password, if I have one)",
     tag=TAG,
     body=NameChange,
     responses={200: ("Corrected", RequestOut)},

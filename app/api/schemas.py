@@ -346,7 +346,7 @@ class Health(BaseModel):
 
 class NameChange(Body):
     full_name: str = Field(min_length=1, max_length=400)
-    current_password: str = PasswordField
+    current_password: str | None = OptionalCurrentPassword
 
 
 class RequestIn(Body):
@@ -547,6 +547,9 @@ class SecondFactorIn(Body):
     recovery_code: str | None = Field(default=None, min_length=5, max_length=32)
     email_code: str | None = Field(
         default=None, pattern=CODE_PATTERN, description="Sent by POST /login/second-factor/email"
+    )
+    sms_code: str | None = Field(
+        default=None, pattern=CODE_PATTERN, description="Sent by POST /login/second-factor/sms"
     )
 
 

@@ -21,6 +21,8 @@ class CodePurpose(StrEnum):
     CHANGE_PHONE = "change_phone"
     # The second proof asked of a sign-in from an unbound device.
     LOGIN_EMAIL = "login_email"
+    # The same, by SMS, for an account without an email address.
+    LOGIN_DEVICE_SMS = "login_device_sms"
 
 
 class OneTimeCode(Base):

@@ -75,6 +75,19 @@ class AccountService:
             raise wrong_current_password()
         self._throttle.clear(key)
 
+    def confirm_with_password(self, user: User, current_password: str | None) -> None:
+        """The current password, for an account that has one; an account without
+        one has only the recent sign-in the endpoint's step-up demanded."""
+        if user.password_hash is not None and current_password is None:
+            raise ServiceError(
+                "current-password-required",
+                403,
+                "Confirm with your password",
+                "This account has a password: send it as current_password.",
+            )
+        if current_password is not None:
+            self.require_password(user, current_password)
+
     def _set_password(self, user: User, new_password: str) -> Profile:
         profile = self._vault.profile(user)
         check_password(
@@ -129,11 +142,12 @@ class AccountService:
         self._db.execute(select(User.id).where(User.id == user_id).with_for_update()).first()
 
     def change_full_name(
-        self, user: User, new_name: str, current_password: str
+        self, user: User, new_name: str, current_password: str | None
     ) -> DataSubjectRequest:
-        """A correction of personal data is a rectification request, answered at once."""
+        """A correction of personal data is a rectification request, answered at
+        once. Behind a recent sign-in (CREDENTIAL_CHANGE), as an email change."""
         name = normalise_full_name(new_name)
-        self.require_password(user, current_password)
+        self.confirm_with_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         user.full_name_encrypted = cipher.encrypt("full_name", name)
         self._db.flush()
@@ -205,15 +219,7 @@ class AccountService:
         current_index = user.email_index if kind == EMAIL else user.phone_index
         if ident.index == current_index:
             raise invalid_field(pointer, f"This is already your {kind}.")
-        if user.password_hash is not None and current_password is None:
-            raise ServiceError(
-                "current-password-required",
-                403,
-                "Confirm with your password",
-                "This account has a password: send it as current_password.",
-            )
-        if current_password is not None:
-            self.require_password(user, current_password)
+        self.confirm_with_password(user, current_password)
         cipher = self._vault.cipher_for(user.id)
         code = self._codes.issue(
             CHANGE_PURPOSE[kind],

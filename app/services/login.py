@@ -26,14 +26,32 @@ from app.services.totp import TotpService
 from app.services.vault import PersonalDataVault
 
 TOTP_METHODS = ["totp", "recovery_code"]
-# An account with bound devices, signing in from another one, without TOTP.
-DEVICE_METHODS = ["email_code"]
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    """A code confirming a sign-in from an unbound device, and where it goes."""
+
+    purpose: CodePurpose
+    by: str  # "email" or "sms"
+    # RFC 8176: "mca" (another channel confirmed it; no value names email),
+    # "sms" (a code to a registered number).
+    amr: str
+
+
+# An account with bound devices, signing in from another one, without TOTP:
+# a code to its email, or (an account without one) to its verified phone.
+DEVICE_CODES = {
+    "email_code": DeviceCode(CodePurpose.LOGIN_EMAIL, "email", "mca"),
+    "sms_code": DeviceCode(CodePurpose.LOGIN_DEVICE_SMS, "sms", "sms"),
+}
 
 
 @dataclass(frozen=True)
 class SecondFactorRequired:
     """The first factor passed; one more proof is due: TOTP when the account
-    has it, otherwise (a sign-in from an unbound device) a code by email."""
+    has it, otherwise (a sign-in from an unbound device) a code by email, or
+    by SMS to an account without an email address."""
 
     ticket: str
     methods: list[str]
@@ -146,20 +164,26 @@ class LoginService:
         self._throttle.ownership_proven(user, self._source(user, context))
         return user
 
-    def send_email_code(self, ticket: str) -> None:
-        """The second proof for an unbound device: a code to the account's email."""
+    def send_device_code(self, ticket: str, method: str) -> None:
+        """The second proof for an unbound device: a code to the account's email
+        (``email_code``) or phone (``sms_code``), whichever the ticket asks for."""
         user, claims = self._tickets.open(ticket)
-        email = self._vault.profile(user).email
-        if "email_code" not in claims.get("methods", TOTP_METHODS) or user.email_index is None:
-            raise invalid_field("#/ticket", "This sign-in does not use an email code.")
-        code = self._codes.issue(
-            CodePurpose.LOGIN_EMAIL, user.id, user.email_index, user_id=user.id
+        device_code = DEVICE_CODES.get(method)
+        if device_code is None or method not in claims.get("methods", TOTP_METHODS):
+            by = "an SMS code" if method == "sms_code" else "an email code"
+            raise invalid_field("#/ticket", f"This sign-in does not use {by}.")
+        profile = self._vault.profile(user)
+        to, index = (
+            (profile.email, user.email_index)
+            if device_code.by == "email"
+            else (profile.phone, user.phone_index)
         )
-        assert email is not None  # the email index says there is one
-        self._notifier.code_by_email(
-            email, code, CodePurpose.LOGIN_EMAIL,
-            self._codes.ttl_minutes, user_id=user.id,
-        )  # fmt: skip
+        if to is None or index is None:  # the email address was removed since
+            raise invalid_field("#/ticket", "This sign-in cannot use that code any more.")
+        code = self._codes.issue(device_code.purpose, user.id, index, user_id=user.id)
+        notifier = self._notifier
+        send = notifier.code_by_email if device_code.by == "email" else notifier.code_by_sms
+        send(to, code, device_code.purpose, self._codes.ttl_minutes, user_id=user.id)
 
     def with_second_factor(
         self,
@@ -168,6 +192,7 @@ class LoginService:
         totp_code: str | None,
         recovery_code: str | None,
         email_code: str | None,
+        sms_code: str | None = None,
         context: RequestContext,
     ) -> SignInResult | SecondFactorRequired:
         # The user row stays locked to the end: a second finish of this ticket,
@@ -182,6 +207,14 @@ class LoginService:
         # factor, and guesses at a 6-digit code stay bounded.
         source = self._source(user, context)
         attempted = methods[0]
+        device_code = next(
+            (
+                (method, code)
+                for method, code in (("email_code", email_code), ("sms_code", sms_code))
+                if code is not None and method in methods
+            ),
+            None,
+        )
         try:
             self._throttle.reserve_second_factor(user.id, source)
             if totp_code is not None and "totp" in methods:
@@ -192,15 +225,14 @@ class LoginService:
                 attempted = "recovery_code"
                 self._totp.use_recovery_code(user.id, recovery_code)
                 amr, acr = ["otp", "mfa"], Acr.MULTI_FACTOR
-            elif email_code is not None and "email_code" in methods:
-                attempted = "email_code"
-                row = self._codes.check(
-                    CodePurpose.LOGIN_EMAIL, user.id, email_code, user_id=user.id
-                )
+            elif device_code is not None:
+                attempted, code = device_code
+                expected = DEVICE_CODES[attempted]
+                row = self._codes.check(expected.purpose, user.id, code, user_id=user.id)
                 self._codes.consume(row)
-                # RFC 8176 "mca": a second channel confirmed it. Not a second
-                # factor: the same mailbox can reset the password.
-                amr, acr = ["mca"], Acr.SINGLE_FACTOR
+                # Another channel confirmed it. Not a second factor: the same
+                # mailbox, or phone, can reset the password.
+                amr, acr = [expected.amr], Acr.SINGLE_FACTOR
             else:
                 raise invalid_code()
         except ServiceError:
@@ -231,7 +263,7 @@ class LoginService:
         """A first factor passed (any method, WeChat's too): the second factor
         the account still owes, or the sign-in completed. ``then`` is written
         only once it completes (app/services/after_sign_in.py)."""
-        methods = self._second_factor_methods(user, acr, context, device_confirmed)
+        methods = self._second_factor_methods(user, amr, acr, context, device_confirmed)
         if methods:
             self._audit.record(
                 "login.second_factor_required",
@@ -264,21 +296,23 @@ class LoginService:
         return result
 
     def _second_factor_methods(
-        self, user: User, acr: Acr, context: RequestContext, device_confirmed: bool
+        self, user: User, amr: list[str], acr: Acr, context: RequestContext, device_confirmed: bool
     ) -> list[str]:
         """What a single-factor sign-in still owes: TOTP if the account has it
-        (an email code would be a weaker substitute), else an email code when
+        (a code by email or SMS would be a weaker substitute), else a code when
         the account has bound devices and this is not one of them."""
         if acr != Acr.SINGLE_FACTOR:
             return []
         if self._totp.is_enabled(user.id):
             return TOTP_METHODS
-        # An account without an email address has no mailbox for the code.
-        if user.email_index is None:
+        if device_confirmed or not self._devices.requires_step_up(user.id, context.device):
             return []
-        if not device_confirmed and self._devices.requires_step_up(user.id, context.device):
-            return DEVICE_METHODS
-        return []
+        # The email when there is one; else the verified phone every account has,
+        # unless this very sign-in just proved it with an SMS code (another
+        # code to the same phone would prove nothing more).
+        if user.email_index is not None:
+            return ["email_code"]
+        return [] if "sms" in amr else ["sms_code"]
 
     def _source(self, user: User | None, context: RequestContext) -> str:
         # The same device lookups whether or not there is an account.

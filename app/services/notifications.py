@@ -26,6 +26,7 @@ CODE_PURPOSE_TEXT = {
     "change_email": "confirm your new email address",
     "change_phone": "confirm your new phone number",
     "login_email": "finish signing in on a device your account is not bound to",
+    "login_device_sms": "finish signing in on a device your account is not bound to",
 }
 
 

@@ -272,14 +272,16 @@ def confirm_contact(kind: str) -> ResponseReturnValue:
 
 
 @bp.route("/account/profile/name", methods=["GET", "POST"])
-@signed_in()
+@signed_in(step_up=CREDENTIAL_CHANGE)
 def change_name() -> ResponseReturnValue:
     caller = current_caller()
     value, error = services().account.profile(caller.user).full_name, None
     fields: dict[str, str] = {}
+    # An account without a password: the recent sign-in is the proof.
+    has_password = caller.user.password_hash is not None
     if request.method == "POST":
         value = _text("full_name")
-        password = _text("current_password")
+        password = _text("current_password") if has_password else None
         body = _parsed(NameChange, full_name=value, current_password=password)
         if isinstance(body, ServiceError):
             error, fields = _problems(body)
@@ -292,7 +294,9 @@ def change_name() -> ResponseReturnValue:
             if outcome is None:
                 return _see("/account/profile", done="name")
             error, fields = _problems(outcome)
-    return render_template("account/name.html", value=value, error=error, fields=fields)
+    return render_template(
+        "account/name.html", value=value, error=error, fields=fields, has_password=has_password
+    )
 
 
 # -- security: password, TOTP, recovery codes ---------------------------------------

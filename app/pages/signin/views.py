@@ -43,7 +43,7 @@ MESSAGES = {
 PHONE_INVALID = lazy_gettext("Enter a mobile phone number, for example 139 0000 0000.")
 PASSWORD_WRONG = lazy_gettext("The password is not correct.")
 TOTP_MISSING = lazy_gettext("Your account uses an authenticator app: enter its code too.")
-SECOND_FACTOR_METHODS = ("totp", "recovery_code", "email_code")
+SECOND_FACTOR_METHODS = ("totp", "recovery_code", "email_code", "sms_code")
 RESET_DONE = lazy_gettext("Your password is changed, and every session ended. Sign in with it now.")
 
 
@@ -90,7 +90,7 @@ def _second_factor_page(
     methods: list[str],
     next_path: str,
     errors: dict[str, str] | None = None,
-    email_sent: bool = False,
+    code_sent: bool = False,
     status: int = 200,
 ) -> ResponseReturnValue:
     return (
@@ -100,7 +100,8 @@ def _second_factor_page(
             methods=[m for m in methods if m in SECOND_FACTOR_METHODS],
             next=next_path,
             errors=errors or {},
-            email_sent=email_sent,
+            # An email or SMS code went out: its box shows.
+            code_sent=code_sent,
         ),
         status,
     )
@@ -291,6 +292,7 @@ def second_factor() -> ResponseReturnValue:
         "totp_code": code if field == "totp" else None,
         "recovery_code": code if field == "recovery_code" else None,
         "email_code": code if field == "email_code" else None,
+        "sms_code": code if field == "sms_code" else None,
     }
     outcome = attempt(
         lambda: services().login.with_second_factor(
@@ -301,8 +303,8 @@ def second_factor() -> ResponseReturnValue:
         errors = {field or "form": _message(outcome)}
         if outcome.slug == "mfa-ticket-invalid":
             errors = {"form": _message(outcome)}
-        email_sent = field == "email_code"
-        return _second_factor_page(ticket, methods, next_path, errors, email_sent, 400)
+        code_sent = field in ("email_code", "sms_code")
+        return _second_factor_page(ticket, methods, next_path, errors, code_sent, 400)
     return finish_sign_in(outcome, next_path)
 
 
@@ -310,12 +312,23 @@ def second_factor() -> ResponseReturnValue:
 @public(reads_forms=True)
 @limiter.limit(setting("limit_code_send_per_ip"))
 def second_factor_email() -> ResponseReturnValue:
+    return _send_device_code("email_code")
+
+
+@bp.post("/signin/second-factor/sms")
+@public(reads_forms=True)
+@limiter.limit(setting("limit_code_send_per_ip"))
+def second_factor_sms() -> ResponseReturnValue:
+    return _send_device_code("sms_code")
+
+
+def _send_device_code(method: str) -> ResponseReturnValue:
     ticket, methods, next_path = _ticket_form()
-    outcome = attempt(lambda: services().login.send_email_code(ticket))
+    outcome = attempt(lambda: services().login.send_device_code(ticket, method))
     if isinstance(outcome, ServiceError):
         errors = {"form": _message(outcome)}
         return _second_factor_page(ticket, methods, next_path, errors, status=400)
-    return _second_factor_page(ticket, methods, next_path, email_sent=True)
+    return _second_factor_page(ticket, methods, next_path, code_sent=True)
 
 
 # -- step-up ---------------------------------------------------------------------
