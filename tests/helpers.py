@@ -38,6 +38,7 @@ from app.services.outbox import DeliveryReport
 from app.services.purposes import load_catalogue
 from app.settings import Settings
 from app.worker import OutboxWorker
+from tests.dpop_client import DpopKey
 from tests.fakes import Mailbox, SmsOutbox
 
 _serial = itertools.count(1)
@@ -1076,3 +1077,43 @@ def scratch_url(tmp_path: Path) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+# -- binding a phone app's key (DPoP) ------------------------------------------------
+
+APP_UA = "privid-android/3.1 okhttp/4.12.0"
+CHALLENGE = "/api/v1/me/devices/app-key/challenge"
+BIND = "/api/v1/me/devices/app-key"
+
+
+def ask_challenge(client, headers: dict[str, str]) -> dict[str, Any]:
+    response = client.post(CHALLENGE, headers=headers)
+    assert response.status_code == 200, response.json
+    return dict(response.json)
+
+
+def bind(
+    client,
+    token: str,
+    key: DpopKey,
+    clock,
+    challenge: dict[str, Any],
+    *,
+    scheme: str = "Bearer",
+    nonce: str | None = None,
+    proof_token: str | None = None,
+    label: str = "Li Wei's phone",
+    platform: str = "android",
+):
+    proof = key.proof(
+        "POST",
+        BIND,
+        token=proof_token or token,
+        nonce=challenge["nonce"] if nonce is None else nonce,
+        iat=clock.now().timestamp(),
+    )
+    return client.post(
+        BIND,
+        json={"challenge_id": challenge["challenge_id"], "label": label, "platform": platform},
+        headers={"Authorization": f"{scheme} {token}", "DPoP": proof},
+    )

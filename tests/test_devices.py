@@ -17,15 +17,20 @@ from app.security.tokens import hash_token
 from tests.dpop_client import DpopKey
 from tests.helpers import (
     ANDROID_CHROME,
+    APP_UA,
+    BIND,
+    CHALLENGE,
     HIGH_LIMITS,
     IPHONE_SAFARI,
     PASSKEY_AUTH_OPTIONS,
     PASSKEY_AUTH_VERIFY,
     PASSKEY_REG_OPTIONS,
     WINDOWS_FIREFOX,
+    ask_challenge,
     assert_problem,
     baseline_consent,
     bearer,
+    bind,
     enable_totp,
     enrol,
     login,
@@ -36,8 +41,6 @@ from tests.soft_authenticator import SoftAuthenticator, b64url, from_b64url
 
 ME = "/api/v1/me"
 DEVICES = "/api/v1/me/devices"
-CHALLENGE = "/api/v1/me/devices/app-key/challenge"
-BIND = "/api/v1/me/devices/app-key"
 LOGIN = "/api/v1/login/password"
 SECOND_FACTOR = "/api/v1/login/second-factor"
 SECOND_FACTOR_EMAIL = "/api/v1/login/second-factor/email"
@@ -48,7 +51,6 @@ CODE_SUBJECT = "Your privid code: "
 SINGLE = "urn:privid:acr:single-factor"
 MULTI = "urn:privid:acr:multi-factor"
 PHISHING_RESISTANT = "urn:privid:acr:phishing-resistant"
-APP_UA = "privid-android/3.1 okhttp/4.12.0"
 
 
 @pytest.fixture
@@ -145,39 +147,6 @@ def listed(client, headers: dict[str, str]) -> list[dict[str, Any]]:
 
 def listed_dpop(client, key: DpopKey, token: str, clock) -> list[dict[str, Any]]:
     return listed(client, dpop_auth(key, token, clock, "GET", DEVICES))
-
-
-def ask_challenge(client, headers: dict[str, str]) -> dict[str, Any]:
-    response = client.post(CHALLENGE, headers=headers)
-    assert response.status_code == 200, response.json
-    return dict(response.json)
-
-
-def bind(
-    client,
-    token: str,
-    key: DpopKey,
-    clock,
-    challenge: dict[str, Any],
-    *,
-    scheme: str = "Bearer",
-    nonce: str | None = None,
-    proof_token: str | None = None,
-    label: str = "Li Wei's phone",
-    platform: str = "android",
-):
-    proof = key.proof(
-        "POST",
-        BIND,
-        token=proof_token or token,
-        nonce=challenge["nonce"] if nonce is None else nonce,
-        iat=clock.now().timestamp(),
-    )
-    return client.post(
-        BIND,
-        json={"challenge_id": challenge["challenge_id"], "label": label, "platform": platform},
-        headers={"Authorization": f"{scheme} {token}", "DPoP": proof},
-    )
 
 
 def bound_account(client, mailbox, sms, clock):

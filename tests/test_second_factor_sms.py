@@ -13,17 +13,19 @@ from flask.testing import FlaskClient
 
 from tests.dpop_client import DpopKey
 from tests.helpers import (
+    APP_UA,
     HIGH_LIMITS,
     POLICY_VERSION,
     WINDOWS_FIREFOX,
+    ask_challenge,
     assert_problem,
     bearer,
+    bind,
     login,
     other_browser,
     register,
     row_count,
 )
-from tests.test_devices import APP_UA, ask_challenge, bind
 from tests.wechat_helpers import (
     app_login,
     fake_wechat,
