@@ -33,6 +33,7 @@ from app.services.container import Runtime
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.working_days import load_calendar
 from app.settings import Settings
+from app.telemetry.middleware import RequestTelemetry
 
 DEFAULT_HOLIDAYS = resource_dir("config") / "holidays-cn.toml"
 
@@ -121,6 +122,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1
         )
+
+    # Outermost: the request id and timing cover everything inside.
+    app.wsgi_app = RequestTelemetry(app.wsgi_app)  # type: ignore[method-assign]
 
     engine = make_engine(settings.database_url)
     app.extensions["privid.settings"] = settings

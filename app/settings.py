@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     # Data-subject requests (POST /me/requests), per signed-in account.
     limit_requests_per_account: str = "10/hour"
 
+    # Logs and metrics (app/telemetry/). One JSON object per line by default;
+    # "text" is a readable line for development. Empty metrics token: /metrics
+    # answers 404 (disabled); set one and scrape with it as a bearer token.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: SecretStr = SecretStr("")
+
     # Email.
     email_backend: str = "console"  # console | smtp
     smtp_host: str = "localhost"
@@ -375,6 +382,9 @@ class Settings(BaseSettings):
                 f"PRIVID_OUTBOX_CLAIM_SECONDS must be at least {slowest_send:g} "
                 "(3 x the SMTP and SMS timeouts)"
             )
+        metrics_token = self.metrics_token.get_secret_value()
+        if metrics_token and len(metrics_token) < 32:
+            problems.append("PRIVID_METRICS_TOKEN must be at least 32 characters (or empty)")
         if self.sms_backend == "http" and not self.sms_http_url:
             problems.append("PRIVID_SMS_HTTP_URL is missing")
         if self.email_backend == "smtp" and self.smtp_username and not self.smtp_starttls:

@@ -28,6 +28,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g
 from joserfc.jwk import KeySet
 
+from app import metrics
 from app.http.scope import services
 from app.models import Session, User
 from app.oidc.claims import requested_claims, user_claims
@@ -169,6 +170,7 @@ def issue(
         store.record(token_grant, TokenKind.REFRESH, refresh, scopes, dpop_jkt=bound)
         answer["refresh_token"] = refresh
     g.oidc_token_grant = token_grant
+    metrics.token_issued(grant_flow.GRANT_TYPE)
     return answer
 
 

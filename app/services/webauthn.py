@@ -36,6 +36,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from app import metrics
 from app.clock import Clock
 from app.errors import ServiceError, invalid_credentials, not_found
 from app.models import Session, TotpFactor, User, WebAuthnChallenge, WebAuthnCredential
@@ -402,6 +403,7 @@ class WebAuthnService:
         result = self._signin.complete(
             user, transport=transport, amr=proven.amr, acr=proven.acr, context=context
         )
+        metrics.sign_in("webauthn", "success")
         self._audit.record(
             "login.succeeded",
             user_id=user.id,
@@ -443,6 +445,7 @@ class WebAuthnService:
                 raise user_verification_required()
         except ServiceError as error:
             # Every failed sign-in leaves its trace, with the reason and no PII.
+            metrics.sign_in("webauthn", "failure")
             self._audit.record(
                 "login.failed",
                 outcome="failure",
