@@ -39,7 +39,8 @@ class OutboxWorker:
         set ``stop`` ends it after the message in hand."""
         svc = Services(self._session_factory(), self._runtime)
         try:
-            return svc.outbox.deliver_due(limit, stop.is_set if stop else None)
+            with request_id.bound(request_id.current() or request_id.new_id()):
+                return svc.outbox.deliver_due(limit, stop.is_set if stop else None)
         finally:
             svc.db.rollback()
             svc.db.close()
