@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,32 +133,50 @@ def affected_rows(result: Result[Any]) -> int:
 
 
 def insert_row(db: Session, row: Any) -> None:
-    """INSERT one new mapped object with a single Core statement and keep it in
-    the session as the persistent row it now is. A unit-of-work flush of one
-    object costs several times more; hot paths that only add rows use this.
-    Attributes left None are left to the column's defaults (and expired, so
-    reading one loads what the database chose)."""
-    state = inspect(row)
-    table = state.mapper.local_table
-    values: dict[str, Any] = {}
+    """INSERT one new mapped object with a single Core statement (``insert_rows``)."""
+    insert_rows(db, [row])
+
+
+def insert_rows(db: Session, rows: Sequence[Any]) -> None:
+    """INSERT new mapped objects of one table with a single Core statement (one
+    round trip, a multi-row VALUES) and keep each in the session as the
+    persistent row it now is. A unit-of-work flush costs several times more;
+    hot paths that only add rows use this. Attributes left None are left to
+    the column's defaults (and expired, so reading one loads what the
+    database chose); every row must leave the same ones None."""
+    if not rows:
+        return
+    mapper = inspect(rows[0]).mapper
+    table = mapper.local_table
+    batch: list[dict[str, Any]] = []
     defaulted: list[str] = []
-    for prop in state.mapper.column_attrs:
-        column = prop.columns[0]
-        if column.table is not table:
-            continue
-        value = getattr(row, prop.key)
-        if value is None and (column.default is not None or column.server_default is not None):
-            defaulted.append(prop.key)
-            continue
-        values[column.key] = value
-    primary = [values.get(column.key) for column in table.primary_key.columns]
-    if None in primary:
-        raise ValueError("insert_row needs the primary key set before the insert")
-    db.flush()  # rows this one may refer to go first
+    for row in rows:
+        if inspect(row).mapper is not mapper:
+            raise ValueError("insert_rows takes rows of one mapped class")
+        values: dict[str, Any] = {}
+        left: list[str] = []
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            if column.table is not table:
+                continue
+            value = getattr(row, prop.key)
+            if value is None and (column.default is not None or column.server_default is not None):
+                left.append(prop.key)
+                continue
+            values[column.key] = value
+        if None in [values.get(column.key) for column in table.primary_key.columns]:
+            raise ValueError("insert_rows needs each primary key set before the insert")
+        if batch and left != defaulted:
+            raise ValueError("insert_rows needs the same columns left to defaults in every row")
+        batch.append(values)
+        defaulted = left
+    db.flush()  # rows these may refer to go first
     # On the session's connection, the statement apart from its values: one
     # compiled form for every call, none of the ORM's execution machinery.
-    db.connection().execute(insert(table), values)
-    make_transient_to_detached(row)
-    db.add(row)
-    if defaulted:
-        db.expire(row, defaulted)
+    # Several rows go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues").
+    db.connection().execute(insert(table), batch if len(batch) > 1 else batch[0])
+    for row in rows:
+        make_transient_to_detached(row)
+        db.add(row)
+        if defaulted:
+            db.expire(row, defaulted)
