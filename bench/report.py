@@ -55,7 +55,7 @@ CEILING_NAMES = {
 
 def met(figures: dict[str, Any], target: Target) -> bool:
     """A run with errors does not meet its target whatever its rate."""
-    return (
+    return bool(
         figures["errors"] <= target.errors
         and (target.ratio is None or figures["ratio"] >= target.ratio)
         and (target.p99_ms is None or figures["p99_ms"] < target.p99_ms)
