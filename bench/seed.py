@@ -7,8 +7,9 @@ refresh grants, bench/oidc_seed.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import requests
 from cryptography.hazmat.primitives.serialization import (
@@ -21,6 +22,17 @@ from tests.soft_authenticator import SoftAuthenticator, b64url
 
 API = "/api/v1"
 TIMEOUT = 30
+# Seeding requests in flight at once: each sign-in is an argon2 verification,
+# so a few keep every worker busy without queueing behind each other.
+SEEDING_CLIENTS = 4
+
+
+T = TypeVar("T")
+
+
+def in_parallel(make: Callable[[str], T], emails: Sequence[str]) -> list[T]:
+    with ThreadPoolExecutor(SEEDING_CLIENTS) as pool:
+        return list(pool.map(make, emails))
 
 
 def password_body(identifier: str, password: str) -> str:
@@ -43,9 +55,9 @@ def sign_in(base: str, email: str, password: str) -> str:
 
 def session_lines(base: str, emails: Sequence[str], password: str, per_account: int) -> list[str]:
     """`per_account` bearer sessions of each account, as wrk list lines."""
-    return [
-        f"Bearer {sign_in(base, email, password)}\t" for _ in range(per_account) for email in emails
-    ]
+    return in_parallel(
+        lambda email: f"Bearer {sign_in(base, email, password)}\t", list(emails) * per_account
+    )
 
 
 def enrol_passkeys(
@@ -53,8 +65,8 @@ def enrol_passkeys(
 ) -> list[dict[str, Any]]:
     """One discoverable ES256 passkey per account, enrolled through the API;
     returns what the load generator needs to sign with them."""
-    held = []
-    for email in emails:
+
+    def enrol(email: str) -> dict[str, Any]:
         auth = {"Authorization": f"Bearer {sign_in(base, email, password)}"}
         authenticator = SoftAuthenticator(origin=origin)
         options = requests.post(
@@ -71,16 +83,15 @@ def enrol_passkeys(
         enrolled.raise_for_status()
         stored = authenticator.credentials[0]
         key = stored.key.private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-        held.append(
-            {
-                "id": b64url(stored.credential_id),
-                "key": key.decode(),
-                "user": b64url(stored.user_handle),
-                "rp_id": stored.rp_id,
-                "sign_count": stored.sign_count,
-            }
-        )
-    return held
+        return {
+            "id": b64url(stored.credential_id),
+            "key": key.decode(),
+            "user": b64url(stored.user_handle),
+            "rp_id": stored.rp_id,
+            "sign_count": stored.sign_count,
+        }
+
+    return in_parallel(enrol, emails)
 
 
 def access_token_lines(base: str, refresh: Sequence[str]) -> list[str]:
