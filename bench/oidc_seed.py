@@ -78,14 +78,16 @@ def client_credentials_lines(clients: Sequence[BenchClient]) -> list[str]:
     return [f"{client.authorization}\t{CLIENT_CREDENTIALS_BODY}" for client in clients]
 
 
-def introspection_lines(base: str, clients: Sequence[BenchClient], per_client: int) -> list[str]:
-    """Access tokens from the token endpoint; each client asks about its own
-    (a client learns nothing about another's tokens)."""
+def introspection_lines(
+    base: str, clients: Sequence[BenchClient], per_client: int, endpoint: str = "/oauth/token"
+) -> list[str]:
+    """Access tokens from the token endpoint at `endpoint`; each client
+    asks about its own (a client learns nothing about another's tokens)."""
     lines = []
     for client in clients:
         for _ in range(per_client):
             answer = requests.post(
-                f"{base}/oauth/token",
+                f"{base}{endpoint}",
                 data=CLIENT_CREDENTIALS_BODY,
                 headers={
                     "Authorization": client.authorization,

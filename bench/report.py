@@ -130,6 +130,36 @@ def _target(target: dict[str, Any]) -> str:
     return ", ".join(parts) or "—"
 
 
+def _peer(peer: dict[str, Any] | None) -> list[str]:
+    """The node-oidc-provider comparison (`--node-oidc`), when it ran."""
+    if peer is None:
+        return []
+    if "skipped" in peer:
+        return ["", f"node-oidc-provider: not measured ({peer['skipped']})."]
+    lines = [
+        "",
+        f"node-oidc-provider {peer['version']} with a Redis store, {peer['processes']} "
+        "processes, same wrk load after the service's servers stopped "
+        "(issue 13: the service at least 0.5 of it):",
+        "",
+        "| scenario | peer rps | p50 / p95 / p99 ms | errors | peak RSS per process (MB) "
+        "| privid's share | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, figures in peer.items():
+        if not isinstance(figures, dict):
+            continue
+        if "skipped" in figures:
+            lines.append(f"| {name} | skipped: {figures['skipped']} | | | | | no |")
+            continue
+        lines.append(
+            f"| {name} | {figures['rps']:,} | {_ms(figures)} | {figures['errors']} "
+            f"| {figures['rss_mb']} | {figures['privid_share']:.3f} "
+            f"| {'yes' if figures['met'] else '**no**'} |"
+        )
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     """bench/RESULTS.md from results.json."""
     about = result["machine"]
@@ -174,6 +204,7 @@ def render(result: dict[str, Any]) -> str:
         if runs:
             shown = ", ".join(f"{x:,}" for x in runs)
             lines.append(f"- {CEILING_NAMES[kind]}: {shown}")
+    lines += _peer(result.get("node_oidc_provider"))
     lines += [
         "",
         "A sign-in scenario's rate counts whole sign-ins (SMS: code request, the code "

@@ -32,7 +32,7 @@ from typing import Any
 
 from app.migrate import upgrade
 from app.settings import Settings
-from bench import ceilings, seed
+from bench import ceilings, node_oidc, seed
 from bench.common import (
     SERVERS,
     Served,
@@ -83,6 +83,8 @@ SCENARIOS = (
     SESSION_READ, PASSWORD_SIGN_IN, SMS_SIGN_IN, PASSKEY_SIGN_IN,
 )  # fmt: skip
 OIDC = {CLIENT_CREDENTIALS, INTROSPECTION, REFRESH, USERINFO}
+# Scenarios that spend registered accounts (registering one costs an argon2 hash).
+PEOPLE = {REFRESH, USERINFO, SESSION_READ, PASSWORD_SIGN_IN, SMS_SIGN_IN, PASSKEY_SIGN_IN}
 
 
 def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -100,6 +102,12 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="append",
         choices=[s.name for s in SCENARIOS],
         help="measure this scenario only (repeatable); default: all",
+    )
+    parser.add_argument(
+        "--node-oidc",
+        action="store_true",
+        help="also measure node-oidc-provider's client_credentials and introspection "
+        "(npm install in bench/node-oidc first; needs Redis)",
     )
     parser.add_argument("--output", type=Path, default=BENCH, help="where results go")
     return parser.parse_args(argv)
@@ -234,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         settings = sms_settings(bench_settings(database_url, ratelimit), gateway, token)
         upgrade(database_url)
         run = Run(args, settings, gateway)
-        if set(chosen) - {JWKS}:
+        if set(chosen) & PEOPLE:
             # Passkeys are for people who agreed to device biometrics.
             run.people = register_people(
                 settings, args.accounts, PASSWORD, grant=("device_biometrics",)
@@ -251,6 +259,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for scenario in chosen:
                 results[scenario.name] = run.scenario(scenario, server, bare)
         reused = grants_revoked_as_reused(settings, run.clients) if run.clients else 0
+        # The peer after the service's servers are down, on the same idle cores.
+        peer = None
+        if args.node_oidc:
+            peer = node_oidc.compare(
+                results, CLIENT_CREDENTIALS, INTROSPECTION,
+                workers=args.workers, redis_url=ratelimit, clients=args.clients,
+                connections=args.connections, seconds=args.duration, warm_up=args.warm_up,
+            )  # fmt: skip
 
     command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
     set_vars = [
@@ -287,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # Every refresh token is spent once: a reuse would revoke its grant.
         "grants_revoked_as_reused": reused,
     }
+    if peer is not None:
+        result["node_oidc_provider"] = peer
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.output / "RESULTS.md").write_text(render(result))

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from bench.load import Load, parse_wrk
+from bench.node_oidc import peer_figures
 from bench.oidc_seed import BenchClient
 from bench.oidc_throughput import oidc_arguments
 from bench.pyload import summary
@@ -131,6 +132,15 @@ def test_the_gateway_hands_the_newest_code_to_whoever_reads_the_phone():
         read = requests.get(f"{gateway.base}/codes", params={"to": "+8613900000000"}, timeout=5)
         assert read.json() == {"code": "222222"}
         assert gateway.take("+8613900000000", wait=0.1) is None  # the older one went too
+
+
+def test_the_peer_comparison_is_the_services_rate_over_node_oidc_providers():
+    figures = peer_figures(load(50_000), {"rps": 2_600.0})
+    assert (figures["rps"], figures["privid_share"], figures["met"]) == (5000.0, 0.52, True)
+    assert peer_figures(load(50_000), {"rps": 2_400.0})["met"] is False
+    assert peer_figures("a probe request was answered 401", {}) == {
+        "skipped": "a probe request was answered 401"
+    }
 
 
 def test_client_authentication_form_encodes_id_and_secret_before_base64():
