@@ -180,11 +180,17 @@ PRIVID_APP = "app:create_app()"
 SERVERS = ("gunicorn", "granian")
 
 
-def server_command(server: str, wsgi_app: str, workers: int, port: int) -> list[str]:
+def server_command(
+    server: str, wsgi_app: str, workers: int, port: int, threads: int | None = None
+) -> list[str]:
     """The command line serving `wsgi_app` ("module:attr" or "module:factory()")
     with `workers` worker processes on 127.0.0.1:`port`: gunicorn with the
-    production config (sync workers), or granian's WSGI interface."""
+    production config (sync workers), or granian's WSGI interface with
+    `threads` blocking threads per worker (None: granian's default, half its
+    per-worker backpressure, 256 with 2 workers)."""
     if server == "gunicorn":
+        if threads:
+            raise ValueError("gunicorn runs sync workers: one request at a time each")
         return [
             sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"),
             "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
@@ -195,14 +201,19 @@ def server_command(server: str, wsgi_app: str, workers: int, port: int) -> list[
         return [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(workers),
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            "--log-level", "warning", *(["--factory"] if factory else []), target,
+            "--log-level", "warning", *(["--factory"] if factory else []),
+            *(["--blocking-threads", str(threads)] if threads else []), target,
         ]  # fmt: skip
     raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
 
 
 @contextmanager
 def served(
-    settings: Settings, workers: int, wsgi_app: str = PRIVID_APP, server: str = "gunicorn"
+    settings: Settings,
+    workers: int,
+    wsgi_app: str = PRIVID_APP,
+    server: str = "gunicorn",
+    threads: int | None = None,
 ) -> Iterator[Served]:
     """`server` (gunicorn by default, see `server_command`) with `workers`
     workers, serving `wsgi_app` (which must answer GET /readyz), ready when
@@ -210,7 +221,7 @@ def served(
     port = free_port()
     env = settings_env(settings)
     process = subprocess.Popen(
-        server_command(server, wsgi_app, workers, port),
+        server_command(server, wsgi_app, workers, port, threads),
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -119,6 +119,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _threads(result: dict[str, Any]) -> str:
+    if result["server"] != "granian":
+        return " (sync)"
+    threads = result.get("threads_per_worker")
+    return f", {threads} threads each" if threads else ", granian's default threads"
+
+
 def _ms(figures: dict[str, Any]) -> str:
     return f"{figures['p50_ms']:g} / {figures['p95_ms']:g} / {figures['p99_ms']:g}"
 
@@ -174,7 +181,8 @@ def render(result: dict[str, Any]) -> str:
         f"{' / '.join(str(x) for x in about['load_average_at_start'])}, at the end "
         f"{' / '.join(str(x) for x in about['load_average_at_end'])}",
         f"- Server: {result['server']} ({result['server_version']}), {result['workers']} "
-        f"workers; database {result['database']}, limits and caches {result['ratelimit_storage']}",
+        f"workers{_threads(result)}; database {result['database']}, "
+        f"limits and caches {result['ratelimit_storage']}",
         f"- Load: {result['duration_seconds']:g} s per scenario after "
         f"{result['warm_up_seconds']:g} s of warm-up; {about['wrk']} with bench/load.lua, or "
         "bench/pyload.py (threads) for SMS and passkey sign-ins; "

@@ -91,6 +91,12 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", choices=SERVERS, default="gunicorn")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="granian only: blocking threads per worker (default: granian's own)",
+    )
     parser.add_argument("--duration", type=float, default=10, help="seconds per scenario")
     parser.add_argument("--warm-up", type=float, default=1, help="seconds before each")
     parser.add_argument("--connections", type=int, default=8)
@@ -251,8 +257,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             run.clients = register_clients(settings, args.clients)
         results: dict[str, Any] = {}
         with ExitStack() as stack:
-            bare = stack.enter_context(served(settings, args.workers, BARE_APP, args.server))
-            server = stack.enter_context(served(settings, args.workers, server=args.server))
+            bare = stack.enter_context(
+                served(settings, args.workers, BARE_APP, args.server, args.threads)
+            )
+            server = stack.enter_context(
+                served(settings, args.workers, server=args.server, threads=args.threads)
+            )
             if SMS_SIGN_IN in chosen:
                 stack.enter_context(privid_worker(settings))
             run.bare(bare)
@@ -279,6 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "server": args.server,
         "server_version": version(args.server),
         "workers": args.workers,
+        "threads_per_worker": args.threads,
         "database": database_url.split(":", 1)[0].split("+")[0],
         "ratelimit_storage": ratelimit.split(":", 1)[0],
         "duration_seconds": args.duration,
