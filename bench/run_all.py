@@ -146,6 +146,12 @@ class Run:
         self.clients: list[Any] = []
 
     @property
+    def tokens(self) -> int:
+        """Refresh grants, and UserInfo access tokens: 32 per connection, so
+        each wrk thread rotates over many (256 at 8 connections)."""
+        return 32 * self.args.connections
+
+    @property
     def emails(self) -> list[str]:
         return [email for email, _ in self.people]
 
@@ -157,12 +163,12 @@ class Run:
             INTROSPECTION: lambda: introspection_lines(base, self.clients, PER_CLIENT),
             # Enough grants that each wrk thread rotates over many; one more for the probe.
             REFRESH: lambda: refresh_lines(
-                self.settings, self.clients, self.emails, 32 * self.args.connections + 1
+                self.settings, self.clients, self.emails, self.tokens + 1
             ),
             USERINFO: lambda: seed.access_token_lines(
                 base,
                 refresh_lines(
-                    self.settings, self.clients, self.emails, 256, scopes=USERINFO_SCOPES
+                    self.settings, self.clients, self.emails, self.tokens, scopes=USERINFO_SCOPES
                 ),
             ),
             SESSION_READ: lambda: seed.session_lines(
