@@ -116,7 +116,11 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(npm install in bench/node-oidc first; needs Redis)",
     )
     parser.add_argument("--output", type=Path, default=BENCH, help="where results go")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.accounts < args.connections:
+        # A phone or passkey used by two loader threads at once would fail for the loader's sake.
+        parser.error("--accounts must be at least --connections")
+    return args
 
 
 def sms_settings(settings: Settings, gateway: SmsGateway, token: str) -> Settings:
