@@ -46,7 +46,11 @@ def fleet_database_url() -> URL:
 def fresh_database(url: URL) -> Iterator[None]:
     """Creates the database (dropping what an interrupted run left), and drops
     it afterwards; nothing may be connected to it by then."""
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        url.set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": 10},
+    )
     name = url.database
     try:
         with admin.connect() as connection:
@@ -66,7 +70,7 @@ def pgbouncer(database: URL, folder: Path) -> Iterator[URL]:
     from tests.fakes import free_port
 
     port = free_port()
-    folder.mkdir(mode=0o755, exist_ok=True)
+    folder.mkdir(exist_ok=True)
     users = folder / "users.txt"
     users.write_text(f'"{database.username}" ""\n')
     config = folder / "pgbouncer.ini"
@@ -83,9 +87,8 @@ def pgbouncer(database: URL, folder: Path) -> Iterator[URL]:
         "default_pool_size = 4\nserver_round_robin = 1\n"
         "max_client_conn = 200\n"
     )
-    for path in (users, config):
-        path.chmod(0o644)
-    # pgbouncer refuses to run as root; as root, it drops to nobody.
+    # pgbouncer refuses to run as root; started as root, it reads its files and
+    # then drops to nobody.
     command = [PGBOUNCER, *(["-u", "nobody"] if os.geteuid() == 0 else []), str(config)]
     log_path = folder / "pgbouncer.log"
     with log_path.open("wb") as log:
@@ -109,50 +112,53 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
     raise AssertionError(f"pgbouncer did not listen:\n{log.read_text(errors='replace')}")
 
 
+@dataclass(frozen=True)
+class Processes:
+    bases: list[str]  # each instance's http://127.0.0.1:<port>
+    logs: list[Path]  # the instances' logs, then the worker's
+
+
 @contextmanager
-def gunicorn_instances(
-    env: dict[str, str], folder: Path, count: int = 2
-) -> Iterator[list[tuple[str, Path]]]:
-    """``count`` gunicorn instances (config/gunicorn.conf.py, one sync worker
-    each: the machine is small), each on its own port; yields (base URL, log)."""
+def fleet_processes(env: dict[str, str], folder: Path, instances: int = 2) -> Iterator[Processes]:
+    """``instances`` gunicorn instances (config/gunicorn.conf.py, one sync
+    worker each: the machine is small), each on its own port, and one `privid
+    worker`, the only sender of the outbox. All are stopped together."""
     from tests.fakes import free_port
 
-    started: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
+    started: list[subprocess.Popen[bytes]] = []
+    bases: list[str] = []
+    logs: list[Path] = []
+
+    def start(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        started.append(process)
+        logs.append(log_path)
+        return process
+
     try:
-        for index in range(count):
+        for index in range(instances):
             port = free_port()
-            log_path = folder / f"instance-{index}.log"
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [
-                        sys.executable, "-m", "gunicorn",
-                        "-c", str(ROOT / "config" / "gunicorn.conf.py"),
-                        "--workers", "1", "--bind", f"127.0.0.1:{port}",
-                    ],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            started.append((f"http://127.0.0.1:{port}", log_path, process))
-        for base, log_path, process in started:
+            start(
+                [
+                    sys.executable, "-m", "gunicorn",
+                    "-c", str(ROOT / "config" / "gunicorn.conf.py"),
+                    "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                ],
+                folder / f"instance-{index}.log",
+            )  # fmt: skip
+            bases.append(f"http://127.0.0.1:{port}")
+        start([privid_command(), "worker"], folder / "worker.log")
+        for base, process, log_path in zip(bases, started, logs, strict=False):
             wait_until_ready(base, process, log_path, f"instance at {base}")
-        yield [(base, log_path) for base, log_path, _ in started]
+        yield Processes(bases, logs)
     finally:
-        for _, _, process in started:  # all told at once, then each awaited
+        for process in started:  # all told at once, then each awaited
             process.terminate()
-        for _, _, process in started:
+        for process in started:
             stop_process(process)
-
-
-@contextmanager
-def outbox_worker(env: dict[str, str], log_path: Path) -> Iterator[None]:
-    """`privid worker` in a process of its own: the only sender of the outbox."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [privid_command(), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        yield
-    finally:
-        stop_process(process)
 
 
 @dataclass

@@ -31,9 +31,8 @@ from tests.fleet_helpers import (
     REDIS_URL,
     FleetClient,
     fleet_database_url,
+    fleet_processes,
     fresh_database,
-    gunicorn_instances,
-    outbox_worker,
     pgbouncer,
 )
 from tests.helpers import (
@@ -79,7 +78,6 @@ def fleet(
     smtp_server: SmtpServer, sms_gateway: SmsGateway, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Fleet]:
     folder = tmp_path_factory.mktemp("fleet")
-    folder.chmod(0o755)  # pgbouncer, run as nobody, reads its config in here
     direct = fleet_database_url()
     with fresh_database(direct):
         # Migrations run on a direct connection, as deployment runs them.
@@ -114,12 +112,8 @@ def fleet(
                 )
                 # Only the worker process delivers: no pass from the test's side.
                 smtp_server.mailbox.deliver = sms_gateway.outbox.deliver = None
-                with (
-                    gunicorn_instances(env, folder) as instances,
-                    outbox_worker(env, folder / "worker.log"),
-                ):
-                    logs = [log for _, log in instances] + [folder / "worker.log"]
-                    yield Fleet([base for base, _ in instances], logs, app)
+                with fleet_processes(env, folder) as processes:
+                    yield Fleet(processes.bases, processes.logs, app)
             finally:
                 app.extensions["privid.engine"].dispose()
 
