@@ -26,6 +26,7 @@ from app.extensions import limiter
 from app.migrate import upgrade
 from app.settings import Environment, Settings
 from tests.conftest import FAST_ARGON2, publish_test_policy
+from tests.dpop_client import DpopKey
 from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer
 from tests.fleet_helpers import (
     REDIS_URL,
@@ -141,6 +142,29 @@ def test_registration_sign_in_and_sign_out_across_instances(
     both_served(api, fleet)
 
 
+def test_a_dpop_proof_spent_on_one_instance_is_refused_by_the_other(
+    fleet: Fleet, mailbox: Mailbox, sms: SmsOutbox
+) -> None:
+    api = fleet.client()
+    person, _ = register(api, mailbox, sms)
+    key = DpopKey("ES256")
+    login_path = "/api/v1/login/password"
+    bound = api.post(
+        login_path,
+        json={"identifier": person.email, "password": person.password, "token_delivery": "bearer"},
+        headers={"DPoP": key.proof("POST", PUBLIC_URL + login_path)},
+    )
+    assert bound.status_code == 200 and bound.json["token_type"] == "DPoP", bound.json
+    headers = key.headers("GET", "/api/v1/me", token=bound.json["token"])
+    first = api.get("/api/v1/me", headers=headers)
+    assert first.status_code == 200, first.json
+    # The replay cache is Redis, shared: the other instance has seen this jti.
+    replayed = api.get("/api/v1/me", headers=headers)
+    assert replayed.served_by != first.served_by
+    assert replayed.status_code == 401
+    assert replayed.json["type"].endswith("/invalid-dpop-proof")
+
+
 def test_step_up_and_passkey_sign_in_across_instances(
     fleet: Fleet, mailbox: Mailbox, sms: SmsOutbox
 ) -> None:
@@ -228,8 +252,8 @@ def test_rate_limits_count_requests_to_every_instance(fleet: Fleet) -> None:
     # Counted per instance, each would allow the limit and nothing would be refused.
     statuses = [a.status_code for a in answers]
     assert statuses == [200] * PASSWORD_CHECKS_PER_ADDRESS + [429] * extra, statuses
-    refused = answers[PASSWORD_CHECKS_PER_ADDRESS:]
-    assert {a.served_by for a in refused} == set(fleet.bases)
+    allowed, refused = answers[:PASSWORD_CHECKS_PER_ADDRESS], answers[PASSWORD_CHECKS_PER_ADDRESS:]
+    assert {a.served_by for a in allowed} == {a.served_by for a in refused} == set(fleet.bases)
     assert all(int(a.headers["Retry-After"]) > 0 for a in refused)
 
 
