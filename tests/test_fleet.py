@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from app.db import make_engine
 from app.extensions import limiter
 from app.migrate import upgrade
 from app.settings import Environment, Settings
@@ -117,6 +118,13 @@ def fleet(
                     yield Fleet(processes.bases, processes.logs, app)
             finally:
                 app.extensions["privid.engine"].dispose()
+
+
+def test_the_pgbouncer_setting_is_refused_with_a_driver_it_cannot_configure() -> None:
+    # Only psycopg 3 has prepare_threshold; with another driver the setting
+    # would be silently ignored and the fleet would fail under load instead.
+    with pytest.raises(ValueError, match="PRIVID_DATABASE_PGBOUNCER"):
+        make_engine("postgresql+pg8000://privid@127.0.0.1/privid", pgbouncer=True)
 
 
 def both_served(client: FleetClient, fleet: Fleet) -> None:
