@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1
         )
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pgbouncer=settings.database_pgbouncer)
     app.extensions["privid.settings"] = settings
     app.extensions["privid.runtime"] = runtime
     app.extensions["privid.engine"] = engine

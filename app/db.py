@@ -19,10 +19,16 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 _log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pgbouncer: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        server = create_engine(url, pool_size=10, max_overflow=10, hide_parameters=True)
+        server = create_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            hide_parameters=True,
+            connect_args=_pooler_arguments(parsed.get_driver_name()) if pgbouncer else {},
+        )
         _ping_when_idle(server)
         return server
     if parsed.database and parsed.database != ":memory:":
@@ -51,6 +57,21 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _pooler_arguments(driver: str) -> dict[str, Any]:
+    """Connection arguments for PostgreSQL behind PgBouncer in transaction mode.
+
+    psycopg 3 prepares a statement on the server once it has run five times on
+    a connection (``prepare_threshold``); behind a transaction pooler the next
+    transaction may run on another server connection, which has no such
+    statement ("prepared statement _pg3_0 does not exist") or already has one
+    of that name from another client. PgBouncer 1.21+ can track protocol-level
+    prepared statements (``max_prepared_statements``), but Debian 12 ships
+    1.18, and without it nothing may be prepared: None turns preparing off."""
+    if driver != "psycopg":
+        raise ValueError("PRIVID_DATABASE_PGBOUNCER needs the psycopg (3) driver")
+    return {"prepare_threshold": None}
 
 
 def insert_if_absent(
