@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Outermost: the request id and timing cover everything inside.
     app.wsgi_app = RequestTelemetry(app.wsgi_app)  # type: ignore[method-assign]
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pgbouncer=settings.database_pgbouncer)
     app.extensions["privid.settings"] = settings
     app.extensions["privid.runtime"] = runtime
     app.extensions["privid.engine"] = engine

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEVELOPMENT
     public_url: str = "http://localhost:5000"
     database_url: str = "sqlite:///instance/privid.db"
+    # True when PRIVID_DATABASE_URL points at PgBouncer in transaction mode:
+    # consecutive transactions may then run on different server connections,
+    # so nothing may be prepared on one and used on another (app/db.py).
+    database_pgbouncer: bool = False
     ratelimit_storage_uri: str = "memory://"
     # Proxies in front of the service whose X-Forwarded-For we trust (0 = none).
     trusted_proxy_count: int = 0
