@@ -250,11 +250,13 @@ def main(argv: list[str] | None = None) -> None:
         settings.env, args.host, args.port,
         make_url(settings.database_url).render_as_string(hide_password=True),
     )  # fmt: skip
+    from werkzeug.serving import run_simple
+
     from app.access_log import AddresslessRequestHandler
 
-    app.run(
-        host=args.host, port=args.port, threaded=True, request_handler=AddresslessRequestHandler
-    )
+    # run_simple, not app.run: Flask's banner is printed, not logged, and
+    # would be the one line on stderr that is not JSON.
+    run_simple(args.host, args.port, app, threaded=True, request_handler=AddresslessRequestHandler)
 
 
 def run_worker(settings: Settings) -> None:

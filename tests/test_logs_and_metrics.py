@@ -25,6 +25,7 @@ from app import create_app
 from app.cli import unit_of_work
 from app.http.access import public
 from app.models import DataSubjectRequest, RequestKind
+from app.telemetry import request_id
 from app.telemetry.logs import make_handler
 from app.telemetry.redaction import redact
 from tests.fakes import free_port
@@ -357,3 +358,21 @@ def test_through_gunicorn_logs_are_json_and_metrics_add_up_over_workers(
             value(counts, "privid_codes_sent_total", channel="sms", purpose="register_phone") == 1
         )
         assert value(counts, "privid_outbox_pending_messages") == 0
+
+
+def test_the_text_format_is_readable_and_redacted_too():
+    stream = io.StringIO()
+    handler = make_handler("text", stream)
+    log = logging.getLogger("app.test_text_format")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with request_id.bound("0123456789abcdef"):
+            log.warning("sent to %s", "grace@example.com", extra={"channel": "email"})
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    line = stream.getvalue().strip()
+    assert line.endswith(
+        "WARNING app.test_text_format [0123456789abcdef] sent to <email> channel=email"
+    ), line

@@ -111,4 +111,7 @@ def configure_logging(log_format: str, level: str, stream: TextIO | None = None)
     handler = make_handler(log_format, stream)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings are written to stderr as they are; send them through
+    # the handler too.
+    logging.captureWarnings(True)
     return handler
