@@ -43,10 +43,12 @@ from tests.helpers import (
     enable_totp,
     enrol,
     login,
+    new_person,
     privid_env,
     register,
     request_sms_code,
     row_count,
+    start_registration,
     stop_process,
     wait_until_ready,
 )
@@ -252,6 +254,29 @@ def test_one_sms_code_signs_in_once(app, client, mailbox, sms, server):
     assert winner["token"]
     assert row_count(app, "sessions", "user_id = :u", u=user) == sessions_before + 1
     assert audit_count(app, "login.succeeded", user) == 1
+
+
+def test_one_registration_code_creates_one_account(app, client, mailbox, sms, server):
+    person = new_person()
+    started = start_registration(client, person)
+    assert started.status_code == 202, started.json
+    flow = started.json["flow_id"]
+    path = f"/api/v1/registration/{flow}/verify"
+    email = {"channel": "email", "code": mailbox.last_code(person.email)}
+    assert client.post(path, json=email).status_code == 200
+    phone = {"channel": "phone", "code": sms.last_code(person.phone), "token_delivery": "bearer"}
+
+    answers = race(
+        server,
+        "/api/v1/registration/<id:flow_id>/verify",
+        RACERS,
+        lambda _, s: s.post(server.url(path), json=phone, timeout=REQUEST_TIMEOUT),
+    )
+
+    one_winner(answers, success=201)
+    assert row_count(app, "users") == 1
+    assert row_count(app, "sessions") == 1
+    assert row_count(app, "registration_flows") == 0
 
 
 def token_form(rp, **form: str) -> dict[str, Any]:
