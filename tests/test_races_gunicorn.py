@@ -368,6 +368,47 @@ def test_one_webauthn_challenge_signs_in_once(app, client, mailbox, sms, server)
     assert row_count(app, "webauthn_credentials", "flagged_cloned_at IS NOT NULL") == 0
 
 
+COUNTER_ROUNDS = 3  # the window is one signature check wide: a few rounds to hit it
+
+
+def test_one_signature_counter_value_is_accepted_once(app, client, mailbox, sms, server):
+    """A copied authenticator answers its own challenges with the counter value
+    the original uses: twenty assertions, twenty challenges, one counter value.
+    Checked one after another, the second is seen going backwards and blocks
+    the passkey; at once, the same must hold (one sign-in, the passkey flagged)."""
+    consent = baseline_consent(device_biometrics="granted")
+    _, session = register(client, mailbox, sms, consent=consent)
+    user = user_id_of(app, session)
+    path = "/api/v1/webauthn/authentication/verify"
+    for _ in range(COUNTER_ROUNDS):
+        # A fresh passkey each round: the last round's ends up blocked.
+        authenticator = SoftAuthenticator()
+        credential = enrol(client, session["token"], authenticator)["id"]
+        bodies = []
+        for _ in range(RACERS):
+            options = client.post(PASSKEY_AUTH_OPTIONS)
+            assert options.status_code == 200, options.json
+            answer = authenticator.get(options.json, sign_count=2)
+            bodies.append(
+                {**answer, "challenge_id": options.json["challenge_id"], "token_delivery": "bearer"}
+            )
+        sessions_before = row_count(app, "sessions", "user_id = :u", u=user)
+
+        answers = race(
+            server,
+            path,
+            RACERS,
+            lambda i, s, bodies=bodies: s.post(
+                server.url(path), json=bodies[i], timeout=REQUEST_TIMEOUT
+            ),
+        )
+
+        one_winner(answers)
+        assert row_count(app, "sessions", "user_id = :u", u=user) == sessions_before + 1
+        stored = "id = :c AND sign_count = 2 AND flagged_cloned_at IS NOT NULL"
+        assert row_count(app, "webauthn_credentials", stored, c=credential) == 1
+
+
 def test_one_dpop_proof_binds_one_sign_in(app, client, mailbox, sms, server):
     person, _ = register(client, mailbox, sms)
     key = DpopKey()
