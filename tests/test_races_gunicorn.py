@@ -3,11 +3,14 @@ PostgreSQL and Redis, 20 clients released together by a barrier, each with its
 own HTTP connection. For each single-use secret (one-time code, authorisation
 code, refresh token, WebAuthn challenge, DPoP proof, recovery code, second-
 factor ticket) exactly one request succeeds, the others get a 4xx problem or
-OAuth error, nothing answers 5xx, and the database holds one effect. Parallel
-wrong passwords are evaluated no more often than the throttle allows.
+OAuth error, nothing answers 5xx, and the database holds one effect. Also
+registration's last code (one account) and one passkey counter value sent
+with twenty challenges (a copied authenticator: one sign-in, then blocked).
+Parallel wrong passwords are evaluated no more often than the throttle allows.
 
 The set-up (registration, clients, tickets) runs in-process on the same
-database; only the racing requests go through gunicorn.
+database; only the racing requests go through gunicorn, which serves the
+whole module while each test empties the database after itself.
 
 PostgreSQL and Redis only (PRIVID_TEST_DATABASE_URL, and a shared rate-limit
 storage for the DPoP replay cache): on SQLite each request takes the write
@@ -64,7 +67,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RACERS = 20
 WORKERS = 4  # sync workers: four requests truly at once on two cores
 REQUEST_TIMEOUT = 30  # 20 requests queue on 4 workers; each takes milliseconds
-
 
 GUESSES = 40
 ACCOUNT_ALLOWANCE = 10
