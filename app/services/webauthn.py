@@ -609,6 +609,12 @@ class WebAuthnService:
                 backing_off.keep_changes = True  # the spent challenge stays spent
                 failure = backing_off
             raise failure from None
+        # Read again under the row's lock before comparing counters: assertions
+        # carrying the same counter value (a copied authenticator racing the
+        # original) then queue, and the second sees the first's count.
+        self._db.refresh(stored, with_for_update=True)
+        if stored.revoked_at is not None or stored.flagged_cloned_at is not None:
+            raise refused
         received = verified.new_sign_count
         if (received or stored.sign_count) and received <= stored.sign_count:
             stored.flagged_cloned_at = self._clock.now()
