@@ -19,7 +19,7 @@ and tests/test_totp_races.py check the same outcomes in-process there."""
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
 import sys
 import threading
@@ -195,17 +195,26 @@ def one_winner(answers: list[requests.Response], success: int = 200) -> dict[str
 def served_by_several_workers(server: Server, log_start: int, route: str, count: int) -> None:
     """The access log shows the race's requests spread over more than one
     worker process: they really ran side by side."""
-    pattern = re.compile(rf'"[A-Z]+ {re.escape(route)}" \d+ .* pid=<(\d+)>')
     deadline = time.monotonic() + 5  # gunicorn writes its log a moment later
     while True:
         with server.log.open("rb") as log:
             log.seek(log_start)
-            pids = pattern.findall(log.read().decode(errors="replace"))
+            lines = log.read().decode(errors="replace").splitlines()
+        pids = [entry["pid"] for entry in map(_json_line, lines) if entry.get("route") == route]
         if len(pids) >= count or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert len(pids) >= count, f"{len(pids)} of {count} requests logged"
     assert len(set(pids)) >= 2, "every request landed on one worker; nothing raced"
+
+
+def _json_line(line: str) -> dict[str, Any]:
+    """One line of the JSON log (app/telemetry); {} for anything else."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def audit_count(app, event_type: str, user_id: str, where: str = "1=1") -> int:
