@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, Response, g
-from limits.storage import Storage, storage_from_string
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import capabilities
@@ -21,6 +20,7 @@ from app.api.converters import CodeConverter, IdConverter
 from app.clock import Clock, SystemClock
 from app.db import make_engine, make_session_factory
 from app.extensions import limiter
+from app.limit_storage import replay_cache, storage_options
 from app.resources import resource_dir
 from app.security.blind_index import BlindIndex
 from app.security.dpop import DpopVerifier
@@ -93,7 +93,7 @@ def build_runtime(
         outbox_renderers=capabilities.outbox_renderers(),
         account_endings=capabilities.account_endings(),
         retention_purges=capabilities.retention_purges(),
-        replay_cache=_sync_storage(settings.ratelimit_storage_uri),
+        replay_cache=replay_cache(settings),
         dpop_verifier=DpopVerifier(
             max_age_seconds=settings.dpop_max_age_seconds,
             future_skew_seconds=settings.dpop_future_skew_seconds,
@@ -115,6 +115,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         # One byte over: parse_body refuses a body that reaches it (see there).
         MAX_CONTENT_LENGTH=settings.max_request_bytes + 1,
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage_uri,
+        RATELIMIT_STORAGE_OPTIONS=storage_options(settings),
+        # Fail closed: with its storage down a limited endpoint answers 503,
+        # never unlimited (swallowing) nor limited per process (an in-memory
+        # fallback multiplies every limit by the number of workers).
+        RATELIMIT_SWALLOW_ERRORS=False,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=False,
         RATELIMIT_HEADERS_ENABLED=True,
         JSON_SORT_KEYS=False,
     )
@@ -174,12 +180,3 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     declare_static_routes(app)
     require_declarations(app)
     return app
-
-
-def _sync_storage(uri: str) -> Storage:
-    """The limits storage behind a URI; the workers are synchronous, so an
-    async:// URI is a configuration error, not something to run with."""
-    storage = storage_from_string(uri)
-    if not isinstance(storage, Storage):
-        raise ValueError("the rate-limit storage must be a synchronous one (not async://)")
-    return storage

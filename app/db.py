@@ -27,7 +27,7 @@ def make_engine(url: str, pgbouncer: bool = False) -> Engine:
             pool_size=10,
             max_overflow=10,
             hide_parameters=True,
-            connect_args=_pooler_arguments(parsed.get_driver_name()) if pgbouncer else {},
+            connect_args=_server_connect_args(parsed.get_driver_name(), pgbouncer=pgbouncer),
         )
         _ping_when_idle(server)
         return server
@@ -57,6 +57,21 @@ def make_engine(url: str, pgbouncer: bool = False) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+# A server that does not answer a connection attempt (down host, lost route)
+# costs a request this long before it becomes a 503, instead of the kernel's
+# minutes of SYN retries holding a sync worker until gunicorn kills it.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _server_connect_args(driver: str, *, pgbouncer: bool) -> dict[str, Any]:
+    arguments: dict[str, Any] = {}
+    if driver.startswith("psycopg"):
+        arguments["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if pgbouncer:
+        arguments.update(_pooler_arguments(driver))
+    return arguments
 
 
 def _pooler_arguments(driver: str) -> dict[str, Any]:

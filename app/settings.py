@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     # so nothing may be prepared on one and used on another (app/db.py).
     database_pgbouncer: bool = False
     ratelimit_storage_uri: str = "memory://"
+    # How long a request waits for the rate-limit storage (Redis) to connect or
+    # answer before it is treated as down (a 503; docs/architecture.md,
+    # "Failure behaviour"). Redis answers in well under a millisecond.
+    ratelimit_storage_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
     # Proxies in front of the service whose X-Forwarded-For we trust (0 = none).
     trusted_proxy_count: int = 0
     max_request_bytes: int = 64 * 1024

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 
 from app import metrics
 from app.errors import FieldError, ServiceError
+from app.http.outages import RETRY_AFTER_SECONDS, unavailable_part
 from app.http.unit_of_work import record_failure
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,13 @@ RATE_LIMITED = Problem(
 INTERNAL_ERROR = Problem(
     "internal-error", 500, "Internal error", "Something went wrong on our side."
 )
+SERVICE_UNAVAILABLE = Problem(
+    "service-unavailable",
+    503,
+    "Service unavailable",
+    "The service cannot complete requests right now. Try again in a few seconds.",
+    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+)
 
 
 def _log_unexpected(error: Exception) -> None:
@@ -166,10 +174,23 @@ def install_surfaces(app: Flask, surfaces: Surfaces) -> None:
         # flask-limiter adds Retry-After to this response after the handler runs.
         return answer(RATE_LIMITED)
 
+    def on_outage(part: str, error: BaseException) -> Response:
+        # The type says enough; a driver's message may quote the server's address.
+        log.warning("%s unavailable (%s)", part, type(error).__name__)
+        # Kept for the hook in create_app: flask-limiter would overwrite it.
+        g.privid_retry_after = SERVICE_UNAVAILABLE.headers["Retry-After"]
+        return answer(SERVICE_UNAVAILABLE)
+
     def on_http_exception(error: HTTPException) -> Response:
+        part = unavailable_part(error)
+        if part is not None:
+            return on_outage(part, getattr(error, "original_exception", error))
         return answer(problem_of_http_exception(error))
 
     def on_unexpected(error: Exception) -> Response:
+        part = unavailable_part(error)
+        if part is not None:
+            return on_outage(part, error)
         _log_unexpected(error)
         return answer(INTERNAL_ERROR)
 

@@ -18,6 +18,7 @@ OAUTH_ERRORS = {
     "invalid-dpop-proof": "invalid_dpop_proof",
     "authentication-required": "invalid_token",
     "rate-limited": "temporarily_unavailable",
+    "service-unavailable": "temporarily_unavailable",
     "forbidden": "access_denied",
 }
 
