@@ -1,0 +1,288 @@
+"""PostgreSQL stopped and started again under load, on a cluster this module
+owns (initdb into a temporary folder, once per module), with the service under
+gunicorn and a `privid worker` sending the codes. While it is down every
+request that needs it is a 503 with Retry-After (a problem document on the
+API, RFC 6749's temporarily_unavailable on the token endpoint); once it is
+back the same processes answer again (the pool replaces its dead
+connections). Nothing is half written: every user has its data key and its
+consent decisions, every decision and audit event is in its chain, every
+rotated refresh token has exactly one successor; and nothing answered as done
+is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from app.migrate import upgrade
+from tests.fakes import CODE_RE
+from tests.helpers import (
+    HIGH_LIMITS,
+    POLICY_VERSION,
+    baseline_consent,
+    bearer,
+    new_person,
+    privid_command,
+    privid_env,
+    register,
+    stop_process,
+)
+from tests.invariants import assert_nothing_half_written
+from tests.load import REQUEST_TIMEOUT, Answer, Load
+from tests.oidc_helpers import FIRST_PARTY, add_client, exchange, get_code
+from tests.own_servers import PostgresCluster, gunicorn, postgres_cluster
+
+SETTLE = 0.3
+# How long the server stays down while the load goes on.
+DOWN_SECONDS = 1.0
+CODE_WAIT = 3.0
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[PostgresCluster]:
+    with postgres_cluster() as cluster:
+        upgrade(cluster.url)
+        yield cluster
+
+
+@pytest.fixture
+def database_url(own_postgres: PostgresCluster) -> str:
+    """This module's database is its own cluster, never the suite's."""
+    return own_postgres.url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    return dict(HIGH_LIMITS)
+
+
+def scalar(app, query: str, **params: Any) -> int:
+    with app.extensions["privid.engine"].connect() as connection:
+        return int(connection.execute(text(query), params).scalar_one())
+
+
+class Registrations:
+    """Sign-ups through the API, one step per call: start, the email code,
+    the phone code (which creates the account). A step the outage refused is
+    asked again; a code that never came starts a new person."""
+
+    def __init__(self, base: str, mailbox, sms) -> None:
+        self.base, self.mailbox, self.sms = base, mailbox, sms
+        self.stage, self.person, self.flow = "start", new_person(), ""
+        self.created: list[str] = []
+
+    def _code(self, received) -> str | None:
+        deadline = time.monotonic() + CODE_WAIT
+        while time.monotonic() < deadline:
+            found = received()
+            if found:
+                return CODE_RE.search(found) and CODE_RE.search(found).group(1)  # type: ignore[union-attr]
+            time.sleep(0.05)
+        return None
+
+    def step(self) -> requests.Response:
+        if self.stage == "email":
+            code = self._code(lambda: self._mail_text(self.person.email))
+            if code is not None:
+                return self._verify("email", code, "phone", 200)
+        elif self.stage == "phone":
+            code = self._code(lambda: self._sms_text(self.person.phone))
+            if code is not None:
+                return self._verify("phone", code, "start", 201)
+        self.person = new_person()
+        body = {"email": self.person.email, "phone": self.person.phone,
+                "full_name": self.person.full_name, "password": self.person.password,
+                "consent": baseline_consent()}  # fmt: skip
+        answer = requests.post(
+            f"{self.base}/api/v1/registration", json=body, timeout=REQUEST_TIMEOUT
+        )
+        if answer.status_code == 202:
+            self.stage, self.flow = "email", answer.json()["flow_id"]
+        return answer
+
+    def _verify(self, channel: str, code: str, then: str, done: int) -> requests.Response:
+        body = {"channel": channel, "code": code, "token_delivery": "bearer"}
+        answer = requests.post(
+            f"{self.base}/api/v1/registration/{self.flow}/verify", json=body,
+            timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        if answer.status_code == done:
+            self.stage = then
+            if done == 201:
+                self.created.append(self.person.email)
+        elif answer.status_code != 503:
+            self.stage = "start"
+        return answer
+
+    def _mail_text(self, address: str) -> str | None:
+        found = self.mailbox.received(address)
+        return found[-1].get_payload(decode=True).decode() if found else None
+
+    def _sms_text(self, number: str) -> str | None:
+        found = self.sms.received(number)
+        return found[-1]["text"] if found else None
+
+
+class ConsentToggles:
+    """One account grants and withdraws analytics in turn; a refused change
+    (the outage) is asked again."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token, self.granted = base, token, False
+        self.recorded = 0
+
+    def step(self) -> requests.Response:
+        action = "withdraw" if self.granted else "grant"
+        answer = requests.post(
+            f"{self.base}/api/v1/me/consent/analytics/{action}",
+            json={"policy_version": POLICY_VERSION} if action == "grant" else None,
+            headers=bearer(self.token), timeout=REQUEST_TIMEOUT,
+        )  # fmt: skip
+        if answer.status_code == 200:
+            self.granted, self.recorded = not self.granted, self.recorded + 1
+        return answer
+
+
+class Refreshes:
+    """A relying party rotating its refresh token at the token endpoint; it
+    keeps the old one until an answer gives it a new one."""
+
+    def __init__(self, base: str, rp, refresh_token: str) -> None:
+        self.base, self.rp, self.token = base, rp, refresh_token
+
+    def step(self) -> requests.Response:
+        form = {"grant_type": "refresh_token", "refresh_token": self.token}
+        answer = requests.post(
+            f"{self.base}/oauth/token", data=form, headers=self.rp.basic, timeout=REQUEST_TIMEOUT
+        )
+        if answer.status_code == 200:
+            self.token = answer.json()["refresh_token"]
+        return answer
+
+
+def is_unavailable(answer: Answer) -> bool:
+    if answer.retry_after != "5":
+        return False
+    if answer.kind == "refresh":  # the token endpoint answers as RFC 6749 says
+        return answer.status == 503 and answer.body == {
+            "error": "temporarily_unavailable",
+            "error_description": answer.body.get("error_description"),
+        }
+    return answer.is_problem(503, "service-unavailable")
+
+
+def test_postgres_restarted_under_load_503_then_recovers_with_nothing_half_written(
+    app, client, settings, mailbox, sms, own_postgres, tmp_path
+):
+    person, session = register(client, mailbox, sms)
+    _, toggler = register(app.test_client(), mailbox, sms)
+    toggler_id = user_of(app, toggler["session_id"])
+    rp = add_client(app, FIRST_PARTY)
+    browser = app.test_client()
+    browser.environ_base["wsgi.url_scheme"] = "https"
+    register(browser, mailbox, sms, token_delivery="cookie")
+    code = get_code(browser, rp, scope="openid offline_access")["code"]
+    issued = exchange(client, rp, code)
+    assert issued.status_code == 200, issued.json
+    mailbox.deliver = sms.deliver = None  # from here only the `privid worker` below sends
+
+    env = privid_env(
+        settings, PUBLIC_URL=settings.public_url,
+        **{name.upper(): value for name, value in HIGH_LIMITS.items()},
+    )  # fmt: skip
+    with (tmp_path / "worker.log").open("wb") as worker_log:
+        worker = subprocess.Popen(
+            [privid_command(), "worker"], env={**env, "PRIVID_OUTBOX_POLL_SECONDS": "0.1"},
+            stdout=worker_log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        with gunicorn(env, tmp_path / "gunicorn.log") as server:
+            base = server.base
+            registrations = Registrations(base, mailbox, sms)
+            toggles = ConsentToggles(base, toggler["token"])
+            refreshes = Refreshes(base, rp, issued.json["refresh_token"])
+            users_before = scalar(app, "SELECT count(*) FROM users")
+            records_before = scalar(
+                app, "SELECT count(*) FROM consent_records WHERE user_id = :u",
+                u=toggler_id,
+            )  # fmt: skip
+            sessions_before = scalar(app, "SELECT count(*) FROM sessions")
+
+            def sign_in() -> requests.Response:
+                body = {"identifier": person.email, "password": person.password,
+                        "token_delivery": "bearer"}  # fmt: skip
+                return requests.post(
+                    base + "/api/v1/login/password", json=body, timeout=REQUEST_TIMEOUT
+                )
+
+            def read_profile() -> requests.Response:
+                return requests.get(
+                    base + "/api/v1/me", headers=bearer(session["token"]), timeout=REQUEST_TIMEOUT
+                )
+
+            steps = {"registration": registrations.step, "consent": toggles.step,
+                     "refresh": refreshes.step, "sign-in": sign_in, "me": read_profile}  # fmt: skip
+            workers = server.worker_pids()
+            with Load(steps) as load:
+                began = time.monotonic()
+                for kind in steps:
+                    load.wait_for(kind, 2, began)
+                stopping = time.monotonic()
+                own_postgres.stop("fast")
+                down_from = time.monotonic() + SETTLE
+                time.sleep(SETTLE)
+                for kind in steps:
+                    load.wait_for(kind, 2, down_from)
+                time.sleep(max(0.0, down_from + DOWN_SECONDS - time.monotonic()))
+                down_until = time.monotonic()
+                own_postgres.start()
+                up_from = time.monotonic() + SETTLE
+                time.sleep(SETTLE)
+                for kind in steps:
+                    load.wait_for(kind, 2, up_from, timeout=15)
+                load.wait_for("registration", 6, up_from, timeout=20)
+                ended = time.monotonic()
+            assert not load.errors, load.errors
+            assert server.worker_pids() == workers
+    finally:
+        stop_process(worker)
+
+    answers = load.answers
+    assert load.broken() == []  # no 500, no dropped connection
+    for answer in load.between(began, stopping):
+        assert answer.status in (200, 201, 202), answer
+    down = load.between(down_from, down_until)
+    assert {a.kind for a in down} == set(steps)
+    for answer in down:
+        assert is_unavailable(answer), answer
+    for answer in load.between(up_from, ended):
+        assert answer.status in (200, 201, 202), answer
+    assert len(registrations.created) >= 1, "no registration finished after the restart"
+
+    # Nothing answered as done is lost, and nothing refused was kept.
+    new_users = scalar(app, "SELECT count(*) FROM users") - users_before
+    assert new_users == len(registrations.created)
+    records = scalar(app, "SELECT count(*) FROM consent_records WHERE user_id = :u", u=toggler_id)
+    assert records - records_before == toggles.recorded
+    signed_in = sum(1 for a in answers if a.kind == "sign-in" and a.status == 200)
+    new_sessions = scalar(app, "SELECT count(*) FROM sessions") - sessions_before
+    assert new_sessions == signed_in + len(registrations.created)
+    # The refresh token handed out last is the one that works.
+    rotated = client.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": refreshes.token},
+        headers=rp.basic,
+    )  # fmt: skip
+    assert rotated.status_code == 200, rotated.json
+    assert_nothing_half_written(app)
+
+
+def user_of(app, session_id: str) -> str:
+    with app.extensions["privid.engine"].connect() as connection:
+        query = text("SELECT user_id FROM sessions WHERE id = :s")
+        return str(connection.execute(query, {"s": session_id}).scalar_one())
