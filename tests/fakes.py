@@ -103,19 +103,26 @@ class LiteralRecipientController(Controller):
 
 
 class SmtpServer:
+    """Can be stopped and started again, on the same port with the same mailbox
+    (a mail server that was down and came back)."""
+
     def __init__(self) -> None:
         self.mailbox = Mailbox()
         self.port = free_port()
+        self._controller: LiteralRecipientController | None = None
+
+    def start(self) -> SmtpServer:
+        # A stopped controller cannot start again (its event loop is closed).
         self._controller = LiteralRecipientController(
             self.mailbox, hostname="127.0.0.1", port=self.port
         )
-
-    def start(self) -> SmtpServer:
         self._controller.start()
         return self
 
     def stop(self) -> None:
-        self._controller.stop()
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
 
 
 @dataclass
