@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -203,6 +204,18 @@ class Gunicorn:
                 return pids
             assert self.process.poll() is None, self.log()
             assert time.monotonic() < deadline, f"no {count} new workers:\n{self.log()}"
+            time.sleep(0.05)
+
+    def served_by(self) -> set[int]:
+        """Workers that answered a request so far (the access log names them)."""
+        return {int(pid) for pid in re.findall(r"pid=<(\d+)>", self.log())}
+
+    def wait_until_serving(self, pids: set[int]) -> None:
+        """Until one of ``pids`` has answered a request (a new worker is up)."""
+        deadline = time.monotonic() + START_SECONDS
+        while not pids & self.served_by():
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, f"none of {pids} answered:\n{self.log()}"
             time.sleep(0.05)
 
     def kill_worker(self, pid: int) -> None:
