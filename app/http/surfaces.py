@@ -11,6 +11,7 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Blueprint, Flask, current_app, g, request
 from flask_limiter.errors import RateLimitExceeded
@@ -194,6 +195,16 @@ def install_surfaces(app: Flask, surfaces: Surfaces) -> None:
         _log_unexpected(error)
         return answer(INTERNAL_ERROR)
 
+    def log_escaped(exc_info: Any) -> None:
+        # Flask logs an error that escapes the request (one raised by an
+        # after-request hook, such as a failed commit) with its message, which
+        # can quote personal data: the type and place only, as for any other;
+        # an outage is logged by its handler.
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, Exception) and unavailable_part(error) is None:
+            _log_unexpected(error)
+
+    app.log_exception = log_escaped  # type: ignore[method-assign]
     app.register_error_handler(ServiceError, on_service_error)
     app.register_error_handler(RateLimitExceeded, on_rate_limit)
     app.register_error_handler(HTTPException, on_http_exception)
