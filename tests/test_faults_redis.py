@@ -3,8 +3,8 @@ service under gunicorn: the policy in docs/architecture.md ("Failure
 behaviour") holds. What needs the storage fails closed with a 503 problem and
 changes nothing: no sign-in without its limits, no code sent, no DPoP proof
 accepted without its replay check. What does not need it (a bearer session's
-reads) goes on. When Redis is back at the same address, everything works again
-without restarting the service."""
+reads, a refresh token rotation) goes on. When Redis is back at the same
+address, everything works again without restarting the service."""
 
 from __future__ import annotations
 
@@ -17,13 +17,17 @@ import requests
 from sqlalchemy import text
 
 from tests.dpop_client import DpopKey
-from tests.helpers import HIGH_LIMITS, bearer, privid_env, register
+from tests.helpers import HIGH_LIMITS, bearer, https_client, privid_env, register
 from tests.load import REQUEST_TIMEOUT, Load
+from tests.load_steps import Refreshes
+from tests.oidc_helpers import FIRST_PARTY, add_client, exchange, get_code
 from tests.own_servers import RedisServer, gunicorn, redis_server
 
 LOGIN = "/api/v1/login/password"
 SMS_CODE = "/api/v1/login/sms/code"
 ME = "/api/v1/me"
+# A bearer session's reads and a refresh with a client secret need no Redis.
+NEED_NO_REDIS = {"me", "refresh"}
 # Requests in flight when Redis stops or starts may go either way; these
 # margins keep them out of the phases that are checked.
 SETTLE = 0.3
@@ -58,6 +62,11 @@ def test_redis_stopped_under_load_fails_closed_and_recovers(
     app, client, settings, mailbox, sms, own_redis, tmp_path
 ):
     person, session = register(client, mailbox, sms)
+    rp = add_client(app, FIRST_PARTY)
+    browser = https_client(app)
+    register(browser, mailbox, sms, token_delivery="cookie")
+    issued = exchange(client, rp, get_code(browser, rp, scope="openid offline_access")["code"])
+    assert issued.status_code == 200, issued.json
     env = privid_env(settings, PUBLIC_URL=settings.public_url, **limits_env())
     with gunicorn(env, tmp_path / "gunicorn.log") as server:
         base = server.base
@@ -92,8 +101,9 @@ def test_redis_stopped_under_load_fails_closed_and_recovers(
             headers = key.headers("GET", ME, token=dpop_token)
             return requests.get(base + ME, headers=headers, timeout=REQUEST_TIMEOUT)
 
+        refreshes = Refreshes(base, rp.basic, issued.json["refresh_token"])
         steps = {"sign-in": sign_in, "sms-code": sms_code, "me": read_profile,
-                 "me-dpop": read_profile_dpop}  # fmt: skip
+                 "me-dpop": read_profile_dpop, "refresh": refreshes.step}  # fmt: skip
         with Load(steps) as load:
             began = time.monotonic()
             for kind in steps:
@@ -127,8 +137,8 @@ def test_redis_stopped_under_load_fails_closed_and_recovers(
     # Down: what needs Redis is a 503 problem with Retry-After, and writes nothing.
     down = load.between(down_from, down_until)
     for answer in down:
-        if answer.kind == "me":
-            assert answer.status == 200, answer  # a bearer session's reads go on
+        if answer.kind in NEED_NO_REDIS:
+            assert answer.status == 200, answer
         else:
             assert answer.is_problem(503, "service-unavailable"), answer
             assert answer.retry_after == "5", answer
