@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -57,6 +58,10 @@ class PostgresCluster:
         self._log = self._folder / "server.log"
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise AssertionError("as root, a cluster needs the postgres system user") from None
             shutil.chown(self._folder, "postgres", "postgres")
         self._run(
             "initdb", "-D", str(self._data), "-U", "postgres", "--auth=trust",
