@@ -190,6 +190,13 @@ def row_count(app: Any, table: str, where: str = "1=1", **params: Any) -> int:
         return int(found.scalar_one())
 
 
+def session_user(app: Any, session_id: str) -> str:
+    """The account a session (by its id, as sign-in answers it) belongs to."""
+    with app.extensions["privid.engine"].connect() as connection:
+        query = text("SELECT user_id FROM sessions WHERE id = :s")
+        return str(connection.execute(query, {"s": session_id}).scalar_one())
+
+
 def emails_to(runtime: Any, mailbox: Mailbox, address: str, subject_prefix: str) -> list[Any]:
     """Mail delivered to ``address`` whose subject starts so, once deliveries finished."""
     runtime.dispatcher.drain()

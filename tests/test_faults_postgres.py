@@ -14,11 +14,9 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import text
 
 from app.migrate import upgrade
 from tests.helpers import (
@@ -27,6 +25,8 @@ from tests.helpers import (
     privid_command,
     privid_env,
     register,
+    row_count,
+    session_user,
     stop_process,
 )
 from tests.invariants import assert_nothing_half_written
@@ -58,11 +58,6 @@ def settings_overrides() -> dict[str, object]:
     return dict(HIGH_LIMITS)
 
 
-def scalar(app, query: str, **params: Any) -> int:
-    with app.extensions["privid.engine"].connect() as connection:
-        return int(connection.execute(text(query), params).scalar_one())
-
-
 def is_unavailable(answer: Answer) -> bool:
     if answer.retry_after != "5":
         return False
@@ -79,7 +74,7 @@ def test_postgres_restarted_under_load_503_then_recovers_with_nothing_half_writt
 ):
     person, session = register(client, mailbox, sms)
     _, toggler = register(app.test_client(), mailbox, sms)
-    toggler_id = user_of(app, toggler["session_id"])
+    toggler_id = session_user(app, toggler["session_id"])
     rp = add_client(app, FIRST_PARTY)
     browser = app.test_client()
     browser.environ_base["wsgi.url_scheme"] = "https"
@@ -104,12 +99,9 @@ def test_postgres_restarted_under_load_503_then_recovers_with_nothing_half_writt
             registrations = Registrations(base, mailbox, sms)
             toggles = ConsentToggles(base, toggler["token"])
             refreshes = Refreshes(base, rp.basic, issued.json["refresh_token"])
-            users_before = scalar(app, "SELECT count(*) FROM users")
-            records_before = scalar(
-                app, "SELECT count(*) FROM consent_records WHERE user_id = :u",
-                u=toggler_id,
-            )  # fmt: skip
-            sessions_before = scalar(app, "SELECT count(*) FROM sessions")
+            users_before = row_count(app, "users")
+            records_before = row_count(app, "consent_records", "user_id = :u", u=toggler_id)
+            sessions_before = row_count(app, "sessions")
 
             def sign_in() -> requests.Response:
                 body = {"identifier": person.email, "password": person.password,
@@ -163,12 +155,12 @@ def test_postgres_restarted_under_load_503_then_recovers_with_nothing_half_writt
     assert registrations.created >= 1, "no registration finished"
 
     # Nothing answered as done is lost, and nothing refused was kept.
-    new_users = scalar(app, "SELECT count(*) FROM users") - users_before
+    new_users = row_count(app, "users") - users_before
     assert new_users == registrations.created
-    records = scalar(app, "SELECT count(*) FROM consent_records WHERE user_id = :u", u=toggler_id)
+    records = row_count(app, "consent_records", "user_id = :u", u=toggler_id)
     assert records - records_before == toggles.recorded
     signed_in = sum(1 for a in answers if a.kind == "sign-in" and a.status == 200)
-    new_sessions = scalar(app, "SELECT count(*) FROM sessions") - sessions_before
+    new_sessions = row_count(app, "sessions") - sessions_before
     assert new_sessions == signed_in + registrations.created
     # The refresh token handed out last is the one that works.
     rotated = client.post(
@@ -177,9 +169,3 @@ def test_postgres_restarted_under_load_503_then_recovers_with_nothing_half_writt
     )  # fmt: skip
     assert rotated.status_code == 200, rotated.json
     assert_nothing_half_written(app)
-
-
-def user_of(app, session_id: str) -> str:
-    with app.extensions["privid.engine"].connect() as connection:
-        query = text("SELECT user_id FROM sessions WHERE id = :s")
-        return str(connection.execute(query, {"s": session_id}).scalar_one())

@@ -11,9 +11,16 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import text
 
-from tests.helpers import HIGH_LIMITS, bearer, https_client, privid_env, register
+from tests.helpers import (
+    HIGH_LIMITS,
+    bearer,
+    https_client,
+    privid_env,
+    register,
+    row_count,
+    session_user,
+)
 from tests.invariants import assert_nothing_half_written
 from tests.load import REQUEST_TIMEOUT, Load
 from tests.load_steps import ConsentToggles, Registrations
@@ -31,23 +38,15 @@ def settings_overrides() -> dict[str, object]:
     return dict(HIGH_LIMITS)
 
 
-def scalar(app, query: str, **params: object) -> int:
-    with app.extensions["privid.engine"].connect() as connection:
-        return int(connection.execute(text(query), params).scalar_one())
-
-
 def test_a_worker_killed_mid_request_loses_nothing_committed(
     app, client, settings, mailbox, sms, tmp_path
 ):
     person, session = register(client, mailbox, sms)
     _, toggler = register(https_client(app), mailbox, sms)
-    toggler_id = scalar_text(
-        app, "SELECT user_id FROM sessions WHERE id = :s", s=toggler["session_id"]
-    )
-    records = "SELECT count(*) FROM consent_records WHERE user_id = :u"
-    users_before = scalar(app, "SELECT count(*) FROM users")
-    sessions_before = scalar(app, "SELECT count(*) FROM sessions")
-    records_before = scalar(app, records, u=toggler_id)
+    toggler_id = session_user(app, toggler["session_id"])
+    users_before = row_count(app, "users")
+    sessions_before = row_count(app, "sessions")
+    records_before = row_count(app, "consent_records", "user_id = :u", u=toggler_id)
 
     env = privid_env(
         settings, PUBLIC_URL=settings.public_url,
@@ -99,18 +98,13 @@ def test_a_worker_killed_mid_request_loses_nothing_committed(
         assert answer.status in (200, 201, 202), answer
 
     # Everything answered as done is there; what was cut off is there whole or not at all.
-    new_users = scalar(app, "SELECT count(*) FROM users") - users_before
+    new_users = row_count(app, "users") - users_before
     assert registrations.created <= new_users <= registrations.created + registrations.maybe
     signed_in = sum(1 for a in load.answers if a.kind == "sign-in" and a.status == 200)
     cut_sign_ins = sum(1 for a in cut if a.kind == "sign-in")
-    new_sessions = scalar(app, "SELECT count(*) FROM sessions") - sessions_before
+    new_sessions = row_count(app, "sessions") - sessions_before
     assert signed_in + registrations.created <= new_sessions
     assert new_sessions <= signed_in + cut_sign_ins + registrations.created + registrations.maybe
-    new_records = scalar(app, records, u=toggler_id) - records_before
+    new_records = row_count(app, "consent_records", "user_id = :u", u=toggler_id) - records_before
     assert toggles.recorded <= new_records <= toggles.recorded + toggles.maybe
     assert_nothing_half_written(app)
-
-
-def scalar_text(app, query: str, **params: object) -> str:
-    with app.extensions["privid.engine"].connect() as connection:
-        return str(connection.execute(text(query), params).scalar_one())
