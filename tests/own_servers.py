@@ -213,7 +213,8 @@ class Gunicorn:
 
     def served_by(self) -> set[int]:
         """Workers that answered a request so far (the access log names them)."""
-        return {int(pid) for pid in re.findall(r"pid=<(\d+)>", self.log())}
+        # The access log's JSON lines carry the worker's pid (app/access_log.py).
+        return {int(pid) for pid in re.findall(r'"pid": (\d+)', self.log())}
 
     def wait_until_serving(self, pids: set[int]) -> None:
         """Until one of ``pids`` has answered a request (a new worker is up)."""
