@@ -62,10 +62,8 @@ def is_unavailable(answer: Answer) -> bool:
     if answer.retry_after != "5":
         return False
     if answer.kind == "refresh":  # the token endpoint answers as RFC 6749 says
-        return answer.status == 503 and answer.body == {
-            "error": "temporarily_unavailable",
-            "error_description": answer.body.get("error_description"),
-        }
+        body = answer.body if isinstance(answer.body, dict) else {}
+        return answer.status == 503 and body.get("error") == "temporarily_unavailable"
     return answer.is_problem(503, "service-unavailable")
 
 
