@@ -376,3 +376,16 @@ def test_the_text_format_is_readable_and_redacted_too():
     assert line.endswith(
         "WARNING app.test_text_format [0123456789abcdef] sent to <email> channel=email"
     ), line
+
+
+def test_made_up_methods_do_not_grow_the_process_memory(client):
+    """A caller chooses the request method: each made-up one must fall into the
+    "other" label and reuse its child, not add an entry per name (memory that
+    grows with every distinct method an attacker sends)."""
+    from app import metrics
+
+    client.open("/api/v1/nothing", method="MADEUP0")
+    before = len(metrics._request_children)
+    for n in range(1, 60):
+        assert client.open("/api/v1/nothing", method=f"MADEUP{n}").status_code == 404
+    assert len(metrics._request_children) == before
