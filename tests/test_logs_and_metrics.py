@@ -104,13 +104,23 @@ def scrape_in_process(client: Any) -> dict[Any, float]:
         "session Xy7_kQ2mN9pL4vR8sT1uW3zA5bC6dE0f",
         "digest " + "ab12" * 16,
         "from 203.0.113.9 and 2001:db8::8a2e:370:7334 and fe80::1%eth0",
+        # Resident identity card numbers (17 digits and a check digit or X).
+        "id card 11010519491231002X on file",
+        "id card 110105194912310021",
+        # Full-width forms and invisible characters must not hide a value.
+        "called １３９１２３４５６７８ twice",
+        "mail grace＠example.com",
+        "called 139\u200b1234\u200b5678 twice",
+        # Any whitespace after the scheme, not just a space.
+        "Authorization:Basic\tdXNlcjpwYXNz",
     ],
 )
 def test_redaction_masks_personal_data_and_tokens(text):
     masked = redact(text)
-    assert re.search(r"<(email|phone|token|jwt|ip)>", masked), masked
-    for secret in re.findall(r"\S+@\S+|\+?\d[\d ]{8,}\d|\d+\.\d+\.\d+\.\d+|[0-9a-f:]{6,}", text):
+    assert re.search(r"<(email|phone|token|jwt|ip|id-number)>", masked), masked
+    for secret in re.findall(r"\S+[@＠]\S+|\+?\d[\d ]{8,}\d|\d+\.\d+\.\d+\.\d+|[0-9a-f:]{6,}", text):
         assert secret.strip() not in masked, (secret, masked)
+    assert "1234" not in masked and "１２３４" not in masked and "dXNlcjpwYXNz" not in masked
 
 
 @pytest.mark.parametrize(
