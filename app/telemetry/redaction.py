@@ -14,7 +14,10 @@ import unicodedata
 
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|dpop|basic)(\s+)[A-Za-z0-9._~+/=-]+")
-_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# A local part is at most 64 characters (RFC 5321): bounding it keeps the
+# search linear in the line's length (unbounded, a long run of word characters
+# before an "@" is retried from each of its positions).
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]+(?:\.[\w-]+)+")
 # E.164 (+ and 7 to 15 digits, spaces or dashes allowed between them), and a
 # mainland mobile number written without its country code.
 _E164 = re.compile(r"\+[1-9](?:[ -]?\d){6,14}(?!\d)")
