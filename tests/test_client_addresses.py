@@ -103,11 +103,15 @@ FLOW_ID = "3f2b8c1e-9d4a-4e6b-8f7c-2a1b0c9d8e7f"
 
 
 def _malformed_request(port: int) -> None:
-    with __import__("socket").create_connection(
-        ("127.0.0.1", port), timeout=10, source_address=(CLIENT_LOOPBACK, 0)
-    ) as raw:
-        raw.sendall(b"NONSENSE\r\n\r\n")
-        raw.recv(1024)
+    # The second line is refused too, and servers quote a refused line in their
+    # error message: its path and query must not reach the log with it.
+    bad_lines = (b"NONSENSE", f"GET /signup/{FLOW_ID}?who=me\x01 HTTP/1.1".encode())
+    for line in bad_lines:
+        with __import__("socket").create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=(CLIENT_LOOPBACK, 0)
+        ) as raw:
+            raw.sendall(line + b"\r\n\r\n")
+            raw.recv(1024)
 
 
 def _exercise_and_read_log(command: list[str], env: dict[str, str], log_path: Path) -> str:
