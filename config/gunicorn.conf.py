@@ -26,7 +26,8 @@ forwarded_allow_ips = os.environ.get("PRIVID_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Lines are JSON (PRIVID_LOG_FORMAT), with the request's id.
 accesslog = "-"
 errorlog = "-"
-# gunicorn's error log names the peer of a request it cannot parse; this one does not.
+# gunicorn's error log names the peer of a request it cannot parse and quotes
+# its line; this one does neither (nor the URI of a request that failed).
 logger_class = "app.access_log.AddresslessGunicornLogger"
 limit_request_field_size = 8190
 
