@@ -118,7 +118,8 @@ def scrape_in_process(client: Any) -> dict[Any, float]:
 def test_redaction_masks_personal_data_and_tokens(text):
     masked = redact(text)
     assert re.search(r"<(email|phone|token|jwt|ip|id-number)>", masked), masked
-    for secret in re.findall(r"\S+[@＠]\S+|\+?\d[\d ]{8,}\d|\d+\.\d+\.\d+\.\d+|[0-9a-f:]{6,}", text):
+    values = r"\S+[@＠]\S+|\+?\d[\d ]{8,}\d|\d+\.\d+\.\d+\.\d+|[0-9a-f:]{6,}"
+    for secret in re.findall(values, text):
         assert secret.strip() not in masked, (secret, masked)
     assert "1234" not in masked and "１２３４" not in masked and "dXNlcjpwYXNz" not in masked
 

@@ -2,9 +2,9 @@
 E.164), resident identity card numbers, bearer/DPoP/Basic credentials, JWTs,
 opaque tokens and full IP addresses become placeholders. Text that is not
 ASCII is first brought to its compatibility form without invisible format
-characters, so full-width digits or a zero-width space cannot hide a value. A backstop: the code does not log these in the
-first place; this catches what slips through (a library's message, an
-exception's text)."""
+characters, so full-width digits or a zero-width space cannot hide a value.
+A backstop: the code does not log these in the first place; this catches
+what slips through (a library's message, an exception's text)."""
 
 from __future__ import annotations
 
