@@ -411,3 +411,23 @@ def test_redaction_of_a_very_long_value_stays_cheap():
     masked = redact(long_value)
     assert time.perf_counter() - started < 0.5
     assert "grace.hopper" not in masked and "<email>" in masked
+
+
+def test_operator_commands_log_json_and_redacted_lines_too(settings):
+    """`flask …` commands (chain sealing from cron, retention) build the app
+    without `privid`'s entry point: their lines must still be redacted JSON."""
+    script = (
+        "import logging; from app import create_app; create_app(); "
+        "logging.getLogger('app.sealer').warning('sealing for grace.hopper@example.com failed')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=privid_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("{") for line in lines), done.stderr
+    assert "grace.hopper" not in done.stderr and "<email>" in done.stderr
