@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import Flask, Response, g
@@ -33,6 +34,7 @@ from app.services.container import Runtime
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.working_days import load_calendar
 from app.settings import Settings
+from app.telemetry.logs import configure_logging
 from app.telemetry.middleware import RequestTelemetry
 
 DEFAULT_HOLIDAYS = resource_dir("config") / "holidays-cn.toml"
@@ -107,6 +109,10 @@ def build_runtime(
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     settings = settings or (runtime.settings if runtime else Settings())
     settings.check()
+    if not logging.getLogger().handlers:
+        # An entry point that set no logging up (`flask …` operator commands,
+        # from cron): the lines still go out redacted, in the log format.
+        configure_logging(settings.log_format, settings.log_level)
     runtime = runtime or build_runtime(settings)
 
     app = Flask(__name__)

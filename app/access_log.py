@@ -95,11 +95,24 @@ class AddresslessRequestHandler(WSGIRequestHandler):
         self.log("error", format, *args)
 
 
+def _without_client_text(message: str) -> str:
+    """gunicorn's error lines about a request, without what the client sent:
+    "Invalid request from ip=...: <reason>: '<the refused line or header>'"
+    keeps its reason; "Error handling request <method> <uri>" loses the URI
+    (a path holds ids, a query personal data), as the access log does."""
+    if message.startswith("Invalid request from "):
+        return ": ".join(message.split(": ", 2)[:2])
+    if message.startswith("Error handling request ") and not message.endswith("(no URI read)"):
+        return "Error handling request (its line withheld)"
+    return message
+
+
 class _WithholdPeer(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "ip=" in message:
-            record.msg, record.args = _GUNICORN_PEER.sub(WITHHELD, message), ()
+        if "ip=" in message or message.startswith("Error handling request "):
+            message = _without_client_text(_GUNICORN_PEER.sub(WITHHELD, message))
+            record.msg, record.args = message, ()
         return True
 
 

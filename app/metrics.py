@@ -93,10 +93,12 @@ def status_class(status: int) -> str:
 def request_finished(route: str, method: str, status: int, seconds: float) -> None:
     """One answered request. ``route`` is the matched rule template (or the
     app's fixed "no route" marker), so the label set stays bounded."""
-    key = (route, method, status_class(status))
+    # Keyed by the label values, never the raw method: a caller picks the
+    # method, and a key per made-up one would grow this cache without bound.
+    key = (route, _allowed(method, METHODS), status_class(status))
     child = _request_children.get(key)
     if child is None:
-        child = REQUEST_SECONDS.labels(route, _allowed(method, METHODS), key[2])
+        child = REQUEST_SECONDS.labels(*key)
         _request_children[key] = child
     child.observe(seconds)
 

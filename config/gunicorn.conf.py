@@ -26,7 +26,8 @@ forwarded_allow_ips = os.environ.get("PRIVID_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Lines are JSON (PRIVID_LOG_FORMAT), with the request's id.
 accesslog = "-"
 errorlog = "-"
-# gunicorn's error log names the peer of a request it cannot parse; this one does not.
+# gunicorn's error log names the peer of a request it cannot parse and quotes
+# its line; this one does neither (nor the URI of a request that failed).
 logger_class = "app.access_log.AddresslessGunicornLogger"
 limit_request_field_size = 8190
 
@@ -34,9 +35,13 @@ limit_request_field_size = 8190
 # PROMETHEUS_MULTIPROC_DIR and a scrape, whichever worker answers it, adds up
 # every file. Set before any worker imports prometheus_client; a folder of our
 # own when the operator names none (then removed at exit).
-_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _own_metrics_dir:
+# A reload (SIGHUP) runs this file again with the folder already in the
+# environment: the environment also remembers that the folder is ours.
+_OWNED = "PRIVID_OWN_METRICS_DIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="privid-metrics-")
+    os.environ[_OWNED] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+_own_metrics_dir = os.environ.get(_OWNED) == os.environ["PROMETHEUS_MULTIPROC_DIR"]
 _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -103,11 +104,15 @@ FLOW_ID = "3f2b8c1e-9d4a-4e6b-8f7c-2a1b0c9d8e7f"
 
 
 def _malformed_request(port: int) -> None:
-    with __import__("socket").create_connection(
-        ("127.0.0.1", port), timeout=10, source_address=(CLIENT_LOOPBACK, 0)
-    ) as raw:
-        raw.sendall(b"NONSENSE\r\n\r\n")
-        raw.recv(1024)
+    # The second line is refused too, and servers quote a refused line in their
+    # error message: its path and query must not reach the log with it.
+    bad_lines = (b"NONSENSE", f"GET /signup/{FLOW_ID}?who=me\x01 HTTP/1.1".encode())
+    for line in bad_lines:
+        with __import__("socket").create_connection(
+            ("127.0.0.1", port), timeout=10, source_address=(CLIENT_LOOPBACK, 0)
+        ) as raw:
+            raw.sendall(line + b"\r\n\r\n")
+            raw.recv(1024)
 
 
 def _exercise_and_read_log(command: list[str], env: dict[str, str], log_path: Path) -> str:
@@ -161,3 +166,24 @@ def test_gunicorn_logs_requests_without_the_client_address(app, settings, tmp_pa
     assert "GET <no route>" in output and "no-such-page" not in output, output
     # A request the rate limit refused still names its route.
     assert "POST /api/v1/login/password 429" in output, output
+
+
+def test_gunicorn_error_lines_about_a_request_leave_out_what_it_sent():
+    """The error lines gunicorn writes about a request (as it formats them)
+    keep the reason and lose the peer, the refused line and the URI."""
+    from app.access_log import _WithholdPeer
+
+    sent = f"/signup/{FLOW_ID}?who=me"
+    withheld = "Error handling request (its line withheld)"
+    lines = {
+        f"Invalid request from ip=203.0.113.9: Invalid HTTP request line: 'GET {sent}\\x01'": (
+            "Invalid request from ip=<withheld>: Invalid HTTP request line"
+        ),
+        f"Error handling request GET {sent}": withheld,
+        f"Error handling request {sent}": withheld,
+        "Error handling request (no URI read)": "Error handling request (no URI read)",
+    }
+    for line, kept in lines.items():
+        record = logging.LogRecord("gunicorn.error", logging.ERROR, "", 0, line, (), None)
+        assert _WithholdPeer().filter(record)
+        assert record.getMessage() == kept

@@ -127,3 +127,40 @@ def test_flows_work_across_three_workers(gunicorn, worker, mailbox, sms):
     time.sleep(0.5)  # let the access log flush
     pids = set(re.findall(r"\"pid\": (\d+)", log_path.read_text()))
     assert len(pids) >= 2, "all requests landed on one worker; the test proved nothing"
+
+
+def test_the_metrics_folder_gunicorn_made_is_removed_at_exit_after_a_reload(settings, tmp_path):
+    """With no PROMETHEUS_MULTIPROC_DIR named, gunicorn's config makes a folder
+    of its own and removes it at exit; a reload (SIGHUP, as an operator sends
+    for new settings) reads the config again and must not forget that."""
+    import signal
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = privid_env(settings)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["TMPDIR"] = str(temp)
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn",
+                "-c", str(ROOT / "config" / "gunicorn.conf.py"),
+                "--workers", "1", "--bind", f"127.0.0.1:{port}",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base, process, log_path, "gunicorn")
+        assert len(list(temp.glob("privid-metrics-*"))) == 1
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while log_path.read_text(errors="replace").count("Booting worker") < 2:
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.1)
+        wait_until_ready(base, process, log_path, "gunicorn")
+    finally:
+        stop_process(process)
+    assert list(temp.glob("privid-metrics-*")) == []

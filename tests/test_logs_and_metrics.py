@@ -104,13 +104,24 @@ def scrape_in_process(client: Any) -> dict[Any, float]:
         "session Xy7_kQ2mN9pL4vR8sT1uW3zA5bC6dE0f",
         "digest " + "ab12" * 16,
         "from 203.0.113.9 and 2001:db8::8a2e:370:7334 and fe80::1%eth0",
+        # Resident identity card numbers (17 digits and a check digit or X).
+        "id card 11010519491231002X on file",
+        "id card 110105194912310021",
+        # Full-width forms and invisible characters must not hide a value.
+        "called １３９１２３４５６７８ twice",
+        "mail grace＠example.com",
+        "called 139\u200b1234\u200b5678 twice",
+        # Any whitespace after the scheme, not just a space.
+        "Authorization:Basic\tdXNlcjpwYXNz",
     ],
 )
 def test_redaction_masks_personal_data_and_tokens(text):
     masked = redact(text)
-    assert re.search(r"<(email|phone|token|jwt|ip)>", masked), masked
-    for secret in re.findall(r"\S+@\S+|\+?\d[\d ]{8,}\d|\d+\.\d+\.\d+\.\d+|[0-9a-f:]{6,}", text):
+    assert re.search(r"<(email|phone|token|jwt|ip|id-number)>", masked), masked
+    values = r"\S+[@＠]\S+|\+?\d[\d ]{8,}\d|\d+\.\d+\.\d+\.\d+|[0-9a-f:]{6,}"
+    for secret in re.findall(values, text):
         assert secret.strip() not in masked, (secret, masked)
+    assert "1234" not in masked and "１２３４" not in masked and "dXNlcjpwYXNz" not in masked
 
 
 @pytest.mark.parametrize(
@@ -376,3 +387,47 @@ def test_the_text_format_is_readable_and_redacted_too():
     assert line.endswith(
         "WARNING app.test_text_format [0123456789abcdef] sent to <email> channel=email"
     ), line
+
+
+def test_made_up_methods_do_not_grow_the_process_memory(client):
+    """A caller chooses the request method: each made-up one must fall into the
+    "other" label and reuse its child, not add an entry per name (memory that
+    grows with every distinct method an attacker sends)."""
+    from app import metrics
+
+    client.open("/api/v1/nothing", method="MADEUP0")
+    before = len(metrics._request_children)
+    for n in range(1, 60):
+        assert client.open("/api/v1/nothing", method=f"MADEUP{n}").status_code == 404
+    assert len(metrics._request_children) == before
+
+
+def test_redaction_of_a_very_long_value_stays_cheap():
+    # Every log line is redacted in the request's thread: a long run of word
+    # characters before an "@" (an exception quoting a caller's value) must
+    # not cost time growing with the square of its length.
+    long_value = "a" * 40_000 + "@ and grace.hopper@example.com"
+    started = time.perf_counter()
+    masked = redact(long_value)
+    assert time.perf_counter() - started < 0.5
+    assert "grace.hopper" not in masked and "<email>" in masked
+
+
+def test_operator_commands_log_json_and_redacted_lines_too(settings):
+    """`flask …` commands (chain sealing from cron, retention) build the app
+    without `privid`'s entry point: their lines must still be redacted JSON."""
+    script = (
+        "import logging; from app import create_app; create_app(); "
+        "logging.getLogger('app.sealer').warning('sealing for grace.hopper@example.com failed')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=privid_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines and all(line.startswith("{") for line in lines), done.stderr
+    assert "grace.hopper" not in done.stderr and "<email>" in done.stderr

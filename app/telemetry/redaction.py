@@ -1,21 +1,29 @@
 """The one place log text is redacted: emails, phone numbers (CN mobiles and
-E.164), bearer/DPoP/Basic credentials, JWTs, opaque tokens and full IP
-addresses become placeholders. A backstop: the code does not log these in the
-first place; this catches what slips through (a library's message, an
-exception's text)."""
+E.164), resident identity card numbers, bearer/DPoP/Basic credentials, JWTs,
+opaque tokens and full IP addresses become placeholders. Text that is not
+ASCII is first brought to its compatibility form without invisible format
+characters, so full-width digits or a zero-width space cannot hide a value.
+A backstop: the code does not log these in the first place; this catches
+what slips through (a library's message, an exception's text)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|dpop|basic)(\s+)[A-Za-z0-9._~+/=-]+")
-_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# A local part is at most 64 characters (RFC 5321): bounding it keeps the
+# search linear in the line's length (unbounded, a long run of word characters
+# before an "@" is retried from each of its positions).
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]{1,64}@[\w-]+(?:\.[\w-]+)+")
 # E.164 (+ and 7 to 15 digits, spaces or dashes allowed between them), and a
 # mainland mobile number written without its country code.
 _E164 = re.compile(r"\+[1-9](?:[ -]?\d){6,14}(?!\d)")
 _CN_MOBILE = re.compile(r"(?<!\d)(?:86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}(?!\d)")
+# A mainland resident identity card number: 17 digits and a check character.
+_ID_NUMBER = re.compile(r"(?<![\dA-Za-z])\d{17}[\dXx](?![\dA-Za-z])")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![\w:])")
 # A run of 20+ token characters mixing upper case, lower case and digits (a
@@ -46,13 +54,22 @@ def _opaque(match: re.Match[str]) -> str:
     return text
 
 
+def _plain(text: str) -> str:
+    """NFKC (full-width letters and digits become ASCII) without format
+    characters (zero-width spaces and joiners, bidirectional controls)."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def redact(text: str) -> str:
     """``text`` with personal data and credentials replaced by placeholders.
     (Each pattern runs only when the character it needs is there: cheap for
     the common line that holds none.)"""
+    if not text.isascii():
+        text = _plain(text)
     if "eyJ" in text:
         text = _JWT.sub("<jwt>", text)
-    if " " in text:
+    if " " in text or "\t" in text or "\n" in text:
         text = _CREDENTIAL.sub(r"\1\2<token>", text)
     if "@" in text:
         text = _EMAIL.sub("<email>", text)
@@ -62,5 +79,6 @@ def redact(text: str) -> str:
         text = _IPV6.sub(_ip, text)
     if "+" in text:
         text = _E164.sub("<phone>", text)
+    text = _ID_NUMBER.sub("<id-number>", text)
     text = _CN_MOBILE.sub("<phone>", text)
     return _OPAQUE.sub(_opaque, text)
