@@ -185,4 +185,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     register_cli(app)
     declare_static_routes(app)
     require_declarations(app)
+    limiter.refuse_app_wide_limits()
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, request
+from flask import current_app, request
 from flask_limiter import Limiter
 
 from app.security.addresses import address_key
@@ -33,7 +33,8 @@ class RouteLimiter(Limiter):
     also runs a before-request pass on every request for application-wide,
     default and blueprint limits; this service declares none, so that pass
     only ever found nothing to do, at a cost on every request. It is skipped,
-    and ``init_app`` refuses a configuration that would need it."""
+    and ``refuse_app_wide_limits`` (create_app calls it once every blueprint
+    is registered) stops the app from starting with a limit it would need."""
 
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True
@@ -42,8 +43,7 @@ class RouteLimiter(Limiter):
             return
         super()._check_request_limit(callable_name, in_middleware)
 
-    def init_app(self, app: Flask) -> None:
-        super().init_app(app)
+    def refuse_app_wide_limits(self) -> None:
         manager = self.limit_manager
         if manager.application_limits or manager.default_limits or manager._blueprint_limits:
             raise RuntimeError("limits apply per route here: declare them with @limiter.limit")

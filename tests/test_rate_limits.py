@@ -201,3 +201,23 @@ def test_a_successful_sign_in_is_still_counted(client, mailbox, sms):
     for _ in range(PER_ACCOUNT):
         assert login(client, person.phone, person.password).status_code == 200
     assert_rate_limited(login(client, person.phone, person.password), 60)
+
+
+def test_a_limit_for_a_whole_blueprint_stops_the_app_from_starting(settings):
+    """Limits are checked by the routes that declare them (app/extensions.py:
+    flask-limiter's per-request pass is skipped). A limit that would need that
+    pass, one on a whole blueprint, must stop the service starting rather than
+    go unenforced."""
+    from flask import Blueprint
+
+    from app import create_app
+    from app.extensions import limiter
+
+    unchecked = Blueprint("unchecked_by_routes", __name__)
+    limiter.limit("1/hour")(unchecked)
+    try:
+        with pytest.raises(RuntimeError, match="per route"):
+            create_app(settings)
+    finally:
+        limiter.limit_manager._blueprint_limits.pop("unchecked_by_routes", None)
+    create_app(settings).extensions["privid.engine"].dispose()
