@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.render import signed_in_payload
 from app.api.schemas import (
     FlowOut,
@@ -27,6 +27,14 @@ bp = Blueprint("registration", __name__, url_prefix="/api/v1/registration")
 TAG = "registration"
 
 
+def _flow_links(flow_id: str) -> dict[str, Link]:
+    """Where a flow goes next: a code to prove, or a new one to send."""
+    return {
+        "VerifyCode": Link("registration.verify.post", {"flow_id": flow_id}),
+        "ResendCode": Link("registration.resend.post", {"flow_id": flow_id}),
+    }
+
+
 def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
     return FlowOut(
         flow_id=flow.id,
@@ -46,6 +54,7 @@ def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
     tag=TAG,
     body=RegistrationStart,
     responses={202: ("Codes sent (the answer is the same for registered addresses)", FlowOut)},
+    links={202: _flow_links("$response.body#/flow_id")},
 )
 def start(body: RegistrationStart) -> ResponseReturnValue:
     flow = services().registration.start(
@@ -68,7 +77,8 @@ def start(body: RegistrationStart) -> ResponseReturnValue:
     tag=TAG,
     body=RegistrationCode,
     responses={
-        200: ("Code accepted; the account is created once both are proven", RegistrationVerified)
+        200: ("Code accepted; the other address is still to prove", RegistrationVerified),
+        201: ("Both proven: the account is created and signed in", RegistrationVerified),
     },
 )
 def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:
