@@ -182,5 +182,7 @@ def _check_ath(sent: object, access_token: str | None) -> None:
     if access_token is None:
         return
     expected = access_token_hash(access_token)
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+    # compare_digest takes str only when both are ASCII: anything else is a
+    # TypeError, and a hash is base64url anyway.
+    if not isinstance(sent, str) or not sent.isascii() or not hmac.compare_digest(sent, expected):
         raise DpopInvalid("ath does not match the access token")
