@@ -29,8 +29,8 @@ import schemathesis
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Flaky
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -46,7 +46,6 @@ from tests.helpers import (
     World,
     baseline_consent,
     make_world,
-    new_person,
 )
 
 # Generated requests per operation and pass; stateful scenarios in the linked pass.
