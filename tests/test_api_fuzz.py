@@ -321,3 +321,31 @@ def _origin(error: BaseException) -> str:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+
+
+def test_regression_the_verify_that_creates_the_account_answers_as_documented(
+    app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox
+):
+    """Found while linking registration's operations for the stateful pass:
+    start -> verify (email) -> verify (phone) answers 201 with the session,
+    which /openapi.json did not declare (only 200), so that answer failed its
+    content-type check (application/json where only a problem was documented)."""
+    schema = _linked_schema(app)
+    verify = schema["/api/v1/registration/{flow_id}/verify"]["POST"]
+    body = VALID_BODIES[("post", "/api/v1/registration")](None)  # type: ignore[arg-type]
+    started = client.post("/api/v1/registration", json={**body, "consent": baseline_consent()})
+    assert started.status_code == 202, started.json
+    flow = started.json["flow_id"]
+    statuses = []
+    for channel, code in (
+        ("email", mailbox.last_code(body["email"])),
+        ("phone", sms.last_code(body["phone"])),
+    ):
+        case = verify.Case(
+            path_parameters={"flow_id": flow},
+            body={"channel": channel, "code": code, "token_delivery": "bearer"},
+        )
+        response = case.call()
+        case.validate_response(response, checks=CHECKS)
+        statuses.append(response.status_code)
+    assert statuses == [200, 201]
