@@ -270,7 +270,7 @@ def test_linked_operations_answer_as_documented_signed_in(
 
     run_settings = settings(
         FUZZ_SETTINGS,
-        max_examples=EXAMPLES * 4,
+        max_examples=EXAMPLES * 8,
         stateful_step_count=STEPS,
         phases=[Phase.generate],
     )
