@@ -57,6 +57,9 @@ def operation(
     parsed. Who may call it is declared apart (app/http/access.py) and checked
     by the gate before this runs: 401/403 come before 400/422."""
     op = Operation(summary, tag, body, responses or {}, max_body_bytes, links or {})
+    if not op.links.keys() <= op.responses.keys():
+        # A link hangs on a documented answer; on any other it would vanish.
+        raise ValueError(f"{summary}: links on undocumented statuses {set(op.links)}")
 
     def decorate(view: F) -> F:
         @functools.wraps(view)

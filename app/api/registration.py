@@ -27,14 +27,6 @@ bp = Blueprint("registration", __name__, url_prefix="/api/v1/registration")
 TAG = "registration"
 
 
-def _flow_links(flow_id: str) -> dict[str, Link]:
-    """Where a flow goes next: a code to prove, or a new one to send."""
-    return {
-        "VerifyCode": Link("registration.verify.post", {"flow_id": flow_id}),
-        "ResendCode": Link("registration.resend.post", {"flow_id": flow_id}),
-    }
-
-
 def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
     return FlowOut(
         flow_id=flow.id,
@@ -54,7 +46,13 @@ def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
     tag=TAG,
     body=RegistrationStart,
     responses={202: ("Codes sent (the answer is the same for registered addresses)", FlowOut)},
-    links={202: _flow_links("$response.body#/flow_id")},
+    # Where a flow goes next: a code to prove, or a new one to send.
+    links={
+        202: {
+            "VerifyCode": Link("registration.verify.post", {"flow_id": "$response.body#/flow_id"}),
+            "ResendCode": Link("registration.resend.post", {"flow_id": "$response.body#/flow_id"}),
+        }
+    },
 )
 def start(body: RegistrationStart) -> ResponseReturnValue:
     flow = services().registration.start(
