@@ -51,6 +51,7 @@ from tests.helpers import (
 # Generated requests per operation and pass; stateful scenarios in the linked pass.
 EXAMPLES = int(os.environ.get("PRIVID_FUZZ_EXAMPLES", "20"))
 STEPS = 8  # calls per stateful scenario at most
+TIMEOUT = 240 * max(1, EXAMPLES // 20)  # seconds per test: a longer run gets longer
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 CHECKS = [not_a_server_error, content_type_conformance, response_schema_conformance]
 FUZZ_SETTINGS = settings(
@@ -128,7 +129,7 @@ def _run(strategy: st.SearchStrategy[Any], label: str, caller: Caller) -> None:
     run()
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(TIMEOUT)
 def test_every_operation_answers_as_documented_anonymously(app: Flask):
     caller = Caller(sign_in=None)
     labels = _fuzz(app, caller)
@@ -139,7 +140,7 @@ def test_every_operation_answers_as_documented_anonymously(app: Flask):
     assert set(caller.statuses["GET /api/v1/purposes"]) == {200}
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(TIMEOUT)
 def test_every_operation_answers_as_documented_signed_in(
     app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, runtime: Any
 ):
@@ -219,7 +220,7 @@ class Seeds:
         return found[-1] if found else None
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(TIMEOUT)
 def test_linked_operations_answer_as_documented_signed_in(
     app: Flask, client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox, runtime: Any
 ):
