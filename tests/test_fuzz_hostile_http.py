@@ -2,7 +2,8 @@
 
 A passkey assertion whose client data and authenticator data are anything at
 all, yet correctly signed by the registered key (so py_webauthn's parsing is
-what decides); a DPoP header holding anything, at sign-in and on a DPoP-bound
+what decides); a passkey registration whose client data and attestation
+object are anything; a DPoP header holding anything, at sign-in and on a DPoP-bound
 token; a token endpoint client_assertion that is any text, or a correctly
 signed JWT whose claims hold any JSON. Each answer is a 4xx problem (or an
 RFC 6749 error at the token endpoint) that changes nothing, or a success the
@@ -21,6 +22,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import cbor2
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -36,6 +38,8 @@ from tests.helpers import (
     HIGH_LIMITS,
     PASSKEY_AUTH_OPTIONS,
     PASSKEY_AUTH_VERIFY,
+    PASSKEY_REG_OPTIONS,
+    PASSKEY_REG_VERIFY,
     assert_problem,
     baseline_consent,
     enrol,
@@ -72,9 +76,13 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def session_count(app: Flask) -> int:
+def _count(app: Flask, table: str) -> int:
     with app.extensions["privid.engine"].connect() as connection:
-        return int(connection.execute(text("SELECT COUNT(*) FROM sessions")).scalar_one())
+        return int(connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+
+
+def session_count(app: Flask) -> int:
+    return _count(app, "sessions")
 
 
 # -- WebAuthn: client data and authenticator data ------------------------------------
@@ -89,7 +97,9 @@ def passkey(client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox) -> SoftAuthen
     return authenticator
 
 
-def _client_data(data: st.DataObject, challenge: str, origin: str) -> bytes:
+def _client_data(
+    data: st.DataObject, challenge: str, origin: str, ceremony: str = "webauthn.get"
+) -> bytes:
     """Anything, or a JSON object whose members are right or anything."""
     kind = data.draw(st.sampled_from(["bytes", "json", "object"]), label="client data")
     if kind == "bytes":
@@ -97,7 +107,7 @@ def _client_data(data: st.DataObject, challenge: str, origin: str) -> bytes:
     if kind == "json":
         return json.dumps(data.draw(JSON_VALUES)).encode()
     members = {
-        "type": data.draw(st.just("webauthn.get") | JSON_VALUES),
+        "type": data.draw(st.just(ceremony) | JSON_VALUES),
         "challenge": data.draw(st.just(challenge) | JSON_VALUES),
         "origin": data.draw(st.just(origin) | JSON_VALUES),
         **data.draw(
@@ -146,6 +156,57 @@ def test_a_signed_assertion_with_hostile_client_or_authenticator_data_changes_no
     assert 400 <= response.status_code < 500, response.data[:300]
     assert_problem(response, response.status_code)
     assert session_count(app) == before
+
+
+@pytest.fixture
+def biometrics_token(client: FlaskClient, mailbox: Mailbox, sms: SmsOutbox) -> str:
+    consent = baseline_consent(device_biometrics="granted")
+    _, session = register(client, mailbox, sms, consent=consent)
+    return str(session["token"])
+
+
+def _attestation_object(data: st.DataObject, rp_id: str, count: int) -> bytes:
+    """Anything, or CBOR with any format and statement around authenticator
+    data that is anything or the right hash with any flags and tail."""
+    if data.draw(st.booleans(), label="raw attestation object"):
+        return data.draw(st.binary(max_size=300))
+    cbor_values = (
+        st.none() | st.booleans() | st.integers() | st.binary(max_size=20) | st.text(max_size=10)
+    )
+    return cbor2.dumps(
+        {
+            "fmt": data.draw(st.sampled_from(["none", "packed", "tpm", "fido-u2f"]) | cbor_values),
+            "attStmt": data.draw(
+                st.dictionaries(st.sampled_from(["alg", "sig", "x5c"]), cbor_values) | cbor_values
+            ),
+            "authData": _authenticator_data(data, rp_id, count),
+        }
+    )
+
+
+@given(data=st.data())
+def test_a_registration_with_hostile_client_data_or_attestation_is_refused_and_stores_nothing(
+    app: Flask, client: FlaskClient, biometrics_token: str, data: st.DataObject
+):
+    headers = {"Authorization": f"Bearer {biometrics_token}"}
+    options = client.post(PASSKEY_REG_OPTIONS, headers=headers).json
+    answer = SoftAuthenticator().create(options)  # a real answer, its parts replaced below
+    client_data = _client_data(data, options["challenge"], "https://localhost", "webauthn.create")
+    attestation = _attestation_object(data, options["rp"]["id"], 1)
+    answer["response"].update(
+        clientDataJSON=b64url(client_data), attestationObject=b64url(attestation)
+    )
+    before = _count(app, "webauthn_credentials")
+    body = {**answer, "challenge_id": options["challenge_id"]}
+    response = client.post(PASSKEY_REG_VERIFY, json=body, headers=headers)
+    if response.status_code == 201:
+        # Only an unsigned ("none") attestation of the right ceremony can pass.
+        assert json.loads(client_data)["type"] == "webauthn.create"
+        assert _count(app, "webauthn_credentials") == before + 1
+        return
+    assert 400 <= response.status_code < 500, response.data[:300]
+    assert_problem(response, response.status_code)
+    assert _count(app, "webauthn_credentials") == before
 
 
 # -- DPoP proofs in the header -------------------------------------------------------
