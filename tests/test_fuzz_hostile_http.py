@@ -357,3 +357,92 @@ def test_a_signed_assertion_with_any_claim_value_is_an_oauth_error_or_earned_a_t
     oauth_refusal(response)
     after = table_rows(app)
     assert {n: len(r) for n, r in after.items()} == {n: len(r) for n, r in before.items()}
+
+
+@given(
+    member=st.sampled_from(["alg", "kid", "typ", "crit", "jwk", "b64", "zip"]),
+    value=JSON_VALUES | st.sampled_from(["none", "HS256", "RS256", "EdDSA", "fuzz-key"]),
+)
+def test_an_assertion_with_any_header_member_is_an_oauth_error_or_a_token_for_a_sound_one(
+    app: Flask, client: FlaskClient, key_client: KeyClient, member: str, value: Any
+):
+    header = {"alg": "ES256", "kid": "fuzz-key", member: value}
+    payload = json.dumps(key_client.claims()).encode()
+    # Signed by the client's key over exactly this header, whatever it says.
+    protected = b64url(json.dumps(header).encode())
+    signing_input = f"{protected}.{b64url(payload)}".encode()
+    signature = _es256(key_client.key, signing_input)
+    assertion = f"{signing_input.decode()}.{b64url(signature)}"
+    before = table_rows(app)
+    response = client.post(TOKEN, data=key_client.form(assertion))
+    if response.status_code == 200:
+        # Still an ES256 assertion by the registered key, and a member that
+        # does not change how it is verified (b64 only as its default, crit
+        # only as a list of names the header has).
+        assert header["alg"] == "ES256", header
+        if member == "b64":
+            assert value is True, header
+        if member == "crit":
+            assert isinstance(value, list) and value and set(value) <= set(header), header
+        return
+    oauth_refusal(response)
+    after = table_rows(app)
+    assert {n: len(r) for n, r in after.items()} == {n: len(r) for n, r in before.items()}
+
+
+def _es256(key: ECKey, message: bytes) -> bytes:
+    """A JWS ES256 signature (r || s, 32 bytes each) over the message."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    der = key.private_key.sign(message, ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+# -- regressions: "crit" that is not a list of names ---------------------------------
+# Found by the header property above (minimal example {"crit": null}): joserfc
+# walks crit before checking its type or the signature, so an unsigned token
+# raised TypeError, a 500, wherever a JWS from outside is verified.
+
+
+def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
+    parts = (json.dumps(header).encode(), json.dumps(claims).encode(), b"x" * 64)
+    return ".".join(b64url(part) for part in parts)
+
+
+def test_regression_a_client_assertion_with_crit_null_is_invalid_client(
+    client: FlaskClient, key_client: KeyClient
+):
+    assertion = _unsigned({"alg": "ES256", "kid": "fuzz-key", "crit": None}, key_client.claims())
+    response = client.post(TOKEN, data=key_client.form(assertion))
+    oauth_refusal(response)
+    assert response.json["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("crit", [None, 1, [], [1], ["typ", None]])
+def test_regression_a_dpop_proof_with_a_malformed_crit_is_a_400_problem(
+    app: Flask, client: FlaskClient, crit: Any
+):
+    key = DpopKey("ES256")
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.key.as_dict(private=False)}
+    claims = {"htm": "POST", "htu": ISSUER + LOGIN, "iat": int(time.time()), "jti": "a" * 16}
+    proof = _unsigned({**header, "crit": crit}, claims)
+    body = {"identifier": "nobody@example.com", "password": "x" * 12, "token_delivery": "bearer"}
+    response = client.post(LOGIN, json=body, headers={"DPoP": proof})
+    assert_problem(response, 400, "invalid-dpop-proof")
+
+
+def test_regression_an_id_token_hint_with_crit_null_is_refused_not_a_500(
+    app: Flask, client: FlaskClient
+):
+    from app.cli import unit_of_work
+    from app.oidc.keys import SigningKeys
+
+    with app.app_context(), unit_of_work() as svc:
+        kid = SigningKeys.of(svc).active("RS256").kid  # a published key's kid
+    hint = _unsigned({"alg": "RS256", "kid": kid, "crit": None}, {"iss": ISSUER})
+    for path in ("/oauth/logout", "/oauth/authorize"):
+        response = client.get(path, query_string={"id_token_hint": hint})
+        assert 400 <= response.status_code < 500, (path, response.status_code)

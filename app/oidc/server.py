@@ -36,6 +36,7 @@ from app.oidc.clients import client_registry
 from app.oidc.grant_models import AuthorizationCode, TokenGrant
 from app.oidc.signed_tokens import TokenMinter, issuer
 from app.oidc.token_store import Claim, LiveToken, TokenKind, token_store
+from app.security.jws_header import check_crit
 
 TOKEN_PATH = "/oauth/token"
 # Scopes about a user: never for a client acting for itself.
@@ -380,6 +381,14 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     """RFC 7523 client authentication with keys the client registered."""
 
     CLIENT_AUTH_METHOD = AuthMethod.PRIVATE_KEY_JWT.value
+
+    def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        headers, claims = super().extract_assertion(assertion)
+        try:
+            check_crit(headers)
+        except ValueError:
+            raise InvalidClientError(description="Invalid JWT header: crit.") from None
+        return headers, claims
 
     def get_audiences(self) -> list[str]:
         base = issuer(services())
