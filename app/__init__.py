@@ -33,6 +33,7 @@ from app.services.container import Runtime
 from app.services.purposes import DEFAULT_CATALOGUE, load_catalogue
 from app.services.working_days import load_calendar
 from app.settings import Settings
+from app.telemetry.middleware import RequestTelemetry
 
 DEFAULT_HOLIDAYS = resource_dir("config") / "holidays-cn.toml"
 
@@ -122,7 +123,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=1
         )
 
-    engine = make_engine(settings.database_url)
+    # Outermost: the request id and timing cover everything inside.
+    app.wsgi_app = RequestTelemetry(app.wsgi_app)  # type: ignore[method-assign]
+
+    engine = make_engine(settings.database_url, pgbouncer=settings.database_pgbouncer)
     app.extensions["privid.settings"] = settings
     app.extensions["privid.runtime"] = runtime
     app.extensions["privid.engine"] = engine

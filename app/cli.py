@@ -4,6 +4,7 @@ outbox, ``flask`` commands for operators."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -221,6 +222,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     settings = Settings()
+    from app.telemetry.logs import configure_logging
+
+    # Every line this process logs from here on (alembic's, werkzeug's, the
+    # app's, the worker's) goes through the one handler: redacted, request ids.
+    configure_logging(settings.log_format, settings.log_level)
     if args.command == "worker":
         run_worker(settings)
         return
@@ -239,37 +245,37 @@ def main(argv: list[str] | None = None) -> None:
         publish_development_policy(app)
     # Development: one worker on a thread sends what requests queue.
     OutboxWorker.for_app(app).start()
-    print(
-        f"privid ({settings.env}) serving on http://{args.host}:{args.port} "
-        f"with {make_url(settings.database_url).render_as_string(hide_password=True)}; "
-        "codes are printed here",
-        flush=True,
-    )
+    logging.getLogger("app.cli").info(
+        "privid (%s) serving on http://%s:%s with %s; codes are printed on stdout",
+        settings.env, args.host, args.port,
+        make_url(settings.database_url).render_as_string(hide_password=True),
+    )  # fmt: skip
+    from werkzeug.serving import run_simple
+
     from app.access_log import AddresslessRequestHandler
 
-    app.run(
-        host=args.host, port=args.port, threaded=True, request_handler=AddresslessRequestHandler
-    )
+    # run_simple, not app.run: Flask's banner is printed, not logged, and
+    # would be the one line on stderr that is not JSON.
+    run_simple(args.host, args.port, app, threaded=True, request_handler=AddresslessRequestHandler)
 
 
 def run_worker(settings: Settings) -> None:
     """`privid worker`: the outbox worker as a process; SIGTERM or Ctrl-C ends it
     after the message in hand."""
-    import logging
     import signal
     import threading
 
     from app import create_app
     from app.worker import OutboxWorker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sealing = settings.chain_seal_interval_seconds
-    print(f"privid worker ({settings.env}) polling every {settings.outbox_poll_seconds}s, "
-          + (f"sealing the ledgers every {sealing}s" if sealing else "not sealing"),
-          flush=True)  # fmt: skip
+    logging.getLogger("app.cli").info(
+        "privid worker (%s) polling every %ss, %s", settings.env, settings.outbox_poll_seconds,
+        f"sealing the ledgers every {sealing}s" if sealing else "not sealing",
+    )  # fmt: skip
     try:
         OutboxWorker.for_app(app).run(stop)
     except KeyboardInterrupt:

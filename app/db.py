@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,16 @@ from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 _log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pgbouncer: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        server = create_engine(url, pool_size=10, max_overflow=10, hide_parameters=True)
+        server = create_engine(
+            url,
+            pool_size=10,
+            max_overflow=10,
+            hide_parameters=True,
+            connect_args=_pooler_arguments(parsed.get_driver_name()) if pgbouncer else {},
+        )
         _ping_when_idle(server)
         return server
     if parsed.database and parsed.database != ":memory:":
@@ -50,6 +57,21 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _pooler_arguments(driver: str) -> dict[str, Any]:
+    """Connection arguments for PostgreSQL behind PgBouncer in transaction mode.
+
+    psycopg 3 prepares a statement on the server once it has run five times on
+    a connection (``prepare_threshold``); behind a transaction pooler the next
+    transaction may run on another server connection, which has no such
+    statement ("prepared statement _pg3_0 does not exist") or already has one
+    of that name from another client. PgBouncer 1.21+ can track protocol-level
+    prepared statements (``max_prepared_statements``), but Debian 12 ships
+    1.18, and without it nothing may be prepared: None turns preparing off."""
+    if driver != "psycopg":
+        raise ValueError("PRIVID_DATABASE_PGBOUNCER needs the psycopg (3) driver")
+    return {"prepare_threshold": None}
 
 
 def insert_if_absent(
@@ -132,32 +154,50 @@ def affected_rows(result: Result[Any]) -> int:
 
 
 def insert_row(db: Session, row: Any) -> None:
-    """INSERT one new mapped object with a single Core statement and keep it in
-    the session as the persistent row it now is. A unit-of-work flush of one
-    object costs several times more; hot paths that only add rows use this.
-    Attributes left None are left to the column's defaults (and expired, so
-    reading one loads what the database chose)."""
-    state = inspect(row)
-    table = state.mapper.local_table
-    values: dict[str, Any] = {}
+    """INSERT one new mapped object with a single Core statement (``insert_rows``)."""
+    insert_rows(db, [row])
+
+
+def insert_rows(db: Session, rows: Sequence[Any]) -> None:
+    """INSERT new mapped objects of one table with a single Core statement (one
+    round trip, a multi-row VALUES) and keep each in the session as the
+    persistent row it now is. A unit-of-work flush costs several times more;
+    hot paths that only add rows use this. Attributes left None are left to
+    the column's defaults (and expired, so reading one loads what the
+    database chose); every row must leave the same ones None."""
+    if not rows:
+        return
+    mapper = inspect(rows[0]).mapper
+    table = mapper.local_table
+    batch: list[dict[str, Any]] = []
     defaulted: list[str] = []
-    for prop in state.mapper.column_attrs:
-        column = prop.columns[0]
-        if column.table is not table:
-            continue
-        value = getattr(row, prop.key)
-        if value is None and (column.default is not None or column.server_default is not None):
-            defaulted.append(prop.key)
-            continue
-        values[column.key] = value
-    primary = [values.get(column.key) for column in table.primary_key.columns]
-    if None in primary:
-        raise ValueError("insert_row needs the primary key set before the insert")
-    db.flush()  # rows this one may refer to go first
+    for row in rows:
+        if inspect(row).mapper is not mapper:
+            raise ValueError("insert_rows takes rows of one mapped class")
+        values: dict[str, Any] = {}
+        left: list[str] = []
+        for prop in mapper.column_attrs:
+            column = prop.columns[0]
+            if column.table is not table:
+                continue
+            value = getattr(row, prop.key)
+            if value is None and (column.default is not None or column.server_default is not None):
+                left.append(prop.key)
+                continue
+            values[column.key] = value
+        if None in [values.get(column.key) for column in table.primary_key.columns]:
+            raise ValueError("insert_rows needs each primary key set before the insert")
+        if batch and left != defaulted:
+            raise ValueError("insert_rows needs the same columns left to defaults in every row")
+        batch.append(values)
+        defaulted = left
+    db.flush()  # rows these may refer to go first
     # On the session's connection, the statement apart from its values: one
     # compiled form for every call, none of the ORM's execution machinery.
-    db.connection().execute(insert(table), values)
-    make_transient_to_detached(row)
-    db.add(row)
-    if defaulted:
-        db.expire(row, defaulted)
+    # Several rows go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues").
+    db.connection().execute(insert(table), batch if len(batch) > 1 else batch[0])
+    for row in rows:
+        make_transient_to_detached(row)
+        db.add(row)
+        if defaulted:
+            db.expire(row, defaulted)

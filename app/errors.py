@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app import metrics
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -63,6 +65,8 @@ def invalid_code() -> ServiceError:
 
 
 def too_many_attempts(retry_after: int, detail: str) -> ServiceError:
+    # Every back-off and cooldown refusal is built here: counted once.
+    metrics.rate_limited("attempts")
     return ServiceError(
         "too-many-attempts",
         429,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 
 from app.security.addresses import address_key
@@ -26,4 +26,27 @@ def client_address_key() -> str:
     return address_key(limiter_hash_key(), request.remote_addr)
 
 
-limiter = Limiter(client_address_key, headers_enabled=True, key_prefix="privid")
+class RouteLimiter(Limiter):
+    """flask-limiter with limits declared on routes only.
+
+    A route's ``@limiter.limit`` wrapper checks its own limits. The extension
+    also runs a before-request pass on every request for application-wide,
+    default and blueprint limits; this service declares none, so that pass
+    only ever found nothing to do, at a cost on every request. It is skipped,
+    and ``init_app`` refuses a configuration that would need it."""
+
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        if in_middleware:
+            return
+        super()._check_request_limit(callable_name, in_middleware)
+
+    def init_app(self, app: Flask) -> None:
+        super().init_app(app)
+        manager = self.limit_manager
+        if manager.application_limits or manager.default_limits or manager._blueprint_limits:
+            raise RuntimeError("limits apply per route here: declare them with @limiter.limit")
+
+
+limiter = RouteLimiter(client_address_key, headers_enabled=True, key_prefix="privid")

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     env: Environment = Environment.DEVELOPMENT
     public_url: str = "http://localhost:5000"
     database_url: str = "sqlite:///instance/privid.db"
+    # True when PRIVID_DATABASE_URL points at PgBouncer in transaction mode:
+    # consecutive transactions may then run on different server connections,
+    # so nothing may be prepared on one and used on another (app/db.py).
+    database_pgbouncer: bool = False
     ratelimit_storage_uri: str = "memory://"
     # Proxies in front of the service whose X-Forwarded-For we trust (0 = none).
     trusted_proxy_count: int = 0
@@ -161,6 +165,13 @@ class Settings(BaseSettings):
     limit_reset_per_ip: str = "10/hour"
     # Data-subject requests (POST /me/requests), per signed-in account.
     limit_requests_per_account: str = "10/hour"
+
+    # Logs and metrics (app/telemetry/). One JSON object per line by default;
+    # "text" is a readable line for development. Empty metrics token: /metrics
+    # answers 404 (disabled); set one and scrape with it as a bearer token.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_token: SecretStr = SecretStr("")
 
     # Email.
     email_backend: str = "console"  # console | smtp
@@ -375,6 +386,9 @@ class Settings(BaseSettings):
                 f"PRIVID_OUTBOX_CLAIM_SECONDS must be at least {slowest_send:g} "
                 "(3 x the SMTP and SMS timeouts)"
             )
+        metrics_token = self.metrics_token.get_secret_value()
+        if metrics_token and len(metrics_token) < 32:
+            problems.append("PRIVID_METRICS_TOKEN must be at least 32 characters (or empty)")
         if self.sms_backend == "http" and not self.sms_http_url:
             problems.append("PRIVID_SMS_HTTP_URL is missing")
         if self.email_backend == "smtp" and self.smtp_username and not self.smtp_starttls:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from app.sealer import LedgerSealer
 from app.services.container import Runtime, Services
 from app.services.outbox import DeliveryReport
+from app.telemetry import request_id
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class OutboxWorker:
         set ``stop`` ends it after the message in hand."""
         svc = Services(self._session_factory(), self._runtime)
         try:
-            return svc.outbox.deliver_due(limit, stop.is_set if stop else None)
+            with request_id.bound(request_id.current() or request_id.new_id()):
+                return svc.outbox.deliver_due(limit, stop.is_set if stop else None)
         finally:
             svc.db.rollback()
             svc.db.close()
@@ -51,20 +53,22 @@ class OutboxWorker:
         seal_every = self._runtime.settings.chain_seal_interval_seconds
         next_seal = time.monotonic()
         while not stop.is_set():
-            if seal_every and time.monotonic() >= next_seal:
-                self._seal()
-                next_seal = time.monotonic() + seal_every
-            try:
-                report = self.run_once(stop=stop)
-            except Exception as exc:  # the database may be away for a while
-                log.error("outbox pass failed: %s", type(exc).__name__)
-                stop.wait(poll)
-                continue
-            if report.total:
-                log.info(
-                    "outbox: sent %d, retrying %d, abandoned %d, skipped %d",
-                    report.sent, report.retrying, report.abandoned, report.skipped,
-                )  # fmt: skip
+            # Each pass is a job with an id of its own, like a request.
+            with request_id.bound(request_id.new_id()):
+                if seal_every and time.monotonic() >= next_seal:
+                    self._seal()
+                    next_seal = time.monotonic() + seal_every
+                try:
+                    report = self.run_once(stop=stop)
+                except Exception as exc:  # the database may be away for a while
+                    log.error("outbox pass failed: %s", type(exc).__name__)
+                    stop.wait(poll)
+                    continue
+                if report.total:
+                    log.info(
+                        "outbox: sent %d, retrying %d, abandoned %d, skipped %d",
+                        report.sent, report.retrying, report.abandoned, report.skipped,
+                    )  # fmt: skip
             if not report.sent:
                 until_seal = next_seal - time.monotonic() if seal_every else poll
                 stop.wait(max(0.0, min(poll, until_seal)))

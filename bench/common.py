@@ -170,37 +170,77 @@ def privid_worker(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
 @dataclass(frozen=True)
 class Served:
     base: str
-    # The gunicorn master; its children are the workers.
+    # The server's main process; its children are the workers.
     pid: int
 
 
 # The service itself; a benchmark may serve another WSGI app the same way.
 PRIVID_APP = "app:create_app()"
+# The servers a benchmark can put the app under (`served(server=...)`).
+SERVERS = ("gunicorn", "granian")
+
+
+def server_command(
+    server: str, wsgi_app: str, workers: int, port: int, threads: int | None = None
+) -> list[str]:
+    """The command line serving `wsgi_app` ("module:attr" or "module:factory()")
+    with `workers` worker processes on 127.0.0.1:`port`: gunicorn with the
+    production config (sync workers), or granian's WSGI interface with
+    `threads` blocking threads per worker (None: granian's default, half its
+    per-worker backpressure, 256 with 2 workers)."""
+    if server == "gunicorn":
+        if threads:
+            raise ValueError("gunicorn runs sync workers: one request at a time each")
+        return [
+            sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"),
+            "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+            "--access-logfile", "/dev/null", wsgi_app,
+        ]  # fmt: skip
+    if server == "granian":
+        target, factory = wsgi_app.removesuffix("()"), wsgi_app.endswith("()")
+        return [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", str(workers),
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--log-level", "warning", *(["--factory"] if factory else []),
+            *(["--blocking-threads", str(threads)] if threads else []), target,
+        ]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
 
 
 @contextmanager
-def served(settings: Settings, workers: int, wsgi_app: str = PRIVID_APP) -> Iterator[Served]:
-    """gunicorn with config/gunicorn.conf.py and `workers` workers, serving
-    `wsgi_app` (which must answer GET /readyz), ready when this yields."""
+def served(
+    settings: Settings,
+    workers: int,
+    wsgi_app: str = PRIVID_APP,
+    server: str = "gunicorn",
+    threads: int | None = None,
+) -> Iterator[Served]:
+    """`server` (gunicorn by default, see `server_command`) with `workers`
+    workers, serving `wsgi_app` (which must answer GET /readyz), ready when
+    this yields."""
     port = free_port()
     env = settings_env(settings)
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config/gunicorn.conf.py"),
-         "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--access-logfile", "/dev/null",
-         wsgi_app],
+        server_command(server, wsgi_app, workers, port, threads),
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"{server} exited with {process.returncode}")
             try:
                 if requests.get(f"{base}/readyz", timeout=1).ok:
                     break
             except requests.RequestException:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("gunicorn did not start")
+            raise RuntimeError(f"{server} did not start")
+        # Every worker up before any load: granian's answer on /readyz may
+        # come from the first one while the others still import the app.
+        while len(worker_pids(process.pid)) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
         yield Served(base, process.pid)
     finally:
         process.terminate()

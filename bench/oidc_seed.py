@@ -1,6 +1,6 @@
-"""What bench/oidc_throughput.py spends: registered clients, access tokens to
+"""What the OIDC scenarios of bench/run_all.py spend: registered clients, access tokens to
 introspect and refresh tokens of real grants, each as wrk list lines
-"<Authorization header>\\t<value>" (bench/oidc_load.lua)."""
+"<Authorization header>\\t<value>" (bench/load.lua)."""
 
 from __future__ import annotations
 
@@ -78,14 +78,16 @@ def client_credentials_lines(clients: Sequence[BenchClient]) -> list[str]:
     return [f"{client.authorization}\t{CLIENT_CREDENTIALS_BODY}" for client in clients]
 
 
-def introspection_lines(base: str, clients: Sequence[BenchClient], per_client: int) -> list[str]:
-    """Access tokens from the token endpoint; each client asks about its own
-    (a client learns nothing about another's tokens)."""
+def introspection_lines(
+    base: str, clients: Sequence[BenchClient], per_client: int, endpoint: str = "/oauth/token"
+) -> list[str]:
+    """Access tokens from the token endpoint at `endpoint`; each client
+    asks about its own (a client learns nothing about another's tokens)."""
     lines = []
     for client in clients:
         for _ in range(per_client):
             answer = requests.post(
-                f"{base}/oauth/token",
+                f"{base}{endpoint}",
                 data=CLIENT_CREDENTIALS_BODY,
                 headers={
                     "Authorization": client.authorization,
@@ -99,7 +101,11 @@ def introspection_lines(base: str, clients: Sequence[BenchClient], per_client: i
 
 
 def refresh_lines(
-    settings: Settings, clients: Sequence[BenchClient], emails: Sequence[str], count: int
+    settings: Settings,
+    clients: Sequence[BenchClient],
+    emails: Sequence[str],
+    count: int,
+    scopes: tuple[str, ...] = REFRESH_SCOPES,
 ) -> list[str]:
     """`count` refresh tokens, each of a grant of its own: users (`emails`,
     registered) spread over the clients, as if each had signed in to one and
@@ -117,10 +123,10 @@ def refresh_lines(
         for n in range(count):
             client = clients[n % len(clients)]
             grant = store.open_grant(
-                registry.get(client.client_id), REFRESH_SCOPES, user=users[n % len(users)]
+                registry.get(client.client_id), scopes, user=users[n % len(users)]
             )
             token = new_token()
-            store.record(grant, TokenKind.REFRESH, token, REFRESH_SCOPES)
+            store.record(grant, TokenKind.REFRESH, token, scopes)
             lines.append(f"{client.authorization}\t{token}")
     return lines
 

@@ -146,6 +146,18 @@ def settings(
     settings_overrides: dict[str, object],
     tmp_path: Path,
 ) -> Settings:
+    return suite_settings(database_url, smtp_server, sms_gateway, settings_overrides, tmp_path)
+
+
+def suite_settings(
+    database_url: str,
+    smtp_server: SmtpServer,
+    sms_gateway: SmsGateway,
+    overrides: dict[str, object],
+    folder: Path,
+) -> Settings:
+    """The suite's settings: its database, peers and cheap argon2, then ``overrides``;
+    ``folder`` holds what the test may write (ledger checkpoints)."""
     values: dict[str, object] = {
         "env": Environment.TEST,
         "database_url": database_url,
@@ -158,10 +170,10 @@ def settings(
         "sms_http_token": sms_gateway.outbox.token,
         "public_url": "https://localhost",
         # Signed chain checkpoints: one folder per test, as the database is.
-        "chain_checkpoint_dir": str(tmp_path / "checkpoints"),
+        "chain_checkpoint_dir": str(folder / "checkpoints"),
         **FAST_ARGON2,
     }
-    values.update(settings_overrides)
+    values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 

@@ -125,5 +125,5 @@ def test_flows_work_across_three_workers(gunicorn, worker, mailbox, sms):
         assert list(pool.map(profile, tokens)) == ["Ada Lovelace"] * 6
 
     time.sleep(0.5)  # let the access log flush
-    pids = set(re.findall(r"pid=<(\d+)>", log_path.read_text()))
+    pids = set(re.findall(r"\"pid\": (\d+)", log_path.read_text()))
     assert len(pids) >= 2, "all requests landed on one worker; the test proved nothing"

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.helpers import register
+from tests.helpers import register, statements_of
 from tests.oidc_helpers import (
     FIRST_PARTY,
     add_client,
@@ -93,6 +93,52 @@ def test_code_flow_with_partner_approval_gives_tokens_and_userinfo(
         "/oauth/userinfo", headers={"Authorization": f"Bearer {rotated.json['access_token']}"}
     )
     assert gone.status_code == 401
+
+
+def test_a_refresh_and_a_userinfo_read_take_few_round_trips(
+    app: Flask, client: FlaskClient, mailbox: Any, sms: Any
+) -> None:
+    """A refresh reads the client, then the token with its grant (locked), its
+    client's state and its user in one query, claims it, and records the new
+    access and refresh tokens in one INSERT; UserInfo reads the token, grant,
+    client and user in one query (then the claims asked for, and the user's
+    data key)."""
+    browser = signed_in_browser(client, mailbox, sms)
+    rp = add_client(app)
+    verifier, challenge = pkce_pair()
+    query = authorize_query(rp, scope="openid email offline_access", code_challenge=challenge,
+                            code_challenge_method="S256")  # fmt: skip
+    from tests.oidc_helpers import approve
+
+    back = redirect_params(approve(browser, browser.get(query).get_data(as_text=True)))
+    tokens = exchange(client, rp, back["code"], verifier).json
+    answers: list[Any] = []
+    statements = statements_of(
+        app, lambda: answers.append(refresh(client, rp, tokens["refresh_token"]))
+    )
+    assert answers[0].status_code == 200, answers[0].json
+    queries = [s.split()[0] for s in statements if not s.startswith("BEGIN")]
+    assert queries == ["SELECT", "SELECT", "UPDATE", "INSERT"], statements
+    inserted = next(s for s in statements if s.startswith("INSERT"))
+    assert "oauth_tokens" in inserted
+    info_statements = statements_of(
+        app,
+        lambda: answers.append(
+            client.get(
+                "/oauth/userinfo",
+                headers={"Authorization": f"Bearer {answers[0].json['access_token']}"},
+            )
+        ),
+    )
+    assert answers[1].status_code == 200 and "@" in answers[1].json["email"]
+    info_queries = [s for s in info_statements if not s.startswith("BEGIN")]
+    # The token with grant, client and user; the claims the code asked for;
+    # the user's data key. The client is never read on its own.
+    assert len(info_queries) == 3, info_statements
+    assert "JOIN oauth_clients" in info_queries[0] and "JOIN users" in info_queries[0]
+    assert not any(
+        q.split("WHERE")[0].rstrip().endswith("FROM oauth_clients") for q in info_queries
+    )
 
 
 def test_code_reuse_is_refused_and_revokes_the_first_tokens(

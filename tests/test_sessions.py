@@ -23,6 +23,7 @@ from tests.helpers import (
     new_person,
     register,
     sent_messages,
+    statements_of,
     table_rows,
 )
 
@@ -84,6 +85,21 @@ def test_cookie_sign_in_sets_a_host_cookie_and_returns_no_token(client, mailbox,
     me = client.get(ME)
     assert me.status_code == 200
     assert me.get_json()["email"] == person.email
+
+
+def test_a_signed_in_read_of_the_profile_is_one_query(app, client, mailbox, sms):
+    """The gate reads the session, its user, the user's data key and whether a
+    material policy change happened since sign-in together: reading one's own
+    profile (decrypted under that key) costs a single statement."""
+    person, _ = register(client, mailbox, sms)
+    token = sign_in(client, person)["token"]
+    answers = []
+    statements = statements_of(app, lambda: answers.append(client.get(ME, headers=bearer(token))))
+    assert answers[0].status_code == 200
+    assert answers[0].get_json()["email"] == person.email
+    # SQLite opens its transactions with a statement of its own.
+    queries = [s for s in statements if not s.startswith("BEGIN")]
+    assert len(queries) == 1, statements
 
 
 def test_bearer_sign_in_returns_a_token_and_sets_no_cookie(client, mailbox, sms):

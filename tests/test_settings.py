@@ -64,6 +64,8 @@ def test_complete_production_settings_pass():
         ({"public_url": "http://id.example.com"}, "PRIVID_PUBLIC_URL"),
         # A send that outlives its claim could be sent again by another worker.
         ({"outbox_claim_seconds": 20}, "PRIVID_OUTBOX_CLAIM_SECONDS"),
+        # A guessable metrics token opens the service's counts to anyone.
+        ({"metrics_token": "short"}, "PRIVID_METRICS_TOKEN"),
     ],
 )
 def test_production_refuses_development_values(override, named):

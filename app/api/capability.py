@@ -14,6 +14,7 @@ from app.api import (
     passwords,
     registration,
     rights,
+    scrape,
     system,
     webauthn,
 )
@@ -37,6 +38,7 @@ capability = Capability(
             devices,
             incidents,
             admin,
+            scrape,
         )
     ),
 )

@@ -24,7 +24,7 @@ from app.errors import ServiceError, authentication_required
 from app.http.access import Access, Level, access_of, public
 from app.http.cookies import set_browser_cookie
 from app.http.scope import check_dpop, dpop_header, runtime, services
-from app.models import Role, Session, User
+from app.models import Role, Session, User, UserDataKey
 from app.security.dpop import DpopProof
 from app.security.tokens import derive_key
 from app.services.dpop import DPOP_CHALLENGE, invalid_dpop_proof
@@ -49,6 +49,12 @@ class Caller:
     user: User
     # The verified DPoP proof of this request, for a key-bound session.
     dpop: DpopProof | None = None
+    # Read with the session when the gate resolved it (None: not known): has a
+    # material policy version taken effect since the session began?
+    policy_changed: bool | None = None
+    # The user's data key row read with the session, held for the request so
+    # the vault finds it without another query.
+    data_key: UserDataKey | None = None
 
 
 def install_gate(app: Flask) -> None:
@@ -177,18 +183,17 @@ def authenticated_caller() -> Caller:
         challenge = "DPoP" if scheme == "dpop" else "Bearer"
         if scheme not in {"bearer", "dpop"} or not token:
             raise _invalid_token(challenge)
-        found = svc.sessions.resolve_with_user(token, Transport.BEARER)
+        found = svc.sessions.resolve_live(token, Transport.BEARER)
         if found is not None:
-            proof = _sender_proof(found[0], scheme, token)
+            proof = _sender_proof(found.session, scheme, token)
     else:
         cookie = request.cookies.get(runtime().settings.session_cookie_name)
         if not cookie:
             raise authentication_required()
-        found = svc.sessions.resolve_with_user(cookie, Transport.COOKIE)
+        found = svc.sessions.resolve_live(cookie, Transport.COOKIE)
     if found is None:
         raise _invalid_token(challenge)
-    session, user = found
-    known = Caller(session, user, proof)
+    known = Caller(found.session, found.user, proof, found.policy_changed, found.data_key)
     g.privid_authenticated = known
     return known
 
@@ -268,10 +273,14 @@ def _check_csrf(session: Session | None) -> None:
         )
 
 
-def owes_consent(session: Session) -> bool:
-    """Does this session still owe consent decisions (the consent step)?"""
+def owes_consent(session: Session, policy_changed: bool | None = None) -> bool:
+    """Does this session still owe consent decisions (the consent step)?
+    ``policy_changed``: whether a material policy version took effect since
+    the session began, when the caller read it with the session."""
     svc = services()
-    if not session.consent_pending and svc.policies.material_since(session.created_at):
+    if policy_changed is None and not session.consent_pending:
+        policy_changed = svc.policies.material_since(session.created_at)
+    if not session.consent_pending and policy_changed:
         # A material change took effect during this session: ask now, not at
         # the next sign-in.
         session.consent_pending = bool(svc.consent.pending(session.user_id))
@@ -279,7 +288,7 @@ def owes_consent(session: Session) -> bool:
 
 
 def _check_consent_step(admitted: Caller, rule: Access) -> None:
-    if owes_consent(admitted.session) and not rule.consent_step:
+    if owes_consent(admitted.session, admitted.policy_changed) and not rule.consent_step:
         raise ServiceError(
             "consent-required",
             403,

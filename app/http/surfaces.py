@@ -17,6 +17,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
+from app import metrics
 from app.errors import FieldError, ServiceError
 from app.http.unit_of_work import record_failure
 
@@ -161,6 +162,7 @@ def install_surfaces(app: Flask, surfaces: Surfaces) -> None:
         return answer(problem_of_service_error(error), keep_changes=error.keep_changes)
 
     def on_rate_limit(_error: RateLimitExceeded) -> Response:
+        metrics.rate_limited("requests")
         # flask-limiter adds Retry-After to this response after the handler runs.
         return answer(RATE_LIMITED)
 

@@ -28,6 +28,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g
 from joserfc.jwk import KeySet
 
+from app import metrics
 from app.http.scope import services
 from app.models import Session, User
 from app.oidc.claims import requested_claims, user_claims
@@ -155,7 +156,7 @@ def issue(
     if jkt is None and client.row.dpop_bound:
         raise DpopProofRequired()
     minted = TokenMinter(svc).access_token(client.row, token_grant, scopes, dpop_jkt=jkt)
-    store.record(token_grant, TokenKind.ACCESS, minted.token, scopes, dpop_jkt=jkt)
+    rows = [store.token_row(token_grant, TokenKind.ACCESS, minted.token, scopes, dpop_jkt=jkt)]
     answer: dict[str, Any] = {
         "access_token": minted.token,
         "token_type": "DPoP" if jkt else "Bearer",
@@ -167,9 +168,13 @@ def issue(
         # RFC 9449 section 5: a public client's refresh token is bound to the
         # key of the proof this token request carried.
         bound = jkt if client.row.client_type == "public" else None
-        store.record(token_grant, TokenKind.REFRESH, refresh, scopes, dpop_jkt=bound)
+        rows.append(
+            store.token_row(token_grant, TokenKind.REFRESH, refresh, scopes, dpop_jkt=bound)
+        )
         answer["refresh_token"] = refresh
+    store.save(*rows)
     g.oidc_token_grant = token_grant
+    metrics.token_issued(grant_flow.GRANT_TYPE)
     return answer
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import Clock
-from app.db import affected_rows, insert_row
+from app.db import affected_rows, insert_row, insert_rows
 from app.models import Session, User
 from app.models.base import new_id
 from app.models.user import UserStatus
@@ -187,12 +187,30 @@ class TokenStore:
         *,
         dpop_jkt: str | None = None,
     ) -> IssuedToken:
+        row = self.token_row(grant, kind, token, scopes, dpop_jkt=dpop_jkt)
+        self.save(row)
+        return row
+
+    def save(self, *rows: IssuedToken) -> None:
+        """Record the tokens of one answer (``token_row``) in one round trip."""
+        insert_rows(self._db, rows)
+
+    def token_row(
+        self,
+        grant: TokenGrant,
+        kind: TokenKind,
+        token: str,
+        scopes: Sequence[str],
+        *,
+        dpop_jkt: str | None = None,
+    ) -> IssuedToken:
+        """A token of ``grant``, not yet recorded (``save``)."""
         now = self._clock.now()
         if kind == TokenKind.ACCESS:
             expires = now + self.lifetimes.access
         else:
             expires = min(now + self.lifetimes.refresh, grant.expires_at)
-        row = IssuedToken(
+        return IssuedToken(
             id=new_id(),
             grant_id=grant.id,
             kind=kind,
@@ -202,8 +220,6 @@ class TokenStore:
             expires_at=expires,
             dpop_jkt=dpop_jkt,
         )
-        insert_row(self._db, row)
-        return row
 
     def find(
         self, token: str, kind: TokenKind | None = None, *, with_user: bool = False
@@ -222,21 +238,17 @@ class TokenStore:
     def claim_refresh(self, token: str, client_id: str) -> tuple[Claim, LiveToken | None]:
         """Rotate a refresh token: it works once. Presenting a rotated one
         again means it leaked: the whole grant is revoked."""
-        live = self._lookup(token, with_user=True)  # the new ID token is about them
+        # The grant's row is locked by the lookup, before the token's, as
+        # revoke_grant takes them: PostgreSQL keeps a lock on a row a concurrent
+        # UPDATE rechecked and skipped, so racing presentations that each
+        # locked the token and then waited on the grant deadlocked with the
+        # one revoking the grant's tokens.
+        live = self._lookup(token, with_user=True, lock_grant=True)  # the ID token is about them
         if live is None or live.token.kind != TokenKind.REFRESH:
             return Claim.INVALID, None
         if live.client.client_id != client_id:
             return Claim.INVALID, None
         row = live.token
-        # The grant's row first, as revoke_grant takes it: PostgreSQL keeps a
-        # lock on a row a concurrent UPDATE rechecked and skipped, so racing
-        # presentations that each locked the token and then waited on the
-        # grant deadlocked with the one revoking the grant's tokens.
-        self._db.execute(
-            select(TokenGrant.id)
-            .where(TokenGrant.id == row.grant_id)
-            .with_for_update(key_share=True)
-        )
         now = self._clock.now()
         won = affected_rows(
             self._db.execute(
@@ -252,31 +264,42 @@ class TokenStore:
         self.revoke_grant(live.grant, "refresh_reused")
         return Claim.REUSED, None
 
-    def _lookup(self, token: str, *, with_user: bool = False) -> LiveToken | None:
+    def _lookup(
+        self, token: str, *, with_user: bool = False, lock_grant: bool = False
+    ) -> LiveToken | None:
         """The token with its grant, client and (``with_user``) user, if each
         still lets it work: not expired, not revoked, its grant not revoked,
-        its client not disabled, its user still active. One query; the client
-        is usually the one that just authenticated, already in the session."""
+        its client not disabled, its user still active. One query, which with
+        ``lock_grant`` also takes the grant's row (FOR KEY SHARE: a concurrent
+        revocation waits, other readers do not)."""
+        # Token endpoint and introspection: the client has just authenticated
+        # and is in the session already, so only its state is read. A user's
+        # bearer token (UserInfo, with_user) arrives without one.
+        client_state: Any = OAuthClient if with_user else OAuthClient.disabled_at
         user_state: Any = User if with_user else User.status
-        found = self._db.execute(
-            select(IssuedToken, TokenGrant, OAuthClient.disabled_at, user_state)
+        query = (
+            select(IssuedToken, TokenGrant, client_state, user_state)
             .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
             .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
             .outerjoin(User, User.id == TokenGrant.user_id)
             .where(IssuedToken.token_hash == hash_token(token))
-        ).one_or_none()
+        )
+        if lock_grant:
+            query = query.with_for_update(key_share=True, of=TokenGrant)
+        found = self._db.execute(query).one_or_none()
         if found is None:
             return None
-        row, grant, client_disabled_at, user_found = found
+        row, grant, client_found, user_found = found
         user: User | None = user_found if with_user else None
         status = user.status if user is not None else user_found
+        disabled_at = client_found.disabled_at if with_user else client_found
         if row.revoked_at is not None or row.expires_at <= self._clock.now():
             return None
-        if grant.revoked_at is not None or client_disabled_at is not None:
+        if grant.revoked_at is not None or disabled_at is not None:
             return None
         if grant.user_id is not None and status != UserStatus.ACTIVE:
             return None
-        client = self._db.get(OAuthClient, grant.client_id)
+        client = client_found if with_user else self._db.get(OAuthClient, grant.client_id)
         if client is None:
             return None
         return LiveToken(row, grant, client, self._db, user)

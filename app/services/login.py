@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session as DbSession
 
+from app import metrics
 from app.clock import Clock
 from app.errors import ServiceError, invalid_code, invalid_credentials, invalid_field
 from app.models import CodePurpose, User
@@ -265,6 +266,7 @@ class LoginService:
         only once it completes (app/services/after_sign_in.py)."""
         methods = self._second_factor_methods(user, amr, acr, context, device_confirmed)
         if methods:
+            metrics.sign_in(amr[0], "second_factor_required")
             self._audit.record(
                 "login.second_factor_required",
                 user_id=user.id,
@@ -285,6 +287,7 @@ class LoginService:
             return SecondFactorRequired(ticket, methods, self._tickets.max_age_seconds)
         after_sign_in.run(then, user, context)
         result = self._signin.complete(user, transport=transport, amr=amr, acr=acr, context=context)
+        metrics.sign_in(amr[0], "success")
         self._audit.record(
             "login.succeeded",
             user_id=user.id,
@@ -319,6 +322,7 @@ class LoginService:
         return self._devices.source_of(user, context)
 
     def _fail(self, user: User | None, context: RequestContext, reason: str, method: str) -> None:
+        metrics.sign_in(method, "throttled" if reason == "throttled" else "failure")
         self._audit.record(
             "login.failed",
             outcome="failure",

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session as DbSession
 
+from app import metrics
 from app.adapters.messages import OutgoingEmail, OutgoingSms
 from app.clock import Clock
 from app.models import OutboxChannel, OutboxKind, OutboxMessage
@@ -121,6 +122,7 @@ class Notifier:
         self, to: str, code: str, purpose: str, minutes: int, *, user_id: str | None
     ) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
+        metrics.code_sent("email", purpose)
         self._email_later(
             OutgoingEmail(
                 to=to,
@@ -138,6 +140,7 @@ class Notifier:
         self, to: str, code: str, purpose: str, minutes: int, *, user_id: str | None
     ) -> None:
         action = CODE_PURPOSE_TEXT[purpose]
+        metrics.code_sent("sms", purpose)
         self._sms_later(
             OutgoingSms(to=to, text=f"[privid] {code} is your code to {action} ({minutes} min)."),
             user_id,

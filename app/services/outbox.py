@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.adapters.http_post import HttpPoster, OutgoingPost, StdlibPoster
@@ -335,3 +335,14 @@ def abandon_pending(db: DbSession, user_id: str, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def backlog(db: DbSession) -> tuple[int, datetime | None]:
+    """How many messages wait (neither sent nor abandoned), and when the oldest
+    was queued: the metrics scrape reads it."""
+    count, oldest = db.execute(
+        select(func.count(), func.min(OutboxMessage.created_at)).where(
+            OutboxMessage.sent_at.is_(None), OutboxMessage.abandoned_at.is_(None)
+        )
+    ).one()
+    return int(count), oldest

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Exists, exists, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -16,6 +17,19 @@ from app.errors import ServiceError, invalid_field, not_found
 from app.models import PolicyVersion
 from app.services.audit import AuditTrail
 from app.services.purposes import Catalogue
+
+
+def material_change_after(
+    moment: datetime | ColumnElement[datetime] | InstrumentedAttribute[datetime], now: datetime
+) -> Exists:
+    """The one definition of "a material version has taken effect after
+    ``moment``": a SQL condition, so a session can be read with the answer
+    (``moment`` its start column) in the same query."""
+    return exists().where(
+        PolicyVersion.material.is_(True),
+        PolicyVersion.effective_at > moment,
+        PolicyVersion.effective_at <= now,
+    )
 
 
 def no_policy() -> ServiceError:
@@ -119,16 +133,8 @@ class PolicyService:
 
     def material_since(self, moment: datetime) -> bool:
         """Has a material version taken effect after ``moment``? (one cheap query)"""
-        found = self._db.execute(
-            select(PolicyVersion.id)
-            .where(
-                PolicyVersion.material.is_(True),
-                PolicyVersion.effective_at > moment,
-                PolicyVersion.effective_at <= self._clock.now(),
-            )
-            .limit(1)
-        ).first()
-        return found is not None
+        changed = self._db.execute(select(material_change_after(moment, self._clock.now())))
+        return bool(changed.scalar_one())
 
     def material_in_force(self) -> Sequence[PolicyVersion]:
         """Every material version that has taken effect (few: one query per sign-in)."""

@@ -18,13 +18,28 @@ from sqlalchemy.orm import Session as DbSession
 from app.clock import Clock
 from app.db import affected_rows
 from app.errors import not_found
-from app.models import Session, User
+from app.models import Session, User, UserDataKey
 from app.security.tokens import hash_token, new_token
 from app.services.audit import AuditTrail
 from app.services.context import UNKNOWN_DEVICE, WITHHELD, RequestContext
+from app.services.policies import material_change_after
 
 # Writing last_seen on every request would turn every read into a write.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class LiveSession:
+    """A live session and what a request is likely to need with it, read in
+    one query: its user, the user's data key row (kept here because the
+    ORM's identity map holds rows weakly; while this object lives, the vault
+    finds the key in the unit of work without asking the database again) and
+    whether a material policy version took effect since the session began."""
+
+    session: Session
+    user: User
+    data_key: UserDataKey | None
+    policy_changed: bool
 
 
 class Transport(StrEnum):
@@ -119,24 +134,24 @@ class SessionService:
 
     def resolve(self, token: str, transport: Transport) -> Session | None:
         """The live session for a token presented over ``transport``, or None."""
-        found = self.resolve_with_user(token, transport)
-        return found[0] if found is not None else None
+        found = self.resolve_live(token, transport)
+        return found.session if found is not None else None
 
-    def resolve_with_user(self, token: str, transport: Transport) -> tuple[Session, User] | None:
-        """The live session for a token presented over ``transport`` and its
-        user, or None. The caller keeps the user: the ORM's identity map holds
-        rows weakly, so asking for it again would read it again."""
+    def resolve_live(self, token: str, transport: Transport) -> LiveSession | None:
+        """The live session for a token presented over ``transport``, with its
+        user and what requests read next (``LiveSession``), or None."""
+        now = self._clock.now()
         found = self._db.execute(
-            select(Session, User)
+            select(Session, User, UserDataKey, material_change_after(Session.created_at, now))
             .join(User, User.id == Session.user_id)
+            .outerjoin(UserDataKey, UserDataKey.user_id == User.id)
             .where(Session.token_hash == hash_token(token))
         ).one_or_none()
         if found is None:
             return None
-        session, user = found
+        session, user, data_key, policy_changed = found
         if session.transport != transport or session.revoked_at:
             return None
-        now = self._clock.now()
         idle_limit = session.last_seen_at + timedelta(seconds=self._rules.idle_timeout_seconds)
         if now >= session.expires_at or now >= idle_limit:
             return None
@@ -145,7 +160,7 @@ class SessionService:
         if now - session.last_seen_at >= LAST_SEEN_RESOLUTION:
             session.last_seen_at = now
             self._db.flush()
-        return session, user
+        return LiveSession(session, user, data_key, bool(policy_changed))
 
     def active_for(self, user_id: str) -> Sequence[Session]:
         now = self._clock.now()

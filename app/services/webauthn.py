@@ -36,6 +36,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from app import metrics
 from app.clock import Clock
 from app.errors import ServiceError, invalid_credentials, not_found
 from app.models import Session, TotpFactor, User, WebAuthnChallenge, WebAuthnCredential
@@ -402,6 +403,7 @@ class WebAuthnService:
         result = self._signin.complete(
             user, transport=transport, amr=proven.amr, acr=proven.acr, context=context
         )
+        metrics.sign_in("webauthn", "success")
         self._audit.record(
             "login.succeeded",
             user_id=user.id,
@@ -443,6 +445,7 @@ class WebAuthnService:
                 raise user_verification_required()
         except ServiceError as error:
             # Every failed sign-in leaves its trace, with the reason and no PII.
+            metrics.sign_in("webauthn", "failure")
             self._audit.record(
                 "login.failed",
                 outcome="failure",
@@ -606,6 +609,12 @@ class WebAuthnService:
                 backing_off.keep_changes = True  # the spent challenge stays spent
                 failure = backing_off
             raise failure from None
+        # Read again under the row's lock before comparing counters: assertions
+        # carrying the same counter value (a copied authenticator racing the
+        # original) then queue, and the second sees the first's count.
+        self._db.refresh(stored, with_for_update=True)
+        if stored.revoked_at is not None or stored.flagged_cloned_at is not None:
+            raise refused
         received = verified.new_sign_count
         if (received or stored.sign_count) and received <= stored.sign_count:
             stored.flagged_cloned_at = self._clock.now()

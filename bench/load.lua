@@ -1,13 +1,14 @@
--- wrk script for bench/oidc_throughput.py; one connection per wrk thread, so
--- each thread knows which request an answer belongs to.
+-- wrk script for bench/run_all.py (bench/wrk.py runs it); one connection per
+-- wrk thread, so each thread knows which request an answer belongs to.
 --
---   wrk -t N -c N -s bench/oidc_load.lua URL -- MODE METHOD PATH LIST N EXPECT
+--   wrk -t N -c N -s bench/load.lua URL -- MODE METHOD PATH LIST N EXPECT TYPE
 --
--- LIST: lines of "<Authorization header>\t<form body or token>", or "-".
+-- LIST: lines of "<Authorization header>\t<body or token>", or "-".
 -- N: the number of wrk threads. EXPECT: text every good answer carries; a
--- 200 without it counts as refused.
+-- 200 without it counts as refused. TYPE: the Content-Type of a body.
 -- rotate:  each thread sends the lines in turn, from its own offset (JWKS,
---          client_credentials, introspection).
+--          client_credentials, introspection, userinfo, session reads,
+--          password sign-ins).
 -- refresh: each thread owns its own slice of refresh tokens and spends each
 --          once; the answer carries the grant's next token, which takes the
 --          spent one's place. A grant whose answer is lost or refused is
@@ -23,7 +24,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-local mode, method, path, expect
+local mode, method, path, expect, content_type
 local slots = {}
 local position = 0
 local inflight = nil
@@ -31,7 +32,7 @@ local thread_id, calls = nil, 0
 ok, refused, dropped = 0, 0, 0
 
 function init(args)
-  mode, method, path, expect = args[1], args[2], args[3], args[6]
+  mode, method, path, expect, content_type = args[1], args[2], args[3], args[6], args[7]
   local list = args[4]
   local id, total = wrk.thread:get("id"), tonumber(args[5])
   thread_id = id
@@ -94,7 +95,7 @@ function request()
   if body == "" then
     return wrk.format(method, path, headers)
   end
-  headers["Content-Type"] = "application/x-www-form-urlencoded"
+  headers["Content-Type"] = content_type
   return wrk.format(method, path, headers, body)
 end
 
