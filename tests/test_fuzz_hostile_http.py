@@ -450,3 +450,20 @@ def test_regression_an_id_token_hint_with_crit_null_is_refused_not_a_500(
     for path in ("/oauth/logout", "/oauth/authorize"):
         response = client.get(path, query_string={"id_token_hint": hint})
         assert 400 <= response.status_code < 500, (path, response.status_code)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [{"kid": "\u00e9"}, {"alg": "\u00e9"}, {"crit": ["\u00e9"]}, {"crit": ['"']}],
+    ids=["kid", "alg", "crit", "crit-quote"],
+)
+def test_regression_an_assertion_header_echoed_in_the_error_is_invalid_client_not_a_500(
+    client: FlaskClient, key_client: KeyClient, header: dict[str, Any]
+):
+    """Found by the header property's long run (kid "\u00e9"): joserfc's error
+    description quoted the header, and authlib raised ValueError building an
+    error whose description held characters RFC 6749 does not allow."""
+    assertion = _unsigned({"alg": "ES256", "kid": "fuzz-key", **header}, key_client.claims())
+    response = client.post(TOKEN, data=key_client.form(assertion))
+    oauth_refusal(response)
+    assert response.json["error"] == "invalid_client"
