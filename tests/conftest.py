@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import create_engine, text
@@ -35,6 +37,26 @@ from app.settings import Environment, Settings
 from app.worker import OutboxWorker
 from tests.fakes import Mailbox, SmsGateway, SmsOutbox, SmtpServer, free_port
 from tests.helpers import privid_env, stop_process, wait_until_ready
+
+# Property-based tests: "ci" (the default) is bounded and repeatable (a fixed
+# seed, no example database); PRIVID_HYPOTHESIS_PROFILE=long searches further
+# with fresh randomness each run. A test's own @settings still wins.
+hypothesis_settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.register_profile(
+    "long",
+    max_examples=5000,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+hypothesis_settings.load_profile(os.environ.get("PRIVID_HYPOTHESIS_PROFILE", "ci"))
 
 PG_URL = os.environ.get("PRIVID_TEST_DATABASE_URL", "")
 RATELIMIT_URI = os.environ.get("PRIVID_TEST_RATELIMIT_STORAGE_URI", "memory://")

@@ -299,3 +299,43 @@ def test_readyz_is_a_503_problem_when_the_database_is_unreachable(settings):
         assert client.get("/healthz").status_code == 200
     finally:
         app.extensions["privid.engine"].dispose()
+
+
+def test_links_name_real_operations_and_their_path_parameters(document):
+    operations = {
+        entry["operationId"]: {p["name"] for p in entry.get("parameters", [])}
+        for methods in document["paths"].values()
+        for entry in methods.values()
+    }
+    links = [
+        link
+        for methods in document["paths"].values()
+        for entry in methods.values()
+        for response in entry["responses"].values()
+        for link in response.get("links", {}).values()
+    ]
+    assert len(links) >= 25
+    for link in links:
+        assert set(link["parameters"]) == operations[link["operationId"]], link
+        for expression in link["parameters"].values():
+            assert expression.startswith("$response.body#/"), link
+
+
+def test_a_link_to_an_operation_that_does_not_exist_stops_the_document():
+    from flask import Flask
+
+    from app.api.openapi_doc import build_openapi
+    from app.api.operations import Link, operation
+
+    app = Flask(__name__)
+    gone = {"Gone": Link("renamed.get", {"id": "$response.body#/id"})}
+
+    @app.get("/things")
+    @operation("Things", tag="t", responses={200: ("Things", None)}, links={200: gone})
+    def things() -> str:
+        return ""
+
+    with pytest.raises(ValueError, match=r"renamed\.get"):
+        build_openapi(app, "1", "cookie")
+    with pytest.raises(ValueError, match="undocumented"):
+        operation("Other things", tag="t", links={201: gone})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.schemas import (
     Accepted,
     CodeConfirm,
@@ -141,7 +141,19 @@ def confirm_contact(kind: str, body: CodeConfirm) -> ResponseReturnValue:
 
 @bp.get("/me/sessions")
 @signed_in()
-@operation("My active sessions", tag=TAG, responses={200: ("Sessions", SessionList)})
+@operation(
+    "My active sessions",
+    tag=TAG,
+    responses={200: ("Sessions", SessionList)},
+    links={
+        200: {
+            "RevokeSession": Link(
+                "account.revoke_session.delete",
+                {"session_id": "$response.body#/sessions/0/session_id"},
+            )
+        }
+    },
+)
 def list_sessions() -> ResponseReturnValue:
     caller = current_caller()
     sessions = services().sessions.active_for(caller.user.id)

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 
 from app.api.operations import operation
 from app.api.render import policy_out
-from app.api.rights import request_out
+from app.api.rights import answer_request_links, request_out
 from app.api.schemas import (
     OperatorOutcome,
     OperatorRefusal,
@@ -62,6 +62,7 @@ def publish_policy(body: PolicyPublish) -> ResponseReturnValue:
     "The queue of data-subject requests, soonest due first, overdue ones flagged",
     tag=TAG,
     responses={200: ("Open requests", RequestList)},
+    links={200: answer_request_links("$response.body#/requests/0/request_id")},
 )
 def request_queue() -> ResponseReturnValue:
     svc = services()

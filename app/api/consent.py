@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.render import policy_out, purpose_out, record_out
 from app.api.schemas import (
     ConsentDecisions,
@@ -30,12 +30,24 @@ bp = Blueprint("consent", __name__)
 TAG = "consent"
 
 
+def _receipt_link(record_id: str) -> dict[str, Link]:
+    return {"Receipt": Link("consent.receipt.get", {"record_id": record_id})}
+
+
+def _purpose_links(purpose: str) -> dict[str, Link]:
+    return {
+        "GrantPurpose": Link("consent.grant.post", {"purpose": purpose}),
+        "WithdrawPurpose": Link("consent.withdraw.post", {"purpose": purpose}),
+    }
+
+
 @bp.get("/api/v1/purposes")
 @public()
 @operation(
     "What we process, why, and on what basis",
     tag=TAG,
     responses={200: ("The purpose catalogue", PurposeList)},
+    links={200: _purpose_links("$response.body#/purposes/0/code")},
 )
 def purposes() -> ResponseReturnValue:
     rt = runtime()
@@ -48,8 +60,18 @@ def purposes() -> ResponseReturnValue:
 
 @bp.get("/api/v1/policies")
 @public()
-@operation("Every published policy version; the one in force is marked", tag=TAG,
-           responses={200: ("Policy versions, newest first", PolicyList)})  # fmt: skip
+@operation(
+    "Every published policy version; the one in force is marked",
+    tag=TAG,
+    responses={200: ("Policy versions, newest first", PolicyList)},
+    links={
+        200: {
+            "ReadPolicy": Link(
+                "consent.policy.get", {"version": "$response.body#/policies/0/version"}
+            )
+        }
+    },
+)
 def policies() -> ResponseReturnValue:
     svc = services().policies
     current = svc.current()
@@ -79,6 +101,15 @@ def policy(version: str) -> ResponseReturnValue:
     "My current decisions and what I still owe under the current policy",
     tag=TAG,
     responses={200: ("Decisions in force and purposes owed", ConsentOverview)},
+    links={
+        200: {
+            **_purpose_links("$response.body#/decisions/0/purpose"),
+            "GrantPending": Link(
+                "consent.grant.post", {"purpose": "$response.body#/pending/0/code"}
+            ),
+            **_receipt_link("$response.body#/decisions/0/record_id"),
+        }
+    },
 )
 def overview() -> ResponseReturnValue:
     caller = current_caller()
@@ -160,6 +191,7 @@ def withdraw(purpose: str) -> ResponseReturnValue:
     "Every decision I made",
     tag=TAG,
     responses={200: ("Oldest first", ConsentHistory)},
+    links={200: _receipt_link("$response.body#/records/0/record_id")},
 )
 def history() -> ResponseReturnValue:
     caller = current_caller()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.render import session_payload
 from app.api.schemas import (
     AppKeyBinding,
@@ -47,6 +47,16 @@ def device_out(device: Device, current_device_id: str | None) -> DeviceOut:
     "My devices (recorded only while the security purpose is granted)",
     tag=TAG,
     responses={200: ("Devices", DeviceList)},
+    links={
+        200: {
+            "RenameDevice": Link(
+                "devices.rename_device.post", {"device_id": "$response.body#/devices/0/id"}
+            ),
+            "RevokeDevice": Link(
+                "devices.revoke_device.delete", {"device_id": "$response.body#/devices/0/id"}
+            ),
+        }
+    },
 )
 def list_devices() -> ResponseReturnValue:
     caller = current_caller()

@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify, url_for
 from flask.typing import ResponseReturnValue
 
 from app.adapters.push import LoggingPushSender
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.schemas import (
     DeliveryCountsOut,
     DeliveryReportOut,
@@ -85,6 +85,13 @@ def _incident_out(incident: Incident, counts: DeliveryCounts) -> IncidentOut:
     tag=TAG,
     body=IncidentCreate,
     responses={201: ("Recorded; notices queued", IncidentOut)},
+    links={
+        201: {
+            "ReadIncident": Link(
+                "incidents.get_incident.get", {"incident_id": "$response.body#/incident_id"}
+            )
+        }
+    },
     max_body_bytes=MAX_INCIDENT_BODY,
 )
 def record_incident(body: IncidentCreate) -> ResponseReturnValue:

@@ -9,7 +9,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.api.operations import Operation
+from app.api.operations import Link, Operation
 from app.http.access import access_of
 
 # <name>, <converter:name> and <converter(args):name>, e.g. <any(email,phone):kind>.
@@ -67,6 +67,33 @@ class _Schemas:
         return dict(top.get("$defs", {}))
 
 
+def _link(link: Link) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": link.operation_id, "parameters": dict(link.parameters)}
+    if link.description:
+        out["description"] = link.description
+    return out
+
+
+def _check_links(paths: dict[str, dict[str, Any]]) -> None:
+    """A link names an operation and its path parameters exactly, or the
+    document is not served: a renamed view must not leave a dangling link."""
+    params = {
+        entry["operationId"]: {p["name"] for p in entry.get("parameters", [])}
+        for methods in paths.values()
+        for entry in methods.values()
+    }
+    for methods in paths.values():
+        for entry in methods.values():
+            for status, response in entry["responses"].items():
+                for name, link in response.get("links", {}).items():
+                    target = link["operationId"]
+                    if target not in params or set(link["parameters"]) != params[target]:
+                        raise ValueError(
+                            f"link {name} of {entry['operationId']} ({status}) does not "
+                            f"name {target} and its path parameters {params.get(target)}"
+                        )
+
+
 def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
@@ -102,6 +129,10 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
                     response["content"] = {
                         "application/json": {"schema": schemas.ref(model, "serialization")}
                     }
+                if status in op.links:
+                    response["links"] = {
+                        name: _link(link) for name, link in sorted(op.links[status].items())
+                    }
                 entry["responses"][str(status)] = response
             entry["responses"]["default"] = {
                 "description": "A problem (RFC 9457)",
@@ -113,6 +144,7 @@ def build_openapi(app: Flask, version: str, cookie_name: str) -> dict[str, Any]:
             if declared is not None and declared.signed_in:
                 entry["security"] = [{"bearer": []}, {"dpop": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = entry
+    _check_links(paths)
     components = {"Problem": PROBLEM_SCHEMA, **schemas.components()}
     return {
         "openapi": "3.1.0",

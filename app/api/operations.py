@@ -20,6 +20,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link: a value in this answer is what another operation takes
+    (clients and the stateful fuzzer follow it from one call to the next)."""
+
+    operation_id: str  # the target's "<blueprint.view>.<method>", as /openapi.json names it
+    # The target's path parameter -> a runtime expression ("$response.body#/id").
+    parameters: dict[str, str]
+    description: str = ""
+
+
+Links = dict[int, dict[str, Link]]  # per documented status, links by name
+
+
+@dataclass(frozen=True)
 class Operation:
     summary: str
     tag: str
@@ -27,6 +41,7 @@ class Operation:
     responses: dict[int, tuple[str, type[BaseModel] | None]] = field(default_factory=dict)
     # A larger body than the service-wide limit (a policy text, for instance).
     max_body_bytes: int | None = None
+    links: Links = field(default_factory=dict)
 
 
 def operation(
@@ -36,11 +51,15 @@ def operation(
     body: type[BaseModel] | None = None,
     responses: dict[int, tuple[str, type[BaseModel] | None]] | None = None,
     max_body_bytes: int | None = None,
+    links: Links | None = None,
 ) -> Callable[[F], F]:
     """Attach the endpoint's contract; with ``body``, the view gets ``body=``
     parsed. Who may call it is declared apart (app/http/access.py) and checked
     by the gate before this runs: 401/403 come before 400/422."""
-    op = Operation(summary, tag, body, responses or {}, max_body_bytes)
+    op = Operation(summary, tag, body, responses or {}, max_body_bytes, links or {})
+    if not op.links.keys() <= op.responses.keys():
+        # A link hangs on a documented answer; on any other it would vanish.
+        raise ValueError(f"{summary}: links on undocumented statuses {set(op.links)}")
 
     def decorate(view: F) -> F:
         @functools.wraps(view)

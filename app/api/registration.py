@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.render import signed_in_payload
 from app.api.schemas import (
     FlowOut,
@@ -46,6 +46,13 @@ def flow_payload(flow: RegistrationFlow) -> dict[str, object]:
     tag=TAG,
     body=RegistrationStart,
     responses={202: ("Codes sent (the answer is the same for registered addresses)", FlowOut)},
+    # Where a flow goes next: a code to prove, or a new one to send.
+    links={
+        202: {
+            "VerifyCode": Link("registration.verify.post", {"flow_id": "$response.body#/flow_id"}),
+            "ResendCode": Link("registration.resend.post", {"flow_id": "$response.body#/flow_id"}),
+        }
+    },
 )
 def start(body: RegistrationStart) -> ResponseReturnValue:
     flow = services().registration.start(
@@ -68,7 +75,8 @@ def start(body: RegistrationStart) -> ResponseReturnValue:
     tag=TAG,
     body=RegistrationCode,
     responses={
-        200: ("Code accepted; the account is created once both are proven", RegistrationVerified)
+        200: ("Code accepted; the other address is still to prove", RegistrationVerified),
+        201: ("Both proven: the account is created and signed in", RegistrationVerified),
     },
 )
 def verify(flow_id: str, body: RegistrationCode) -> ResponseReturnValue:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, make_response
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.schemas import (
     CancellationIn,
     Cancelled,
@@ -26,6 +26,14 @@ from app.services.privacy_acts import export_document, receive_request
 
 bp = Blueprint("rights", __name__, url_prefix="/api/v1/me")
 TAG = "privacy rights"
+
+
+def answer_request_links(request_id: str) -> dict[str, Link]:
+    """What an operator does with a request (app/api/admin.py)."""
+    return {
+        "CompleteRequest": Link("admin.complete_request.post", {"request_id": request_id}),
+        "RefuseRequest": Link("admin.refuse_request.post", {"request_id": request_id}),
+    }
 
 
 def request_out(request: DataSubjectRequest) -> RequestOut:
@@ -86,6 +94,7 @@ def change_name(body: NameChange) -> ResponseReturnValue:
         409: ("The same request is already open", None),
         429: ("Too many requests from this account", None),
     },
+    links={201: answer_request_links("$response.body#/request_id")},
 )
 def make_request(body: RequestIn) -> ResponseReturnValue:
     caller = current_caller()
@@ -99,6 +108,7 @@ def make_request(body: RequestIn) -> ResponseReturnValue:
     "My requests and their due dates",
     tag=TAG,
     responses={200: ("Newest first", RequestList)},
+    links={200: answer_request_links("$response.body#/requests/0/request_id")},
 )
 def my_requests() -> ResponseReturnValue:
     caller = current_caller()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.api.render import session_payload, signed_in_response
 from app.api.schemas import (
     CredentialList,
@@ -150,7 +150,23 @@ def step_up_verify(body: WebAuthnStepUpIn) -> ResponseReturnValue:
 
 @bp.get("/me/credentials")
 @signed_in()
-@operation("My passkeys", tag=TAG, responses={200: ("Passkeys", CredentialList)})
+@operation(
+    "My passkeys",
+    tag=TAG,
+    responses={200: ("Passkeys", CredentialList)},
+    links={
+        200: {
+            "RenamePasskey": Link(
+                "webauthn.rename_credential.post",
+                {"credential_id": "$response.body#/credentials/0/id"},
+            ),
+            "RemovePasskey": Link(
+                "webauthn.delete_credential.delete",
+                {"credential_id": "$response.body#/credentials/0/id"},
+            ),
+        }
+    },
+)
 def list_credentials() -> ResponseReturnValue:
     caller = current_caller()
     items = [credential_out(c) for c in services().webauthn.credentials_of(caller.user.id)]

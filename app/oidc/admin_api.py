@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from werkzeug.routing import BaseConverter
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.http.access import operator_only
 from app.http.gate import current_caller
 from app.http.scope import services
@@ -53,12 +53,22 @@ def _with_secret(registered: Registered) -> ClientWithSecret:
     return ClientWithSecret(client=client_out(registered.client), client_secret=registered.secret)
 
 
+def _client_links(client_id: str) -> dict[str, Link]:
+    """What an operator does with a client next."""
+    return {
+        "ReadClient": Link("oauth_clients_admin.get_client.get", {"client_id": client_id}),
+        "DisableClient": Link("oauth_clients_admin.disable_client.post", {"client_id": client_id}),
+        "RotateSecret": Link("oauth_clients_admin.rotate_secret.post", {"client_id": client_id}),
+    }
+
+
 @bp.get("")
 @operator_only()
 @operation(
     "Every OAuth client, disabled ones too (never a secret)",
     tag=TAG,
     responses={200: ("The clients", ClientList)},
+    links={200: _client_links("$response.body#/clients/0/client_id")},
 )
 def list_clients() -> ResponseReturnValue:
     clients = client_registry(services()).all()
@@ -72,6 +82,7 @@ def list_clients() -> ResponseReturnValue:
     tag=TAG,
     body=ClientRegistration,
     responses={201: ("Registered", ClientWithSecret)},
+    links={201: _client_links("$response.body#/client/client_id")},
 )
 def register_client(body: ClientRegistration) -> ResponseReturnValue:
     operator = current_caller()

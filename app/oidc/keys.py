@@ -29,6 +29,7 @@ from app.clock import Clock
 from app.db import affected_rows
 from app.oidc.key_models import SigningKey
 from app.security.envelope import FieldCipher, KeyRing, WrappedKey
+from app.security.jws_header import check_crit
 from app.security.signing import SignatureInvalid
 from app.services.audit import AuditTrail
 from app.services.container import Services
@@ -235,6 +236,7 @@ class SigningKeys:
         Only the signature: expiry, audience and the rest are the caller's."""
         try:
             header = jws.extract_compact(token.encode("ascii")).protected
+            check_crit(header)
         except (JoseError, ValueError, UnicodeError):
             raise SignatureInvalid("not a compact JWS") from None
         kid = header.get("kid")

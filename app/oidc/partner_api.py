@@ -10,7 +10,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 
-from app.api.operations import operation
+from app.api.operations import Link, operation
 from app.errors import not_found
 from app.http.access import signed_in
 from app.http.gate import current_caller
@@ -57,6 +57,13 @@ def partner_out(use: PartnerUse) -> PartnerOut:
     "The partners I approved: what each receives and whether it still holds tokens",
     tag=TAG,
     responses={200: ("Oldest approval first", PartnerList)},
+    links={
+        200: {
+            "RevokePartner": Link(
+                "partners_api.revoke.delete", {"client_id": "$response.body#/partners/0/client_id"}
+            )
+        }
+    },
 )
 def partners() -> ResponseReturnValue:
     uses = PartnerAuthorizations.of(services()).uses(current_caller().user.id)

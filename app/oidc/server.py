@@ -26,6 +26,8 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from app import metrics
@@ -37,6 +39,7 @@ from app.oidc.clients import client_registry
 from app.oidc.grant_models import AuthorizationCode, TokenGrant
 from app.oidc.signed_tokens import TokenMinter, issuer
 from app.oidc.token_store import Claim, LiveToken, TokenKind, token_store
+from app.security.jws_header import check_crit
 
 TOKEN_PATH = "/oauth/token"
 # Scopes about a user: never for a client acting for itself.
@@ -385,6 +388,26 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
     """RFC 7523 client authentication with keys the client registered."""
 
     CLIENT_AUTH_METHOD = AuthMethod.PRIVATE_KEY_JWT.value
+
+    def extract_assertion(self, assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        headers, claims = super().extract_assertion(assertion)
+        try:
+            check_crit(headers)
+        except ValueError:
+            raise InvalidClientError(description="Invalid JWT header: crit.") from None
+        return headers, claims
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        """authlib's, with a fixed description: joserfc's echoes the header
+        ("no key for kid 'é'"), and authlib refuses an error description
+        outside RFC 6749's character set with ValueError, a 500 (found by
+        fuzzing the assertion's header)."""
+        try:
+            token = jwt.decode(assertion, resolve_key)
+        except JoseError:
+            raise InvalidClientError(description="The client assertion is not valid.") from None
+        self.verify_claims(token.claims)
+        return token.claims
 
     def get_audiences(self) -> list[str]:
         base = issuer(services())

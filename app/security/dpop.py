@@ -23,6 +23,8 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
+from app.security.jws_header import check_crit
+
 # Asymmetric algorithms only (section 4.3, check 5); "none" and MACs never.
 # Ed25519 is the fully specified name RFC 9864 gives what "EdDSA" meant.
 SUPPORTED_ALGORITHMS = ("ES256", "Ed25519", "RS256", "PS256")
@@ -109,6 +111,10 @@ class DpopVerifier:
         except (JoseError, ValueError):
             raise DpopInvalid("the proof is not a compact JWS") from None
         header = compact.protected
+        try:
+            check_crit(header)
+        except ValueError:
+            raise DpopInvalid("crit is malformed") from None
         if header.get("typ") != PROOF_TYPE:
             raise DpopInvalid(f"typ must be {PROOF_TYPE}")
         if header.get("alg") not in SUPPORTED_ALGORITHMS:
@@ -182,5 +188,7 @@ def _check_ath(sent: object, access_token: str | None) -> None:
     if access_token is None:
         return
     expected = access_token_hash(access_token)
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, expected):
+    # compare_digest takes str only when both are ASCII: anything else is a
+    # TypeError, and a hash is base64url anyway.
+    if not isinstance(sent, str) or not sent.isascii() or not hmac.compare_digest(sent, expected):
         raise DpopInvalid("ath does not match the access token")

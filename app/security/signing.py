@@ -11,6 +11,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from app.security.jws_header import check_crit
+
 ALGORITHM = "ES256"
 # Order of the P-256 group: a private scalar must lie in [1, n-1].
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -34,6 +36,7 @@ class Signer:
 
     def verify(self, token: str) -> dict[str, Any]:
         try:
+            check_crit(jws.extract_compact(token.encode("ascii")).protected)
             obj = jws.deserialize_compact(token, self._public, algorithms=[ALGORITHM])
         except (JoseError, ValueError) as exc:
             raise SignatureInvalid(str(exc)) from None
