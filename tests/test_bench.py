@@ -159,12 +159,14 @@ def test_the_oidc_command_is_the_same_run_limited_to_the_oidc_endpoints():
     assert oidc_arguments(mine) == mine
 
 
-def run_bench(tmp_path: Path, *options: str) -> dict[str, Any]:
+def run_bench(tmp_path: Path, database_url: str, *options: str) -> dict[str, Any]:
     """`python -m bench` for about a second per scenario, on the suite's
-    PostgreSQL + Redis when it runs on them."""
+    PostgreSQL + Redis when it runs on them. ``database_url`` is the suite's
+    fixture, so what the run leaves in PostgreSQL is emptied after the test
+    like any other test's rows."""
     env = {**os.environ}
     if os.environ.get("PRIVID_TEST_DATABASE_URL"):
-        env["PRIVID_BENCH_DATABASE_URL"] = os.environ["PRIVID_TEST_DATABASE_URL"]
+        env["PRIVID_BENCH_DATABASE_URL"] = database_url
         env["PRIVID_BENCH_RATELIMIT_URI"] = os.environ.get(
             "PRIVID_TEST_RATELIMIT_STORAGE_URI", "memory://"
         )
@@ -194,8 +196,8 @@ def assert_good_answers_only(scenario: str, figures: dict[str, Any]) -> None:
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"], scenario
 
 
-def test_one_command_measures_every_scenario_against_its_ceiling(tmp_path):
-    result = run_bench(tmp_path)
+def test_one_command_measures_every_scenario_against_its_ceiling(tmp_path, database_url):
+    result = run_bench(tmp_path, database_url)
     assert list(result["scenarios"]) == [s.name for s in SCENARIOS]
     for name, figures in result["scenarios"].items():
         assert_good_answers_only(name, figures)
@@ -213,8 +215,8 @@ def test_one_command_measures_every_scenario_against_its_ceiling(tmp_path):
     assert result["machine"]["nproc"] == os.cpu_count() and result["server"] == "gunicorn"
 
 
-def test_granian_serves_the_service_and_the_bare_endpoint_alike(tmp_path):
-    result = run_bench(tmp_path, "--server", "granian", "--only", "session_read")
+def test_granian_serves_the_service_and_the_bare_endpoint_alike(tmp_path, database_url):
+    result = run_bench(tmp_path, database_url, "--server", "granian", "--only", "session_read")
     assert result["server"] == "granian" and result["workers"] == 2
     for name, figures in result["scenarios"].items():
         assert_good_answers_only(name, figures)
