@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -324,8 +325,15 @@ def test_through_gunicorn_logs_are_json_and_metrics_add_up_over_workers(
     rp = add_client(app, SERVICE, scopes=())
     record = full_flow(http_send(base), mailbox.last_code, sms.last_code, (rp.client_id, rp.secret))
     health = 30
-    for _ in range(health):
-        requests.get(f"{base}/healthz", headers={"Connection": "close"}, timeout=TIMEOUT)
+
+    def healthz(_: int) -> int:
+        answer = requests.get(f"{base}/healthz", headers={"Connection": "close"}, timeout=TIMEOUT)
+        return answer.status_code
+
+    # Side by side, so one worker is busy while the other takes the next: one
+    # at a time, a single worker can win every accept.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(healthz, range(health))) == {200}
     assert requests.get(f"{base}/metrics", timeout=TIMEOUT).status_code == 401
     scrapes = [
         requests.get(f"{base}/metrics", headers={**SCRAPE, "Connection": "close"}, timeout=TIMEOUT)
