@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +24,20 @@ _log = logging.getLogger(__name__)
 def make_engine(url: str, pgbouncer: bool = False) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        lazy_transactions = parsed.get_driver_name() == "psycopg"
         server = create_engine(
             url,
             pool_size=10,
             max_overflow=10,
             hide_parameters=True,
             connect_args=_server_connect_args(parsed.get_driver_name(), pgbouncer=pgbouncer),
+            # The driver commits each statement on its own until
+            # ``_begin_at_first_write`` opens a transaction.
+            **({"isolation_level": "AUTOCOMMIT"} if lazy_transactions else {}),
         )
         _ping_when_idle(server)
+        if lazy_transactions:
+            _begin_at_first_write(server)
         return server
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -156,6 +164,47 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("the pooled connection is gone")
 
 
+# Statements that may run outside a transaction: plain reads. Anything else (a
+# write, DDL, SAVEPOINT, SET LOCAL, WITH …) or a read that takes row or advisory
+# locks, which are only held until the transaction ends, must run inside one.
+_PLAIN_READ = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+_TAKES_LOCKS = re.compile(
+    r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|\bpg_advisory_xact_lock\b",
+    re.IGNORECASE,
+)
+
+
+_SERVER_IDLE = 0  # libpq's PQTRANS_IDLE: connected, no transaction open
+
+
+@lru_cache(maxsize=4096)
+def needs_transaction(statement: str) -> bool:
+    return _PLAIN_READ.match(statement) is None or _TAKES_LOCKS.search(statement) is not None
+
+
+def _begin_at_first_write(engine: Engine) -> None:
+    """Open a PostgreSQL transaction just before a unit of work's first write or
+    locking read, not before its first statement.
+
+    A transaction costs two round trips (BEGIN and COMMIT), and a request that
+    only reads (a session check, introspection, UserInfo) needs neither. Under
+    READ COMMITTED, which the service uses, every statement takes its own
+    snapshot inside a transaction or out, so plain reads before the first write
+    see what they would have seen inside; locks are the difference, and a
+    locking read opens the transaction itself. psycopg sends COMMIT or ROLLBACK
+    only when the server is in a transaction, so a unit of work that never
+    wrote ends without a round trip."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin(
+        _conn: Any, cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        if cursor.connection.pgconn.transaction_status != _SERVER_IDLE:
+            return
+        if needs_transaction(statement):
+            cursor.execute("BEGIN")
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
@@ -182,6 +231,42 @@ def insert_rows(db: Session, rows: Sequence[Any]) -> None:
     database chose); every row must leave the same ones None."""
     if not rows:
         return
+    table, batch, defaulted = _insert_values(rows)
+    db.flush()  # rows these may refer to go first
+    # On the session's connection, the statement apart from its values: one
+    # compiled form for every call, none of the ORM's execution machinery.
+    # Several rows go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues").
+    db.connection().execute(insert(table), batch if len(batch) > 1 else batch[0])
+    _adopt(db, rows, defaulted)
+
+
+def insert_together(db: Session, *groups: Sequence[Any]) -> None:
+    """INSERT rows of several tables (a group per table, parents first) like
+    ``insert_rows``, in one statement on PostgreSQL: each earlier group is a
+    data-modifying WITH clause of the last one's INSERT. Foreign keys are
+    checked at the end of that statement, when every row is in. Elsewhere, one
+    statement per group."""
+    groups = tuple(group for group in groups if group)
+    if len(groups) < 2 or db.get_bind().dialect.name != "postgresql":
+        for group in groups:
+            insert_rows(db, group)
+        return
+    statements = []
+    for group in groups:
+        table, batch, defaulted = _insert_values(group)
+        statements.append((insert(table).values(batch), defaulted))
+    *earlier, (last, _) = statements
+    for number, (statement, _) in enumerate(earlier):
+        last = last.add_cte(statement.cte(f"earlier_{number}"))
+    db.flush()
+    db.connection().execute(last)
+    for group, (_, defaulted) in zip(groups, statements, strict=True):
+        _adopt(db, group, defaulted)
+
+
+def _insert_values(rows: Sequence[Any]) -> tuple[Any, list[dict[str, Any]], list[str]]:
+    """The table of ``rows``, each row's column values, and the attributes
+    every row leaves to the column defaults."""
     mapper = inspect(rows[0]).mapper
     table = mapper.local_table
     batch: list[dict[str, Any]] = []
@@ -206,11 +291,11 @@ def insert_rows(db: Session, rows: Sequence[Any]) -> None:
             raise ValueError("insert_rows needs the same columns left to defaults in every row")
         batch.append(values)
         defaulted = left
-    db.flush()  # rows these may refer to go first
-    # On the session's connection, the statement apart from its values: one
-    # compiled form for every call, none of the ORM's execution machinery.
-    # Several rows go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues").
-    db.connection().execute(insert(table), batch if len(batch) > 1 else batch[0])
+    return table, batch, defaulted
+
+
+def _adopt(db: Session, rows: Sequence[Any], defaulted: list[str]) -> None:
+    """Keep inserted rows in the session as the persistent rows they now are."""
     for row in rows:
         make_transient_to_detached(row)
         db.add(row)

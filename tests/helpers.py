@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -253,6 +254,93 @@ def statements_of(app: Flask, request: Callable[[], Any]) -> list[str]:
     finally:
         event.remove(engine, "before_cursor_execute", record)
     return statements
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What a request said to PostgreSQL, read off libpq's protocol trace."""
+
+    # Every statement the server was asked to run, in order, as its text:
+    # simple Queries (BEGIN, COMMIT, ROLLBACK) and extended-protocol Executes.
+    executed: list[str]
+    # Each time the server said it was ready again: one per round trip.
+    round_trips: int
+
+
+def wire_of(app: Flask, request: Callable[[], Any]) -> Wire:
+    """Trace every pooled PostgreSQL connection ``request()`` uses, BEGIN and
+    COMMIT included (SQLAlchemy's statement events never see those)."""
+    engine = app.extensions["privid.engine"]
+    with tempfile.TemporaryFile(mode="w+") as trace:
+        _trace_connections(engine, trace.fileno(), request)
+        trace.seek(0)
+        traced = trace.read()
+    messages: list[str] = []
+    for line in traced.splitlines():
+        # A message is one line, unless its statement text spans several.
+        if _TRACED_MESSAGE.match(line) or not messages:
+            messages.append(line)
+        else:
+            messages[-1] += "\n" + line
+    return _read_trace(messages)
+
+
+_TRACED_MESSAGE = re.compile(r"[FB]\t\d+\t")
+
+
+def _trace_connections(engine: Any, fileno: int, request: Callable[[], Any]) -> None:
+    def start(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        # Unprepared, every execution carries its text (and no extra round
+        # trip for preparing one turns up in the count).
+        record.info["traced_prepare_threshold"] = dbapi_connection.prepare_threshold
+        dbapi_connection.prepare_threshold = None
+        dbapi_connection.pgconn.trace(fileno)
+        dbapi_connection.pgconn.set_trace_flags(1)  # no timestamps
+
+    def stop(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.pgconn.untrace()
+        dbapi_connection.prepare_threshold = record.info.pop("traced_prepare_threshold")
+
+    event.listen(engine, "checkout", start)
+    event.listen(engine, "checkin", stop)
+    try:
+        request()
+    finally:
+        event.remove(engine, "checkout", start)
+        event.remove(engine, "checkin", stop)
+
+
+def _quoted(field: str) -> tuple[str, str]:
+    """The first quoted word of a trace field, and what follows it."""
+    opening = field.index('"')
+    closing = field.index('"', opening + 1)
+    return field[opening + 1 : closing], field[closing + 1 :]
+
+
+def _read_trace(messages: list[str]) -> Wire:
+    prepared: dict[str, str] = {}
+    bound = ""
+    executed: list[str] = []
+    round_trips = 0
+    for line in messages:
+        direction, _length, message, *rest = [*line.split("\t", 3), ""]
+        field = rest[0]
+        if direction == "B" and message == "ReadyForQuery":
+            round_trips += 1
+        if direction != "F":
+            continue
+        if message == "Query":
+            executed.append(field.strip().strip('"'))
+        elif message == "Parse":
+            name, after = _quoted(field)
+            # The statement's text runs to the last quote; its parameter types follow.
+            prepared[name] = after[after.index('"') + 1 : after.rindex('"')]
+        elif message == "Bind":
+            _portal, after = _quoted(field)
+            bound, _ = _quoted(after)
+        elif message == "Execute":
+            executed.append(prepared[bound])
+    return Wire(executed, round_trips)
 
 
 def deliver_all(app: Flask) -> None:

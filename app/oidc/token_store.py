@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import Clock
-from app.db import affected_rows, insert_row, insert_rows
+from app.db import affected_rows, insert_row, insert_together
 from app.models import Session, User
 from app.models.base import new_id
 from app.models.user import UserStatus
@@ -102,6 +102,20 @@ class TokenStore:
         session: Session | None = None,
         dpop_jkt: str | None = None,
     ) -> TokenGrant:
+        grant = self.new_grant(client, scopes, user=user, session=session, dpop_jkt=dpop_jkt)
+        insert_row(self._db, grant)
+        return grant
+
+    def new_grant(
+        self,
+        client: OAuthClient,
+        scopes: Sequence[str],
+        *,
+        user: User | None = None,
+        session: Session | None = None,
+        dpop_jkt: str | None = None,
+    ) -> TokenGrant:
+        """A grant not yet recorded: ``save`` records it with its first tokens."""
         now = self._clock.now()
         grant = TokenGrant(
             id=new_id(),
@@ -116,7 +130,6 @@ class TokenStore:
             created_at=now,
             expires_at=now + self.lifetimes.grant,
         )
-        insert_row(self._db, grant)
         return grant
 
     def save_code(
@@ -191,9 +204,10 @@ class TokenStore:
         self.save(row)
         return row
 
-    def save(self, *rows: IssuedToken) -> None:
-        """Record the tokens of one answer (``token_row``) in one round trip."""
-        insert_rows(self._db, rows)
+    def save(self, *rows: IssuedToken, new_grant: TokenGrant | None = None) -> None:
+        """Record the tokens of one answer (``token_row``), and the grant they
+        open if it is new (``new_grant``), in one round trip."""
+        insert_together(self._db, [new_grant] if new_grant else [], rows)
 
     def token_row(
         self,
