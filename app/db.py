@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import time
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+
+from app.late_transactions import open_transactions_late
 
 _log = logging.getLogger(__name__)
 
@@ -32,12 +32,12 @@ def make_engine(url: str, pgbouncer: bool = False) -> Engine:
             hide_parameters=True,
             connect_args=_server_connect_args(parsed.get_driver_name(), pgbouncer=pgbouncer),
             # The driver commits each statement on its own until
-            # ``_begin_at_first_write`` opens a transaction.
+            # ``open_transactions_late`` opens a transaction.
             **({"isolation_level": "AUTOCOMMIT"} if lazy_transactions else {}),
         )
         _ping_when_idle(server)
         if lazy_transactions:
-            _begin_at_first_write(server)
+            open_transactions_late(server)
         return server
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -162,47 +162,6 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("the pooled connection is gone") from exc
         if not alive:
             raise DisconnectionError("the pooled connection is gone")
-
-
-# Statements that may run outside a transaction: plain reads. Anything else (a
-# write, DDL, SAVEPOINT, SET LOCAL, WITH …) or a read that takes row or advisory
-# locks, which are only held until the transaction ends, must run inside one.
-_PLAIN_READ = re.compile(r"\s*SELECT\b", re.IGNORECASE)
-_TAKES_LOCKS = re.compile(
-    r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b|\bpg_advisory_xact_lock\b",
-    re.IGNORECASE,
-)
-
-
-_SERVER_IDLE = 0  # libpq's PQTRANS_IDLE: connected, no transaction open
-
-
-@lru_cache(maxsize=4096)
-def needs_transaction(statement: str) -> bool:
-    return _PLAIN_READ.match(statement) is None or _TAKES_LOCKS.search(statement) is not None
-
-
-def _begin_at_first_write(engine: Engine) -> None:
-    """Open a PostgreSQL transaction just before a unit of work's first write or
-    locking read, not before its first statement.
-
-    A transaction costs two round trips (BEGIN and COMMIT), and a request that
-    only reads (a session check, introspection, UserInfo) needs neither. Under
-    READ COMMITTED, which the service uses, every statement takes its own
-    snapshot inside a transaction or out, so plain reads before the first write
-    see what they would have seen inside; locks are the difference, and a
-    locking read opens the transaction itself. psycopg sends COMMIT or ROLLBACK
-    only when the server is in a transaction, so a unit of work that never
-    wrote ends without a round trip."""
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _begin(
-        _conn: Any, cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
-    ) -> None:
-        if cursor.connection.pgconn.transaction_status != _SERVER_IDLE:
-            return
-        if needs_transaction(statement):
-            cursor.execute("BEGIN")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

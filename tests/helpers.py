@@ -289,25 +289,41 @@ _TRACED_MESSAGE = re.compile(r"[FB]\t\d+\t")
 
 
 def _trace_connections(engine: Any, fileno: int, request: Callable[[], Any]) -> None:
-    def start(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+    # Tracing starts before a connection's first statement (ahead of the
+    # service's own listener, which may send BEGIN) and stops when the pool
+    # takes the connection back, after COMMIT. A pooled connection's checkout
+    # event is not a reliable start: it fires only on a fresh checkout.
+    traced: dict[int, Any] = {}
+
+    def start(conn, cursor, *_args) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection = cursor.connection
+        if id(dbapi_connection) in traced:
+            return
         # Unprepared, every execution carries its text (and no extra round
         # trip for preparing one turns up in the count).
-        record.info["traced_prepare_threshold"] = dbapi_connection.prepare_threshold
+        traced[id(dbapi_connection)] = (dbapi_connection, dbapi_connection.prepare_threshold)
         dbapi_connection.prepare_threshold = None
         dbapi_connection.pgconn.trace(fileno)
         dbapi_connection.pgconn.set_trace_flags(1)  # no timestamps
 
-    def stop(dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
-        dbapi_connection.pgconn.untrace()
-        dbapi_connection.prepare_threshold = record.info.pop("traced_prepare_threshold")
+    def stop(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        if (entry := traced.pop(id(dbapi_connection), None)) is not None:
+            _untrace(*entry)
 
-    event.listen(engine, "checkout", start)
+    event.listen(engine, "before_cursor_execute", start, insert=True)
     event.listen(engine, "checkin", stop)
     try:
         request()
     finally:
-        event.remove(engine, "checkout", start)
+        event.remove(engine, "before_cursor_execute", start)
         event.remove(engine, "checkin", stop)
+        for entry in traced.values():
+            _untrace(*entry)
+
+
+def _untrace(dbapi_connection: Any, prepare_threshold: int | None) -> None:
+    dbapi_connection.pgconn.untrace()
+    dbapi_connection.prepare_threshold = prepare_threshold
 
 
 def _quoted(field: str) -> tuple[str, str]:
