@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, LargeBinary, String, Text
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, new_id
@@ -43,6 +45,12 @@ class DataSubjectRequest(Base):
     handled_by: Mapped[str | None] = mapped_column(String(36))
     # What the request is about, without personal data (e.g. a purpose code).
     details: Mapped[dict[str, object]] = mapped_column(JSON)
+
+    @hybrid_method
+    def overdue_at(self, now: datetime) -> Any:
+        """Still open after its due date: the one rule, for a row (a bool) and
+        in a query (a SQL condition, ``DataSubjectRequest.overdue_at(now)``)."""
+        return (self.status == RequestStatus.OPEN) & (self.due_at < now)
 
 
 class LegalArchiveRecord(Base):

@@ -176,7 +176,7 @@ class RightsService:
         return request
 
     def is_overdue(self, request: DataSubjectRequest) -> bool:
-        return request.status == RequestStatus.OPEN and self._clock.now() > request.due_at
+        return bool(request.overdue_at(self._clock.now()))
 
     def working_days_overdue(self, request: DataSubjectRequest) -> int:
         if not self.is_overdue(request):
@@ -185,12 +185,7 @@ class RightsService:
 
 
 def overdue_count(db: DbSession, now: datetime) -> int:
-    """Open requests past their due date (RightsService.is_overdue's rule, in
-    SQL), for the metrics scrape."""
+    """Open requests past their due date, for the metrics scrape."""
     return int(
-        db.execute(
-            select(func.count()).where(
-                DataSubjectRequest.status == RequestStatus.OPEN, DataSubjectRequest.due_at < now
-            )
-        ).scalar_one()
+        db.execute(select(func.count()).where(DataSubjectRequest.overdue_at(now))).scalar_one()
     )
