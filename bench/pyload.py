@@ -11,7 +11,7 @@ in a process of its own:
   so its signature counter only goes up.
 - sms_sign_in: each thread owns its own phones: it asks for a code, reads it
   from the SMS gateway the `privid worker` delivered it to
-  (bench/sms_gateway.py), and signs in with it.
+  (tests/fakes.py, `SmsGateway`), and signs in with it.
 
 One sign-in is probed first (else "SKIPPED <why>" and exit); then warm-up;
 then "MEASURING"; then S seconds whose sign-ins count (started and finished

@@ -9,7 +9,7 @@ The service runs under the chosen server (gunicorn with config/gunicorn.conf.py,
 or granian's WSGI interface, same worker count) on PostgreSQL + Redis when
 PRIVID_BENCH_DATABASE_URL / PRIVID_BENCH_RATELIMIT_URI are set (else a SQLite
 file and in-memory limits), with `privid worker` sending SMS codes to a gateway
-on loopback (bench/sms_gateway.py). The bare endpoint (bench/bare_app.py) runs
+on loopback (the suite's fake, tests/fakes.py). The bare endpoint (bench/bare_app.py) runs
 under the same server command beside it. Load comes from other processes: wrk
 with bench/load.lua, or bench/pyload.py for SMS and passkey sign-ins. Writes
 DIR/results.json and DIR/RESULTS.md (DIR: bench/).
@@ -50,7 +50,7 @@ from bench.oidc_seed import (
     register_clients,
 )
 from bench.report import TARGETS, machine, render, scenario_result
-from bench.sms_gateway import SmsGateway
+from tests.fakes import SmsGateway
 
 BENCH = Path(__file__).resolve().parent
 BARE_APP = "bench.bare_app:app"

@@ -19,6 +19,7 @@ from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
@@ -129,9 +130,12 @@ class SmtpServer:
 class SmsOutbox:
     token: str
     messages: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Guards messages; notified whenever one arrives.
+    lock: threading.Condition = field(default_factory=threading.Condition)
     fail_next: int = 0
     deliver: Deliver | None = None
+    # Per number, how many of its messages a reader has taken (``take_code``).
+    taken: dict[str, int] = field(default_factory=dict)
 
     def to(self, number: str) -> list[dict[str, str]]:
         if self.deliver is not None:
@@ -152,14 +156,38 @@ class SmsOutbox:
         assert match, f"no code in {text!r}"
         return match.group(1)
 
+    def take_code(self, number: str, wait: float) -> str | None:
+        """The code in the newest message to ``number`` that no reader took yet,
+        waiting up to ``wait`` seconds for one; older untaken ones are passed
+        over (a reader that gave up on a code has moved on to a new one)."""
+
+        def untaken() -> list[dict[str, str]]:
+            mine = [m for m in self.messages if m["to"] == number]
+            return mine[self.taken.get(number, 0) :]
+
+        with self.lock:
+            if not self.lock.wait_for(lambda: bool(untaken()), timeout=wait):
+                return None
+            newest = untaken()[-1]
+            self.taken[number] = len([m for m in self.messages if m["to"] == number])
+        match = CODE_RE.search(newest["text"])
+        return match.group(1) if match else None
+
     def clear(self) -> None:
         with self.lock:
             self.messages.clear()
+            self.taken.clear()
+
+
+# How long GET /codes waits for a code before answering 404.
+CODE_WAIT_SECONDS = 10.0
 
 
 class SmsGateway:
     """Speaks the gateway protocol app.adapters.sms_http expects: bearer-authenticated
-    POST of {"to", "text"}, answered by {"id"}."""
+    POST of {"to", "text"}, answered by {"id"}. A reader in another process (the
+    benchmark's load generator, reading its phone as a user would) gets each
+    number's newest code with GET /codes?to=<number>."""
 
     def __init__(self, token: str = "test-gateway-token") -> None:
         self.outbox = SmsOutbox(token)
@@ -190,7 +218,19 @@ class SmsGateway:
                         return
                     outbox.messages.append({"to": to, "text": text})
                     message_id = len(outbox.messages)
+                    outbox.lock.notify_all()
                 self._reply(200, {"id": f"msg-{message_id}"})
+
+            def do_GET(self) -> None:
+                query = parse_qs(urlparse(self.path).query)
+                if urlparse(self.path).path != "/codes" or not query.get("to"):
+                    self._reply(404, {"error": "not found"})
+                    return
+                code = outbox.take_code(query["to"][0], CODE_WAIT_SECONDS)
+                if code is None:
+                    self._reply(404, {"error": "no code"})
+                else:
+                    self._reply(200, {"code": code})
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
                 payload = json.dumps(body).encode()
@@ -201,11 +241,16 @@ class SmsGateway:
                 self.wfile.write(payload)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/messages"
+        return f"{self.base}/messages"
 
     def start(self) -> SmsGateway:
         self._thread.start()
@@ -214,6 +259,12 @@ class SmsGateway:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def __enter__(self) -> SmsGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class HangingSmtpServer:

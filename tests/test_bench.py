@@ -24,7 +24,7 @@ from bench.oidc_throughput import oidc_arguments
 from bench.pyload import summary
 from bench.report import TARGETS, Target, render, scenario_result
 from bench.run_all import SCENARIOS
-from bench.sms_gateway import SmsGateway
+from tests.fakes import SmsGateway
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = {"rps", "p50_ms", "p95_ms", "p99_ms", "errors", "rss_mb", "ceiling_rps", "ratio"}
@@ -131,7 +131,9 @@ def test_the_gateway_hands_the_newest_code_to_whoever_reads_the_phone():
         assert stranger.status_code == 401
         read = requests.get(f"{gateway.base}/codes", params={"to": "+8613900000000"}, timeout=5)
         assert read.json() == {"code": "222222"}
-        assert gateway.take("+8613900000000", wait=0.1) is None  # the older one went too
+        assert (
+            gateway.outbox.take_code("+8613900000000", wait=0.1) is None
+        )  # the older one went too
 
 
 def test_the_peer_comparison_is_the_services_rate_over_node_oidc_providers():
