@@ -21,6 +21,7 @@ from app.api.converters import CodeConverter, IdConverter
 from app.clock import Clock, SystemClock
 from app.db import make_engine, make_session_factory
 from app.extensions import limiter
+from app.http.no_flask_session import NoFlaskSession
 from app.limit_storage import replay_cache, storage_options
 from app.resources import resource_dir
 from app.security.blind_index import BlindIndex
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     runtime = runtime or build_runtime(settings)
 
     app = Flask(__name__)
+    app.session_interface = NoFlaskSession()
     app.config.update(
         SECRET_KEY=settings.secret_key_bytes,
         # One byte over: parse_body refuses a body that reaches it (see there).

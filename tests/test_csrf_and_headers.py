@@ -290,3 +290,15 @@ def test_problem_documents_are_json_not_html(client):
         assert response.mimetype == "application/problem+json"
         assert not response.get_data(as_text=True).lstrip().startswith("<")
         json.loads(response.get_data(as_text=True))
+
+
+def test_flask_s_own_signed_cookie_session_is_off(app, client, mailbox, sms):
+    """Browser state lives in the service's revocable cookies only: a sign-up
+    sets none of Flask's, and code that tried to keep state in Flask's session
+    would fail at once rather than write an irrevocable cookie."""
+    from flask import session as flask_session
+
+    register(client, mailbox, sms, token_delivery="cookie")
+    assert client.get_cookie("session") is None
+    with app.test_request_context("/"), pytest.raises(RuntimeError):
+        flask_session["kept"] = "state"

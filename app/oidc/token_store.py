@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -286,21 +287,8 @@ class TokenStore:
         its client not disabled, its user still active. One query, which with
         ``lock_grant`` also takes the grant's row (FOR KEY SHARE: a concurrent
         revocation waits, other readers do not)."""
-        # Token endpoint and introspection: the client has just authenticated
-        # and is in the session already, so only its state is read. A user's
-        # bearer token (UserInfo, with_user) arrives without one.
-        client_state: Any = OAuthClient if with_user else OAuthClient.disabled_at
-        user_state: Any = User if with_user else User.status
-        query = (
-            select(IssuedToken, TokenGrant, client_state, user_state)
-            .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
-            .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
-            .outerjoin(User, User.id == TokenGrant.user_id)
-            .where(IssuedToken.token_hash == hash_token(token))
-        )
-        if lock_grant:
-            query = query.with_for_update(key_share=True, of=TokenGrant)
-        found = self._db.execute(query).one_or_none()
+        query = _token_query(with_user=with_user, lock_grant=lock_grant)
+        found = self._db.execute(query, {"token_hash": hash_token(token)}).one_or_none()
         if found is None:
             return None
         row, grant, client_found, user_found = found
@@ -389,3 +377,24 @@ class TokenStore:
 
 def token_store(svc: Services) -> TokenStore:
     return TokenStore.of(svc)
+
+
+@cache
+def _token_query(*, with_user: bool, lock_grant: bool) -> Select[Any]:
+    """The lookup behind ``TokenStore._lookup``, built once per shape (every
+    token request runs one), with the token's hash bound per call."""
+    # Token endpoint and introspection: the client has just authenticated and
+    # is in the session already, so only its state is read. A user's bearer
+    # token (UserInfo, with_user) arrives without one.
+    client_state: Any = OAuthClient if with_user else OAuthClient.disabled_at
+    user_state: Any = User if with_user else User.status
+    query = (
+        select(IssuedToken, TokenGrant, client_state, user_state)
+        .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
+        .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
+        .outerjoin(User, User.id == TokenGrant.user_id)
+        .where(IssuedToken.token_hash == bindparam("token_hash"))
+    )
+    if lock_grant:
+        query = query.with_for_update(key_share=True, of=TokenGrant)
+    return query

@@ -20,7 +20,8 @@ from app.services.purposes import Catalogue
 
 
 def material_change_after(
-    moment: datetime | ColumnElement[datetime] | InstrumentedAttribute[datetime], now: datetime
+    moment: datetime | ColumnElement[datetime] | InstrumentedAttribute[datetime],
+    now: datetime | ColumnElement[datetime],
 ) -> Exists:
     """The one definition of "a material version has taken effect after
     ``moment``": a SQL condition, so a session can be read with the answer

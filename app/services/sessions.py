@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
@@ -88,6 +88,21 @@ def erase_device_details(db: DbSession, user_id: str) -> None:
 SessionsEnded = Callable[[Sequence[str]], None]
 
 
+# Every authenticated request runs this; built once, with its values bound per
+# call, it costs no statement construction or cache-key walk per request.
+_LIVE_SESSION = (
+    select(
+        Session,
+        User,
+        UserDataKey,
+        material_change_after(Session.created_at, bindparam("now", type_=Session.created_at.type)),
+    )
+    .join(User, User.id == Session.user_id)
+    .outerjoin(UserDataKey, UserDataKey.user_id == User.id)
+    .where(Session.token_hash == bindparam("token_hash"))
+)
+
+
 class SessionService:
     def __init__(
         self,
@@ -142,10 +157,7 @@ class SessionService:
         user and what requests read next (``LiveSession``), or None."""
         now = self._clock.now()
         found = self._db.execute(
-            select(Session, User, UserDataKey, material_change_after(Session.created_at, now))
-            .join(User, User.id == Session.user_id)
-            .outerjoin(UserDataKey, UserDataKey.user_id == User.id)
-            .where(Session.token_hash == hash_token(token))
+            _LIVE_SESSION, {"token_hash": hash_token(token), "now": now}
         ).one_or_none()
         if found is None:
             return None
