@@ -6,10 +6,21 @@ import logging
 import sqlite3
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event, insert, inspect
+from sqlalchemy import (
+    CursorResult,
+    Engine,
+    Result,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    inspect,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -210,17 +221,49 @@ def insert_together(db: Session, *groups: Sequence[Any]) -> None:
         for group in groups:
             insert_rows(db, group)
         return
-    statements = []
-    for group in groups:
+    shape: list[tuple[Table, int, tuple[str, ...]]] = []
+    parameters: dict[str, Any] = {}
+    adopted: list[list[str]] = []
+    for number, group in enumerate(groups):
         table, batch, defaulted = _insert_values(group)
-        statements.append((insert(table).values(batch), defaulted))
-    *earlier, (last, _) = statements
-    for number, (statement, _) in enumerate(earlier):
-        last = last.add_cte(statement.cte(f"earlier_{number}"))
+        columns = tuple(batch[0])
+        shape.append((table, len(batch), columns))
+        for row, values in enumerate(batch):
+            for column in columns:
+                parameters[_together_name(number, row, column)] = values[column]
+        adopted.append(defaulted)
     db.flush()
-    db.connection().execute(last)
-    for group, (_, defaulted) in zip(groups, statements, strict=True):
+    db.connection().execute(_together_statement(tuple(shape)), parameters)
+    for group, defaulted in zip(groups, adopted, strict=True):
         _adopt(db, group, defaulted)
+
+
+def _together_name(group: int, row: int, column: str) -> str:
+    return f"g{group}_r{row}_{column}"
+
+
+@lru_cache(maxsize=64)
+def _together_statement(shape: tuple[tuple[Table, int, tuple[str, ...]], ...]) -> Any:
+    """One INSERT per table, the earlier ones as WITH clauses of the last, for
+    rows of these shapes (table, row count, columns given). Built once per
+    shape with its values as named parameters, so SQLAlchemy compiles it once
+    (for single-row groups: see below)."""
+    statements = []
+    for number, (table, rows, columns) in enumerate(shape):
+        values = [
+            {
+                column: bindparam(_together_name(number, row, column), type_=table.c[column].type)
+                for column in columns
+            }
+            for row in range(rows)
+        ]
+        # One row as a plain VALUES: SQLAlchemy caches that form, and not the
+        # multi-row one (a list), which it compiles anew each time.
+        statements.append(insert(table).values(values[0] if rows == 1 else values))
+    *earlier, last = statements
+    for number, statement in enumerate(earlier):
+        last = last.add_cte(statement.cte(f"earlier_{number}"))
+    return last
 
 
 def _insert_values(rows: Sequence[Any]) -> tuple[Any, list[dict[str, Any]], list[str]]:
