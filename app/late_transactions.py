@@ -13,9 +13,23 @@ a unit of work that never wrote ends without a round trip.
 
 The check sits in the driver's cursor rather than in a SQLAlchemy event: any
 statement listener puts every execution on SQLAlchemy's slower path, which
-costs more than the round trips saved. Server-side (named) cursors are not
-covered; PostgreSQL refuses one outside a transaction, loudly, and the
-service uses none."""
+costs more than the round trips saved.
+
+What this asks of code that uses the engine:
+- A statement that starts with SELECT is taken for a plain read. One that
+  writes through a function (``set_config(…, true)``, ``pg_notify``,
+  ``setval``, a function of our own) would run in autocommit, outside the unit
+  of work: write it so it needs a transaction, or do not write that way. The
+  only such call today is ``nextval``, which no transaction undoes anyway.
+- No statement but a plain read runs outside a transaction on this engine:
+  a statement PostgreSQL refuses inside one (``CREATE INDEX CONCURRENTLY``,
+  ``VACUUM``) needs a connection of its own without this cursor class.
+- Server-side (named) cursors fail when they are a unit of work's first
+  statement (PostgreSQL refuses one outside a transaction) and work after a
+  write. The service uses none.
+- SQLAlchemy must go on calling the driver's rollback in autocommit
+  (``skip_autocommit_rollback`` left off): that is what ends a transaction
+  opened here when a request fails, and what resets a pooled connection."""
 
 from __future__ import annotations
 
