@@ -122,11 +122,11 @@ def refresh_lines(
             users.append(user)
         for n in range(count):
             client = clients[n % len(clients)]
-            grant = store.open_grant(
+            grant = store.new_grant(
                 registry.get(client.client_id), scopes, user=users[n % len(users)]
             )
             token = new_token()
-            store.record(grant, TokenKind.REFRESH, token, scopes)
+            store.save(store.token_row(grant, TokenKind.REFRESH, token, scopes), new_grant=grant)
             lines.append(f"{client.authorization}\t{token}")
     return lines
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyotp
 import pytest
@@ -41,6 +41,8 @@ from app.settings import Settings
 from app.worker import OutboxWorker
 from tests.dpop_client import DpopKey
 from tests.fakes import Mailbox, SmsOutbox
+
+T = TypeVar("T")
 
 _serial = itertools.count(1)
 GOOD_PASSWORD = "velvet-orbit-canyon-42"
@@ -267,12 +269,14 @@ class Wire:
     round_trips: int
 
 
-def wire_of(app: Flask, request: Callable[[], Any]) -> Wire:
-    """Trace every pooled PostgreSQL connection ``request()`` uses, BEGIN and
-    COMMIT included (SQLAlchemy's statement events never see those)."""
+def wire_of(app: Flask, request: Callable[[], T]) -> tuple[T, Wire]:
+    """What ``request()`` returned, and what it said to PostgreSQL: every
+    pooled connection it used is traced, BEGIN and COMMIT included
+    (SQLAlchemy's statement events never see those)."""
     engine = app.extensions["privid.engine"]
+    answers: list[T] = []
     with tempfile.TemporaryFile(mode="w+") as trace:
-        _trace_connections(engine, trace.fileno(), request)
+        _trace_connections(engine, trace.fileno(), lambda: answers.append(request()))
         trace.seek(0)
         traced = trace.read()
     messages: list[str] = []
@@ -282,7 +286,7 @@ def wire_of(app: Flask, request: Callable[[], Any]) -> Wire:
             messages.append(line)
         else:
             messages[-1] += "\n" + line
-    return _read_trace(messages)
+    return answers[0], _read_trace(messages)
 
 
 _TRACED_MESSAGE = re.compile(r"[FB]\t\d+\t")

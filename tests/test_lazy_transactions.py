@@ -82,10 +82,9 @@ def test_reading_ones_profile_costs_one_statement_and_no_transaction(
     app: Flask, client: Any, mailbox: Any, sms: Any
 ) -> None:
     person, session = register(client, mailbox, sms)
-    answers: list[Any] = []
-    wire = wire_of(app, lambda: answers.append(client.get(ME, headers=bearer(session["token"]))))
-    assert answers[0].status_code == 200
-    assert answers[0].get_json()["email"] == person.email
+    answer, wire = wire_of(app, lambda: client.get(ME, headers=bearer(session["token"])))
+    assert answer.status_code == 200
+    assert answer.get_json()["email"] == person.email
     assert len(wire.executed) == 1, wire.executed
     assert wire.executed[0].startswith("SELECT")
 
@@ -95,14 +94,13 @@ def test_a_sign_in_writes_everything_in_one_transaction(
     app: Flask, client: Any, mailbox: Any, sms: Any
 ) -> None:
     person, _ = register(client, mailbox, sms)
-    answers: list[Any] = []
-    wire = wire_of(app, lambda: answers.append(login(client, person.email, person.password)))
-    assert answers[0].status_code == 200, answers[0].json
+    answer, wire = wire_of(app, lambda: login(client, person.email, person.password))
+    assert answer.status_code == 200, answer.json
     assert wire.executed.count("BEGIN") == 1, wire.executed
     assert wire.executed[-1] == "COMMIT"
     _transactions_wrap_every_write(wire)
     # The session the sign-in opened works: its writes were committed.
-    assert client.get(ME, headers=bearer(answers[0].json["token"])).status_code == 200
+    assert client.get(ME, headers=bearer(answer.json["token"])).status_code == 200
 
 
 @pytest.fixture
@@ -160,22 +158,16 @@ def test_a_client_credentials_grant_records_grant_and_token_in_one_statement(
     # The first token ever issued also makes the signing keys.
     first = client.post(TOKEN, data={"grant_type": "client_credentials"}, headers=rp.basic)
     assert first.status_code == 200, first.json
-    answers: list[Any] = []
-    wire = wire_of(
-        app,
-        lambda: answers.append(
-            client.post(TOKEN, data={"grant_type": "client_credentials"}, headers=rp.basic)
-        ),
+    granted, wire = wire_of(
+        app, lambda: client.post(TOKEN, data={"grant_type": "client_credentials"}, headers=rp.basic)
     )
-    assert answers[0].status_code == 200, answers[0].json
+    assert granted.status_code == 200, granted.json
     _transactions_wrap_every_write(wire)
     writes = [s for s in wire.executed if s.startswith(("INSERT", "WITH", "UPDATE"))]
     assert len(writes) == 1, wire.executed
     assert "oauth_grants" in writes[0] and "oauth_tokens" in writes[0]
     assert wire.executed.count("BEGIN") == 1
-    looked_up = wire_of(
-        app, lambda: answers.append(introspect(client, rp, answers[0].json["access_token"]))
-    )
-    assert answers[1].json["active"] is True
+    found, looked_up = wire_of(app, lambda: introspect(client, rp, granted.json["access_token"]))
+    assert found.json["active"] is True
     assert looked_up.executed, "the trace saw nothing"
     assert all(s.startswith("SELECT") for s in looked_up.executed), looked_up.executed

@@ -193,7 +193,7 @@ class CodeFlow(grants.AuthorizationCodeGrant):
         client: Client = request.client
         scopes = scope_to_list(request.scope or "") or []
         store = token_store(svc)
-        token_grant = store.open_grant(
+        token_grant = store.new_grant(
             client.row, scopes, user=request.user, session=session, dpop_jkt=g.get("oidc_dpop_jkt")
         )
         data = request.payload.data

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.clock import Clock
-from app.db import affected_rows, insert_row, insert_together
+from app.db import affected_rows, insert_together
 from app.models import Session, User
 from app.models.base import new_id
 from app.models.user import UserStatus
@@ -94,19 +94,6 @@ class TokenStore:
 
     # -- grants and codes ------------------------------------------------------------
 
-    def open_grant(
-        self,
-        client: OAuthClient,
-        scopes: Sequence[str],
-        *,
-        user: User | None = None,
-        session: Session | None = None,
-        dpop_jkt: str | None = None,
-    ) -> TokenGrant:
-        grant = self.new_grant(client, scopes, user=user, session=session, dpop_jkt=dpop_jkt)
-        insert_row(self._db, grant)
-        return grant
-
     def new_grant(
         self,
         client: OAuthClient,
@@ -116,7 +103,8 @@ class TokenStore:
         session: Session | None = None,
         dpop_jkt: str | None = None,
     ) -> TokenGrant:
-        """A grant not yet recorded: ``save`` records it with its first tokens."""
+        """A grant not yet recorded: ``save_code`` or ``save`` records it with
+        its code or its first tokens, in the same statement."""
         now = self._clock.now()
         grant = TokenGrant(
             id=new_id(),
@@ -144,6 +132,7 @@ class TokenStore:
         code_challenge_method: str | None,
         claims: dict[str, object] | None,
     ) -> AuthorizationCode:
+        """Record a new grant (``new_grant``) and its authorization code."""
         row = AuthorizationCode(
             code_hash=hash_token(code),
             grant_id=grant.id,
@@ -154,8 +143,7 @@ class TokenStore:
             claims=claims,
             expires_at=self._clock.now() + self.lifetimes.code,
         )
-        self._db.add(row)
-        self._db.flush()
+        insert_together(self._db, [grant], [row])
         return row
 
     def claim_code(self, code: str, client_id: str) -> tuple[Claim, AuthorizationCode | None]:
@@ -191,19 +179,6 @@ class TokenStore:
         return Claim.INVALID, None
 
     # -- tokens ------------------------------------------------------------------------
-
-    def record(
-        self,
-        grant: TokenGrant,
-        kind: TokenKind,
-        token: str,
-        scopes: Sequence[str],
-        *,
-        dpop_jkt: str | None = None,
-    ) -> IssuedToken:
-        row = self.token_row(grant, kind, token, scopes, dpop_jkt=dpop_jkt)
-        self.save(row)
-        return row
 
     def save(self, *rows: IssuedToken, new_grant: TokenGrant | None = None) -> None:
         """Record the tokens of one answer (``token_row``), and the grant they
