@@ -187,11 +187,6 @@ def affected_rows(result: Result[Any]) -> int:
     return int(result.rowcount or 0)
 
 
-def insert_row(db: Session, row: Any) -> None:
-    """INSERT one new mapped object with a single Core statement (``insert_rows``)."""
-    insert_rows(db, [row])
-
-
 def insert_rows(db: Session, rows: Sequence[Any]) -> None:
     """INSERT new mapped objects of one table with a single Core statement (one
     round trip, a multi-row VALUES) and keep each in the session as the

@@ -126,7 +126,7 @@ def refresh_lines(
                 registry.get(client.client_id), scopes, user=users[n % len(users)]
             )
             token = new_token()
-            store.save(store.token_row(grant, TokenKind.REFRESH, token, scopes), new_grant=grant)
+            store.save(grant, store.token_row(grant, TokenKind.REFRESH, token, scopes))
             lines.append(f"{client.authorization}\t{token}")
     return lines
 

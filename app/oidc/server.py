@@ -149,10 +149,9 @@ def issue(
     scopes: list[str],
     *,
     include_refresh_token: bool,
-    grant_is_new: bool = False,
 ) -> dict[str, Any]:
     """Mint and record the access token (and refresh token) of one answer, and
-    the grant with them when it was only just made (``grant_is_new``)."""
+    the grant with them when it was only just made."""
     svc = services()
     store = token_store(svc)
     client: Client = grant_flow.request.client
@@ -176,7 +175,7 @@ def issue(
             store.token_row(token_grant, TokenKind.REFRESH, refresh, scopes, dpop_jkt=bound)
         )
         answer["refresh_token"] = refresh
-    store.save(*rows, new_grant=token_grant if grant_is_new else None)
+    store.save(token_grant, *rows)
     g.oidc_token_grant = token_grant
     metrics.token_issued(grant_flow.GRANT_TYPE)
     return answer
@@ -299,7 +298,7 @@ class ClientCredentialsFlow(grants.ClientCredentialsGrant):
         scopes = scope_to_list(scope or "") or []
         client: Client = self.request.client
         token_grant = token_store(services()).new_grant(client.row, scopes, dpop_jkt=_dpop_jkt())
-        return issue(self, token_grant, scopes, include_refresh_token=False, grant_is_new=True)
+        return issue(self, token_grant, scopes, include_refresh_token=False)
 
 
 class OnlyS256(CodeChallenge):

@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import Select, bindparam, inspect, select, update
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -180,10 +180,11 @@ class TokenStore:
 
     # -- tokens ------------------------------------------------------------------------
 
-    def save(self, *rows: IssuedToken, new_grant: TokenGrant | None = None) -> None:
-        """Record the tokens of one answer (``token_row``), and the grant they
-        open if it is new (``new_grant``), in one round trip."""
-        insert_together(self._db, [new_grant] if new_grant else [], rows)
+    def save(self, grant: TokenGrant, *rows: IssuedToken) -> None:
+        """Record the tokens of one answer (``token_row``) of ``grant``, and
+        the grant itself if it is not recorded yet (``new_grant``), in one
+        round trip."""
+        insert_together(self._db, [grant] if inspect(grant).transient else [], rows)
 
     def token_row(
         self,
