@@ -284,19 +284,59 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Where a run's CPU went besides the service's workers, by process name.
+_PART_OF_COMMAND = {"postgres": "postgres", "redis-server": "redis", "wrk": "loader"}
+PARTS = ("workers", "postgres", "redis", "loader", "other")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core has spent not idle since boot (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    # guest time is already counted in user time.
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part(workers: list[int], loader: int | None = None) -> dict[str, float]:
+    """CPU seconds used so far by the service's workers, PostgreSQL, Redis and
+    the load generator (wrk, or the Python loader's process), and the whole
+    machine ("machine")."""
+    used = dict.fromkeys(PARTS[:-1], 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        pid = int(stat.parent.name)
+        if pid in workers:
+            part: str | None = "workers"
+        elif pid == loader:
+            part = "loader"
+        else:
+            try:
+                text = stat.read_text()
+            except OSError:  # gone since the glob
+                continue
+            part = _PART_OF_COMMAND.get(text[text.index("(") + 1 : text.rindex(")")])
+        if part is not None:
+            used[part] += cpu_seconds(pid)
+    used["machine"] = machine_busy_seconds()
+    return used
+
+
 class WorkerSampler:
     """While a load runs: each gunicorn worker's peak resident memory, sampled
-    from /proc every `interval` seconds, and the CPU time the workers spent
-    (Linux only)."""
+    from /proc every `interval` seconds, the CPU time the workers spent, and
+    where the machine's CPU went (`cpu_by_part`: workers, PostgreSQL, Redis,
+    the loader and the rest; Linux only)."""
 
-    def __init__(self, master: int, interval: float = 0.1) -> None:
+    def __init__(self, master: int, interval: float = 0.1, loader: int | None = None) -> None:
         self._master = master
         self._interval = interval
+        self._loader = loader
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.peak_kib: dict[int, int] = {}
         self._cpu_at_start: dict[int, float] = {}
+        self._parts_at_start: dict[str, float] = {}
         self.cpu_used = 0.0
+        self.cpu_by_part: dict[str, float] = {}
 
     def _sample(self) -> None:
         for pid in worker_pids(self._master):
@@ -308,7 +348,9 @@ class WorkerSampler:
             self._stop.wait(self._interval)
 
     def __enter__(self) -> WorkerSampler:
-        self._cpu_at_start = {pid: cpu_seconds(pid) for pid in worker_pids(self._master)}
+        workers = worker_pids(self._master)
+        self._cpu_at_start = {pid: cpu_seconds(pid) for pid in workers}
+        self._parts_at_start = cpu_by_part(workers, self._loader)
         self._sample()
         self._thread.start()
         return self
@@ -317,10 +359,16 @@ class WorkerSampler:
         self._stop.set()
         self._thread.join()
         self._sample()
+        workers = worker_pids(self._master)
         # A worker that was replaced during the run counts from zero.
-        self.cpu_used = sum(
-            cpu_seconds(pid) - self._cpu_at_start.get(pid, 0.0) for pid in worker_pids(self._master)
-        )
+        self.cpu_used = sum(cpu_seconds(pid) - self._cpu_at_start.get(pid, 0.0) for pid in workers)
+        # A process gone during the run (a PostgreSQL backend that closed)
+        # takes its CPU with it: that part of it lands in "other".
+        parts = cpu_by_part(workers, self._loader)
+        spent = {k: max(parts[k] - self._parts_at_start.get(k, 0.0), 0.0) for k in parts}
+        spent["workers"] = self.cpu_used
+        spent["other"] = max(spent["machine"] - sum(spent[k] for k in PARTS[:-1]), 0.0)
+        self.cpu_by_part = spent
 
     def peak_mib(self) -> float:
         """The largest worker's peak, in MiB."""

@@ -9,8 +9,9 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -28,7 +29,8 @@ TIMEOUT_SECONDS = 5
 @dataclass(frozen=True)
 class Load:
     """What the load generator saw in one run; the largest worker's peak
-    memory and the CPU time all workers spent during it."""
+    memory, the CPU time all workers spent during it, and where the machine's
+    CPU went (bench.common.cpu_by_part)."""
 
     seconds: float
     ok: int
@@ -43,6 +45,7 @@ class Load:
     # refresh_token only: grants given up because an answer was lost or refused.
     dropped: int = 0
     worker_cpu_seconds: float = 0.0
+    cpu_seconds_by_part: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -59,8 +62,20 @@ class Load:
         answered = self.ok + self.refused
         return 1000 * self.worker_cpu_seconds / answered if answered else 0.0
 
+    def cpu_ms_per_answer_by_part(self) -> dict[str, float]:
+        """Each part's CPU per answered request, and the whole machine's."""
+        answered = self.ok + self.refused
+        if not answered:
+            return {}
+        return {k: round(1000 * v / answered, 3) for k, v in self.cpu_seconds_by_part.items()}
 
-def parse_wrk(stdout: str, peak_rss_mib: float, worker_cpu_seconds: float = 0.0) -> Load:
+
+def parse_wrk(
+    stdout: str,
+    peak_rss_mib: float,
+    worker_cpu_seconds: float = 0.0,
+    cpu_seconds_by_part: Mapping[str, float] | None = None,
+) -> Load:
     """The Load from the summary line bench/load.lua's done() (or
     bench/pyload.py) prints."""
     found = [x for x in stdout.splitlines() if x.startswith(SUMMARY)]
@@ -78,6 +93,7 @@ def parse_wrk(stdout: str, peak_rss_mib: float, worker_cpu_seconds: float = 0.0)
         peak_rss_mib=peak_rss_mib,
         dropped=raw["dropped"],
         worker_cpu_seconds=worker_cpu_seconds,
+        cpu_seconds_by_part=dict(cpu_seconds_by_part or {}),
     )
 
 
@@ -131,11 +147,20 @@ def wrk(
             scenario.mode, scenario.method, scenario.path, listing.name if lines else "-",
             str(connections), scenario.expect, scenario.content_type,
         ]  # fmt: skip
-        with WorkerSampler(server.pid) as workers:
-            done = subprocess.run(
-                command, capture_output=True, text=True, check=True, timeout=seconds + 60
-            )
-    return parse_wrk(done.stdout, workers.peak_mib(), workers.cpu_used)
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+            assert process.stdout is not None
+            overdue = threading.Timer(seconds + 60, process.kill)
+            overdue.start()
+            try:
+                # Sampled until wrk's output ends, before it is reaped: a
+                # reaped process's CPU can no longer be read.
+                with WorkerSampler(server.pid, loader=process.pid) as workers:
+                    stdout = process.stdout.read()
+            finally:
+                overdue.cancel()
+            if process.wait(timeout=60) != 0:
+                raise subprocess.CalledProcessError(process.returncode, command, stdout)
+    return parse_wrk(stdout, workers.peak_mib(), workers.cpu_used, workers.cpu_by_part)
 
 
 def python_load(
@@ -164,10 +189,12 @@ def python_load(
             if not first.startswith("MEASURING"):
                 process.wait(timeout=30)
                 return first.removeprefix("SKIPPED ").strip() or "the loader exited"
-            with WorkerSampler(server.pid) as workers:
+            # Sampled until its output ends, before it is reaped: a reaped
+            # process's CPU can no longer be read.
+            with WorkerSampler(server.pid, loader=process.pid) as workers:
                 rest = process.stdout.read()
-                process.wait(timeout=seconds + 60)
-    return parse_wrk(rest, workers.peak_mib(), workers.cpu_used)
+            process.wait(timeout=60)
+    return parse_wrk(rest, workers.peak_mib(), workers.cpu_used, workers.cpu_by_part)
 
 
 def probe(base: str, scenario: Scenario, line: str) -> str | None:

@@ -46,6 +46,8 @@ TARGETS: dict[str, Target] = {
     "passkey_sign_in": Target(None),
 }
 
+CPU_PARTS = ("workers", "postgres", "redis", "loader", "other", "machine")
+
 CEILING_NAMES = {
     "bare": "bare Flask endpoint, same server (requests/s)",
     "argon2": "argon2id verifications/s, every core",
@@ -87,12 +89,27 @@ def scenario_result(
         "bad_answers": load.refused,
         "socket_errors": load.socket_errors,
         "worker_cpu_ms_per_request": round(load.cpu_ms_per_answer, 3),
+        "cpu_ms_per_request": load.cpu_ms_per_answer_by_part(),
         **extra,
     }
+    if target.ratio is not None and ceiling_rps:
+        figures["machine_cpu_ms_budget"] = machine_cpu_budget_ms(target.ratio, ceiling_rps)
     if load.dropped:
         figures["grants_dropped"] = load.dropped
     figures["met"] = met(figures, target)
     return figures
+
+
+def mean_by_part(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each part's mean over `runs` (the parts every run has)."""
+    parts = set.intersection(*(set(run) for run in runs)) if runs else set()
+    return {k: round(sum(run[k] for run in runs) / len(runs), 3) for k in sorted(parts)}
+
+
+def machine_cpu_budget_ms(ratio: float, ceiling_rps: float) -> float:
+    """The most CPU (every process on the machine, in ms) one request may cost
+    for `ratio` of `ceiling_rps` to fit on this machine's cores at all."""
+    return round((os.cpu_count() or 1) * 1000 / (ratio * ceiling_rps), 3)
 
 
 def machine() -> dict[str, Any]:
@@ -167,6 +184,35 @@ def _peer(peer: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _cpu_row(name: str, used: dict[str, float], budget: float | None) -> str:
+    cells = " | ".join(f"{used[part]:g}" if part in used else "" for part in CPU_PARTS)
+    over = f"{used['machine'] / budget:.1f}×" if budget and used.get("machine") else ""
+    return f"| {name} | {cells} | {budget if budget else '—'} | {over} |"
+
+
+def _cpu_table(result: dict[str, Any]) -> list[str]:
+    """Where the cores went per answered request, beside what the target
+    leaves (a run older than this table has no figures for it)."""
+    bare = result.get("bare_cpu_ms_per_request")
+    if not bare:
+        return []
+    lines = [
+        "",
+        "Where the cores went, CPU ms per answered request (`machine` is every process, "
+        "`other` what is not named; the budget is the most machine CPU a request may cost "
+        "for the target's rate to fit on these cores):",
+        "",
+        "| scenario | " + " | ".join(CPU_PARTS) + " | budget at target | over budget |",
+        "| --- | " + " | ".join("---" for _ in CPU_PARTS) + " | --- | --- |",
+        _cpu_row("bare endpoint (mean)", bare, None),
+    ]
+    for name, figures in result["scenarios"].items():
+        if figures.get("cpu_ms_per_request"):
+            used = figures["cpu_ms_per_request"]
+            lines.append(_cpu_row(name, used, figures.get("machine_cpu_ms_budget")))
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     """bench/RESULTS.md from results.json."""
     about = result["machine"]
@@ -212,6 +258,7 @@ def render(result: dict[str, Any]) -> str:
         if runs:
             shown = ", ".join(f"{x:,}" for x in runs)
             lines.append(f"- {CEILING_NAMES[kind]}: {shown}")
+    lines += _cpu_table(result)
     lines += _peer(result.get("node_oidc_provider"))
     lines += [
         "",

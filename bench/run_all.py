@@ -49,7 +49,7 @@ from bench.oidc_seed import (
     refresh_lines,
     register_clients,
 )
-from bench.report import TARGETS, machine, render, scenario_result
+from bench.report import TARGETS, machine, mean_by_part, render, scenario_result
 from tests.fakes import SmsGateway
 
 BENCH = Path(__file__).resolve().parent
@@ -319,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 ceilings.argon2_params(settings),
                 strict=True,
             )
+        ),
+        "bare_cpu_ms_per_request": mean_by_part(
+            [r.cpu_ms_per_answer_by_part() for r in run.bare_runs]
         ),
         "scenarios": results,
         # Every refresh token is spent once: a reuse would revoke its grant.

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from bench.common import WorkerSampler
 from bench.load import Load, parse_wrk
 from bench.node_oidc import peer_figures
 from bench.oidc_seed import BenchClient
@@ -96,6 +97,40 @@ def test_the_summary_line_is_read_in_seconds_and_milliseconds():
     assert (parsed.p50_ms, parsed.p95_ms, parsed.p99_ms) == (1.5, 4.0, 12.25)
     with pytest.raises(RuntimeError, match="no summary"):
         parse_wrk("wrk: unable to connect\n", peak_rss_mib=0.0)
+
+
+def test_where_the_cores_went_is_per_answer_beside_the_targets_budget():
+    used = {"workers": 3.0, "postgres": 1.0, "machine": 5.0}
+    figures = scenario_result(
+        load(1_900, refused=100, cpu_seconds_by_part=used), "bare", 4_000.0, Target(0.5)
+    )
+    # Per answered request (refused ones too): 2,000 answers.
+    assert figures["cpu_ms_per_request"] == {"workers": 1.5, "postgres": 0.5, "machine": 2.5}
+    # 0.5 of 4,000/s on this machine's cores leaves cores × 1000 / 2,000 ms each.
+    assert figures["machine_cpu_ms_budget"] == pytest.approx((os.cpu_count() or 1) / 2, abs=1e-3)
+    assert "machine_cpu_ms_budget" not in scenario_result(
+        load(10), "es256", 9.0, TARGETS["passkey_sign_in"]
+    )
+
+
+def test_a_busy_loader_process_is_counted_as_the_loader_and_in_the_machine():
+    burn = (
+        "import time\nend = time.process_time() + 0.5\n"
+        "while time.process_time() < end: pass\nprint('burnt', flush=True)\ntime.sleep(10)"
+    )
+    burner = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True)
+    try:
+        # No gunicorn master here (-1): no workers; the burner is the loader.
+        with WorkerSampler(master=-1, loader=burner.pid) as sampler:
+            assert burner.stdout is not None and burner.stdout.readline() == "burnt\n"
+    finally:
+        burner.kill()
+        burner.wait(timeout=10)
+    spent = sampler.cpu_by_part
+    assert set(spent) == {"workers", "postgres", "redis", "loader", "other", "machine"}
+    assert spent["workers"] == 0.0
+    assert spent["loader"] >= 0.45  # the half second it burnt (clock ticks of 10 ms)
+    assert spent["machine"] >= spent["loader"]
 
 
 def test_the_python_loader_counts_only_sign_ins_inside_the_measured_seconds():
@@ -212,6 +247,14 @@ def test_one_command_measures_every_scenario_against_its_ceiling(tmp_path, datab
         1 for figures in scenarios.values() if figures["ceiling"] == "bare"
     )
     assert len(result["ceilings"]["argon2"]) == 2 and len(result["ceilings"]["es256"]) == 1
+    # Where the cores went, for the bare endpoint and each scenario.
+    assert result["bare_cpu_ms_per_request"]["workers"] > 0
+    for name, figures in scenarios.items():
+        used = figures["cpu_ms_per_request"]
+        assert used["workers"] > 0 and used["machine"] >= used["workers"], name
+    # (A second of a slow scenario may cost its loader less than a clock tick.)
+    assert scenarios["jwks"]["cpu_ms_per_request"]["loader"] > 0
+    assert "| bare endpoint (mean) |" in (tmp_path / "RESULTS.md").read_text()
     # Each refresh token was spent once.
     assert result["grants_revoked_as_reused"] == 0
     assert result["machine"]["nproc"] == os.cpu_count() and result["server"] == "gunicorn"
