@@ -213,6 +213,32 @@ def _cpu_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _floor_table(result: dict[str, Any]) -> list[str]:
+    """`--floor`: the same load against bench/floor_app.py, when it ran."""
+    floors = {k: v["floor"] for k, v in result["scenarios"].items() if "floor" in v}
+    if not floors:
+        return []
+    lines = [
+        "",
+        "The same load against bench/floor_app.py (`--floor`: the work alone on Flask + "
+        "psycopg, same server and tables; the most this stack allows):",
+        "",
+        "| scenario | floor rps | floor's ratio of bare | machine CPU ms per request "
+        "| service's share of the floor |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, floor in floors.items():
+        if "skipped" in floor:
+            lines.append(f"| {name} | skipped: {floor['skipped']} | | | |")
+            continue
+        machine_ms = floor["cpu_ms_per_request"].get("machine", "")
+        lines.append(
+            f"| {name} | {floor['rps']:,} | {floor['ratio']:.3f} | {machine_ms} "
+            f"| {floor.get('service_share', 0):.3f} |"
+        )
+    return lines
+
+
 def render(result: dict[str, Any]) -> str:
     """bench/RESULTS.md from results.json."""
     about = result["machine"]
@@ -259,6 +285,7 @@ def render(result: dict[str, Any]) -> str:
             shown = ", ".join(f"{x:,}" for x in runs)
             lines.append(f"- {CEILING_NAMES[kind]}: {shown}")
     lines += _cpu_table(result)
+    lines += _floor_table(result)
     lines += _peer(result.get("node_oidc_provider"))
     lines += [
         "",

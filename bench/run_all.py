@@ -25,6 +25,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from statistics import mean
@@ -54,6 +55,7 @@ from tests.fakes import SmsGateway
 
 BENCH = Path(__file__).resolve().parent
 BARE_APP = "bench.bare_app:app"
+FLOOR_APP = "bench.floor_app:app"
 PASSWORD = "velvet-orbit-canyon-42"
 # Access tokens per client for introspection.
 PER_CLIENT = 8
@@ -83,6 +85,12 @@ SCENARIOS = (
     SESSION_READ, PASSWORD_SIGN_IN, SMS_SIGN_IN, PASSKEY_SIGN_IN,
 )  # fmt: skip
 OIDC = {CLIENT_CREDENTIALS, INTROSPECTION, REFRESH, USERINFO}
+# `--floor`: the same load against bench/floor_app.py's bare-bones version.
+FLOOR_PATHS = {
+    CLIENT_CREDENTIALS: "/floor/token",
+    INTROSPECTION: "/floor/introspect",
+    SESSION_READ: "/floor/me",
+}
 # Scenarios that spend registered accounts (registering one costs an argon2 hash).
 PEOPLE = {REFRESH, USERINFO, SESSION_READ, PASSWORD_SIGN_IN, SMS_SIGN_IN, PASSKEY_SIGN_IN}
 
@@ -114,6 +122,12 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="also measure node-oidc-provider's client_credentials and introspection "
         "(npm install in bench/node-oidc first; needs Redis)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run client_credentials, introspection and session_read against "
+        "bench/floor_app.py (the work alone, on Flask + psycopg; PostgreSQL only)",
     )
     parser.add_argument("--output", type=Path, default=BENCH, help="where results go")
     args = parser.parse_args(argv)
@@ -148,6 +162,9 @@ class Run:
         self.es256_runs: list[float] = []
         self.people: list[tuple[str, str]] = []
         self.clients: list[Any] = []
+        self.floor: Served | None = None
+        # The lines the last wrk scenario was given, for the floor to get the same.
+        self.last_lines: list[str] | None = None
 
     @property
     def tokens(self) -> int:
@@ -203,10 +220,32 @@ class Run:
         connections = (
             args.password_connections if scenario is PASSWORD_SIGN_IN else args.connections
         )
+        self.last_lines = self.lines(scenario, server)
         return measure(
-            server, scenario, self.lines(scenario, server),
+            server, scenario, self.last_lines,
             connections=connections, seconds=args.duration, warm_up=args.warm_up,
         )  # fmt: skip
+
+    def floor_figures(self, scenario: Scenario, load: Load | str, ceiling: float) -> dict[str, Any]:
+        """The same load against the floor app: its rate, its share of the
+        bare endpoint's, and the service's share of its rate."""
+        assert self.floor is not None
+        floor = measure(
+            self.floor, replace(scenario, path=FLOOR_PATHS[scenario]), self.last_lines,
+            connections=self.args.connections, seconds=self.args.duration,
+            warm_up=self.args.warm_up,
+        )  # fmt: skip
+        if isinstance(floor, str):
+            return {"skipped": floor}
+        figures: dict[str, Any] = {
+            "rps": round(floor.rps, 1),
+            "ratio": round(floor.rps / ceiling, 3) if ceiling else 0.0,
+            "errors": floor.errors,
+            "cpu_ms_per_request": floor.cpu_ms_per_answer_by_part(),
+        }
+        if not isinstance(load, str) and floor.rps:
+            figures["service_share"] = round(load.rps / floor.rps, 3)
+        return figures
 
     def bare(self, bare: Served) -> None:
         measured = measure(
@@ -239,6 +278,8 @@ class Run:
         else:
             ceiling = ceilings.es256_per_second(half)
             self.es256_runs.append(round(ceiling, 1))
+        if self.floor is not None and scenario in FLOOR_PATHS:
+            extra["floor"] = self.floor_figures(scenario, load, ceiling)
         return scenario_result(load, scenario.ceiling, ceiling, TARGETS[scenario.name], **extra)
 
 
@@ -255,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     about = machine()
     token = secrets.token_urlsafe(16)
     with database() as (database_url, ratelimit), SmsGateway(token) as gateway:
+        if args.floor and not database_url.startswith("postgresql+psycopg"):
+            raise SystemExit("--floor needs PostgreSQL (PRIVID_BENCH_DATABASE_URL)")
         settings = sms_settings(bench_settings(database_url, ratelimit), gateway, token)
         upgrade(database_url)
         run = Run(args, settings, gateway)
@@ -273,6 +316,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             server = stack.enter_context(
                 served(settings, args.workers, server=args.server, threads=args.threads)
             )
+            if args.floor:
+                run.floor = stack.enter_context(
+                    served(settings, args.workers, FLOOR_APP, args.server, args.threads)
+                )
             if SMS_SIGN_IN in chosen:
                 stack.enter_context(privid_worker(settings))
             run.bare(bare)

@@ -265,3 +265,24 @@ def test_granian_serves_the_service_and_the_bare_endpoint_alike(tmp_path, databa
     assert result["server"] == "granian" and result["workers"] == 2
     for name, figures in result["scenarios"].items():
         assert_good_answers_only(name, figures)
+
+
+def test_the_floor_app_takes_the_same_load_on_postgresql_only(tmp_path, database_url):
+    only = ("--only", "client_credentials", "--only", "introspection", "--only", "session_read")
+    if not os.environ.get("PRIVID_TEST_DATABASE_URL"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "bench", "--floor", *only, "--output", str(tmp_path)],
+            cwd=ROOT, env={k: v for k, v in os.environ.items() if "PRIVID_BENCH" not in k},
+            capture_output=True, text=True, timeout=RUN_SECONDS,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "--floor needs PostgreSQL" in refused.stderr
+        assert not (tmp_path / "results.json").exists()
+        return
+    result = run_bench(tmp_path, database_url, "--floor", *only)
+    for name, figures in result["scenarios"].items():
+        assert_good_answers_only(name, figures)
+        floor = figures["floor"]
+        # Every floor answer carried what the service's answer must carry.
+        assert floor["errors"] == 0 and floor["rps"] > 0, name
+        assert floor["service_share"] == pytest.approx(figures["rps"] / floor["rps"], rel=0.01)
+    assert "| session_read |" in (tmp_path / "RESULTS.md").read_text().split("floor_app.py")[1]
