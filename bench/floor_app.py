@@ -45,6 +45,18 @@ _TOKEN = (
     "SELECT t.expires_at, t.revoked_at, g.client_id, g.revoked_at FROM oauth_tokens t"
     " JOIN oauth_grants g ON g.id = t.grant_id WHERE t.token_hash = %s AND t.kind = 'access'"
 )
+_REFRESH = (
+    "SELECT t.grant_id, t.expires_at, t.used_at, t.revoked_at, t.scopes, g.client_id,"
+    " g.revoked_at, g.user_id FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id"
+    " WHERE t.token_hash = %s AND t.kind = 'refresh' FOR UPDATE OF t"
+)
+_SPEND = "UPDATE oauth_tokens SET used_at = %s WHERE token_hash = %s"
+_ROTATE = (
+    "INSERT INTO oauth_tokens (id, grant_id, kind, token_hash, scopes, issued_at, expires_at)"
+    " VALUES (%(access_id)s, %(grant)s, 'access', %(access_hash)s, %(scopes)s, %(now)s,"
+    " %(access_expires)s), (%(refresh_id)s, %(grant)s, 'refresh', %(refresh_hash)s, %(scopes)s,"
+    " %(now)s, %(refresh_expires)s)"
+)
 _SESSION = (
     "SELECT s.user_id, s.expires_at, s.revoked_at, u.status FROM sessions s"
     " JOIN users u ON u.id = s.user_id WHERE s.token_hash = %s"
@@ -107,6 +119,8 @@ def token() -> Response:
     client_id = _client_id()
     if client_id is None:
         return _json({"error": "invalid_client"}, 401)
+    if request.form.get("grant_type") == "refresh_token":
+        return _refresh(client_id)
     if request.form.get("grant_type") != "client_credentials":
         return _json({"error": "unsupported_grant_type"}, 400)
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -128,6 +142,41 @@ def token() -> Response:
             },
         )  # fmt: skip
     body = {"access_token": access, "token_type": "Bearer", "expires_in": 3600}
+    return _json(body)
+
+
+def _refresh(client_id: str) -> Response:
+    """Rotation as the service does it: the presented refresh token locked,
+    checked and spent, a new access and refresh token in one INSERT, and an
+    access token and an ID token signed (RS256)."""
+    presented_hash = _sha256(request.form.get("refresh_token", ""))
+    now = datetime.now(UTC).replace(tzinfo=None)
+    issued = int(time.time())
+    db = _db()
+    with db.transaction():
+        row = db.execute(_REFRESH, (presented_hash,)).fetchone()
+        if row is None or row[1] <= now or row[2] or row[3] or row[6] or row[5] != client_id:
+            return _json({"error": "invalid_grant"}, 400)
+        grant_id, refresh_expires, scopes, user_id = row[0], row[1], row[4], row[7]
+        access_id = str(uuid.uuid4())
+        common = {"iss": _ISSUER, "sub": user_id, "iat": issued, "exp": issued + 3600}
+        access = _jwt({**common, "aud": _ISSUER, "client_id": client_id, "jti": access_id})
+        id_token = _jwt({**common, "aud": client_id, "auth_time": issued})
+        refresh = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        db.execute(_SPEND, (now, presented_hash))
+        db.execute(
+            _ROTATE,
+            {
+                "grant": grant_id, "scopes": json.dumps(scopes), "now": now,
+                "access_id": access_id, "access_hash": _sha256(access),
+                "access_expires": now + _LIFETIME, "refresh_id": str(uuid.uuid4()),
+                "refresh_hash": _sha256(refresh), "refresh_expires": refresh_expires,
+            },
+        )  # fmt: skip
+    body = {
+        "access_token": access, "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": refresh, "id_token": id_token,
+    }  # fmt: skip
     return _json(body)
 
 

@@ -88,6 +88,7 @@ OIDC = {CLIENT_CREDENTIALS, INTROSPECTION, REFRESH, USERINFO}
 # `--floor`: the same load against bench/floor_app.py's bare-bones version.
 FLOOR_PATHS = {
     CLIENT_CREDENTIALS: "/floor/token",
+    REFRESH: "/floor/token",
     INTROSPECTION: "/floor/introspect",
     SESSION_READ: "/floor/me",
 }
@@ -230,8 +231,10 @@ class Run:
         """The same load against the floor app: its rate, its share of the
         bare endpoint's, and the service's share of its rate."""
         assert self.floor is not None
+        # Refresh tokens are spent once: the floor gets grants of its own.
+        lines = self.lines(scenario, self.floor) if scenario.mode == "refresh" else self.last_lines
         floor = measure(
-            self.floor, replace(scenario, path=FLOOR_PATHS[scenario]), self.last_lines,
+            self.floor, replace(scenario, path=FLOOR_PATHS[scenario]), lines,
             connections=self.args.connections, seconds=self.args.duration,
             warm_up=self.args.warm_up,
         )  # fmt: skip
