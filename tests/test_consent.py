@@ -773,6 +773,44 @@ def test_withdrawing_consent_runs_its_effects_and_keeps_history(app, client, run
     assert app.test_cli_runner().invoke(args=["consent-verify"]).exit_code == 0
 
 
+def test_decisions_in_force_are_the_latest_and_only_they_are_read(app, client, mailbox, sms):
+    _, session = register(client, mailbox, sms, consent=baseline_consent(analytics="granted"))
+    token = session["token"]
+    user_id = client.get("/api/v1/me", headers=bearer(token)).json["user_id"]
+    for _ in range(3):  # a long history: withdrawn, granted, ... and granted last
+        for step in ("withdraw", "grant"):
+            done = client.post(
+                f"/api/v1/me/consent/analytics/{step}",
+                json={"policy_version": POLICY_VERSION},
+                headers=bearer(token),
+            )
+            assert done.status_code == 200, done.json
+    assert in_force(client, token)["analytics"] == "granted"
+    withdrawn = client.post("/api/v1/me/consent/analytics/withdraw", headers=bearer(token))
+    assert withdrawn.status_code == 200
+    assert in_force(client, token)["analytics"] == "withdrawn"
+
+    from sqlalchemy import event
+
+    from app.cli import unit_of_work
+
+    loaded: list[int] = []
+    with app.app_context(), unit_of_work() as svc:
+        history = svc.consent.history(user_id)
+        svc.db.expunge_all()  # what current() reads is loaded afresh
+        listen = (ConsentRecord, "load", lambda record, _context: loaded.append(record.id))
+        event.listen(*listen)
+        try:
+            current = svc.consent.current(user_id)
+        finally:
+            event.remove(*listen)
+    folded = {(r.purpose, r.client_id): r.id for r in history}  # the newest wins
+    assert {key: record.id for key, record in current.items()} == folded
+    # One row per purpose decided, not the whole history.
+    assert sorted(loaded) == sorted(folded.values())
+    assert len(history) >= len(folded) + 7
+
+
 @pytest.mark.parametrize("purpose", NOT_WITHDRAWABLE)
 def test_contract_and_legal_purposes_cannot_be_withdrawn(
     app, client, runtime, mailbox, sms, purpose

@@ -306,11 +306,17 @@ class ConsentService:
         )
 
     def current(self, user_id: str) -> dict[tuple[str, str | None], ConsentRecord]:
-        """The latest decision per (purpose, client)."""
-        latest: dict[tuple[str, str | None], ConsentRecord] = {}
-        for record in self.history(user_id):
-            latest[(record.purpose, record.client_id)] = record
-        return latest
+        """The latest decision per (purpose, client). Only those rows are read:
+        every sign-in asks, and a history grows with every decision ever made."""
+        latest_ids = (
+            select(func.max(ConsentRecord.id))
+            .where(ConsentRecord.user_id == user_id)
+            .group_by(ConsentRecord.purpose, ConsentRecord.client_id)
+        )
+        records = self._db.execute(
+            select(ConsentRecord).where(ConsentRecord.id.in_(latest_ids)).order_by(ConsentRecord.id)
+        ).scalars()
+        return {(record.purpose, record.client_id): record for record in records}
 
     def is_granted(self, user_id: str, purpose: str, client_id: str | None = None) -> bool:
         record = self.current(user_id).get((purpose, client_id))
