@@ -224,6 +224,23 @@ class Gunicorn:
             assert time.monotonic() < deadline, f"none of {pids} answered:\n{self.log()}"
             time.sleep(0.05)
 
+    def computing_worker(self, within: float) -> int | None:
+        """A worker that has served requests and is on a CPU right now (its
+        /proc state is R: mid-request, hashing a password as often as not),
+        polled for up to ``within`` seconds; None if none was."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            serving = self.worker_pids() & self.served_by()
+            for pid in sorted(serving):
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                except OSError:  # gone since
+                    continue
+                if stat.rsplit(")", 1)[1].split()[0] == "R":
+                    return pid
+            time.sleep(0.002)
+        return None
+
     def kill_worker(self, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
