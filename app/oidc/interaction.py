@@ -17,6 +17,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from app.json_object import json_object
 from app.models import Session
 from app.services.sessions import ACR_ORDER, Acr, acr_at_least
 
@@ -90,11 +91,8 @@ def parse(params: Mapping[str, str], login_after: datetime | None) -> Request:
 def parse_claims(raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
-    try:
-        claims = json.loads(raw)
-    except ValueError:
-        raise BadRequest("claims must be a JSON object.") from None
-    if not isinstance(claims, dict) or len(raw) > 4096:
+    claims = json_object(raw)
+    if claims is None or len(raw) > 4096:
         raise BadRequest("claims must be a JSON object.")
     for target in ("id_token", "userinfo"):
         if target in claims and not isinstance(claims[target], dict | None):

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from app.clock import Clock
 from app.db import affected_rows
+from app.json_object import json_object
 from app.oidc.key_models import SigningKey
 from app.security.envelope import FieldCipher, KeyRing, WrappedKey
 from app.security.jws_header import check_crit
@@ -246,10 +247,10 @@ class SigningKeys:
         try:
             keys = KeySet.import_key_set({"keys": [dict(row.public_jwk)]})
             found = jws.deserialize_compact(token, keys, algorithms=[row.alg])
-            claims = json.loads(found.payload)
         except (JoseError, ValueError) as exc:
             raise SignatureInvalid(str(exc)) from None
-        if not isinstance(claims, dict):
+        claims = json_object(found.payload)
+        if claims is None:
             raise SignatureInvalid("the payload is not a JSON object")
         return claims
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +22,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
+from app.json_object import json_object
 from app.security.jws_header import check_crit
 
 # Asymmetric algorithms only (section 4.3, check 5); "none" and MACs never.
@@ -175,11 +175,8 @@ def _modulus_bits(n: object) -> int:
 
 
 def _claims(payload: bytes) -> dict[str, object]:
-    try:
-        claims = json.loads(payload)
-    except ValueError:
-        raise DpopInvalid("the proof's payload is not JSON") from None
-    if not isinstance(claims, dict):
+    claims = json_object(payload)
+    if claims is None:
         raise DpopInvalid("the proof's payload is not a JSON object")
     return claims
 

@@ -11,7 +11,6 @@ the query string WeChat requires; no message or log line here carries a URL."""
 from __future__ import annotations
 
 import http.client
-import json
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode
+
+from app.json_object import json_object
 
 BUSY = -1
 # How long to wait before retry n (seconds): short, the person is waiting.
@@ -133,11 +134,8 @@ class HttpWeChatApi:
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             # The exception's text may hold the URL, and so the secret: only its type.
             raise WeChatUnavailable(type(exc).__name__) from None
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            raise WeChatUnavailable("not JSON") from None
-        if not isinstance(answer, dict):
+        answer = json_object(body)
+        if answer is None:
             raise WeChatUnavailable("not a JSON object")
         return answer
 

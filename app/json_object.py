@@ -1,0 +1,17 @@
+"""JSON objects from bytes a stranger sent (a proof's payload, a partner's
+answer, a request parameter): one rule for what counts as one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def json_object(text: str | bytes) -> dict[str, Any] | None:
+    """``text`` parsed, if it is a JSON object; None if it is not JSON or is
+    JSON of another kind (an array, a string, a number)."""
+    try:
+        value = json.loads(text)
+    except ValueError:  # UnicodeDecodeError too
+        return None
+    return value if isinstance(value, dict) else None
