@@ -324,6 +324,7 @@ REFUSED: list[Any] = [
     # payload and framing
     param(lambda k: signed(k.es, "this is not JSON"), id="payload-not-json"),
     param(lambda k: signed(k.es, "[1, 2]"), id="payload-json-array"),
+    param(lambda k: signed(k.es, '{"a":' + "[" * 1000), id="payload-nested-too-deep"),
     param(lambda k: signed(k.es, claims(padding="x" * MAX_PROOF_LENGTH)), id="too-long"),
     param(lambda k: "", id="empty"),
     param(lambda k: "garbage", id="garbage"),

@@ -23,6 +23,7 @@ def test_an_object_is_parsed(text: str | bytes) -> None:
     [
         "[1, 2]", '"a string"', "42", "null", "true",  # JSON, but not an object
         "", "{", "{'a': 1}", "NaN", b"\xff\xfe{}", b'{"a": "\xc3"}',  # not JSON
+        "[" * 5000, '{"a":' + "[" * 1000, b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}",
     ],
 )  # fmt: skip
 def test_anything_else_is_none(text: str | bytes) -> None:

@@ -611,8 +611,13 @@ def test_claims_of_scopes_the_client_is_not_registered_for_are_not_released(
 
 
 @pytest.mark.parametrize(
-    "claims", ["{not json", "[]", '"name"', '{"userinfo": ["name"]}', '{"id_token": 3}']
-)
+    "claims",
+    [
+        "{not json", "[]", '"name"', '{"userinfo": ["name"]}', '{"id_token": 3}',
+        '{"userinfo":' + "[" * 1000,  # deeper than the parser recurses, under 4096 bytes
+        '{"userinfo": {"name": null}, "pad": "' + "x" * 4096 + '"}',  # too long
+    ],
+)  # fmt: skip
 def test_malformed_claims_parameter_is_invalid_request(
     app: Flask, signed_in: tuple[FlaskClient, Person], claims: str
 ) -> None:

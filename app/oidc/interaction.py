@@ -91,8 +91,8 @@ def parse(params: Mapping[str, str], login_after: datetime | None) -> Request:
 def parse_claims(raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
-    claims = json_object(raw)
-    if claims is None or len(raw) > 4096:
+    claims = json_object(raw) if len(raw) <= 4096 else None
+    if claims is None:
         raise BadRequest("claims must be a JSON object.")
     for target in ("id_token", "userinfo"):
         if target in claims and not isinstance(claims[target], dict | None):
