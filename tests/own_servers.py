@@ -229,9 +229,10 @@ class Gunicorn:
         /proc state is R: mid-request, hashing a password as often as not),
         polled for up to ``within`` seconds; None if none was."""
         deadline = time.monotonic() + within
+        # Read once: scanning the growing log every poll would slow the load.
+        served = self.served_by()
         while time.monotonic() < deadline:
-            serving = self.worker_pids() & self.served_by()
-            for pid in sorted(serving):
+            for pid in sorted(self.worker_pids() & served):
                 try:
                     stat = Path(f"/proc/{pid}/stat").read_text()
                 except OSError:  # gone since
