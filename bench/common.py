@@ -293,15 +293,16 @@ def machine_busy_seconds() -> float:
     """CPU time every core has spent not idle since boot (/proc/stat)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle, iowait
-    # guest time is already counted in user time.
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq: steal is time the hypervisor
+    # gave to others, and guest time is already counted in user time.
+    return (sum(fields[:7]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def cpu_by_part(workers: list[int], loader: int | None = None) -> dict[str, float]:
-    """CPU seconds used so far by the service's workers, PostgreSQL, Redis and
-    the load generator (wrk, or the Python loader's process), and the whole
-    machine ("machine")."""
-    used = dict.fromkeys(PARTS[:-1], 0.0)
+def cpu_by_process(workers: list[int], loader: int | None = None) -> dict[int, tuple[str, float]]:
+    """Each process of a named part (the service's workers, PostgreSQL, Redis,
+    the load generator: wrk, or the Python loader's pid) with the CPU seconds
+    it has used so far."""
+    found: dict[int, tuple[str, float]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         pid = int(stat.parent.name)
         if pid in workers:
@@ -315,9 +316,20 @@ def cpu_by_part(workers: list[int], loader: int | None = None) -> dict[str, floa
                 continue
             part = _PART_OF_COMMAND.get(text[text.index("(") + 1 : text.rindex(")")])
         if part is not None:
-            used[part] += cpu_seconds(pid)
-    used["machine"] = machine_busy_seconds()
-    return used
+            found[pid] = (part, cpu_seconds(pid))
+    return found
+
+
+def cpu_spent(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each part spent between two `cpu_by_process` readings,
+    process by process (one born in between counts from zero; one gone by
+    the end is not in `after`, and its share lands in "other")."""
+    spent = dict.fromkeys(PARTS[:-1], 0.0)
+    for pid, (part, used) in after.items():
+        spent[part] += max(used - before.get(pid, (part, 0.0))[1], 0.0)
+    return spent
 
 
 class WorkerSampler:
@@ -334,7 +346,8 @@ class WorkerSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.peak_kib: dict[int, int] = {}
         self._cpu_at_start: dict[int, float] = {}
-        self._parts_at_start: dict[str, float] = {}
+        self._processes_at_start: dict[int, tuple[str, float]] = {}
+        self._machine_at_start = 0.0
         self.cpu_used = 0.0
         self.cpu_by_part: dict[str, float] = {}
 
@@ -350,7 +363,8 @@ class WorkerSampler:
     def __enter__(self) -> WorkerSampler:
         workers = worker_pids(self._master)
         self._cpu_at_start = {pid: cpu_seconds(pid) for pid in workers}
-        self._parts_at_start = cpu_by_part(workers, self._loader)
+        self._processes_at_start = cpu_by_process(workers, self._loader)
+        self._machine_at_start = machine_busy_seconds()
         self._sample()
         self._thread.start()
         return self
@@ -362,10 +376,8 @@ class WorkerSampler:
         workers = worker_pids(self._master)
         # A worker that was replaced during the run counts from zero.
         self.cpu_used = sum(cpu_seconds(pid) - self._cpu_at_start.get(pid, 0.0) for pid in workers)
-        # A process gone during the run (a PostgreSQL backend that closed)
-        # takes its CPU with it: that part of it lands in "other".
-        parts = cpu_by_part(workers, self._loader)
-        spent = {k: max(parts[k] - self._parts_at_start.get(k, 0.0), 0.0) for k in parts}
+        spent = cpu_spent(self._processes_at_start, cpu_by_process(workers, self._loader))
+        spent["machine"] = machine_busy_seconds() - self._machine_at_start
         spent["workers"] = self.cpu_used
         spent["other"] = max(spent["machine"] - sum(spent[k] for k in PARTS[:-1]), 0.0)
         self.cpu_by_part = spent

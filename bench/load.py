@@ -30,7 +30,7 @@ TIMEOUT_SECONDS = 5
 class Load:
     """What the load generator saw in one run; the largest worker's peak
     memory, the CPU time all workers spent during it, and where the machine's
-    CPU went (bench.common.cpu_by_part)."""
+    CPU went (bench.common.WorkerSampler.cpu_by_part)."""
 
     seconds: float
     ok: int
