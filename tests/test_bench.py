@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from bench.common import WorkerSampler
+from bench.common import WorkerSampler, cpu_spent
 from bench.load import Load, parse_wrk
 from bench.node_oidc import peer_figures
 from bench.oidc_seed import BenchClient
@@ -111,6 +111,15 @@ def test_where_the_cores_went_is_per_answer_beside_the_targets_budget():
     assert "machine_cpu_ms_budget" not in scenario_result(
         load(10), "es256", 9.0, TARGETS["passkey_sign_in"]
     )
+
+
+def test_each_part_counts_what_its_processes_spent_during_the_run_only():
+    before = {10: ("postgres", 50.0), 11: ("postgres", 7.0), 12: ("loader", 1.0)}
+    # 10 spent 2 s; 11 ended (its lifetime is not taken off); 13 began and spent 0.5 s.
+    after = {10: ("postgres", 52.0), 12: ("loader", 1.25), 13: ("postgres", 0.5)}
+    spent = cpu_spent(before, after)
+    assert spent["postgres"] == pytest.approx(2.5) and spent["loader"] == pytest.approx(0.25)
+    assert spent["workers"] == spent["redis"] == 0.0
 
 
 def test_a_busy_loader_process_is_counted_as_the_loader_and_in_the_machine():
