@@ -56,15 +56,20 @@ class Load:
         return self.refused + self.socket_errors
 
     @property
+    def answered(self) -> int:
+        """Every request that got an answer, refused ones too."""
+        return self.ok + self.refused
+
+    @property
     def cpu_ms_per_answer(self) -> float:
         """Worker CPU per answered request: what the service itself spends,
         apart from the database, Redis and the load generator."""
-        answered = self.ok + self.refused
+        answered = self.answered
         return 1000 * self.worker_cpu_seconds / answered if answered else 0.0
 
     def cpu_ms_per_answer_by_part(self) -> dict[str, float]:
         """Each part's CPU per answered request, and the whole machine's."""
-        answered = self.ok + self.refused
+        answered = self.answered
         if not answered:
             return {}
         return {k: round(1000 * v / answered, 3) for k, v in self.cpu_seconds_by_part.items()}

@@ -228,7 +228,7 @@ class Run:
             connections=connections, seconds=args.duration, warm_up=args.warm_up,
         )  # fmt: skip
 
-    def floor_figures(self, scenario: Scenario, load: Load | str, ceiling: float) -> dict[str, Any]:
+    def floor_figures(self, scenario: Scenario, load: Load, ceiling: float) -> dict[str, Any]:
         """The same load against the floor app: its rate, its share of the
         bare endpoint's, and the service's share of its rate."""
         assert self.floor is not None
@@ -247,7 +247,7 @@ class Run:
             "errors": floor.errors,
             "cpu_ms_per_request": floor.cpu_ms_per_answer_by_part(),
         }
-        if not isinstance(load, str) and floor.rps:
+        if floor.rps:
             figures["service_share"] = round(load.rps / floor.rps, 3)
         return figures
 
