@@ -28,7 +28,7 @@ from app.http.scope import request_context, runtime, services
 from app.http.unit_of_work import record_failure
 from app.oidc import interaction
 from app.oidc.claims import claims_of_scopes, claims_within, scopes_of_claims
-from app.oidc.client_models import OAuthClient
+from app.oidc.client_models import ClientRecord
 from app.oidc.interaction import LOGIN_AFTER, SILENT_ERRORS, Need
 from app.oidc.keys import SigningKeys
 from app.oidc.partners import PARTNER_PURPOSE, SILENT_SCOPES, PartnerAuthorizations
@@ -88,7 +88,7 @@ def _authorize(caller: Caller | None, decision: str | None) -> ResponseReturnVal
     params = _client_params()
     state = params.get("state")
     redirect_uri: str = grant.redirect_uri
-    client: OAuthClient = grant.request.client.row
+    client: ClientRecord = grant.request.client.row
 
     def to_client(error: OAuth2Error, *, keep_changes: bool = False) -> Response:
         error.redirect_uri, error.state = redirect_uri, state
@@ -153,7 +153,7 @@ def _client_params() -> MultiDict[str, str]:
     return MultiDict(pairs)
 
 
-def _hint_names_someone_else(hint: str | None, client: OAuthClient, caller: Caller | None) -> bool:
+def _hint_names_someone_else(hint: str | None, client: ClientRecord, caller: Caller | None) -> bool:
     """An ID token this provider issued to this client, for another subject
     than the signed-in person. Expired hints still name someone; a hint that
     is not ours names nobody and is ignored."""
@@ -186,7 +186,7 @@ def _back_here(params: MultiDict[str, str], extra: dict[str, str] | None = None)
 def _interact(
     verdict: interaction.Verdict,
     params: MultiDict[str, str],
-    client: OAuthClient,
+    client: ClientRecord,
     scopes: list[str],
     key: bytes,
 ) -> ResponseReturnValue:
@@ -212,7 +212,7 @@ def _interact(
 
 def _approval_page(
     params: MultiDict[str, str],
-    client: OAuthClient,
+    client: ClientRecord,
     scopes: list[str],
 ) -> ResponseReturnValue:
     purpose = runtime().catalogue.get(PARTNER_PURPOSE)

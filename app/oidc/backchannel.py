@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 
 from app.adapters.http_post import OutgoingPost
-from app.oidc.client_models import OAuthClient
+from app.oidc.client_models import ClientView, OAuthClient
 from app.oidc.grant_models import TokenGrant
 from app.oidc.keys import SigningKeys
 from app.oidc.signed_tokens import epoch, id_token_alg, issuer, session_id_for
@@ -91,7 +91,7 @@ class BackChannelLogout:
 
 
 def logout_token_claims(
-    svc: Services, client: OAuthClient, sub: str, sid: str | None
+    svc: Services, client: ClientView, sub: str, sid: str | None
 ) -> dict[str, object]:
     now = epoch(svc.runtime.clock.now())
     claims: dict[str, object] = {

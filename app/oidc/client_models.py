@@ -5,14 +5,16 @@ random bytes, so a fast hash is enough to make a leaked row useless."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, String, bindparam, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.models.base import Base
+from app.plain_reads import PlainRead
 
 
 class ClientType(StrEnum):
@@ -85,3 +87,58 @@ class OAuthClient(Base):
     @property
     def disabled(self) -> bool:
         return self.disabled_at is not None
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A client as a request reads it: every column, plain values. The token
+    endpoint, introspection and UserInfo read one per request (``read_client``,
+    or with the token in ``TokenStore``); changing a client goes through the
+    mapped ``OAuthClient`` in the registry."""
+
+    client_id: str
+    name: str
+    client_type: str
+    secret_hash: str | None
+    token_endpoint_auth_method: str
+    jwks: dict[str, Any] | None
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str]
+    backchannel_logout_uri: str | None
+    grant_types: list[str]
+    scopes: list[str]
+    require_pkce: bool
+    id_token_signed_response_alg: str
+    access_token_format: str
+    dpop_bound: bool
+    first_party: bool
+    subject_type: str
+    sector_identifier: str | None
+    created_at: datetime
+    disabled_at: datetime | None
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
+
+    @classmethod
+    def of(cls, row: OAuthClient) -> ClientRecord:
+        return cls(*(getattr(row, name) for name in CLIENT_FIELDS))
+
+
+CLIENT_FIELDS = tuple(field.name for field in fields(ClientRecord))
+# The client's columns in the record's order, for reads that select them
+# beside others (the token lookup).
+CLIENT_COLUMNS = tuple(OAuthClient.__table__.c[name] for name in CLIENT_FIELDS)
+# Either form, where code only reads a client.
+ClientView = OAuthClient | ClientRecord
+
+_CLIENT_READ = PlainRead(
+    select(*CLIENT_COLUMNS).where(OAuthClient.client_id == bindparam("client_id"))
+)
+
+
+def read_client(db: Session, client_id: str) -> ClientRecord | None:
+    """The client as it is now, disabled or not, without the ORM."""
+    found = _CLIENT_READ.first(db, client_id=client_id)
+    return ClientRecord(*found) if found is not None else None

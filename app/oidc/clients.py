@@ -20,6 +20,7 @@ from app.errors import FieldError, ServiceError, not_found
 from app.oidc.client_models import (
     AuthMethod,
     ClientType,
+    ClientView,
     GrantType,
     OAuthClient,
     SigningAlg,
@@ -407,11 +408,7 @@ class ClientRegistry:
         """The enabled client this secret belongs to, or None: unknown client,
         disabled client, client without a secret and wrong secret look alike."""
         client = self._db.get(OAuthClient, client_id)
-        stored = client.secret_hash if client is not None else None
-        matches = hmac.compare_digest(hash_token(secret), stored or _NO_SECRET_HASH)
-        if client is None or stored is None or client.disabled or not matches:
-            return None
-        return client
+        return client if secret_matches(client, secret) else None
 
     def rotate_secret(self, client_id: str, *, actor_id: str | None = None) -> Registered:
         """A new secret replaces the old one at once (shown once, like the first)."""
@@ -444,9 +441,17 @@ class ClientRegistry:
         return client
 
     @staticmethod
-    def exact_redirect_uri(client: OAuthClient, uri: str) -> bool:
+    def exact_redirect_uri(client: ClientView, uri: str) -> bool:
         """RFC 9700 §4.1.1: simple string comparison, nothing normalised."""
         return any(uri == registered for registered in client.redirect_uris)
+
+
+def secret_matches(client: ClientView | None, secret: str) -> bool:
+    """Whether ``secret`` is the enabled ``client``'s. Unknown, disabled and
+    secretless clients take as long to refuse as a wrong secret."""
+    stored = client.secret_hash if client is not None else None
+    matches = hmac.compare_digest(hash_token(secret), stored or _NO_SECRET_HASH)
+    return client is not None and stored is not None and not client.disabled and matches
 
 
 def client_registry(svc: Services) -> ClientRegistry:

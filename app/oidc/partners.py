@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session as DbSession
 from app.clock import Clock
 from app.models import Channel, Decision
 from app.oidc.claims import claims_of_scopes
-from app.oidc.client_models import OAuthClient
+from app.oidc.client_models import ClientView, OAuthClient
 from app.oidc.clients import could_be_client_id
 from app.oidc.grant_models import ClientAuthorization, IssuedToken, TokenGrant
 from app.oidc.token_store import TokenStore
@@ -62,7 +62,7 @@ class PartnerAuthorizations:
     def of(cls, svc: Services) -> PartnerAuthorizations:
         return cls(svc.db, svc.runtime.clock, svc.consent, TokenStore.of(svc))
 
-    def covers(self, user_id: str, client: OAuthClient, scopes: Sequence[str]) -> bool:
+    def covers(self, user_id: str, client: ClientView, scopes: Sequence[str]) -> bool:
         """Has the user approved this partner for at least these scopes, and
         is the ledger's latest word for it still a grant?"""
         if client.first_party:
@@ -75,7 +75,7 @@ class PartnerAuthorizations:
         return self._consent.is_granted(user_id, PARTNER_PURPOSE, client.client_id)
 
     def approve(
-        self, user_id: str, client: OAuthClient, scopes: Sequence[str], context: RequestContext
+        self, user_id: str, client: ClientView, scopes: Sequence[str], context: RequestContext
     ) -> None:
         self._consent.decide_for_client(
             user_id, PARTNER_PURPOSE, client.client_id, Decision.GRANTED, context
@@ -94,7 +94,7 @@ class PartnerAuthorizations:
             row.granted_at = now
         self._db.flush()
 
-    def refuse(self, user_id: str, client: OAuthClient, context: RequestContext) -> None:
+    def refuse(self, user_id: str, client: ClientView, context: RequestContext) -> None:
         """The person said no on the approval page. Asked again (prompt=consent)
         about a partner approved before, no means no from now on: the ledger's
         latest word is a refusal, so what the partner holds ends with it."""

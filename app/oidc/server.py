@@ -34,8 +34,8 @@ from app import metrics
 from app.http.scope import services
 from app.models import Session, User
 from app.oidc.claims import requested_claims, user_claims
-from app.oidc.client_models import AuthMethod, OAuthClient
-from app.oidc.clients import client_registry
+from app.oidc.client_models import AuthMethod, ClientRecord, read_client
+from app.oidc.clients import secret_matches
 from app.oidc.grant_models import AuthorizationCode, TokenGrant
 from app.oidc.signed_tokens import TokenMinter, issuer
 from app.oidc.token_store import Claim, LiveToken, TokenKind, token_store
@@ -53,7 +53,7 @@ ASSERTION_WINDOW_SECONDS = 600
 class Client(ClientMixin):
     """A registered client as authlib sees it."""
 
-    def __init__(self, row: OAuthClient) -> None:
+    def __init__(self, row: ClientRecord) -> None:
         self.row = row
         self.client_id = row.client_id
         self.client_metadata: dict[str, Any] = {}
@@ -75,8 +75,7 @@ class Client(ClientMixin):
         return redirect_uri in self.row.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
-        registry = client_registry(services())
-        return registry.authenticate_secret(self.row.client_id, client_secret) is not None
+        return secret_matches(self.row, client_secret)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return bool(method == self.row.token_endpoint_auth_method)
@@ -91,7 +90,7 @@ class Client(ClientMixin):
 def query_client(client_id: str | None) -> Client | None:
     if not client_id or len(client_id) > 64:
         return None
-    row = services().db.get(OAuthClient, client_id)
+    row = read_client(services().db, client_id)
     if row is None or row.disabled:
         return None
     return Client(row)

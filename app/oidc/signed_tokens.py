@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.oidc.client_models import OAuthClient, SigningAlg
+from app.oidc.client_models import ClientView, SigningAlg
 from app.oidc.grant_models import TokenGrant
 from app.oidc.keys import Algorithm, SigningKeys
 from app.oidc.subjects import subject_for
@@ -39,7 +39,7 @@ def half_hash(value: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
-def session_id_for(svc: Services, client: OAuthClient, session_id: str) -> str:
+def session_id_for(svc: Services, client: ClientView, session_id: str) -> str:
     """The ID token's sid, derived per sector like the subject: two partners
     cannot join their users through a shared session identifier."""
     key = derive_key(svc.runtime.settings.secret_key_bytes, "oidc-sid")
@@ -54,7 +54,7 @@ class Minted:
     expires_in: int
 
 
-def id_token_alg(client: OAuthClient) -> Algorithm:
+def id_token_alg(client: ClientView) -> Algorithm:
     """What the client's ID tokens (and logout tokens) are signed with."""
     return "ES256" if client.id_token_signed_response_alg == SigningAlg.ES256 else "RS256"
 
@@ -66,7 +66,7 @@ class TokenMinter:
 
     def access_token(
         self,
-        client: OAuthClient,
+        client: ClientView,
         grant: TokenGrant,
         scopes: Sequence[str],
         *,
@@ -101,7 +101,7 @@ class TokenMinter:
 
     def id_token(
         self,
-        client: OAuthClient,
+        client: ClientView,
         grant: TokenGrant,
         *,
         access_token: str | None,

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 
-from app.oidc.client_models import OAuthClient, SubjectType
+from app.oidc.client_models import ClientView, SubjectType
 from app.security.tokens import derive_key
 from app.services.container import Services
 
@@ -27,7 +27,7 @@ def pairwise_subject(key: bytes, sector: str, user_id: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def subject_for(svc: Services, client: OAuthClient, user_id: str) -> str:
+def subject_for(svc: Services, client: ClientView, user_id: str) -> str:
     if client.subject_type == SubjectType.PUBLIC:
         return user_id
     if client.sector_identifier is None:

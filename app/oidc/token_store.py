@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from typing import Any
@@ -21,9 +21,10 @@ from app.db import affected_rows, insert_together
 from app.models import Session, User
 from app.models.base import new_id
 from app.models.user import UserStatus
-from app.oidc.client_models import OAuthClient
+from app.oidc.client_models import CLIENT_COLUMNS, ClientRecord, ClientView, OAuthClient
 from app.oidc.grant_models import AuthorizationCode, IssuedToken, TokenGrant
 from app.oidc.logout_hook import GrantsEnded, backchannel_logout
+from app.plain_reads import PlainRead
 from app.security.tokens import hash_token
 from app.services.audit import AuditTrail
 from app.services.container import Services
@@ -56,7 +57,7 @@ class Lifetimes:
 class LiveToken:
     token: IssuedToken
     grant: TokenGrant
-    client: OAuthClient
+    client: ClientRecord
     db: DbSession = field(repr=False)
     # Loaded with the token when the caller said it would need it, else on first use.
     loaded_user: User | None = None
@@ -67,6 +68,22 @@ class LiveToken:
         if self.loaded_user is None and self.grant.user_id is not None:
             self.loaded_user = self.db.get(User, self.grant.user_id)
         return self.loaded_user
+
+
+@dataclass(frozen=True)
+class TokenFacts:
+    """A token that still works, as introspection reads it: plain values of
+    one statement (``TokenStore.describe``), nothing loaded into the session."""
+
+    kind: str
+    scopes: list[str]
+    issued_at: datetime
+    expires_at: datetime
+    dpop_jkt: str | None
+    user_id: str | None
+    auth_time: datetime | None
+    acr: str | None
+    client: ClientRecord
 
 
 class TokenStore:
@@ -96,7 +113,7 @@ class TokenStore:
 
     def new_grant(
         self,
-        client: OAuthClient,
+        client: ClientView,
         scopes: Sequence[str],
         *,
         user: User | None = None,
@@ -215,16 +232,33 @@ class TokenStore:
     def find(
         self, token: str, kind: TokenKind | None = None, *, with_user: bool = False
     ) -> LiveToken | None:
-        """The token if it still works: not expired, not revoked, its grant
-        not revoked, its client not disabled, its user still active."""
-        if not token or len(token) > 4096:
+        """The token if it still works (``_works``), of ``kind`` if given."""
+        if not _presentable(token):
             return None
         live = self._lookup(token, with_user=with_user)
-        if live is None or (kind is not None and live.token.kind != kind):
-            return None
-        if live.token.kind == TokenKind.REFRESH and live.token.used_at is not None:
+        if live is None or not _usable(live.token.kind, live.token.used_at, kind):
             return None
         return live
+
+    def describe(self, token: str, kind: TokenKind | None = None) -> TokenFacts | None:
+        """What ``find`` finds, read for answering only (introspection): the
+        same rules, one statement, plain values."""
+        if not _presentable(token):
+            return None
+        found = _FACTS_READ.first(self._db, token_hash=hash_token(token))
+        if found is None:
+            return None
+        token_kind, scopes, issued_at, expires_at, dpop_jkt, used_at, revoked_at = found[:7]
+        user_id, auth_time, acr, grant_revoked_at, user_status = found[7:12]
+        client = ClientRecord(*found[12:])
+        works = self._works(
+            revoked_at, expires_at, grant_revoked_at, client.disabled, user_id, user_status
+        )
+        if not works or not _usable(token_kind, used_at, kind):
+            return None
+        return TokenFacts(
+            token_kind, scopes, issued_at, expires_at, dpop_jkt, user_id, auth_time, acr, client
+        )
 
     def claim_refresh(self, token: str, client_id: str) -> tuple[Claim, LiveToken | None]:
         """Rotate a refresh token: it works once. Presenting a rotated one
@@ -267,20 +301,31 @@ class TokenStore:
         found = self._db.execute(query, {"token_hash": hash_token(token)}).one_or_none()
         if found is None:
             return None
-        row, grant, client_found, user_found = found
+        row, grant, *client_values, user_found = found
+        client = ClientRecord(*client_values)
         user: User | None = user_found if with_user else None
         status = user.status if user is not None else user_found
-        disabled_at = client_found.disabled_at if with_user else client_found
-        if row.revoked_at is not None or row.expires_at <= self._clock.now():
-            return None
-        if grant.revoked_at is not None or disabled_at is not None:
-            return None
-        if grant.user_id is not None and status != UserStatus.ACTIVE:
-            return None
-        client = client_found if with_user else self._db.get(OAuthClient, grant.client_id)
-        if client is None:
-            return None
-        return LiveToken(row, grant, client, self._db, user)
+        works = self._works(
+            row.revoked_at, row.expires_at, grant.revoked_at, client.disabled, grant.user_id, status
+        )
+        return LiveToken(row, grant, client, self._db, user) if works else None
+
+    def _works(
+        self,
+        revoked_at: datetime | None,
+        expires_at: datetime,
+        grant_revoked_at: datetime | None,
+        client_disabled: bool,
+        user_id: str | None,
+        user_status: str | None,
+    ) -> bool:
+        """Whether a token still works: not revoked or expired, its grant not
+        revoked, its client not disabled, its user (if any) still active."""
+        if revoked_at is not None or expires_at <= self._clock.now():
+            return False
+        if grant_revoked_at is not None or client_disabled:
+            return False
+        return user_id is None or user_status == UserStatus.ACTIVE
 
     # -- revocation ------------------------------------------------------------------------
 
@@ -355,17 +400,49 @@ def token_store(svc: Services) -> TokenStore:
     return TokenStore.of(svc)
 
 
+def _presentable(token: str) -> bool:
+    return bool(token) and len(token) <= 4096
+
+
+def _usable(found: str, used_at: datetime | None, wanted: TokenKind | None) -> bool:
+    """Of the kind asked for (if any), and a refresh token not yet rotated."""
+    if wanted is not None and found != wanted:
+        return False
+    return found != TokenKind.REFRESH or used_at is None
+
+
+_FACTS_READ = PlainRead(
+    select(
+        IssuedToken.kind,
+        IssuedToken.scopes,
+        IssuedToken.issued_at,
+        IssuedToken.expires_at,
+        IssuedToken.dpop_jkt,
+        IssuedToken.used_at,
+        IssuedToken.revoked_at,
+        TokenGrant.user_id,
+        TokenGrant.auth_time,
+        TokenGrant.acr,
+        TokenGrant.revoked_at,
+        User.status,
+        *CLIENT_COLUMNS,
+    )
+    .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
+    .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
+    .outerjoin(User, User.id == TokenGrant.user_id)
+    .where(IssuedToken.token_hash == bindparam("token_hash"))
+)
+
+
 @cache
 def _token_query(*, with_user: bool, lock_grant: bool) -> Select[Any]:
     """The lookup behind ``TokenStore._lookup``, built once per shape (every
     token request runs one), with the token's hash bound per call."""
-    # Token endpoint and introspection: the client has just authenticated and
-    # is in the session already, so only its state is read. A user's bearer
-    # token (UserInfo, with_user) arrives without one.
-    client_state: Any = OAuthClient if with_user else OAuthClient.disabled_at
+    # The client's columns come as plain values (ClientRecord): the token
+    # endpoint and introspection only read them.
     user_state: Any = User if with_user else User.status
     query = (
-        select(IssuedToken, TokenGrant, client_state, user_state)
+        select(IssuedToken, TokenGrant, *CLIENT_COLUMNS, user_state)
         .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
         .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
         .outerjoin(User, User.id == TokenGrant.user_id)
