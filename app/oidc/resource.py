@@ -125,9 +125,6 @@ class Described(TokenMixin):
 
     facts: TokenFacts
 
-    def check_client(self, client: Any) -> bool:
-        return bool(self.facts.client.client_id == client.row.client_id)
-
     def is_expired(self) -> bool:
         return False  # describe() returns live tokens only
 
@@ -138,16 +135,16 @@ class Described(TokenMixin):
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS: ClassVar[list[str]] = CLIENT_AUTH_METHODS
 
-    def query_token(self, token_string: str, token_type_hint: str | None) -> Described | None:
-        store, kind = token_store(services()), _hinted(token_type_hint)
-        facts = store.describe(token_string, kind) or (
-            store.describe(token_string) if kind else None
+    def authenticate_token(self, request: Any, client: Any) -> Described | None:
+        # A client learns about its own tokens only: another's is "inactive",
+        # as is one that does not work any more.
+        self.check_params(request, client)
+        token, kind = request.form["token"], _hinted(request.form.get("token_type_hint"))
+        store = token_store(services())
+        facts = store.describe(token, client.row, kind) or (
+            store.describe(token, client.row) if kind else None
         )
         return Described(facts) if facts is not None else None
-
-    def check_permission(self, token: Described, client: Any, request: Any) -> bool:
-        # A client learns about its own tokens only: anything else is "inactive".
-        return token.check_client(client)
 
     def introspect_token(self, token: Described) -> dict[str, Any]:
         svc = services()

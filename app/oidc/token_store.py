@@ -240,17 +240,19 @@ class TokenStore:
             return None
         return live
 
-    def describe(self, token: str, kind: TokenKind | None = None) -> TokenFacts | None:
-        """What ``find`` finds, read for answering only (introspection): the
-        same rules, one statement, plain values."""
+    def describe(
+        self, token: str, client: ClientRecord, kind: TokenKind | None = None
+    ) -> TokenFacts | None:
+        """What ``find`` finds, if it is ``client``'s (just authenticated),
+        read for answering only (introspection): the same rules, one
+        statement, plain values."""
         if not _presentable(token):
             return None
         found = _FACTS_READ.first(self._db, token_hash=hash_token(token))
-        if found is None:
+        if found is None or found[0] != client.client_id:
             return None
-        token_kind, scopes, issued_at, expires_at, dpop_jkt, used_at, revoked_at = found[:7]
-        user_id, auth_time, acr, grant_revoked_at, user_status = found[7:12]
-        client = ClientRecord(*found[12:])
+        token_kind, scopes, issued_at, expires_at, dpop_jkt, used_at, revoked_at = found[1:8]
+        user_id, auth_time, acr, grant_revoked_at, user_status = found[8:]
         works = self._works(
             revoked_at, expires_at, grant_revoked_at, client.disabled, user_id, user_status
         )
@@ -413,6 +415,7 @@ def _usable(found: str, used_at: datetime | None, wanted: TokenKind | None) -> b
 
 _FACTS_READ = PlainRead(
     select(
+        TokenGrant.client_id,
         IssuedToken.kind,
         IssuedToken.scopes,
         IssuedToken.issued_at,
@@ -425,10 +428,8 @@ _FACTS_READ = PlainRead(
         TokenGrant.acr,
         TokenGrant.revoked_at,
         User.status,
-        *CLIENT_COLUMNS,
     )
     .join(TokenGrant, TokenGrant.id == IssuedToken.grant_id)
-    .join(OAuthClient, OAuthClient.client_id == TokenGrant.client_id)
     .outerjoin(User, User.id == TokenGrant.user_id)
     .where(IssuedToken.token_hash == bindparam("token_hash"))
 )
