@@ -7,20 +7,24 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import DateTime, bindparam, column, select, table
+from sqlalchemy import DateTime, bindparam, column, event, select, table
 from sqlalchemy.exc import DBAPIError
 
 from app.cli import unit_of_work
 from app.http.outages import unavailable_part
 from app.oidc.client_models import ClientRecord, OAuthClient, read_client
 from app.oidc.clients import NewClient, client_registry
+from app.oidc.grant_models import IssuedToken, TokenGrant
 from app.plain_reads import PlainRead
 from tests.conftest import PG_URL
 from tests.helpers import statements_of
-from tests.oidc_helpers import PARTNER
+from tests.oidc_helpers import PARTNER, SERVICE, add_client, introspect
+
+TOKEN = "/oauth/token"
 
 PUBLIC_KEY = {
     "kty": "EC",
@@ -133,3 +137,28 @@ def test_the_engines_statement_listeners_see_a_plain_read(app: Flask) -> None:
         seen = statements_of(app, lambda: read_client(svc.db, client_id))
     seen = [statement for statement in seen if not statement.startswith("BEGIN")]
     assert len(seen) == 1 and "FROM oauth_clients" in seen[0], seen
+
+
+def test_introspection_and_a_grant_load_nothing_into_the_orm(app: Flask, client: Any) -> None:
+    """The two hottest OAuth requests read the client and the token as plain
+    records: no mapped client, grant or token is loaded (a regression here
+    costs a quarter of an introspection's CPU, bench/README.md)."""
+    rp = add_client(app, SERVICE, scopes=())
+    first = client.post(TOKEN, data={"grant_type": "client_credentials"}, headers=rp.basic)
+    assert first.status_code == 200, first.json  # the first grant also makes the keys
+    loaded: list[str] = []
+    listeners = [
+        (model, "load", lambda row, _context: loaded.append(type(row).__name__))
+        for model in (OAuthClient, TokenGrant, IssuedToken)
+    ]
+    for listener in listeners:
+        event.listen(*listener)
+    try:
+        granted = client.post(TOKEN, data={"grant_type": "client_credentials"}, headers=rp.basic)
+        found = introspect(client, rp, granted.json["access_token"])
+    finally:
+        for listener in listeners:
+            event.remove(*listener)
+    assert granted.status_code == 200 and found.json["active"] is True, found.json
+    assert found.json["client_id"] == rp.client_id
+    assert loaded == []
