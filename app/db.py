@@ -189,72 +189,75 @@ def affected_rows(result: Result[Any]) -> int:
 
 def insert_rows(db: Session, rows: Sequence[Any]) -> None:
     """INSERT new mapped objects of one table with a single Core statement (one
-    round trip, a multi-row VALUES) and keep each in the session as the
-    persistent row it now is. A unit-of-work flush costs several times more;
-    hot paths that only add rows use this. Attributes left None are left to
-    the column's defaults (and expired, so reading one loads what the
-    database chose); every row must leave the same ones None."""
+    round trip) and keep each in the session as the persistent row it now is.
+    A unit-of-work flush costs several times more; hot paths that only add
+    rows use this. Attributes left None are left to the column's defaults (and
+    expired, so reading one loads what the database chose); every row must
+    leave the same ones None."""
     if not rows:
         return
     table, batch, defaulted = _insert_values(rows)
     db.flush()  # rows these may refer to go first
     # On the session's connection, the statement apart from its values: one
     # compiled form for every call, none of the ORM's execution machinery.
-    # Several rows go as one multi-row INSERT (SQLAlchemy's "insertmanyvalues").
+    # Several rows are the driver's executemany (PostgreSQL goes through
+    # insert_together instead).
     db.connection().execute(insert(table), batch if len(batch) > 1 else batch[0])
     _adopt(db, rows, defaulted)
 
 
 def insert_together(db: Session, *groups: Sequence[Any]) -> None:
-    """INSERT rows of several tables (a group per table, parents first) like
-    ``insert_rows``, in one statement on PostgreSQL: each earlier group is a
-    data-modifying WITH clause of the last one's INSERT. Foreign keys are
-    checked at the end of that statement, when every row is in. Elsewhere, one
-    statement per group."""
+    """INSERT rows of one or several tables (a group per table, parents first)
+    like ``insert_rows``, in one statement on PostgreSQL: every row but the
+    last is a single-row INSERT in a data-modifying WITH clause of the last
+    one's. Foreign keys are checked at the end of that statement, when every
+    row is in. Elsewhere, one statement per group."""
     groups = tuple(group for group in groups if group)
-    if len(groups) < 2 or db.get_bind().dialect.name != "postgresql":
+    if db.get_bind().dialect.name != "postgresql":
         for group in groups:
             insert_rows(db, group)
         return
-    shape: list[tuple[Table, int, tuple[str, ...]]] = []
+    # Row by row: a single-row VALUES is the form SQLAlchemy caches compiled
+    # (a multi-row one is compiled anew each time), and several rows of one
+    # table would otherwise be psycopg's executemany, which runs in pipeline
+    # mode and cost a refresh a fifth of its worker's CPU (py-spy, 2 rows).
+    singles = tuple([row] for group in groups for row in group)
+    if len(singles) < 2:
+        for single in singles:
+            insert_rows(db, single)
+        return
+    shape: list[tuple[Table, tuple[str, ...]]] = []
     parameters: dict[str, Any] = {}
     adopted: list[list[str]] = []
-    for number, group in enumerate(groups):
-        table, batch, defaulted = _insert_values(group)
-        columns = tuple(batch[0])
-        shape.append((table, len(batch), columns))
-        for row, values in enumerate(batch):
-            for column in columns:
-                parameters[_together_name(number, row, column)] = values[column]
+    for number, single in enumerate(singles):
+        table, (values,), defaulted = _insert_values(single)
+        shape.append((table, tuple(values)))
+        for column, value in values.items():
+            parameters[_together_name(number, column)] = value
         adopted.append(defaulted)
     db.flush()
     db.connection().execute(_together_statement(tuple(shape)), parameters)
-    for group, defaulted in zip(groups, adopted, strict=True):
-        _adopt(db, group, defaulted)
+    for single, defaulted in zip(singles, adopted, strict=True):
+        _adopt(db, single, defaulted)
 
 
-def _together_name(group: int, row: int, column: str) -> str:
-    return f"g{group}_r{row}_{column}"
+def _together_name(row: int, column: str) -> str:
+    return f"r{row}_{column}"
 
 
 @lru_cache(maxsize=64)
-def _together_statement(shape: tuple[tuple[Table, int, tuple[str, ...]], ...]) -> Any:
-    """One INSERT per table, the earlier ones as WITH clauses of the last, for
-    rows of these shapes (table, row count, columns given). Built once per
-    shape with its values as named parameters, so SQLAlchemy compiles it once
-    (for single-row groups: see below)."""
+def _together_statement(shape: tuple[tuple[Table, tuple[str, ...]], ...]) -> Any:
+    """One single-row INSERT per row, the earlier ones as WITH clauses of the
+    last, for rows of this shape (each row's table and the columns it gives).
+    Built once per shape with its values as named parameters, so SQLAlchemy
+    compiles it once."""
     statements = []
-    for number, (table, rows, columns) in enumerate(shape):
-        values = [
-            {
-                column: bindparam(_together_name(number, row, column), type_=table.c[column].type)
-                for column in columns
-            }
-            for row in range(rows)
-        ]
-        # One row as a plain VALUES: SQLAlchemy caches that form, and not the
-        # multi-row one (a list), which it compiles anew each time.
-        statements.append(insert(table).values(values[0] if rows == 1 else values))
+    for number, (table, columns) in enumerate(shape):
+        values = {
+            column: bindparam(_together_name(number, column), type_=table.c[column].type)
+            for column in columns
+        }
+        statements.append(insert(table).values(values))
     *earlier, last = statements
     for number, statement in enumerate(earlier):
         last = last.add_cte(statement.cte(f"earlier_{number}"))
