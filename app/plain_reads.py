@@ -10,12 +10,14 @@ the driver alone 90 µs). Such a row comes back as a frozen record, not a
 mapped object: nothing tracks it, so only rows a request reads and never
 changes may be read this way.
 
-What SQLAlchemy would have done and this keeps: the same connection and
-transaction as the rest of the unit of work (on PostgreSQL a plain read opens
+What SQLAlchemy would have done and this keeps: the session's pending
+changes flushed first, the same connection and transaction as the rest of the
+unit of work (on PostgreSQL a plain read opens
 none, see ``app/late_transactions.py``), bind and result conversions of the
 columns' types, driver errors wrapped as SQLAlchemy's (so an outage is still
-a 503, ``app/http/outages.py``), a connection found dead invalidated so the
-pool replaces it, and the engine's ``before_cursor_execute`` listeners told.
+a 503, ``app/http/outages.py``), a connection found dead invalidated with
+every pooled one older than it, and the engine's ``before_cursor_execute``
+listeners told.
 Parameters never reach the error's text."""
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ class PlainRead:
 
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self._statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        # Per dialect and driver: paramstyles differ between PostgreSQL drivers.
+        self._compiled: dict[tuple[str, str, str], _Compiled] = {}
 
     def first(self, db: Session, **params: Any) -> tuple[Any, ...] | None:
         """The first row as a tuple of converted values, or None."""
+        if db.autoflush:
+            db.flush()  # as an ORM read would: pending changes are seen
         connection = db.connection()
         dialect = connection.dialect
-        compiled = self._compiled.get(dialect.name) or self._compile(dialect)
+        key = (dialect.name, dialect.driver, dialect.paramstyle)
+        compiled = self._compiled.get(key) or self._compile(dialect, key)
         for name, convert in compiled.binds.items():
             params[name] = convert(params[name])
         arguments: Any = (
@@ -74,6 +80,10 @@ class PlainRead:
         except dialect.loaded_dbapi.Error as error:
             gone = dialect.is_disconnect(error, pooled, cursor)
             if gone:
+                # As SQLAlchemy does on a disconnect: every pooled connection
+                # older than this one is suspect too (a restarted server
+                # dropped them all), and is replaced at its next checkout.
+                connection.engine.pool._invalidate(pooled, error, _checkin=False)
                 connection.invalidate(error)
             raise DBAPIError.instance(
                 compiled.sql,
@@ -93,7 +103,7 @@ class PlainRead:
             for convert, value in zip(compiled.results, row, strict=True)
         )
 
-    def _compile(self, dialect: Dialect) -> _Compiled:
+    def _compile(self, dialect: Dialect, key: tuple[str, str, str]) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect)
         binds: dict[str, Convert] = {}
         for name, parameter in compiled.binds.items():
@@ -106,5 +116,5 @@ class PlainRead:
         )
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
         prepared = _Compiled(compiled.string, order, binds, results)
-        self._compiled[dialect.name] = prepared
+        self._compiled[key] = prepared
         return prepared

@@ -11,6 +11,7 @@ import base64
 import json
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -695,3 +696,34 @@ def test_stored_tokens_are_hashes_only(app: Flask, client: FlaskClient, browser:
         assert tokens[name] not in dump
     with app.app_context(), unit_of_work() as svc:
         assert token_store(svc).find(tokens["refresh_token"], TokenKind.REFRESH) is not None
+
+
+@pytest.mark.parametrize(
+    "client_id", ["\x00", "a" * 31 + "\x00", "%00", "é" * 32, "A" * 32, "a" * 65]
+)
+def test_a_client_id_no_client_can_have_is_refused_before_the_database(
+    app: Flask, client: FlaskClient, client_id: str
+) -> None:
+    """A NUL in a client_id made PostgreSQL refuse the read, and the grant,
+    introspection and logout answered 500; now any value outside the shape
+    client ids have gets what an unknown client gets, on every endpoint that
+    reads one."""
+    rp = add_client(app, SERVICE, scopes=())
+
+    def answers(named: str) -> list[tuple[int, str | None]]:
+        basic = "Basic " + base64.b64encode(f"{named}:{rp.secret}".encode()).decode()
+        posted = {"grant_type": "client_credentials", "client_id": named, "client_secret": "s"}
+        got = [
+            client.post(TOKEN, data={"grant_type": "client_credentials"},
+                        headers={"Authorization": basic}),
+            client.post(TOKEN, data=posted),
+            client.post("/oauth/introspect", data={"token": "x" * 43},
+                        headers={"Authorization": basic}),
+            client.get("/oauth/logout?" + urlencode({"client_id": named})),
+        ]  # fmt: skip
+        return [(a.status_code, a.json.get("error") if a.is_json else None) for a in got]
+
+    with unchanged(app, "odd client_id"):
+        odd, unknown = answers(client_id), answers("f" * 32)
+    assert odd == unknown
+    assert [status for status, _ in unknown] == [401, 400, 401, 400]

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 
 from app.models import Session
 from app.oidc.client_models import OAuthClient
+from app.oidc.clients import could_be_client_id
 from app.oidc.keys import SigningKeys
 from app.oidc.signed_tokens import issuer, session_id_for
 from app.oidc.subjects import subject_for
@@ -104,7 +105,7 @@ def _audience(claims: Mapping[str, Any]) -> str:
 
 
 def _enabled_client(svc: Services, client_id: str) -> OAuthClient:
-    client = svc.db.get(OAuthClient, client_id) if len(client_id) <= 64 else None
+    client = svc.db.get(OAuthClient, client_id) if could_be_client_id(client_id) else None
     if client is None or client.disabled:
         raise BadLogoutRequest("the client is unknown or disabled")
     return client

@@ -35,7 +35,7 @@ from app.http.scope import services
 from app.models import Session, User
 from app.oidc.claims import requested_claims, user_claims
 from app.oidc.client_models import AuthMethod, ClientRecord, read_client
-from app.oidc.clients import secret_matches
+from app.oidc.clients import could_be_client_id, secret_matches
 from app.oidc.grant_models import AuthorizationCode, TokenGrant
 from app.oidc.signed_tokens import TokenMinter, issuer
 from app.oidc.token_store import Claim, LiveToken, TokenKind, token_store
@@ -88,7 +88,7 @@ class Client(ClientMixin):
 
 
 def query_client(client_id: str | None) -> Client | None:
-    if not client_id or len(client_id) > 64:
+    if not client_id or not could_be_client_id(client_id):
         return None
     row = read_client(services().db, client_id)
     if row is None or row.disabled:
