@@ -447,8 +447,10 @@ class ClientRegistry:
 
 
 def secret_matches(client: ClientView | None, secret: str) -> bool:
-    """Whether ``secret`` is the enabled ``client``'s. Unknown, disabled and
-    secretless clients take as long to refuse as a wrong secret."""
+    """Whether ``secret`` is the enabled ``client``'s. Here an unknown,
+    disabled or secretless client costs the same hash and comparison as a
+    wrong secret (the token endpoint refuses unknown and disabled clients
+    earlier, in ``query_client``, as authlib asks)."""
     stored = client.secret_hash if client is not None else None
     matches = hmac.compare_digest(hash_token(secret), stored or _NO_SECRET_HASH)
     return client is not None and stored is not None and not client.disabled and matches
