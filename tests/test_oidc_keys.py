@@ -23,6 +23,7 @@ from app.oidc.keys import RotationRaced, SigningKeys
 from app.security.envelope import DecryptionError, FieldCipher, WrappedKey
 from app.security.signing import SignatureInvalid
 from app.settings import Settings, SettingsError
+from tests.conftest import PG_URL
 from tests.helpers import database_text, race
 
 RECEIPT_KID = "dev-signing-1"  # the receipt key of the test settings
@@ -130,6 +131,35 @@ def test_workers_making_the_first_key_at_once_end_up_with_one(app, client):
     kids = race(app, 4, first_use)
     assert len(set(kids)) == 1 and None not in kids
     assert set(published(client)) == {RECEIPT_KID, kids[0]}
+
+
+@pytest.mark.skipif(not PG_URL, reason="SQLite's write lock lets no other worker in between")
+def test_losing_the_race_for_the_first_key_does_not_keep_a_copy_without_it(
+    app, client, monkeypatch
+):
+    """The interleaving the race above can hit, forced: this process reads the
+    keys (none yet), another worker makes and commits the first ES256 key,
+    then this one's insert collides. Its copy read before the key existed
+    must go, or its JWKS lacks the key that signs until the copy expires."""
+    made_elsewhere: list[str] = []
+    make_row = SigningKeys._new_row
+    entered: list[bool] = []
+
+    def another_worker_first(self: SigningKeys, alg: Any, **kwargs: Any) -> SigningKey:
+        if not entered:
+            entered.append(True)
+            with unit_of_work() as svc:  # its own process: a cache of its own
+                rt = svc.runtime
+                elsewhere = SigningKeys(svc.db, rt.clock, rt.key_ring, timedelta(hours=1),
+                                        svc.audit, timedelta(seconds=60), {})  # fmt: skip
+                made_elsewhere.append(elsewhere.active("ES256").kid)
+        return make_row(self, alg, **kwargs)
+
+    monkeypatch.setattr(SigningKeys, "_new_row", another_worker_first)
+    with app.app_context(), unit_of_work() as svc:
+        kid = SigningKeys.of(svc).active("ES256").kid
+    assert made_elsewhere == [kid]
+    assert kid in published(client)
 
 
 # -- verification refuses what no published key signed ----------------------------------

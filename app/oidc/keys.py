@@ -21,7 +21,7 @@ from typing import Any, Literal
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import or_, select, update
+from sqlalchemy import event, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -171,10 +171,14 @@ class SigningKeys:
                 self._db.add(made)
                 self._db.flush()
         except IntegrityError:
-            # Another worker made the first key in the meantime: use that one.
+            # Another worker made the first key in the meantime and has
+            # committed it (PostgreSQL made this insert wait for that): use it,
+            # and drop the copy read before it existed, or this process would
+            # publish a JWKS without it until the copy expires.
+            self._forget_copy()
             return KeyView.of(self._require_active(alg))
         self._audit.record("oidc.signing_key_created", kid=made.kid, alg=alg)
-        self._forget_copy()
+        self._forget_copy_at_commit()
         return KeyView.of(made)
 
     def rotate(self, alg: Algorithm = DEFAULT_ALGORITHM, *, at_once: bool = False) -> Rotation:
@@ -210,7 +214,7 @@ class SigningKeys:
             retired_kid=retired.kid if retired else None,
             takes_over=takes_over.isoformat(),
         )
-        self._forget_copy()
+        self._forget_copy_at_commit()
         return Rotation(made, retired)
 
     def published(self) -> list[KeyView]:
@@ -280,6 +284,13 @@ class SigningKeys:
 
     def _forget_copy(self) -> None:
         self._cache.pop(CACHE, None)
+
+    def _forget_copy_at_commit(self) -> None:
+        """After a change to the keys: this unit of work reads them anew at
+        once, and so does everyone in this process once the change commits (a
+        copy another thread read in between lacks it)."""
+        self._forget_copy()
+        event.listen(self._db, "after_commit", lambda _session: self._forget_copy(), once=True)
 
     @staticmethod
     def _still_signs(key: KeyView, now: datetime) -> bool:
